@@ -1,0 +1,354 @@
+"""``params.yaml`` -> frozen dataclasses, strictly.
+
+Precedence (documented once, used everywhere): command-line flag > ``params.yaml`` >
+dataclass default. Unknown keys are errors that name the file, the section and the
+valid keys. Per-plugin settings (``teachers.<name>``, ``students.<name>``) are kept as
+plain mappings here and turned into each plugin's own ``config_type`` by
+:func:`from_mapping` when the plugin is built.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+import yaml
+
+from pipeline.errors import ConfigError
+
+C = TypeVar("C")
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset the stages work on.
+
+    Attributes:
+        dataset: builder name (demo, folder, openmic, magnatagatune).
+        audio_root: folder the manifests' relative audio paths start from.
+        manifests: folder holding ``{train,valid,test}.jsonl`` and ``classes.json``.
+    """
+
+    dataset: str = "demo"
+    audio_root: str = "data/demo"
+    manifests: str = "data_manifests/demo"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Size and shape of the rendered demo set (``pipeline prepare demo``).
+
+    Attributes:
+        seed: render seed; the same seed gives bit-identical audio and labels.
+        n_train, n_valid, n_test: clips per split.
+        clip_seconds: clip length in seconds.
+        sample_rate: render rate in Hz.
+        min_instruments, max_instruments: instruments per clip.
+        unknown_fraction: share of (clip, class) labels marked unknown, as in OpenMIC.
+    """
+
+    seed: int = 0
+    n_train: int = 600
+    n_valid: int = 150
+    n_test: int = 300
+    clip_seconds: float = 5.0
+    sample_rate: int = 16000
+    min_instruments: int = 1
+    max_instruments: int = 4
+    unknown_fraction: float = 0.25
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Stage one settings (``pipeline extract``).
+
+    Attributes:
+        store_root: folder holding one store per teacher (``<store_root>/<teacher>``).
+        backend: ``zarr`` (default) or ``hdf5``.
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        batch_seconds: audio seconds of teacher windows per forward pass.
+        workers: dask worker processes (local cluster); 0 runs in-process.
+        scheduler: address of an existing dask scheduler (``tcp://host:8786``) or empty.
+        dtype: frame dtype in the store (``float16`` or ``float32``).
+        cache_audio: also keep decoded, resampled int16 audio in an audio store.
+        audio_sample_rate: rate of the cached audio in Hz (the students' rate).
+        part_tracks: a writer commits a part after this many tracks.
+        splits: which manifest splits to extract.
+    """
+
+    store_root: str = "stores"
+    backend: str = "zarr"
+    device: str = "auto"
+    batch_seconds: float = 120.0
+    workers: int = 2
+    scheduler: str = ""
+    dtype: str = "float16"
+    cache_audio: bool = True
+    audio_sample_rate: int = 16000
+    part_tracks: int = 256
+    splits: tuple[str, ...] = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Linear probe on time-pooled teacher embeddings (paper section 4.7).
+
+    Attributes:
+        lr: Adam learning rate (full batch).
+        steps: maximum optimisation steps.
+        weight_decays: candidates, picked on validation mAP.
+        seed: initialisation seed.
+        runs_root: folder for ``probe-<teacher>`` runs.
+    """
+
+    lr: float = 0.01
+    steps: int = 400
+    weight_decays: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 3e-2)
+    seed: int = 0
+    runs_root: str = "runs"
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Stage two settings (``pipeline distill``); see ``docs`` for departures from the paper.
+
+    Attributes:
+        student: student name (``mobile_fcn`` or ``cp_resnet``).
+        teacher: teacher whose store regularises the student.
+        variant: ``baseline``, ``east-final`` or ``east-kd``.
+        feature_loss: ``distance_correlation`` or ``cosine_difference``.
+        lam: lambda in ``(1 - lam) L_pred + lam L_reg``.
+        kd_weight: share of KD inside ``L_reg`` for east-kd (paper 0.3).
+        tau: KD temperature.
+        alignment: ``window`` (average student frames inside each teacher window) or
+            ``repeat`` (the paper's repeat-and-truncate).
+        epochs, batch_size, lr, weight_decay, grad_clip: optimisation.
+        schedule: ``onecycle`` or ``plateau`` (paper: ReduceLROnPlateau).
+        patience: early-stopping patience in epochs on validation mAP.
+        crop_seconds: training crop length; 0 uses whole clips.
+        mixup_alpha: mixup of audio, embeddings and labels (0 disables).
+        specaugment: frequency/time masking on the log-mel.
+        seed: seed of initialisation, crops and shuffling.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        amp: mixed precision on CUDA.
+        num_workers: loader worker processes.
+        threads: torch threads in the training process.
+        runs_root: folder for run directories.
+    """
+
+    student: str = "mobile_fcn"
+    teacher: str = "musicnn"
+    variant: str = "east-kd"
+    feature_loss: str = "distance_correlation"
+    lam: float = 0.3
+    kd_weight: float = 0.3
+    tau: float = 2.0
+    alignment: str = "window"
+    epochs: int = 12
+    batch_size: int = 16
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    schedule: str = "onecycle"
+    patience: int = 15
+    crop_seconds: float = 0.0
+    mixup_alpha: float = 0.0
+    specaugment: bool = False
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    num_workers: int = 0
+    threads: int = 1
+    runs_root: str = "runs"
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Evaluation settings.
+
+    Attributes:
+        split: manifest split to evaluate on.
+        f1_threshold: probability threshold for F1 (paper code: 0.4).
+        batch_size: clips per forward pass (keep <= 25 on CPU).
+    """
+
+    split: str = "test"
+    f1_threshold: float = 0.4
+    batch_size: int = 16
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Where ``pipeline report`` writes its Markdown and plots."""
+
+    out: str = "reports"
+
+
+@dataclass(frozen=True)
+class Params:
+    """Everything in ``params.yaml``.
+
+    ``teachers`` and ``students`` map plugin names to raw settings mappings; build a
+    plugin's typed config with :func:`from_mapping` and the plugin's ``config_type``.
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+    teachers_enabled: tuple[str, ...] = ("musicnn",)
+    variants: tuple[str, ...] = ("baseline", "east-final", "east-kd")
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    teachers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    students: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Convert a YAML value to the annotated type, or raise ConfigError naming ``where``."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, vars(typing), {})  # noqa: S307 - our own annotations
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return from_mapping(annotation, value, where=where)  # type: ignore[arg-type]
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(value, args[0], where)
+    if origin is tuple:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            value = [value]
+        (item_type, *_rest) = typing.get_args(annotation) or (Any,)
+        return tuple(_coerce(v, item_type, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (dict, Mapping, typing.Mapping) or annotation in (dict, Mapping):
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return {str(k): (dict(v) if isinstance(v, Mapping) else v) for k, v in value.items()}
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if annotation in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        try:
+            converted = annotation(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be a number, got {value!r}") from None
+        if annotation is int and isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"{where} must be a whole number, got {value!r}")
+        return converted
+    if annotation is str:
+        if value is None:
+            return ""
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def from_mapping(cls: type[C], data: Mapping[str, Any] | None, *, where: str = "") -> C:
+    """Build the frozen dataclass ``cls`` from ``data``; unknown keys are errors.
+
+    Args:
+        cls: a dataclass type.
+        data: the mapping read from YAML (``None`` means all defaults).
+        where: dotted location used in error messages, e.g. ``params.yaml:distill``.
+
+    Raises:
+        ConfigError: an unknown key (the valid keys are listed) or a value of the wrong type.
+    """
+    data = dict(data or {})
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(map(repr, unknown))} in {where or cls.__name__}; "
+            f"valid keys: {', '.join(fields)}"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {
+        name: _coerce(value, hints[name], f"{where}.{name}" if where else name)
+        for name, value in data.items()
+    }
+    return cls(**kwargs)
+
+
+def to_mapping(obj: Any) -> dict[str, Any]:
+    """A frozen config as plain YAML/JSON-friendly data (tuples become lists)."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, Mapping):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(obj)
+
+
+def read_yaml(path: Path | str) -> dict[str, Any]:
+    """Read a YAML mapping, with a clear error when the file is missing or malformed."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"parameter file {str(path)!r} not found; pass --params PATH or run from the project root")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``data['a']['b'] = value`` for ``dotted='a.b'``, creating mappings on the way."""
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set {dotted!r}: {key!r} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def load_params(path: Path | str = DEFAULT_PARAMS, overrides: Mapping[str, Any] | None = None) -> Params:
+    """Read ``params.yaml`` with command-line ``overrides`` applied on top.
+
+    Args:
+        path: the parameter file.
+        overrides: dotted keys (``"distill.epochs"``) -> values; ``None`` values are ignored
+            so that unset click options fall through to the file.
+
+    Raises:
+        ConfigError: missing file, bad YAML, unknown key or bad value.
+    """
+    data = read_yaml(path)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            set_dotted(data, key, value)
+    return from_mapping(Params, data, where=str(path))
+
+
+def plugin_config(cls: type[C], params: Params, family: str, name: str) -> C:
+    """Typed config of plugin ``name`` of ``family`` (``teachers``/``students``) from ``params``."""
+    section: Mapping[str, Mapping[str, Any]] = getattr(params, family)
+    return from_mapping(cls, section.get(name, {}), where=f"params.yaml:{family}.{name}")
