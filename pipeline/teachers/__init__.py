@@ -22,3 +22,20 @@ def build_teacher(name: str, settings: dict | None = None) -> Teacher:
 
     cls = TEACHERS.get(name)
     return cls(from_mapping(cls.config_type, settings or {}, where=f"teachers.{name}"))
+
+
+_LOADED: dict[tuple[str, str, str], Teacher] = {}
+
+
+def cached_teacher(name: str, settings: dict | None, device: str) -> Teacher:
+    """A loaded teacher, built once per process (dask workers call this per task).
+
+    Loading a model per task is the classic dask mistake (minutes of deserialisation);
+    a module-level cache keyed by name, settings and device loads it once per worker.
+    """
+    import json
+
+    key = (name, json.dumps(settings or {}, sort_keys=True, default=str), device)
+    if key not in _LOADED:
+        _LOADED[key] = build_teacher(name, settings).load(device)
+    return _LOADED[key]
