@@ -1,0 +1,321 @@
+"""Stage-two loader: audio crops streamed with the cached teacher frames of the same span.
+
+For clip ``i`` and a crop ``[t, t + L)`` an item holds the waveform crop (float32,
+``(samples,)``), the teacher frames whose centres fall in the span (``(frames, dim)``)
+with their times relative to the crop start, and the labels with their known-mask.
+Teacher inference never runs here: frames come from the store of stage one.
+
+Audio comes from the int16 audio cache that extraction wrote next to the embeddings
+(no decoding; a window read touches at most two chunks) or, when the cache is absent or
+at another rate, from the audio files themselves. Store handles are opened lazily in
+each worker process, never shared across ``fork``.
+
+Training crops start on the teacher's frame grid, so every item of a batch holds the
+same number of teacher frames at the same relative times; evaluation uses whole clips.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from pipeline.errors import StoreError
+from pipeline.manifests import Clip
+
+
+@dataclass(frozen=True)
+class TeacherView:
+    """Geometry of the teacher frames the loader serves (from the store's ``teacher.json``).
+
+    Attributes:
+        dim: frame size.
+        hop_seconds: seconds between frame centres (0 for clip-level).
+        frame0_center_seconds: centre of frame 0.
+        window_seconds: audio seconds one frame summarises (0 = whole clip).
+    """
+
+    dim: int
+    hop_seconds: float
+    frame0_center_seconds: float
+    window_seconds: float
+
+    @property
+    def clip_level(self) -> bool:
+        return self.hop_seconds == 0.0
+
+
+class AudioSource:
+    """Reads ``[start, start + n)`` samples of a clip at ``sample_rate`` from the cache or the file."""
+
+    def __init__(self, audio_root: Path | str, sample_rate: int, cache_path: Path | str | None = None) -> None:
+        self.audio_root = Path(audio_root)
+        self.sample_rate = sample_rate
+        self.cache_path = str(cache_path) if cache_path else None
+        self._cache = None
+
+    def _store(self):  # noqa: ANN202
+        if self.cache_path and self._cache is None:
+            from pipeline.stores import open_store
+
+            self._cache = open_store(self.cache_path)
+        return self._cache
+
+    def read(self, clip: Clip, start: int, n: int) -> np.ndarray:
+        """float32 (n,) samples; zero-padded past the end of the clip."""
+        out = np.zeros(n, dtype=np.float32)
+        cache = self._store()
+        if cache is not None and clip.id in cache:
+            total = cache.entry(clip.id).n_frames
+            stop = min(start + n, total)
+            if stop > start:
+                out[: stop - start] = cache.read(clip.id, start, stop)[:, 0].astype(np.float32) / 32768.0
+            return out
+        from pipeline.audio import read_audio
+
+        audio = read_audio(
+            clip.resolve(self.audio_root),
+            sample_rate=self.sample_rate,
+            start=start / self.sample_rate,
+            duration=n / self.sample_rate,
+        )
+        out[: min(n, len(audio))] = audio[:n]
+        return out
+
+    def __getstate__(self) -> dict[str, Any]:  # never pickle an open store into a worker
+        state = dict(self.__dict__)
+        state["_cache"] = None
+        return state
+
+
+def usable_audio_cache(teacher_store: Path | str | None, sample_rate: int) -> Path | None:
+    """The audio cache next to a teacher store when it exists at ``sample_rate``, else None."""
+    if teacher_store is None:
+        return None
+    path = Path(teacher_store) / "audio"
+    if not (path / "teacher.json").is_file():
+        return None
+    from pipeline.stores import open_store
+
+    return path if open_store(path).spec.sample_rate == sample_rate else None
+
+
+class ClipDataset:
+    """A map-style dataset of clips (a ``torch.utils.data.Dataset`` by duck typing).
+
+    Args:
+        clips: the clips of one split.
+        audio: where audio comes from.
+        clip_seconds: length of every item in seconds: the training crop, or the
+            evaluation length (clips are zero-padded or cut to it).
+        teacher_store: path of the teacher's embedding store, or None (baseline).
+        teacher_norm: (mean, std) arrays of shape (dim,) for z-scoring frames, or None.
+        random_crop: draw a random grid-aligned crop start (training) instead of 0.
+        seed: crop seed; with :meth:`set_epoch` the crops are reproducible per epoch.
+    """
+
+    def __init__(
+        self,
+        clips: Sequence[Clip],
+        audio: AudioSource,
+        *,
+        clip_seconds: float,
+        teacher_store: Path | str | None = None,
+        teacher_norm: tuple[np.ndarray, np.ndarray] | None = None,
+        random_crop: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.clips = list(clips)
+        self.audio = audio
+        self.clip_seconds = clip_seconds
+        self.n_samples = int(round(clip_seconds * audio.sample_rate))
+        self.teacher_path = str(teacher_store) if teacher_store else None
+        self.teacher_norm = teacher_norm
+        self.random_crop = random_crop
+        self.seed = seed
+        self.epoch = 0
+        self._teacher = None
+        self.view = teacher_view(self.teacher_path) if self.teacher_path else None
+        if self.view is not None:
+            missing = [c.id for c in self.clips if c.id not in self._teacher_store()]
+            if missing:
+                raise StoreError(
+                    f"{len(missing)} clip(s) of this split are not in the store {self.teacher_path} "
+                    f"(first: {missing[0]!r}); run `pipeline extract` for them first"
+                )
+        self.n_teacher_frames = self._frames_per_item()
+
+    # ---- geometry -------------------------------------------------------------------
+    def _frames_per_item(self) -> int:
+        view = self.view
+        if view is None:
+            return 0
+        if view.clip_level:
+            return 1
+        # Frames whose centres fall in [t, t + L) with t on the grid phase: same count for all items.
+        return max(1, math.ceil(self.clip_seconds / view.hop_seconds - 1e-9))
+
+    def teacher_times(self) -> np.ndarray:
+        """Centre times (seconds, relative to the item start) of the teacher frames of every item."""
+        view = self.view
+        if view is None:
+            return np.zeros(0)
+        if view.clip_level:
+            return np.array([self.clip_seconds / 2.0])
+        phase = view.frame0_center_seconds % view.hop_seconds if view.frame0_center_seconds > 0 else 0.0
+        return phase + view.hop_seconds * np.arange(self.n_teacher_frames)
+
+    def _crop_start_frame(self, index: int, clip: Clip) -> int:
+        """First teacher frame index of the item (crop starts are grid-aligned)."""
+        if not self.random_crop or self.view is None or self.view.clip_level:
+            return 0
+        hop = self.view.hop_seconds
+        last = int(math.floor((clip.duration - self.clip_seconds) / hop + 1e-9))
+        if last <= 0:
+            return 0
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        return int(rng.integers(0, last + 1))
+
+    def _crop_start_seconds_plain(self, index: int, clip: Clip) -> float:
+        """Random crop start without a teacher (baseline): any sample position."""
+        spare = clip.duration - self.clip_seconds
+        if not self.random_crop or spare <= 0:
+            return 0.0
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        return float(rng.uniform(0.0, spare))
+
+    # ---- torch Dataset protocol -----------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """Change the random crops (call once per epoch, before iterating)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def _teacher_store(self):  # noqa: ANN202
+        if self._teacher is None:
+            from pipeline.stores import open_store
+
+            self._teacher = open_store(self.teacher_path)
+        return self._teacher
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_teacher"] = None
+        return state
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        clip = self.clips[index]
+        item: dict[str, np.ndarray] = {
+            "labels": np.asarray(clip.labels, dtype=np.float32),
+            "known": np.asarray(clip.known, dtype=bool),
+            "index": np.asarray(index),
+        }
+        if self.view is None:
+            start_s = self._crop_start_seconds_plain(index, clip)
+        else:
+            first = self._crop_start_frame(index, clip)
+            start_s = first * self.view.hop_seconds
+            item["teacher"] = self._read_teacher(clip, first)
+        start = int(round(start_s * self.audio.sample_rate))
+        item["audio"] = self.audio.read(clip, start, self.n_samples)
+        return item
+
+    def _read_teacher(self, clip: Clip, first: int) -> np.ndarray:
+        store = self._teacher_store()
+        n_stored = store.entry(clip.id).n_frames
+        if self.view.clip_level:  # type: ignore[union-attr]
+            frames = store.read(clip.id, 0, 1)
+        else:
+            stop = min(first + self.n_teacher_frames, n_stored)
+            frames = store.read(clip.id, first, stop)
+        frames = frames.astype(np.float32)
+        if len(frames) < self.n_teacher_frames:  # short clip: repeat the last frame
+            pad = np.repeat(frames[-1:], self.n_teacher_frames - len(frames), axis=0)
+            frames = np.concatenate([frames, pad])
+        if self.teacher_norm is not None:
+            mean, std = self.teacher_norm
+            frames = (frames - mean) / std
+        return frames
+
+
+def teacher_view(store_path: Path | str) -> TeacherView:
+    """The geometry recorded in a store's ``teacher.json``."""
+    from pipeline.stores import open_store
+
+    spec = open_store(store_path).spec
+    return TeacherView(
+        dim=spec.dim,
+        hop_seconds=spec.hop_seconds,
+        frame0_center_seconds=spec.frame0_center_seconds,
+        window_seconds=spec.window_seconds,
+    )
+
+
+def pooled_embeddings(store_path: Path | str, clips: Sequence[Clip]) -> np.ndarray:
+    """Time-pooled teacher embeddings, float32 (n_clips, dim): the probe's input."""
+    from pipeline.stores import open_store
+
+    store = open_store(store_path)
+    missing = [c.id for c in clips if c.id not in store]
+    if missing:
+        raise StoreError(
+            f"{len(missing)} clip(s) are not in the store {store_path} (first: {missing[0]!r}); "
+            "run `pipeline extract` for them first"
+        )
+    return np.stack([store.read(c.id).astype(np.float32).mean(axis=0) for c in clips])
+
+
+def frame_statistics(store_path: Path | str, clips: Sequence[Clip]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and std (float32, (dim,)) of all frames of ``clips`` (train split)."""
+    from pipeline.stores import open_store
+
+    store = open_store(store_path)
+    total = None
+    total_sq = None
+    count = 0
+    for clip in clips:
+        frames = store.read(clip.id).astype(np.float64)
+        total = frames.sum(0) if total is None else total + frames.sum(0)
+        total_sq = (frames**2).sum(0) if total_sq is None else total_sq + (frames**2).sum(0)
+        count += len(frames)
+    if not count:
+        raise StoreError(f"no frames to normalise with in {store_path}")
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
+
+
+def collate(items: Sequence[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """Stack items into torch tensors: audio (B, S), labels/known (B, C), teacher (B, T, D)."""
+    import torch
+
+    batch = {key: torch.from_numpy(np.stack([item[key] for item in items])) for key in items[0]}
+    return batch
+
+
+def mixup(batch: dict[str, Any], alpha: float, generator) -> dict[str, Any]:  # noqa: ANN001
+    """Mix each item with a random partner of the batch (audio, teacher frames and labels).
+
+    ``lam ~ Beta(alpha, alpha)``, ``lam = max(lam, 1 - lam)`` as in the official code; unknown
+    labels count as 0 and the known-mask is OR-ed (paper behaviour, see README).
+    """
+    import torch
+
+    if alpha <= 0:
+        return batch
+    n = batch["audio"].shape[0]
+    beta = torch.distributions.Beta(torch.tensor(alpha), torch.tensor(alpha))
+    lam = beta.sample((n,))
+    lam = torch.maximum(lam, 1 - lam)
+    partner = torch.randperm(n, generator=generator)
+    out = dict(batch)
+    out["audio"] = lam[:, None] * batch["audio"] + (1 - lam[:, None]) * batch["audio"][partner]
+    labels = batch["labels"] * batch["known"]
+    out["labels"] = lam[:, None] * labels + (1 - lam[:, None]) * labels[partner]
+    out["known"] = batch["known"] | batch["known"][partner]
+    if "teacher" in batch:
+        out["teacher"] = lam[:, None, None] * batch["teacher"] + (1 - lam[:, None, None]) * batch["teacher"][partner]
+    return out
