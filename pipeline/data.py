@@ -11,7 +11,8 @@ at another rate, from the audio files themselves. Store handles are opened lazil
 each worker process, never shared across ``fork``.
 
 Training crops start on the teacher's frame grid, so every item of a batch holds the
-same number of teacher frames at the same relative times; evaluation uses whole clips.
+same number of teacher frames at the same relative times (those centred inside the
+crop that every clip of the split has); evaluation uses whole clips.
 """
 from __future__ import annotations
 
@@ -149,13 +150,16 @@ class ClipDataset:
 
     # ---- geometry -------------------------------------------------------------------
     def _frames_per_item(self) -> int:
+        """Teacher frames per item: those centred inside ``[0, L)`` that every clip has."""
         view = self.view
         if view is None:
             return 0
         if view.clip_level:
             return 1
-        # Frames whose centres fall in [t, t + L) with t on the grid phase: same count for all items.
-        return max(1, math.ceil(self.clip_seconds / view.hop_seconds - 1e-9))
+        fit = max(1, math.ceil((self.clip_seconds - view.frame0_center_seconds) / view.hop_seconds - 1e-9))
+        store = self._teacher_store()
+        stored = min(store.entry(c.id).n_frames for c in self.clips) if self.clips else fit
+        return max(1, min(fit, stored))
 
     def teacher_times(self) -> np.ndarray:
         """Centre times (seconds, relative to the item start) of the teacher frames of every item."""
@@ -164,15 +168,16 @@ class ClipDataset:
             return np.zeros(0)
         if view.clip_level:
             return np.array([self.clip_seconds / 2.0])
-        phase = view.frame0_center_seconds % view.hop_seconds if view.frame0_center_seconds > 0 else 0.0
-        return phase + view.hop_seconds * np.arange(self.n_teacher_frames)
+        return view.frame0_center_seconds + view.hop_seconds * np.arange(self.n_teacher_frames)
 
     def _crop_start_frame(self, index: int, clip: Clip) -> int:
-        """First teacher frame index of the item (crop starts are grid-aligned)."""
+        """First teacher frame of the item; random crops start on the teacher's hop grid."""
         if not self.random_crop or self.view is None or self.view.clip_level:
             return 0
         hop = self.view.hop_seconds
-        last = int(math.floor((clip.duration - self.clip_seconds) / hop + 1e-9))
+        by_audio = int(math.floor((clip.duration - self.clip_seconds) / hop + 1e-9))
+        by_frames = self._teacher_store().entry(clip.id).n_frames - self.n_teacher_frames
+        last = min(by_audio, by_frames)
         if last <= 0:
             return 0
         rng = np.random.default_rng((self.seed, self.epoch, index))
@@ -225,16 +230,8 @@ class ClipDataset:
 
     def _read_teacher(self, clip: Clip, first: int) -> np.ndarray:
         store = self._teacher_store()
-        n_stored = store.entry(clip.id).n_frames
-        if self.view.clip_level:  # type: ignore[union-attr]
-            frames = store.read(clip.id, 0, 1)
-        else:
-            stop = min(first + self.n_teacher_frames, n_stored)
-            frames = store.read(clip.id, first, stop)
+        frames = store.read(clip.id, first, first + self.n_teacher_frames)
         frames = frames.astype(np.float32)
-        if len(frames) < self.n_teacher_frames:  # short clip: repeat the last frame
-            pad = np.repeat(frames[-1:], self.n_teacher_frames - len(frames), axis=0)
-            frames = np.concatenate([frames, pad])
         if self.teacher_norm is not None:
             mean, std = self.teacher_norm
             frames = (frames - mean) / std
