@@ -1,0 +1,287 @@
+"""The stage-two training loop: device, mixed precision, checkpoint/resume, early stopping, history.
+
+One epoch streams batches of (audio, cached teacher frames, labels, mask) from the loader,
+computes the EAsT objective and steps Adam; after each epoch the student is scored on the
+validation split (macro mAP, the paper's model-selection metric). ``best.pt`` holds the
+best validation weights, ``last.pt`` everything needed to resume after an interruption,
+``history.csv`` one row per epoch.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from pipeline.config import DistillConfig
+from pipeline.errors import TrainingError
+
+log = logging.getLogger(__name__)
+
+HISTORY_FIELDS = ("epoch", "train_total", "train_pred", "train_feat", "train_kd", "valid_total",
+                  "valid_map", "valid_auc", "lr", "clips_per_second", "seconds")
+
+
+@dataclass
+class TrainResult:
+    """Summary of a finished (or early-stopped) training run."""
+
+    best_epoch: int
+    best_valid_map: float
+    epochs_run: int
+    stopped_early: bool
+    train_clips_per_second: float
+    seconds: float
+
+
+def _loader(dataset, *, batch_size: int, shuffle: bool, drop_last: bool, num_workers: int, seed: int):  # noqa: ANN001, ANN202
+    import torch
+    from torch.utils.data import DataLoader
+
+    from pipeline.data import collate
+
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        collate_fn=collate,
+        generator=generator,
+        persistent_workers=num_workers > 0,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
+class Trainer:
+    """Trains ``student`` with ``objective`` on ``train_set``, selecting on ``valid_set``.
+
+    Args:
+        student: the model (waveform in, StudentOutput out).
+        objective: ``pipeline.losses.EAsTObjective``.
+        config: the ``distill`` settings.
+        run_dir: where checkpoints, history and metrics go.
+        teacher_times: centre times (s, relative to item start) of the items' teacher frames.
+        teacher_window: seconds one teacher frame summarises.
+        probe: frozen linear probe for KD (east-kd), or None.
+        device: ``cpu`` or ``cuda``.
+    """
+
+    def __init__(self, student, objective, config: DistillConfig, run_dir: Path, *,  # noqa: ANN001
+                 teacher_times: np.ndarray | None, teacher_window: float, probe=None, device: str = "cpu") -> None:  # noqa: ANN001
+        import torch
+
+        self.torch = torch
+        self.student = student.to(device)
+        self.objective = objective
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.device = device
+        self.probe = probe.to(device) if probe is not None else None
+        self.teacher_times = None if teacher_times is None else torch.as_tensor(teacher_times, dtype=torch.float32)
+        self.teacher_window = teacher_window
+        self.amp = config.amp and device == "cuda"
+
+    # ---- one batch ------------------------------------------------------------------
+    def _losses(self, batch: dict[str, Any], *, train: bool) -> tuple[dict[str, Any], Any]:
+        torch = self.torch
+        audio = batch["audio"].to(self.device, non_blocking=True)
+        labels = batch["labels"].to(self.device, non_blocking=True)
+        known = batch["known"].to(self.device, non_blocking=True)
+        teacher = batch["teacher"].to(self.device, non_blocking=True) if "teacher" in batch else None
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+            output = self.student(audio)
+        teacher_logits = None
+        if self.probe is not None and teacher is not None:
+            with torch.no_grad():
+                teacher_logits = self.probe(teacher)
+        losses = self.objective(
+            output,
+            labels,
+            known,
+            teacher=teacher,
+            teacher_times=self.teacher_times,
+            teacher_window=self.teacher_window,
+            teacher_logits=teacher_logits,
+        )
+        return losses, output
+
+    # ---- epochs ---------------------------------------------------------------------
+    def fit(self, train_set, valid_set, *, progress: bool = True,  # noqa: ANN001
+            on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+        """Train for ``config.epochs`` epochs (resuming from ``last.pt`` when present)."""
+        torch = self.torch
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        loader = _loader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                         num_workers=cfg.num_workers, seed=cfg.seed)
+        if len(loader) == 0:
+            raise TrainingError(
+                f"{len(train_set)} training clips are fewer than one batch of {cfg.batch_size}; "
+                "lower distill.batch_size or add clips"
+            )
+        optimiser = torch.optim.Adam(self.student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scheduler = self._scheduler(optimiser, steps_per_epoch=len(loader))
+        state = self._resume(optimiser, scheduler)
+        start_epoch, best_map, best_epoch, stale = state
+        generator = torch.Generator().manual_seed(cfg.seed + 7)
+        started = time.perf_counter()
+        clips_seen, train_seconds = 0, 0.0
+        epoch = start_epoch
+        stopped_early = False
+        for epoch in range(start_epoch, cfg.epochs):
+            train_set.set_epoch(epoch)
+            self.student.train()
+            sums = {"total": 0.0, "pred": 0.0, "feat": 0.0, "kd": 0.0}
+            epoch_start = time.perf_counter()
+            bar = _bar(len(loader), f"epoch {epoch + 1}/{cfg.epochs}", progress)
+            for step, batch in enumerate(loader, 1):
+                if cfg.mixup_alpha > 0:
+                    from pipeline.data import mixup
+
+                    batch = mixup(batch, cfg.mixup_alpha, generator)
+                losses, _ = self._losses(batch, train=True)
+                optimiser.zero_grad(set_to_none=True)
+                losses["total"].backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.grad_clip)
+                optimiser.step()
+                if cfg.schedule == "onecycle":
+                    scheduler.step()
+                for key in sums:
+                    sums[key] += float(losses[key].detach()) if key in losses else 0.0
+                clips_seen += batch["audio"].shape[0]
+                rate = step * cfg.batch_size / max(time.perf_counter() - epoch_start, 1e-9)
+                bar.update(1)
+                bar.set_postfix_str(f"loss {sums['total'] / step:.4f}, {rate:.1f} clips/s")
+            bar.close()
+            seconds = time.perf_counter() - epoch_start
+            train_seconds += seconds
+            valid = self.validate(valid_set)
+            if cfg.schedule == "plateau":
+                scheduler.step(valid["total"])
+            row = {
+                "epoch": epoch + 1,
+                **{f"train_{k}": v / len(loader) for k, v in sums.items()},
+                "valid_total": valid["total"],
+                "valid_map": valid["map"],
+                "valid_auc": valid["auc"],
+                "lr": optimiser.param_groups[0]["lr"],
+                "clips_per_second": len(loader) * cfg.batch_size / seconds,
+                "seconds": seconds,
+            }
+            self._append_history(row)
+            if on_epoch is not None:
+                on_epoch(row)
+            improved = valid["map"] > best_map
+            if improved:
+                best_map, best_epoch, stale = valid["map"], epoch + 1, 0
+                torch.save(self.student.state_dict(), self.run_dir / "best.pt")
+            else:
+                stale += 1
+            self._checkpoint(optimiser, scheduler, epoch + 1, best_map, best_epoch, stale)
+            log.info("epoch %d: valid mAP %.4f (best %.4f @ %d)", epoch + 1, valid["map"], best_map, best_epoch)
+            if stale >= cfg.patience:
+                stopped_early = True
+                break
+        if not (self.run_dir / "best.pt").is_file():
+            torch.save(self.student.state_dict(), self.run_dir / "best.pt")
+        return TrainResult(
+            best_epoch=best_epoch,
+            best_valid_map=best_map,
+            epochs_run=epoch + 1 if cfg.epochs else 0,
+            stopped_early=stopped_early,
+            train_clips_per_second=clips_seen / train_seconds if train_seconds else 0.0,
+            seconds=time.perf_counter() - started,
+        )
+
+    def validate(self, dataset) -> dict[str, float]:  # noqa: ANN001
+        """Mean total loss, macro mAP and ROC-AUC over ``dataset`` (whole clips)."""
+        from pipeline.metrics import evaluate_predictions
+
+        torch = self.torch
+        self.student.eval()
+        loader = _loader(dataset, batch_size=self.config.batch_size, shuffle=False, drop_last=False,
+                         num_workers=0, seed=0)
+        totals, probs, labels, known = [], [], [], []
+        with torch.no_grad():
+            for batch in loader:
+                losses, output = self._losses(batch, train=False)
+                totals.append(float(losses["total"]) * batch["audio"].shape[0])
+                probs.append(torch.sigmoid(output.logits.float()).cpu().numpy())
+                labels.append(batch["labels"].numpy())
+                known.append(batch["known"].numpy())
+        metrics = evaluate_predictions(np.concatenate(probs), np.concatenate(labels), np.concatenate(known))
+        return {"total": sum(totals) / len(dataset), "map": metrics.mAP, "auc": metrics.roc_auc}
+
+    # ---- plumbing -------------------------------------------------------------------
+    def _scheduler(self, optimiser, *, steps_per_epoch: int):  # noqa: ANN001, ANN202
+        torch = self.torch
+        cfg = self.config
+        if cfg.schedule == "onecycle":
+            return torch.optim.lr_scheduler.OneCycleLR(
+                optimiser, max_lr=cfg.lr, total_steps=max(cfg.epochs * steps_per_epoch, 1), pct_start=0.15
+            )
+        if cfg.schedule == "plateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.2, patience=8)
+        raise TrainingError(f"distill.schedule {cfg.schedule!r} is not one of onecycle, plateau")
+
+    def _checkpoint(self, optimiser, scheduler, epoch: int, best_map: float, best_epoch: int, stale: int) -> None:  # noqa: ANN001
+        torch = self.torch
+        state = {
+            "model": self.student.state_dict(),
+            "optimiser": optimiser.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": torch.tensor(epoch),
+            "best_map": torch.tensor(best_map),
+            "best_epoch": torch.tensor(best_epoch),
+            "stale": torch.tensor(stale),
+            "rng": torch.get_rng_state(),
+        }
+        tmp = self.run_dir / "last.pt.tmp"
+        torch.save(state, tmp)
+        tmp.replace(self.run_dir / "last.pt")
+
+    def _resume(self, optimiser, scheduler) -> tuple[int, float, int, int]:  # noqa: ANN001
+        torch = self.torch
+        path = self.run_dir / "last.pt"
+        if not path.is_file():
+            (self.run_dir / "history.csv").unlink(missing_ok=True)
+            return 0, -math.inf, 0, 0
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.student.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"].cpu())
+        log.info("resuming %s after epoch %d", self.run_dir, int(state["epoch"]))
+        return int(state["epoch"]), float(state["best_map"]), int(state["best_epoch"]), int(state["stale"])
+
+    def _append_history(self, row: dict[str, float]) -> None:
+        path = self.run_dir / "history.csv"
+        new = not path.is_file()
+        with open(path, "a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow({k: row.get(k, "") for k in HISTORY_FIELDS})
+
+
+def _bar(total: int, desc: str, enabled: bool):  # noqa: ANN202
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, disable=not enabled)
+
+
+def write_json(path: Path | str, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON (dataclasses allowed)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(data, indent=2, default=lambda o: asdict(o)) + "\n")
