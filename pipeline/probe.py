@@ -22,9 +22,10 @@ def _torch():  # noqa: ANN202
 
 
 def build_probe(dim: int, n_classes: int, mean: np.ndarray, std: np.ndarray):  # noqa: ANN201
-    """A ``torch.nn.Module`` mapping raw time-pooled frames (B, dim) or frames (B, T, dim) to logits (B, C).
+    """A ``torch.nn.Module`` mapping z-scored pooled frames (B, dim) or frames (B, T, dim) to logits (B, C).
 
-    The z-score with ``mean``/``std`` (float32, (dim,)) is part of the module.
+    ``mean``/``std`` (float32, (dim,)), the z-score statistics of the training frames, travel
+    with the module (``normalise`` applies them) so the loader can reproduce its input.
     """
     torch = _torch()
 

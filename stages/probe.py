@@ -1,0 +1,72 @@
+"""``pipeline probe --teacher NAME``: the teacher's linear probe as a plain function.
+
+Writes ``<probe.runs_root>/probe-<teacher>/``: ``probe.pt`` (the frozen KD teacher, tensors
+only), ``metrics.json`` (valid/test mAP, ROC-AUC, F1: the teacher's reference row) and
+``per_class.csv``.
+"""
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import Params
+from pipeline.manifests import label_arrays, load_split, read_classes
+
+
+def probe_dir(params: Params, teacher: str) -> Path:
+    """Run folder of the probe of ``teacher``."""
+    return Path(params.probe.runs_root) / f"probe-{teacher}"
+
+
+def run(params: Params, *, teacher: str, store: str | None = None, out: str | None = None) -> dict[str, Any]:
+    """Fit the probe on the train split, select on valid, score on test; returns the metrics."""
+    import torch
+
+    from pipeline.data import frame_statistics, pooled_embeddings
+    from pipeline.metrics import evaluate_predictions
+    from pipeline.probe import fit_probe, save_probe
+    from pipeline.train import write_json
+    from stages.extract import store_path
+
+    started = time.perf_counter()
+    torch.set_num_threads(max(1, params.distill.threads))
+    manifests = Path(params.data.manifests)
+    classes = read_classes(manifests / "classes.json")
+    source = store_path(params, teacher, store)
+    splits = {name: load_split(manifests, name) for name in ("train", "valid", "test")}
+    mean, std = frame_statistics(source, splits["train"])
+    pooled = {name: (pooled_embeddings(source, clips) - mean) / std for name, clips in splits.items()}
+    labels = {name: label_arrays(clips) for name, clips in splits.items()}
+    cfg = params.probe
+    probe, fit = fit_probe(
+        pooled["train"], *labels["train"], pooled["valid"], *labels["valid"],
+        mean=mean, std=std, lr=cfg.lr, steps=cfg.steps, weight_decays=cfg.weight_decays, seed=cfg.seed,
+    )
+    folder = Path(out) if out else probe_dir(params, teacher)
+    save_probe(probe, folder / "probe.pt", teacher=teacher, fit=fit)
+    results: dict[str, Any] = {"teacher": teacher, "variant": "probe", "dim": int(mean.shape[0]),
+                               "weight_decay": fit.weight_decay, "steps": fit.steps}
+    with torch.no_grad():
+        for name in ("valid", "test"):
+            probs = torch.sigmoid(probe(torch.as_tensor(pooled[name]))).numpy()
+            metrics = evaluate_predictions(probs, *labels[name], threshold=params.evaluate.f1_threshold,
+                                           class_names=classes)
+            results[f"{name}_map"] = metrics.mAP
+            results[f"{name}_roc_auc"] = metrics.roc_auc
+            results[f"{name}_f1"] = metrics.macro_f1
+            if name == "test":
+                _write_per_class(folder / "per_class.csv", classes, metrics.per_class_ap)
+    results["parameters"] = int(mean.shape[0] * len(classes) + len(classes))
+    results["seconds"] = time.perf_counter() - started
+    write_json(folder / "metrics.json", results)
+    return results
+
+
+def _write_per_class(path: Path, classes: list[str], values) -> None:  # noqa: ANN001
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["class", "average_precision"])
+        for name, value in zip(classes, values):
+            writer.writerow([name, f"{float(value):.6f}"])
