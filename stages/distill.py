@@ -1,0 +1,133 @@
+"""``pipeline distill``: train a student, optionally regularised by a teacher's cached frames.
+
+A run folder (``<distill.runs_root>/<student>-<teacher>-<variant>``, or
+``<student>-baseline``) holds ``config.json`` (everything needed to rebuild the model),
+``best.pt``, ``last.pt`` (resume), ``history.csv`` and ``metrics.json``.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import DistillConfig, Params, to_mapping
+from pipeline.errors import ConfigError
+
+VARIANTS = ("baseline", "east-final", "east-kd")
+
+
+def run_name(cfg: DistillConfig) -> str:
+    """Default run folder name for a configuration."""
+    if cfg.variant == "baseline":
+        return f"{cfg.student}-baseline"
+    return f"{cfg.student}-{cfg.teacher}-{cfg.variant}"
+
+
+def student_settings(params: Params, name: str) -> dict[str, Any]:
+    """``students.<name>`` with the working sample rate filled in (the audio cache's rate)."""
+    settings = dict(params.students.get(name, {}))
+    settings.setdefault("sample_rate", params.extract.audio_sample_rate)
+    return settings
+
+
+def run(params: Params, *, run_dir: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train the student described by ``params.distill``; returns the metrics written to ``metrics.json``."""
+    import torch
+
+    from pipeline.data import AudioSource, ClipDataset, frame_statistics, usable_audio_cache
+    from pipeline.losses import EAsTObjective
+    from pipeline.manifests import load_split, read_classes
+    from pipeline.probe import load_probe
+    from pipeline.students import build_student
+    from pipeline.train import Trainer, write_json
+    from stages.extract import resolve_device, store_path
+    from stages.probe import probe_dir
+
+    cfg = params.distill
+    if cfg.variant not in VARIANTS:
+        raise ConfigError(f"distill.variant {cfg.variant!r} is not one of {', '.join(VARIANTS)}")
+    torch.set_num_threads(max(1, cfg.threads))
+    device = resolve_device(cfg.device)
+    manifests = Path(params.data.manifests)
+    classes = read_classes(manifests / "classes.json")
+    train_clips, valid_clips = load_split(manifests, "train"), load_split(manifests, "valid")
+    settings = student_settings(params, cfg.student)
+    torch.manual_seed(cfg.seed)
+    student = build_student(cfg.student, settings, n_classes=len(classes), sample_rate=settings["sample_rate"])
+    sample_rate = int(settings["sample_rate"])
+    clip_seconds = cfg.crop_seconds or statistics.median(c.duration for c in train_clips)
+
+    use_teacher = cfg.variant != "baseline"
+    teacher_store = store_path(params, cfg.teacher) if use_teacher else None
+    cache_owner = teacher_store or _first_store_with_audio(params)
+    audio = AudioSource(params.data.audio_root, sample_rate, usable_audio_cache(cache_owner, sample_rate))
+    norm = frame_statistics(teacher_store, train_clips) if use_teacher else None
+    common = {"audio": audio, "teacher_store": teacher_store, "teacher_norm": norm, "seed": cfg.seed}
+    train_set = ClipDataset(train_clips, clip_seconds=clip_seconds, random_crop=True, **common)
+    valid_set = ClipDataset(valid_clips, clip_seconds=clip_seconds, random_crop=False, **common)
+    probe = None
+    if cfg.variant == "east-kd":
+        probe = load_probe(probe_dir(params, cfg.teacher) / "probe.pt")
+    objective = EAsTObjective(
+        variant=cfg.variant, lam=cfg.lam, kd_weight=cfg.kd_weight, tau=cfg.tau,
+        feature_loss=cfg.feature_loss, alignment=cfg.alignment,
+    )
+    folder = Path(run_dir) if run_dir else Path(cfg.runs_root) / run_name(cfg)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {
+        "student": cfg.student,
+        "student_settings": settings,
+        "n_classes": len(classes),
+        "classes": classes,
+        "sample_rate": sample_rate,
+        "clip_seconds": clip_seconds,
+        "teacher": cfg.teacher if use_teacher else None,
+        "variant": cfg.variant,
+        "distill": to_mapping(cfg),
+        "manifests": str(manifests),
+        "audio_root": params.data.audio_root,
+    }
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    trainer = Trainer(
+        student, objective, cfg, folder,
+        teacher_times=train_set.teacher_times() if use_teacher else None,
+        teacher_window=valid_set.view.window_seconds if use_teacher and valid_set.view else 0.0,
+        probe=probe, device=device,
+    )
+    result = trainer.fit(train_set, valid_set, progress=progress)
+    metrics = {
+        "run": folder.name,
+        "student": cfg.student,
+        "teacher": config["teacher"],
+        "variant": cfg.variant,
+        "lam": cfg.lam if use_teacher else 0.0,
+        "seed": cfg.seed,
+        "parameters": sum(p.numel() for p in student.parameters()),
+        "best_epoch": result.best_epoch,
+        "valid_map": result.best_valid_map,
+        "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early,
+        "train_clips_per_second": result.train_clips_per_second,
+        "train_seconds": result.seconds,
+        "device": device,
+    }
+    write_json(folder / "metrics.json", metrics)
+    return metrics
+
+
+def _first_store_with_audio(params: Params) -> Path | None:
+    """A teacher store whose audio cache the baseline can reuse (first enabled teacher)."""
+    from stages.extract import store_path
+
+    for name in params.teachers_enabled:
+        path = store_path(params, name)
+        if (path / "audio" / "teacher.json").is_file():
+            return path
+    return None
+
+
+def with_overrides(cfg: DistillConfig, **changes: Any) -> DistillConfig:
+    """``cfg`` with the non-None ``changes`` applied."""
+    return replace(cfg, **{k: v for k, v in changes.items() if v is not None})
