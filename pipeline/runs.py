@@ -1,0 +1,92 @@
+"""Trained runs on disk: rebuild a student from ``config.json`` + ``best.pt`` and run it on audio."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import TrainingError
+
+
+@dataclass
+class LoadedRun:
+    """A student ready for inference.
+
+    Attributes:
+        path: the run folder.
+        config: the run's ``config.json``.
+        model: the student (eval mode, CPU).
+        classes: class names in label order.
+        sample_rate: input rate in Hz.
+        clip_seconds: the length it was trained on.
+    """
+
+    path: Path
+    config: dict[str, Any]
+    model: Any
+    classes: list[str]
+    sample_rate: int
+    clip_seconds: float
+
+
+def load_run(run_dir: Path | str, *, checkpoint: str = "best.pt") -> LoadedRun:
+    """Load a run written by ``pipeline distill``.
+
+    Raises:
+        TrainingError: the folder, its ``config.json`` or the checkpoint is missing.
+    """
+    import torch
+
+    from pipeline.students import build_student
+
+    path = Path(run_dir)
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise TrainingError(f"{path} is not a training run (no config.json); pass a folder made by `pipeline distill`")
+    config = json.loads(config_file.read_text())
+    weights = path / checkpoint
+    if not weights.is_file():
+        raise TrainingError(f"{weights} not found; the run has not finished an epoch yet")
+    model = build_student(config["student"], config["student_settings"], n_classes=config["n_classes"],
+                          sample_rate=config["sample_rate"])
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    model.eval()
+    return LoadedRun(path, config, model, list(config["classes"]), int(config["sample_rate"]),
+                     float(config["clip_seconds"]))
+
+
+def predict_audio(run: LoadedRun, audio: np.ndarray, *, hop_fraction: float = 0.5, batch_size: int = 16) -> np.ndarray:
+    """Clip-level probabilities for one waveform of any length.
+
+    Audio up to the training length is zero-padded to it and scored once; longer audio is
+    scored in sliding windows of the training length (hop ``hop_fraction`` of it) whose
+    probabilities are averaged.
+
+    Args:
+        run: a loaded run.
+        audio: float32 (samples,) at ``run.sample_rate``.
+
+    Returns:
+        float32 (n_classes,) probabilities.
+    """
+    import torch
+
+    length = int(round(run.clip_seconds * run.sample_rate))
+    hop = max(1, int(length * hop_fraction))
+    if len(audio) <= length:
+        windows = np.zeros((1, length), dtype=np.float32)
+        windows[0, : len(audio)] = audio
+    else:
+        starts = list(range(0, len(audio) - length + 1, hop))
+        if starts[-1] + length < len(audio):
+            starts.append(len(audio) - length)
+        windows = np.stack([audio[s : s + length] for s in starts]).astype(np.float32)
+    probs = []
+    with torch.no_grad():
+        for i in range(0, len(windows), batch_size):
+            logits = run.model(torch.from_numpy(windows[i : i + batch_size])).logits
+            probs.append(torch.sigmoid(logits.float()).numpy())
+    return np.concatenate(probs).mean(axis=0)
