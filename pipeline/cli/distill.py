@@ -1,0 +1,46 @@
+"""``pipeline distill``: stage two from the command line."""
+from __future__ import annotations
+
+import click
+
+from pipeline.cli import load_params_from
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--student", "-s", type=click.Choice(["mobile_fcn", "cp_resnet"]), default=None,
+              help="Student network [default: distill.student]")
+@click.option("--teacher", "-t", default=None, help="Teacher whose cached frames regularise [default: distill.teacher]")
+@click.option("--variant", type=click.Choice(["baseline", "east-final", "east-kd"]), default=None,
+              help="baseline: labels only; east-final: + distance correlation to the teacher; "
+                   "east-kd: + KD from the teacher's probe [default: distill.variant]")
+@click.option("--lam", type=click.FloatRange(0.0, 1.0), default=None,
+              help="lambda in (1 - lambda) L_pred + lambda L_reg [default: distill.lam]")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="[default: distill.epochs]")
+@click.option("--batch-size", type=click.IntRange(min=2), default=None, help="[default: distill.batch_size]")
+@click.option("--seed", type=int, default=None, help="[default: distill.seed]")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="[default: distill.device]")
+@click.option("--run-dir", type=click.Path(file_okay=False), default=None,
+              help="Run folder [default: <runs_root>/<student>-<teacher>-<variant>]")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.pass_context
+def distill(ctx: click.Context, student: str | None, teacher: str | None, variant: str | None, lam: float | None,
+            epochs: int | None, batch_size: int | None, seed: int | None, device: str | None,
+            run_dir: str | None, no_progress: bool) -> None:
+    """Train a student on audio, regularised by the cached embeddings of a teacher.
+
+    The teacher never runs here: its frames come from the store of `pipeline extract`.
+    An interrupted run resumes from its last epoch when started again with the same
+    run folder; delete the folder to start over.
+    """
+    from stages.distill import run
+
+    params = load_params_from(ctx, {
+        "distill.student": student, "distill.teacher": teacher, "distill.variant": variant,
+        "distill.lam": lam, "distill.epochs": epochs, "distill.batch_size": batch_size,
+        "distill.seed": seed, "distill.device": device,
+    })
+    metrics = run(params, run_dir=run_dir, progress=not no_progress)
+    click.echo(
+        f"{metrics['run']}: best valid mAP {metrics['valid_map']:.4f} at epoch {metrics['best_epoch']} "
+        f"({metrics['parameters']:,} parameters, {metrics['train_clips_per_second']:.1f} clips/s on {metrics['device']})"
+    )
