@@ -1,0 +1,52 @@
+"""Export a trained student with its front end: waveform in, tag probabilities out."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.errors import ConfigError
+from pipeline.runs import LoadedRun
+
+FORMATS = ("onnx", "torchscript")
+
+
+def _wrapped(run: LoadedRun):  # noqa: ANN202
+    import torch
+
+    class Tagger(torch.nn.Module):
+        """(batch, samples) float32 waveform at the run's rate -> (batch, classes) probabilities."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.student = run.model
+
+        def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+            return torch.sigmoid(self.student(waveform).logits)
+
+    return Tagger().eval()
+
+
+def export_run(run: LoadedRun, out: Path | str, *, fmt: str) -> Path:
+    """Write ``run``'s student as ONNX or TorchScript to ``out``; returns the file.
+
+    The exported graph takes (batch, samples) waveforms of the training length at
+    ``run.sample_rate`` (the batch axis is dynamic) and returns sigmoid probabilities.
+    """
+    import torch
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"export format {fmt!r} is not one of {', '.join(FORMATS)}")
+    model = _wrapped(run)
+    example = torch.zeros(2, int(round(run.clip_seconds * run.sample_rate)))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        if fmt == "torchscript":
+            traced = torch.jit.trace(model, example)
+            traced.save(str(out))
+        else:
+            torch.onnx.export(
+                model, (example,), str(out), input_names=["waveform"], output_names=["probabilities"],
+                dynamic_axes={"waveform": {0: "batch"}, "probabilities": {0: "batch"}}, opset_version=17,
+                dynamo=False,
+            )
+    return out
