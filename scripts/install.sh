@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Install the pipeline and everything its tests need into the current Python environment.
+# Idempotent; safe to run again. Usage: bash scripts/install.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+# A CPU build of torch first: an open `torch` requirement would otherwise pull a multi-GB CUDA build.
+if ! "$PY" -c "import torch" 2>/dev/null; then
+  "$PY" -m pip install --quiet "torch==2.13.0"
+fi
+"$PY" -m pip install --quiet -e ".[test,export,dvc,tf]"
+# musicnn pins numpy<1.17 in its metadata and tinysoundfont pulls pyaudio (needs system headers):
+# we only need musicnn's checkpoint files and tinysoundfont's synth, so skip their dependencies.
+"$PY" -m pip install --quiet --no-deps "musicnn==0.1.0" "tinysoundfont>=0.3" "tf-keras==$("$PY" -c 'import tensorflow as tf; print(tf.__version__)')"
