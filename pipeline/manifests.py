@@ -106,7 +106,8 @@ class Clip:
         )
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -136,7 +137,7 @@ def write_manifest(path: Path | str, clips: Iterable[Clip]) -> None:
         elif len(clip.labels) != width:
             raise ManifestError(f"clip {clip.id!r} has {len(clip.labels)} labels, others {width}; writing {path}")
         lines.append(json.dumps(clip.to_json(), separators=(", ", ": ")))
-    _atomic_write_text(Path(path), "".join(line + "\n" for line in lines))
+    atomic_write_text(Path(path), "".join(line + "\n" for line in lines))
 
 
 def read_manifest(path: Path | str) -> list[Clip]:
@@ -175,7 +176,7 @@ def write_classes(path: Path | str, classes: Sequence[str]) -> None:
     names = [str(c) for c in classes]
     if len(set(names)) != len(names):
         raise ManifestError(f"duplicate class names in {names!r}")
-    _atomic_write_text(Path(path), json.dumps(names, indent=1) + "\n")
+    atomic_write_text(Path(path), json.dumps(names, indent=1) + "\n")
 
 
 def read_classes(path: Path | str) -> list[str]:

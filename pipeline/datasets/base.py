@@ -1,0 +1,233 @@
+"""What every dataset builder shares: the registry, the build report, writing the outputs.
+
+A builder reads a dataset's own layout and writes ``<manifests_dir>/{train,valid,test}.jsonl``,
+``classes.json`` and ``report.json``. Clips whose audio is missing or unreadable are left out
+of the manifests but never silently: the report lists each one with the reason.
+"""
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from pipeline.errors import AudioError
+from pipeline.manifests import CLASSES_FILE, SPLITS, Clip, atomic_write_text, write_classes, write_manifest
+from pipeline.registry import Registry
+
+REPORT_FILE = "report.json"
+
+
+@dataclass
+class BuildReport:
+    """The outcome of one builder run (also written as ``report.json``).
+
+    Attributes:
+        dataset: builder name.
+        manifests_dir: where the manifests were written.
+        audio_root: the folder the manifests' audio paths are relative to.
+        classes: class names in label order.
+        splits: clips written per split.
+        missing: clips left out because their audio file does not exist
+            (``{"split", "id", "path"}``).
+        unreadable: clips left out because their audio cannot be decoded
+            (``{"split", "id", "path", "reason"}``).
+        warnings: other things the user should know (unlabelled files, classes
+            without known positives in a split, ...).
+        label_stats: per split: ``positives``, ``negatives``, ``unknown`` counts per class.
+        options: the settings the builder ran with.
+        seconds: wall time of the build.
+        dry_run: True when nothing was written.
+    """
+
+    dataset: str
+    manifests_dir: str
+    audio_root: str
+    classes: list[str]
+    splits: dict[str, int]
+    missing: list[dict[str, str]] = field(default_factory=list)
+    unreadable: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    label_stats: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON-friendly data."""
+        return asdict(self)
+
+    def write(self, path: Path | str) -> None:
+        """Write the report as indented JSON, atomically."""
+        atomic_write_text(Path(path), json.dumps(self.to_json(), indent=1, default=str) + "\n")
+
+    def summary(self, max_listed: int = 5) -> str:
+        """A few human-readable lines for the console."""
+        total = sum(self.splits.values())
+        head = "would write" if self.dry_run else "wrote"
+        lines = [
+            f"{self.dataset}: {head} {total} clips "
+            f"({', '.join(f'{k} {v}' for k, v in self.splits.items())}), {len(self.classes)} classes, "
+            f"to {self.manifests_dir} (audio root {self.audio_root}) in {self.seconds:.1f} s"
+        ]
+        for kind, items in (("missing", self.missing), ("unreadable", self.unreadable)):
+            if items:
+                lines.append(f"  {len(items)} clip(s) left out, audio {kind}:")
+                for item in items[:max_listed]:
+                    reason = f": {item['reason']}" if "reason" in item else ""
+                    lines.append(f"    {item.get('split', '?')}/{item['id']} {item['path']}{reason}")
+                if len(items) > max_listed:
+                    lines.append(f"    ... and {len(items) - max_listed} more (see {REPORT_FILE})")
+        for warning in self.warnings:
+            lines.append(f"  warning: {warning}")
+        if (self.missing or self.unreadable) and not self.dry_run:
+            lines.append(f"  full list: {Path(self.manifests_dir) / REPORT_FILE}")
+        return "\n".join(lines)
+
+
+#: Dataset builders by name; each is ``build(**options) -> BuildReport``.
+BUILDERS: Registry[Callable[..., BuildReport]] = Registry("dataset builder")
+
+
+def register_builder(name: str) -> Callable[[Callable[..., BuildReport]], Callable[..., BuildReport]]:
+    """Decorator registering a builder function under ``name``."""
+    return BUILDERS.register(name)
+
+
+def label_stats(clips: Sequence[Clip], n_classes: int) -> dict[str, list[int]]:
+    """Known positives, known negatives and unknowns per class."""
+    if not clips:
+        zeros = [0] * n_classes
+        return {"positives": zeros, "negatives": list(zeros), "unknown": list(zeros)}
+    labels = np.asarray([c.labels for c in clips], dtype=bool)
+    known = np.asarray([c.known for c in clips], dtype=bool)
+    return {
+        "positives": (labels & known).sum(0).astype(int).tolist(),
+        "negatives": (~labels & known).sum(0).astype(int).tolist(),
+        "unknown": (~known).sum(0).astype(int).tolist(),
+    }
+
+
+def coverage_warnings(stats: Mapping[str, Mapping[str, list[int]]], classes: Sequence[str]) -> list[str]:
+    """Warnings for classes with no known positive in a non-empty split."""
+    warnings = []
+    for split, counts in stats.items():
+        total = np.asarray(counts["positives"]) + np.asarray(counts["negatives"]) + np.asarray(counts["unknown"])
+        if not total.any():
+            continue
+        absent = [classes[i] for i, n in enumerate(counts["positives"]) if n == 0]
+        if absent:
+            warnings.append(f"split {split!r} has no known positive for: {', '.join(absent)} "
+                            "(per-class metrics are undefined there)")
+    return warnings
+
+
+def write_outputs(
+    *,
+    dataset: str,
+    manifests_dir: Path | str,
+    audio_root: Path | str,
+    classes: Sequence[str],
+    split_clips: Mapping[str, Sequence[Clip]],
+    missing: Iterable[Mapping[str, str]] = (),
+    unreadable: Iterable[Mapping[str, str]] = (),
+    warnings: Iterable[str] = (),
+    options: Mapping[str, Any] | None = None,
+    started: float | None = None,
+    dry_run: bool = False,
+) -> BuildReport:
+    """Write ``{split}.jsonl``, ``classes.json`` and ``report.json``; return the report.
+
+    Splits named in :data:`~pipeline.manifests.SPLITS` are always written (possibly empty).
+    With ``dry_run`` nothing is written and the report says what would be.
+    """
+    folder = Path(manifests_dir)
+    names = list(SPLITS) + [s for s in split_clips if s not in SPLITS]
+    stats = {s: label_stats(split_clips.get(s, []), len(classes)) for s in names}
+    report = BuildReport(
+        dataset=dataset,
+        manifests_dir=str(folder),
+        audio_root=str(audio_root),
+        classes=list(classes),
+        splits={s: len(split_clips.get(s, [])) for s in names},
+        missing=[dict(m) for m in missing],
+        unreadable=[dict(u) for u in unreadable],
+        warnings=list(warnings) + coverage_warnings(stats, classes),
+        label_stats=stats,
+        options={k: (str(v) if isinstance(v, Path) else v) for k, v in (options or {}).items()},
+        dry_run=dry_run,
+    )
+    if not dry_run:
+        folder.mkdir(parents=True, exist_ok=True)
+        for split in names:
+            write_manifest(folder / f"{split}.jsonl", split_clips.get(split, []))
+        write_classes(folder / CLASSES_FILE, classes)
+    report.seconds = time.perf_counter() - started if started is not None else 0.0
+    if not dry_run:
+        report.write(folder / REPORT_FILE)
+    return report
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Result of checking one clip's audio file."""
+
+    split: str
+    id: str
+    path: str
+    sample_rate: int = 0
+    duration: float = 0.0
+    problem: str = ""  # "", "missing" or "unreadable"
+    reason: str = ""
+
+
+def probe_audio(
+    audio_root: Path | str,
+    items: Sequence[tuple[str, str, str]],
+    *,
+    threads: int = 4,
+) -> list[Probe]:
+    """Read the headers of many files (in threads), keeping their order.
+
+    Args:
+        audio_root: folder the relative paths start from.
+        items: ``(split, clip id, relative posix path)`` triples.
+        threads: concurrent header reads (libsndfile releases the GIL).
+
+    Returns:
+        One :class:`Probe` per item: rate and duration, or the problem.
+    """
+    from pipeline.audio import audio_info
+
+    root = Path(audio_root)
+
+    def one(item: tuple[str, str, str]) -> Probe:
+        split, clip_id, rel = item
+        path = root / rel
+        if not path.is_file():
+            return Probe(split, clip_id, rel, problem="missing", reason="no such file")
+        try:
+            info = audio_info(path)
+        except AudioError as exc:
+            return Probe(split, clip_id, rel, problem="unreadable", reason=str(exc))
+        return Probe(split, clip_id, rel, sample_rate=info.sample_rate, duration=info.duration)
+
+    if threads <= 1 or len(items) < 8:
+        return [one(item) for item in items]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(one, items, chunksize=32))
+
+
+def split_probes(probes: Iterable[Probe]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """The ``missing`` and ``unreadable`` report entries of ``probes``."""
+    missing, unreadable = [], []
+    for p in probes:
+        if p.problem == "missing":
+            missing.append({"split": p.split, "id": p.id, "path": p.path})
+        elif p.problem:
+            unreadable.append({"split": p.split, "id": p.id, "path": p.path, "reason": p.reason})
+    return missing, unreadable
