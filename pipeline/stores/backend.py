@@ -1,0 +1,94 @@
+"""The part-backend interface: how one part's (N, dim) array is written and read.
+
+A backend only stores immutable concatenated arrays; everything else (index, commits,
+dedupe, provenance) is shared by :mod:`pipeline.stores.store`. Backend modules import
+their library (zarr, h5py) lazily, so importing the store API stays cheap.
+"""
+from __future__ import annotations
+
+import abc
+import importlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import UnknownNameError
+from pipeline.stores.location import Location
+from pipeline.stores.spec import StoreLayout
+
+#: backend name -> "module:class" (imported on first use)
+BACKENDS: dict[str, str] = {
+    "zarr": "pipeline.stores.zarr_backend:ZarrBackend",
+    "hdf5": "pipeline.stores.hdf5_backend:HDF5Backend",
+    "memmap": "pipeline.stores.memmap_backend:MemmapBackend",
+}
+#: backends a user can write a store with (memmap is an export format).
+WRITABLE_BACKENDS = ("zarr", "hdf5")
+
+
+class PartReader(abc.ABC):
+    """Read access to one part's array. Opened lazily, once per process."""
+
+    n_frames: int
+    dim: int
+    dtype: np.dtype
+
+    @abc.abstractmethod
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` as (stop - start, dim) in the stored dtype."""
+
+    def close(self) -> None:
+        """Release handles (no-op by default)."""
+
+
+class PartBackend(abc.ABC):
+    """Writes and opens parts of one storage format."""
+
+    name: str
+    #: suffix of a part's data file or folder (``.zarr``, ``.h5``, ``.npy``)
+    suffix: str
+
+    @abc.abstractmethod
+    def write_part(self, path: Path, frames: np.ndarray, layout: StoreLayout) -> None:
+        """Write ``frames`` (N, dim), already in the stored dtype, as a new part at local ``path``.
+
+        Called on a temporary path that is renamed into place afterwards; must leave the
+        data durable (fsync) when it returns.
+        """
+
+    @abc.abstractmethod
+    def open_part(self, location: Location, rel: str, layout: StoreLayout) -> PartReader:
+        """Open the part at ``rel`` under ``location`` for reading."""
+
+    def chunk_rows(self, layout: StoreLayout, n_frames: int) -> int:
+        """Rows per chunk of a part of ``n_frames`` rows (the unit of reading)."""
+        return max(1, min(layout.chunk_frames, n_frames))
+
+
+_instances: dict[str, PartBackend] = {}
+
+
+def get_backend(name: str) -> PartBackend:
+    """The backend registered as ``name``.
+
+    Raises:
+        UnknownNameError: naming the bad value and the valid backends.
+    """
+    if name not in BACKENDS:
+        raise UnknownNameError(f"unknown store backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+    if name not in _instances:
+        module_name, cls_name = BACKENDS[name].split(":")
+        _instances[name] = getattr(importlib.import_module(module_name), cls_name)()
+    return _instances[name]
+
+
+def fsync_tree(path: Path) -> None:
+    """fsync every file under ``path`` (or ``path`` itself) so a rename publishes durable data."""
+    files = [path] if path.is_file() else [Path(r) / f for r, _d, fs in os.walk(path) for f in fs]
+    for file in files:
+        fd = os.open(file, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,142 @@
+"""Backend conversion and exports.
+
+``convert_store`` copies a store part by part into another backend (same spec, same
+parts, same chunking, checksums re-checked), so zarr <-> hdf5 round trips are exact.
+``export_store`` writes ``npy`` (one ``<track_id>.npy`` (frames, dim) per track, the
+layout HEAR-style tools and the official EAsT code load) or ``memmap`` (one raw ``.npy``
+per part plus the index: a store ``open_store`` reads, the hot-loop fast path).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import StoreError
+from pipeline.stores.index import PartIndex, frames_checksum
+from pipeline.stores.store import EmbeddingStore, create_store, open_store
+
+EXPORT_FORMATS = ("npy", "memmap")
+
+
+def _source(src: EmbeddingStore | str | os.PathLike) -> EmbeddingStore:
+    return src if isinstance(src, EmbeddingStore) else open_store(src)
+
+
+def _part_frames(store: EmbeddingStore, part: PartIndex) -> tuple[np.ndarray, int]:
+    """All rows of ``part`` that hold tracks, and the row the block starts at."""
+    lo = min(e.offset for e in part.entries)
+    hi = max(e.offset + e.n_frames for e in part.entries)
+    return store.part_reader(part.name).read(lo, hi), lo
+
+
+def _checked(store: EmbeddingStore, entry, frames: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    if frames_checksum(frames) != entry.checksum:
+        raise StoreError(
+            f"track {entry.track_id!r} in {entry.part} of {store.path} does not match its checksum; "
+            "run `pipeline store verify` and re-extract the damaged tracks before converting"
+        )
+    return frames
+
+
+def convert_store(
+    src: EmbeddingStore | str | os.PathLike, dst: str | os.PathLike, *, backend: str, overwrite: bool = False
+) -> EmbeddingStore:
+    """Copy ``src`` into a new store at ``dst`` with ``backend``, part by part.
+
+    Parts, track order, chunking and checksums are kept; a ``dst`` already holding some
+    of the tracks (an interrupted conversion) is completed, not redone.
+
+    Returns:
+        The destination store, open for appending.
+
+    Raises:
+        StoreError: a source track does not match its checksum, or ``dst`` is not usable.
+    """
+    source = _source(src)
+    if not isinstance(dst, str) or "://" not in dst:
+        if Path(dst).resolve() == Path(str(source.path)).resolve():
+            raise StoreError(f"convert: destination {dst} is the source store; choose another --out folder")
+    target = create_store(
+        dst,
+        source.spec,
+        backend=backend,
+        overwrite=overwrite,
+        chunk_frames=source.layout.chunk_frames,
+        compression=source.layout.compression,
+    )
+    for part in source.parts():
+        todo = [e for e in sorted(part.entries, key=lambda e: e.offset) if e.track_id not in target]
+        if not todo:
+            continue
+        block, lo = _part_frames(source, part)
+        with target.writer(part_tracks=len(todo) + 1, part_bytes=1 << 62) as writer:
+            for entry in todo:
+                frames = _checked(source, entry, block[entry.offset - lo : entry.offset - lo + entry.n_frames])
+                writer.add(entry.track_id, frames, audio_sha256=entry.audio_sha256, duration=entry.duration)
+        del block
+    return target
+
+
+def _npy_path(out: Path, track_id: str) -> Path:
+    parts = track_id.split("/")
+    if any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts):
+        raise StoreError(f"track id {track_id!r} cannot be used as a file name; export with --format memmap")
+    return out.joinpath(*parts[:-1], parts[-1] + ".npy")
+
+
+def export_store(
+    src: EmbeddingStore | str | os.PathLike, out_dir: str | os.PathLike, *, format: str, dtype: str | None = None
+) -> Path:
+    """Export ``src`` for other tools.
+
+    Args:
+        src: store or its path/URL.
+        out_dir: destination folder (created; an existing export is completed/overwritten).
+        format: ``npy`` -> ``<out>/<track_id>.npy`` (frames, dim) per track plus ``index.json``
+            (track -> file, frames, duration, and the frame-time convention);
+            ``memmap`` -> a read-only store with one raw ``.npy`` per part.
+        dtype: ``npy`` only: cast to this dtype (e.g. ``float32``); default the stored dtype.
+
+    Returns:
+        ``out_dir`` as a Path.
+    """
+    if format not in EXPORT_FORMATS:
+        raise StoreError(f"export format {format!r} is not one of: {', '.join(EXPORT_FORMATS)}")
+    source = _source(src)
+    out = Path(out_dir)
+    if format == "memmap":
+        if dtype is not None and dtype != source.spec.dtype:
+            raise StoreError("a memmap export keeps the stored dtype; drop --dtype or use --format npy")
+        convert_store(source, out, backend="memmap")
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    spec = source.spec
+    tracks: dict[str, dict] = {}
+    for part in source.parts():
+        block, lo = _part_frames(source, part)
+        for entry in part.entries:
+            frames = _checked(source, entry, block[entry.offset - lo : entry.offset - lo + entry.n_frames])
+            path = _npy_path(out, entry.track_id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, frames if dtype is None else frames.astype(dtype), allow_pickle=False)
+            tracks[entry.track_id] = {
+                "file": path.relative_to(out).as_posix(),
+                "n_frames": entry.n_frames,
+                "duration": entry.duration,
+                "audio_sha256": entry.audio_sha256,
+            }
+    index = {
+        "teacher": spec.to_json(),
+        "dtype": dtype or spec.dtype,
+        "frame_times": (
+            "t_i = duration / 2 (one frame per clip)"
+            if spec.clip_level
+            else f"t_i = {spec.frame0_center_seconds!r} + i * {spec.hop_seconds!r} seconds (frame centres)"
+        ),
+        "tracks": tracks,
+    }
+    (out / "index.json").write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
+    return out

@@ -1,0 +1,79 @@
+"""HDF5 parts: one ``.h5`` file per part holding a chunked (N, dim) dataset ``frames``.
+
+Same concatenated layout and index as the zarr backend. Chunks of ``chunk_frames`` rows
+carry a Fletcher-32 checksum, so a corrupted chunk raises on read. Files are opened
+lazily by the reading process (never share an h5py handle across ``fork``; the store
+drops its handles when it finds itself in a new process).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import StoreError
+from pipeline.stores.backend import PartBackend, PartReader, fsync_tree
+from pipeline.stores.location import Location
+from pipeline.stores.spec import StoreLayout
+
+DATASET = "frames"
+GZIP_LEVEL = 1
+
+
+class HDF5PartReader(PartReader):
+    """A part opened with h5py (local file, or a file object from fsspec)."""
+
+    def __init__(self, handle, where: str) -> None:  # noqa: ANN001 - h5py.File
+        self.handle = handle
+        try:
+            self.dataset = handle[DATASET]
+        except KeyError:
+            handle.close()
+            raise StoreError(f"part data {where} has no dataset {DATASET!r}; the part is damaged") from None
+        self.n_frames, self.dim = (int(s) for s in self.dataset.shape)
+        self.dtype = np.dtype(self.dataset.dtype)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.dataset[start:stop]
+
+    def close(self) -> None:
+        try:
+            self.handle.close()
+        except Exception:  # noqa: BLE001 - closing a handle of a dead/forked process
+            pass
+
+
+class HDF5Backend(PartBackend):
+    """Parts as HDF5 files (h5py)."""
+
+    name = "hdf5"
+    suffix = ".h5"
+
+    def write_part(self, path: Path, frames: np.ndarray, layout: StoreLayout) -> None:
+        import h5py
+
+        n, dim = frames.shape
+        options = {}
+        if layout.compression != "none":  # zstd needs hdf5plugin; gzip-1 is built in
+            options = {"compression": "gzip", "compression_opts": GZIP_LEVEL}
+        with h5py.File(path, "w") as handle:
+            handle.create_dataset(
+                DATASET, data=frames, chunks=(self.chunk_rows(layout, n), dim), fletcher32=True, **options
+            )
+        fsync_tree(path)
+
+    def open_part(self, location: Location, rel: str, layout: StoreLayout) -> PartReader:
+        import h5py
+
+        local = location.local_path(rel)
+        where = location.join(rel)
+        try:
+            if local is not None:
+                handle = h5py.File(local, "r")
+            else:
+                handle = h5py.File(location.open_binary(rel), "r")
+        except FileNotFoundError:
+            raise StoreError(f"part data {where} is missing") from None
+        except OSError as exc:
+            raise StoreError(f"part data {where} cannot be opened: {exc}") from None
+        return HDF5PartReader(handle, where)

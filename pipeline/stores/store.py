@@ -1,0 +1,360 @@
+"""The embedding store: time-stamped frames of one teacher configuration, in immutable parts.
+
+::
+
+    <store>/teacher.json            StoreSpec + layout (backend, chunk_frames, compression)
+    <store>/parts.json              committed parts, in order (the commit point)
+    <store>/parts/part-000000.json  index of a part: track -> offset, n_frames, audio sha256, checksum
+    <store>/parts/part-000000.zarr  its frames: one (N, dim) array (zarr folder, .h5 or .npy file)
+    <store>/tmp/, <store>/.lock     writers' scratch space and the commit lock
+
+Opening reads only JSON metadata; part data is opened lazily, once per process (safe with
+``fork`` and DataLoader workers), and nothing is ever unpickled.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipeline.errors import ProvenanceError, StoreError
+from pipeline.stores.backend import PartReader, get_backend
+from pipeline.stores.index import PARTS_DIR, PARTS_FILE, PartIndex, StoreIndex, TrackEntry, parse_parts_json, parts_json_text, write_atomic
+from pipeline.stores.location import Location, is_url
+from pipeline.stores.spec import (
+    COMPRESSIONS,
+    StoreLayout,
+    StoreSpec,
+    default_chunk_frames,
+    read_teacher_json,
+    teacher_json_text,
+)
+from pipeline.stores.writer import TMP_DIR, PartWriter, clean_tmp, store_lock
+
+if TYPE_CHECKING:
+    from pipeline.stores.verify import VerifyReport
+
+log = logging.getLogger(__name__)
+
+TEACHER_FILE = "teacher.json"
+#: tolerance (in frames) when mapping times to frame indices, against float round-off
+_EPS_FRAMES = 1e-6
+
+
+class EmbeddingStore:
+    """Read (and, opened with ``mode="a"``, append to) one store. Build with :func:`open_store`.
+
+    Attributes:
+        path: the store's folder (``Path``) or URL (``str``).
+        spec: the :class:`StoreSpec` of its frames.
+        backend: ``zarr``, ``hdf5`` or ``memmap``.
+        layout: backend, chunk frames and compression.
+        mode: ``"r"`` or ``"a"``.
+    """
+
+    def __init__(self, location: Location, spec: StoreSpec, layout: StoreLayout, mode: str) -> None:
+        self.location = location
+        self.path: Path | str = location.local if location.local is not None else location.url
+        self.spec = spec
+        self.layout = layout
+        self.backend = layout.backend
+        self.mode = mode
+        self._index = StoreIndex()
+        self._listed: list[str] = []
+        self.missing_parts: list[str] = []
+        self._readers: dict[str, PartReader] = {}
+        self._pid = os.getpid()
+        self.refresh()
+
+    def __repr__(self) -> str:
+        return f"EmbeddingStore({str(self.path)!r}, teacher={self.spec.teacher!r}, backend={self.backend!r}, tracks={len(self)})"
+
+    # ---- metadata ---------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Re-read ``parts.json`` and load the index of parts committed since the last look."""
+        try:
+            text = self.location.read_text(PARTS_FILE)
+        except FileNotFoundError:
+            names: list[str] = []
+        else:
+            names = parse_parts_json(text, where=self.location.join(PARTS_FILE))
+        self._listed = names
+        missing = []
+        for name in names:
+            if name in self._index.parts:
+                continue
+            rel = f"{PARTS_DIR}/{name}.json"
+            try:
+                part_text = self.location.read_text(rel)
+            except FileNotFoundError:
+                missing.append(name)
+                continue
+            import json
+
+            try:
+                data = json.loads(part_text)
+            except json.JSONDecodeError as exc:
+                raise StoreError(f"part index {self.location.join(rel)} is not JSON ({exc}); run `pipeline store verify`") from None
+            self._index.add(PartIndex.from_json(data, where=self.location.join(rel)))
+        self.missing_parts = missing
+        if missing:
+            log.warning("store %s: parts listed but missing: %s (run `pipeline store verify`)", self.path, ", ".join(missing))
+
+    def track_ids(self) -> list[str]:
+        """Track ids in commit order."""
+        return list(self._index.entries)
+
+    def __contains__(self, track_id: object) -> bool:
+        return track_id in self._index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def entry(self, track_id: str) -> TrackEntry:
+        """Where ``track_id``'s frames are.
+
+        Raises:
+            StoreError: naming the track and the store when it is absent.
+        """
+        try:
+            return self._index.entries[track_id]
+        except KeyError:
+            raise StoreError(
+                f"track {track_id!r} is not in the store {self.path} ({len(self)} tracks); "
+                "run `pipeline extract` for it, or check the store path"
+            ) from None
+
+    def parts(self) -> list[PartIndex]:
+        """Committed parts in commit order."""
+        return [self._index.parts[n] for n in self._listed if n in self._index.parts]
+
+    def listed_parts(self) -> list[str]:
+        """Part names as listed in ``parts.json`` (including any whose index is missing)."""
+        return list(self._listed)
+
+    @property
+    def index(self) -> StoreIndex:
+        """The merged index (read-only use)."""
+        return self._index
+
+    def expected_audio_sha(self, track_id: str) -> str:
+        """The source-audio sha256 recorded for ``track_id`` ("" when it is not stored)."""
+        entry = self._index.entries.get(track_id)
+        return entry.audio_sha256 if entry is not None else ""
+
+    # ---- frames -----------------------------------------------------------------------
+    def part_reader(self, part: str) -> PartReader:
+        """The (lazily opened, per-process) reader of ``part``."""
+        if os.getpid() != self._pid:  # forked: never reuse the parent's handles
+            self._readers = {}
+            self._pid = os.getpid()
+        reader = self._readers.get(part)
+        if reader is None:
+            info = self._index.parts.get(part)
+            if info is None:
+                raise StoreError(f"part {part!r} is not committed in store {self.path}")
+            backend = get_backend(info.backend)
+            reader = backend.open_part(self.location, f"{PARTS_DIR}/{info.file}", self.layout)
+            self._readers[part] = reader
+        return reader
+
+    def read(self, track_id: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Frames ``[start, stop)`` of a track (clipped to its length, like a slice).
+
+        Returns:
+            (frames, dim) array in the stored dtype (float16 by default; int16 for audio).
+        """
+        entry = self.entry(track_id)
+        if start < 0 or (stop is not None and stop < 0):
+            raise StoreError(f"read of {track_id!r}: start/stop must be >= 0, got {start}, {stop}")
+        stop = entry.n_frames if stop is None else min(int(stop), entry.n_frames)
+        start = min(int(start), stop)
+        if start == stop:
+            return np.zeros((0, self.spec.dim), dtype=self.spec.dtype)
+        return self.part_reader(entry.part).read(entry.offset + start, entry.offset + stop)
+
+    def frame_times(self, track_id: str) -> np.ndarray:
+        """Centre time of every frame in seconds, float64 (n_frames,); clip-level: duration / 2."""
+        entry = self.entry(track_id)
+        if self.spec.clip_level:
+            return np.full(entry.n_frames, entry.duration / 2.0)
+        return self.spec.frame0_center_seconds + self.spec.hop_seconds * np.arange(entry.n_frames, dtype=np.float64)
+
+    def frame_range(self, track_id: str, t0: float, t1: float) -> tuple[int, int]:
+        """Indices ``[i0, i1)`` of the frames whose centres fall in ``[t0, t1)`` seconds."""
+        entry = self.entry(track_id)
+        if self.spec.clip_level:
+            return 0, entry.n_frames
+        f0, hop = self.spec.frame0_center_seconds, self.spec.hop_seconds
+        i0 = math.ceil((t0 - f0) / hop - _EPS_FRAMES)
+        i1 = math.ceil((t1 - f0) / hop - _EPS_FRAMES)
+        i0 = min(max(i0, 0), entry.n_frames)
+        return i0, min(max(i1, i0), entry.n_frames)
+
+    def read_window(self, track_id: str, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
+        """Frames whose centres fall in ``[t0, t1)`` seconds, and their centre times.
+
+        Clip-level stores return their one frame whatever the window. A window no longer
+        than the chunk touches at most two chunks.
+
+        Returns:
+            ``(frames (k, dim) stored dtype, times (k,) float64 seconds)``.
+        """
+        i0, i1 = self.frame_range(track_id, t0, t1)
+        frames = self.read(track_id, i0, i1)
+        if self.spec.clip_level:
+            return frames, self.frame_times(track_id)[i0:i1]
+        times = self.spec.frame0_center_seconds + self.spec.hop_seconds * np.arange(i0, i1, dtype=np.float64)
+        return frames, times
+
+    # ---- writing and upkeep -----------------------------------------------------------
+    def writer(self, *, part_tracks: int = 256, part_bytes: int = 256 << 20) -> PartWriter:
+        """A new :class:`PartWriter` (one per process or worker)."""
+        return PartWriter(self, part_tracks=part_tracks, part_bytes=part_bytes)
+
+    def clean_tmp(self) -> list[str]:
+        """Remove leftovers of interrupted writers (dead writers only); returns what was removed."""
+        if self.location.local is None or self.mode != "a":
+            raise StoreError(f"store {self.path} is open read-only; open it with mode='a' to clean it")
+        removed = clean_tmp(self.location.local)
+        self.refresh()
+        return removed
+
+    def verify(self, *, checksums: bool = True) -> "VerifyReport":
+        """Recompute checksums and check index <-> data consistency (see :mod:`.verify`)."""
+        from pipeline.stores.verify import verify_store
+
+        return verify_store(self, checksums=checksums)
+
+    def close(self) -> None:
+        """Close open part handles (they reopen on the next read)."""
+        for reader in self._readers.values():
+            reader.close()
+        self._readers = {}
+
+    def disk_usage(self) -> tuple[int, int]:
+        """``(files, bytes)`` of this store on a local disk, nested stores (``audio/``) excluded."""
+        root = self.location.local_path("")
+        if root is None:
+            return 0, 0
+        files = size = 0
+        for folder, dirs, names in os.walk(root):
+            dirs[:] = [d for d in dirs if not (Path(folder) / d / TEACHER_FILE).exists() and d != TMP_DIR]
+            for name in names:
+                files += 1
+                size += (Path(folder) / name).stat().st_size
+        return files, size
+
+    def __getstate__(self) -> dict[str, Any]:  # picklable for workers; never ships open handles
+        state = dict(self.__dict__)
+        state["_readers"] = {}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._pid = os.getpid()
+
+
+def open_store(path_or_url: str | os.PathLike, *, mode: str = "r") -> EmbeddingStore:
+    """Open an existing store, reading only its JSON metadata.
+
+    Args:
+        path_or_url: store folder, or an fsspec URL (``file://...``, ``s3://...``) read-only.
+        mode: ``"r"`` (read) or ``"a"`` (read and append; local stores only).
+
+    Raises:
+        StoreError: no store there, damaged metadata, or ``"a"`` on a URL.
+    """
+    if isinstance(path_or_url, EmbeddingStore):
+        path_or_url = path_or_url.path
+    if mode not in ("r", "a"):
+        raise StoreError(f"store mode {mode!r} must be 'r' or 'a'")
+    location = Location(path_or_url)
+    if mode == "a" and location.local is None:
+        raise StoreError(f"store {location} is a URL and can only be opened read-only (mode='r')")
+    try:
+        text = location.read_text(TEACHER_FILE)
+    except (FileNotFoundError, NotADirectoryError):
+        raise StoreError(
+            f"no embedding store at {location}: {TEACHER_FILE} is missing; "
+            "run `pipeline extract` first or check the path"
+        ) from None
+    spec, layout = read_teacher_json(text, where=location.join(TEACHER_FILE))
+    get_backend(layout.backend)
+    return EmbeddingStore(location, spec, layout, mode)
+
+
+def create_store(
+    path: str | os.PathLike,
+    spec: StoreSpec,
+    *,
+    backend: str = "zarr",
+    overwrite: bool = False,
+    chunk_frames: int | None = None,
+    compression: str = "none",
+) -> EmbeddingStore:
+    """Create a store, or reopen an existing one with the same spec for appending (resume).
+
+    Args:
+        path: local folder of the store.
+        spec: what the frames are.
+        backend: ``zarr`` (default) or ``hdf5`` (``memmap`` is written by exports).
+        overwrite: delete an existing store at ``path`` first.
+        chunk_frames: frames per chunk (default :func:`default_chunk_frames`: ~512 KiB, and
+            never shorter than a 30 s window).
+        compression: ``none`` (default) or ``zstd``.
+
+    Raises:
+        ProvenanceError: a store exists there with another spec (every difference is named).
+        StoreError: a store exists with another backend or chunking, or ``path`` is a
+            non-empty folder that is not a store.
+    """
+    if is_url(path):
+        raise StoreError(f"stores are created on a local path, not {path!r}")
+    get_backend(backend)
+    if compression not in COMPRESSIONS:
+        raise StoreError(f"store compression {compression!r} is not one of: {', '.join(COMPRESSIONS)}")
+    if chunk_frames is not None and int(chunk_frames) < 1:
+        raise StoreError(f"chunk_frames must be >= 1, got {chunk_frames!r}")
+    root = Path(path)
+    is_store = (root / TEACHER_FILE).is_file()
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"store path {root} is a file; use another path")
+    if root.is_dir() and not is_store and any(root.iterdir()):
+        raise StoreError(f"{root} exists and is not an embedding store (no {TEACHER_FILE}); refusing to use it. Use another path")
+    if overwrite and is_store:
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with store_lock(root):
+        if not (root / TEACHER_FILE).is_file():
+            layout = StoreLayout(backend, int(chunk_frames or default_chunk_frames(spec)), compression)
+            (root / PARTS_DIR).mkdir(exist_ok=True)
+            write_atomic(root / PARTS_FILE, parts_json_text([]))
+            write_atomic(root / TEACHER_FILE, teacher_json_text(spec, layout))
+            log.info("created %s store %s for %s (chunk %d frames)", backend, root, spec.teacher, layout.chunk_frames)
+            return EmbeddingStore(Location(root), spec, layout, "a")
+    store = open_store(root, mode="a")
+    diffs = store.spec.differences(spec)
+    if diffs:
+        raise ProvenanceError(
+            f"store {root} holds {store.spec.teacher} frames made with other settings than requested "
+            f"(stored != requested): {'; '.join(diffs)}. Use another store path, or --overwrite to replace it"
+        )
+    if store.backend != backend:
+        raise StoreError(
+            f"store {root} uses the {store.backend!r} backend, not {backend!r}; use "
+            f"`pipeline store convert` or another path, or --overwrite"
+        )
+    if chunk_frames is not None and int(chunk_frames) != store.layout.chunk_frames:
+        raise StoreError(
+            f"store {root} has chunks of {store.layout.chunk_frames} frames, not {chunk_frames}; "
+            "leave chunk_frames unset to append, or use another path"
+        )
+    store.clean_tmp()
+    log.info("resuming store %s: %d tracks in %d parts", root, len(store), len(store.parts()))
+    return store

@@ -1,0 +1,370 @@
+"""Writing parts: buffered tracks -> one immutable part, committed atomically.
+
+Protocol (any number of processes or dask workers, one :class:`PartWriter` each):
+
+1. ``add`` buffers whole tracks in memory (cast to the stored dtype, checksummed).
+2. ``commit`` writes the buffer as one part under ``<store>/tmp/<token>.<suffix>``,
+   guarded by ``tmp/<token>.lock`` held with ``flock`` while the writer lives (a dead
+   writer's lock is free, so its leftovers can be told from live ones).
+3. Under the exclusive store lock (``flock`` on ``<store>/.lock``): tracks already
+   committed by another part are dropped from the new index, the data is renamed to
+   ``parts/part-NNNNNN.<suffix>``, its index JSON written, and ``parts.json`` replaced.
+   Replacing ``parts.json`` is the commit point: readers never see a half-written track.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import re
+import shutil
+import socket
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+
+from pipeline.errors import StoreError
+from pipeline.stores.backend import get_backend
+from pipeline.stores.index import (
+    PARTS_DIR,
+    PARTS_FILE,
+    PartIndex,
+    TrackEntry,
+    frames_checksum,
+    parse_parts_json,
+    part_name,
+    part_row,
+    part_seq,
+    parts_json_text,
+    write_atomic,
+)
+
+if TYPE_CHECKING:
+    from pipeline.stores.store import EmbeddingStore
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = ".lock"
+TMP_DIR = "tmp"
+
+
+@contextmanager
+def store_lock(root: Path) -> Iterator[None]:
+    """Hold the exclusive store lock (``flock`` on ``<root>/.lock``); released on exit or death."""
+    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def read_parts_rows(root: Path) -> list[dict]:
+    """Rows of ``parts.json`` ([] when absent)."""
+    import json
+
+    path = root / PARTS_FILE
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    parse_parts_json(text, where=str(path))  # validates
+    return list(json.loads(text)["parts"])
+
+
+def _token() -> str:
+    host = re.sub(r"[^A-Za-z0-9]+", "_", socket.gethostname())[:40] or "host"
+    return f"{host}-{os.getpid()}-{uuid.uuid4().hex[:10]}"
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def clean_tmp(root: Path) -> list[str]:
+    """Remove what interrupted writers left in the store at ``root``; returns the removed names.
+
+    Removes ``tmp/`` entries whose writer is gone (its lock file is free or absent),
+    part files in ``parts/`` that ``parts.json`` does not list (a writer died between
+    the rename and the commit), and stray temporary JSON files. Live writers are left alone.
+    """
+    removed: list[str] = []
+    with store_lock(root):
+        tmp = root / TMP_DIR
+        names = sorted(os.listdir(tmp)) if tmp.is_dir() else []
+        by_token: dict[str, list[str]] = {}
+        for name in names:
+            by_token.setdefault(name.split(".", 1)[0], []).append(name)
+        for token, group in by_token.items():
+            lock_name = f"{token}.lock"
+            if lock_name in group and not _lock_is_free(tmp / lock_name):
+                continue  # a live writer
+            for name in sorted(group, key=lambda n: n == lock_name):  # the lock file last
+                _remove(tmp / name)
+                removed.append(f"{TMP_DIR}/{name}")
+        listed = {row["name"] for row in read_parts_rows(root)}
+        parts = root / PARTS_DIR
+        for name in sorted(os.listdir(parts)) if parts.is_dir() else []:
+            stray_tmp = name.startswith(".") and name.endswith(".tmp")
+            if stray_tmp or name.split(".", 1)[0] not in listed:
+                _remove(parts / name)
+                removed.append(f"{PARTS_DIR}/{name}")
+        for name in os.listdir(root):
+            if name.startswith(f".{PARTS_FILE}.") and name.endswith(".tmp"):
+                _remove(root / name)
+                removed.append(name)
+    if removed:
+        log.info("store %s: removed leftovers of interrupted writers: %s", root, ", ".join(removed))
+    return removed
+
+
+def _lock_is_free(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            return False
+        raise
+    finally:
+        os.close(fd)  # closing releases a lock we took
+    return True
+
+
+@dataclass
+class _Pending:
+    track_id: str
+    frames: np.ndarray
+    audio_sha256: str
+    duration: float
+    checksum: str
+
+
+class PartWriter:
+    """Buffers whole tracks and commits them as immutable parts (one writer per process).
+
+    Use as a context manager: leaving the block without an exception commits what is
+    buffered; an exception discards the buffer (nothing half-written reaches the store).
+
+    Args:
+        store: a store opened with ``mode="a"`` (or made by ``create_store``).
+        part_tracks: commit after this many buffered tracks.
+        part_bytes: commit once the buffer holds this many bytes of frames.
+    """
+
+    def __init__(self, store: "EmbeddingStore", *, part_tracks: int = 256, part_bytes: int = 256 << 20) -> None:
+        if store.mode != "a" or store.location.local is None:
+            raise StoreError(f"store {store.path} is open read-only; open it with mode='a' to write")
+        if part_tracks < 1 or part_bytes < 1:
+            raise StoreError(f"part_tracks and part_bytes must be >= 1, got {part_tracks}, {part_bytes}")
+        self.store = store
+        self.root: Path = store.location.local
+        self.part_tracks = int(part_tracks)
+        self.part_bytes = int(part_bytes)
+        self.committed: list[str] = []
+        self.dropped: list[str] = []
+        self._buffer: list[_Pending] = []
+        self._ids: set[str] = set()
+        self._bytes = 0
+        self._closed = False
+
+    # ---- buffering ------------------------------------------------------------------
+    def add(self, track_id: str, frames: np.ndarray, *, audio_sha256: str, duration: float) -> None:
+        """Buffer one whole track; commits a part when the buffer is full.
+
+        Args:
+            track_id: the clip id (a second ``add`` of a buffered id is ignored).
+            frames: (n_frames, dim) frames, cast to the store dtype (audio stores: int16
+                samples, (n,) or (n, 1)).
+            audio_sha256: fingerprint of the source audio.
+            duration: track duration in seconds.
+
+        Raises:
+            StoreError: wrong shape, no frames, non-finite values after the cast, or a closed writer.
+        """
+        if self._closed:
+            raise StoreError(f"this writer of {self.store.path} is closed; open a new one with store.writer()")
+        track_id = str(track_id)
+        if track_id in self._ids:
+            log.debug("track %r is already buffered; the second copy is ignored", track_id)
+            return
+        data = self._prepare(track_id, frames)
+        item = _Pending(track_id, data, str(audio_sha256), float(duration), frames_checksum(data))
+        self._buffer.append(item)
+        self._ids.add(track_id)
+        self._bytes += data.nbytes
+        if len(self._buffer) >= self.part_tracks or self._bytes >= self.part_bytes:
+            self.commit()
+
+    def _prepare(self, track_id: str, frames: np.ndarray) -> np.ndarray:
+        spec = self.store.spec
+        arr = np.asarray(frames)
+        if arr.ndim == 1 and spec.dim == 1:
+            arr = arr[:, None]
+        if arr.ndim != 2 or arr.shape[1] != spec.dim:
+            raise StoreError(
+                f"track {track_id!r}: frames have shape {arr.shape}, expected (n_frames, {spec.dim}) "
+                f"for store {self.store.path}"
+            )
+        if arr.shape[0] == 0:
+            raise StoreError(f"track {track_id!r} has no frames; a stored track needs at least one frame")
+        target = np.dtype(spec.dtype).newbyteorder("<")
+        if target.kind == "i":
+            if arr.dtype.kind not in "iu":
+                raise StoreError(
+                    f"track {track_id!r}: audio store {self.store.path} takes int16 samples, got {arr.dtype}; "
+                    "quantise first (round(x * 32767))"
+                )
+            info = np.iinfo(target)
+            if arr.size and (arr.min() < info.min or arr.max() > info.max):
+                raise StoreError(f"track {track_id!r}: samples outside the {spec.dtype} range")
+            return np.ascontiguousarray(arr, dtype=target).copy()
+        out = np.array(arr, dtype=target, order="C", copy=True)
+        if not np.isfinite(out).all():
+            peak = float(np.nanmax(np.abs(np.asarray(arr, dtype=np.float64)))) if arr.size else 0.0
+            raise StoreError(
+                f"track {track_id!r}: frames are not finite in {spec.dtype} (max |x| = {peak:.4g}); "
+                "check the teacher output or use extract.dtype: float32"
+            )
+        return out
+
+    def __len__(self) -> int:
+        """Tracks buffered and not yet committed."""
+        return len(self._buffer)
+
+    def discard(self) -> int:
+        """Drop the buffered tracks; returns how many were dropped."""
+        count = len(self._buffer)
+        self._buffer, self._ids, self._bytes = [], set(), 0
+        return count
+
+    # ---- committing -----------------------------------------------------------------
+    def commit(self) -> list[str]:
+        """Write the buffered tracks as one part now; returns the ids committed.
+
+        Tracks that another writer committed in the meantime are left out (their first
+        copy wins), so the store lists every track once.
+        """
+        items = self._buffer
+        self.discard()
+        if not items:
+            return []
+        store = self.store
+        store.refresh()
+        fresh = [t for t in items if t.track_id not in store]
+        self.dropped.extend(t.track_id for t in items if t.track_id in store)
+        if not fresh:
+            return []
+        backend = get_backend(store.backend)
+        tmp = self.root / TMP_DIR
+        tmp.mkdir(exist_ok=True)
+        token = _token()
+        data_tmp = tmp / f"{token}{backend.suffix}"
+        lock_path = tmp / f"{token}.lock"
+        with store_lock(self.root):  # clean_tmp must never see our data without a held lock
+            lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        try:
+            offsets = np.cumsum([0] + [len(t.frames) for t in fresh])
+            frames = np.concatenate([t.frames for t in fresh], axis=0)
+            backend.write_part(data_tmp, frames, store.layout)
+            n_frames = int(frames.shape[0])
+            del frames
+            done = self._publish(fresh, offsets, n_frames, data_tmp, backend.suffix, backend.name)
+        finally:
+            if data_tmp.exists():
+                _remove(data_tmp)
+            os.close(lock_fd)
+            try:
+                lock_path.unlink()
+            except FileNotFoundError:
+                pass
+        store.refresh()
+        self.committed.extend(done)
+        return done
+
+    def _publish(
+        self, items: list[_Pending], offsets: np.ndarray, n_frames: int, data_tmp: Path, suffix: str, backend: str
+    ) -> list[str]:
+        store = self.store
+        with store_lock(self.root):
+            rows = read_parts_rows(self.root)
+            store.refresh()
+            keep = [(t, int(o)) for t, o in zip(items, offsets[:-1]) if t.track_id not in store]
+            self.dropped.extend(t.track_id for t in items if t.track_id in store)
+            if not keep:
+                return []
+            parts_dir = self.root / PARTS_DIR
+            parts_dir.mkdir(exist_ok=True)
+            seqs = [part_seq(r["name"]) for r in rows] + [part_seq(n) for n in os.listdir(parts_dir)]
+            seq = 1 + max((s for s in seqs if s is not None), default=-1)
+            name = part_name(seq)
+            part = PartIndex(
+                name=name,
+                seq=seq,
+                backend=backend,
+                file=f"{name}{suffix}",
+                n_frames=n_frames,
+                dim=store.spec.dim,
+                dtype=store.spec.dtype,
+                entries=tuple(
+                    TrackEntry(t.track_id, name, o, len(t.frames), t.audio_sha256, t.duration, t.checksum)
+                    for t, o in keep
+                ),
+            )
+            import json
+
+            os.rename(data_tmp, parts_dir / part.file)
+            write_atomic(parts_dir / f"{name}.json", json.dumps(part.to_json()) + "\n")
+            rows.append(part_row(part))
+            write_atomic(self.root / PARTS_FILE, parts_json_text(rows))
+            _fsync_dir(parts_dir)
+            _fsync_dir(self.root)
+        log.debug("store %s: committed %s with %d tracks", self.root, name, len(keep))
+        return [t.track_id for t, _o in keep]
+
+    # ---- context manager ------------------------------------------------------------
+    def close(self) -> None:
+        """Commit what is buffered and close the writer."""
+        if not self._closed:
+            self.commit()
+            self._closed = True
+
+    def __enter__(self) -> "PartWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
+        if exc_type is None:
+            self.close()
+        else:
+            dropped = self.discard()
+            if dropped:
+                log.warning("writer of %s: %d uncommitted track(s) discarded after an error", self.store.path, dropped)
+            self._closed = True
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
