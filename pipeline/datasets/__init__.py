@@ -11,4 +11,4 @@ from pipeline.datasets.base import BUILDERS, BuildReport, register_builder
 __all__ = ["BUILDERS", "BuildReport", "register_builder"]
 
 # Importing the modules registers their builders (they are light: numpy and soundfile only).
-from pipeline.datasets import demo  # noqa: E402,F401
+from pipeline.datasets import demo, folder, magnatagatune, openmic  # noqa: E402,F401

@@ -28,7 +28,7 @@ OPENMIC_CLASSES: tuple[str, ...] = (
 )
 
 DRUM_KITS = (0, 8, 16, 24, 25, 32, 40)  # TimGM6mb bank-128 presets: standard, room, power, ...
-_KICKS, _SNARES = (35, 36), (38, 40, 37)
+_KICKS, _SNARES = (35, 36), (38, 40, 38, 40, 37)  # 37 (side stick) rarely
 _HATS_CLOSED, _HAT_PEDAL, _HAT_OPEN = 42, 44, 46
 _TOMS = (41, 43, 45, 47, 48, 50)
 _CRASHES, _RIDES, _EXTRA_CYMBALS = (49, 57), (51, 59), (52, 55)
@@ -120,11 +120,15 @@ def _melody(ctx: Context, rng: np.random.Generator, low: int, high: int, legato:
     idx = int(rng.integers(len(keys)))
     base_vel = int(rng.integers(60, 111))
     lengths = np.array([0.5, 1.0, 1.0, 1.5, 2.0, 0.5])
-    notes, t = [], float(rng.uniform(0, 0.25)) * ctx.beat
+    notes, t, rested = [], float(rng.uniform(0, 0.25)) * ctx.beat, False
     while t < ctx.seconds:
         dur = float(rng.choice(lengths)) * ctx.beat
-        if rng.random() > 0.1 or not notes:  # 10 % rests
-            notes.append(Note(t, dur * legato, keys[idx], _velocity(rng, base_vel)))
+        if notes and not rested and rng.random() < 0.1:  # a short rest now and then, never two in a row
+            t += min(dur, ctx.beat)
+            rested = True
+            continue
+        rested = False
+        notes.append(Note(t, dur * legato, keys[idx], _velocity(rng, base_vel)))
         idx = int(np.clip(idx + rng.choice([-2, -1, -1, 0, 1, 1, 2, 3, -3]), 0, len(keys) - 1))
         t += dur
     return notes

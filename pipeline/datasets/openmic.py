@@ -1,0 +1,164 @@
+"""OpenMIC-2018 from its official layout.
+
+Expected under ``--root`` (the unpacked ``openmic-2018-v1.0.0.tgz``)::
+
+    openmic-2018.npz            Y_true (N, 20) float, Y_mask (N, 20) bool, sample_key (N,)
+    class-map.json              {"accordion": 0, ...}
+    audio/<key[:3]>/<key>.ogg
+    partitions/split01_train.csv, partitions/split01_test.csv   (one sample_key per line)
+
+Splits: the official ``split01`` train/test partition (14,915 / 5,085 clips). Validation is
+taken from train exactly as in the EAsT paper's code: ``random.seed(2022)`` and one
+``random.uniform(0, 1) < 0.15`` draw per train line, in file order (2,223 clips).
+
+Labels, two rules (``label_rule``):
+
+* ``mask`` (default): known where ``Y_mask`` is true and ``Y_true != 0.5``; positive where
+  ``Y_true > 0.5``. ``Y_mask`` is the dataset's own statement of which labels were
+  annotated; a confidence of exactly 0.5 among them is a tie and carries no label either.
+* ``paper``: the EAsT code's rule, which ignores ``Y_mask``: ``Y_true > 0.5`` positive,
+  ``< 0.5`` negative, ``== 0.5`` unknown. It agrees with ``mask`` wherever unannotated
+  entries hold exactly 0.5; the report counts the entries where the two rules differ.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.datasets.base import BuildReport, probe_audio, register_builder, split_probes, write_outputs
+from pipeline.errors import ConfigError, ManifestError
+from pipeline.manifests import SPLITS, Clip
+
+LABEL_RULES = ("mask", "paper")
+SPLIT_FILES = {"train": "split01_train.csv", "test": "split01_test.csv"}
+
+
+def read_partition(path: Path) -> list[str]:
+    """Sample keys of a partition CSV (one per line; an optional ``sample_key`` header)."""
+    if not path.is_file():
+        raise ManifestError(f"OpenMIC partition {str(path)!r} not found; it ships in the dataset archive under "
+                            "partitions/ (or pass --split-dir DIR holding split01_train.csv and split01_test.csv)")
+    keys = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        key = line.strip().split(",")[0].strip()
+        if not key or (number == 1 and key.lower() == "sample_key"):
+            continue
+        keys.append(key)
+    return keys
+
+
+def validation_split(train_keys: list[str], fraction: float = 0.15, seed: int = 2022) -> tuple[list[str], list[str]]:
+    """Split ``train_keys`` into (train, valid) like the EAsT code: one uniform draw per key."""
+    draw = random.Random(seed)
+    train, valid = [], []
+    for key in train_keys:
+        (valid if draw.uniform(0, 1) < fraction else train).append(key)
+    return train, valid
+
+
+def openmic_labels(y_true: np.ndarray, y_mask: np.ndarray, rule: str = "mask") -> tuple[np.ndarray, np.ndarray]:
+    """``(labels, known)`` bool arrays from the npz's ``Y_true``/``Y_mask`` by ``rule``."""
+    if rule not in LABEL_RULES:
+        raise ConfigError(f"unknown OpenMIC label rule {rule!r}; choose one of {', '.join(LABEL_RULES)}")
+    labels = y_true > 0.5
+    if rule == "paper":
+        known = y_true != 0.5
+    else:
+        known = y_mask.astype(bool) & (y_true != 0.5)
+    return labels, known
+
+
+def _load_npz(path: Path, allow_pickle: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not path.is_file():
+        raise ManifestError(f"{str(path)!r} not found; --root must be the unpacked OpenMIC-2018 folder")
+    try:
+        with np.load(path, allow_pickle=allow_pickle) as data:
+            missing = [k for k in ("Y_true", "Y_mask", "sample_key") if k not in data.files]
+            if missing:
+                raise ManifestError(f"{path} lacks {', '.join(missing)} (has {', '.join(data.files)})")
+            return (np.asarray(data["Y_true"], dtype=np.float64), np.asarray(data["Y_mask"], dtype=bool),
+                    np.asarray(data["sample_key"]).astype(str))
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise ManifestError(f"{path} stores Python objects; rerun with --allow-pickle if you trust the file") \
+                from None
+        raise ManifestError(f"{path} cannot be read ({exc})") from None
+
+
+@register_builder("openmic")
+def build(
+    *,
+    root: Path | str,
+    manifests_dir: Path | str,
+    split_dir: Path | str | None = None,
+    label_rule: str = "mask",
+    valid_fraction: float = 0.15,
+    valid_seed: int = 2022,
+    allow_pickle: bool = False,
+    threads: int = 4,
+    dry_run: bool = False,
+) -> BuildReport:
+    """Build OpenMIC-2018 manifests (layout, splits and label rules in the module doc).
+
+    Args:
+        root: the unpacked dataset; manifests' audio paths are relative to it.
+        manifests_dir: output folder.
+        split_dir: folder with ``split01_train.csv``/``split01_test.csv``; default ``<root>/partitions``.
+        label_rule: ``mask`` (default) or ``paper``.
+        valid_fraction, valid_seed: the validation draw (paper: 0.15, 2022).
+        allow_pickle: let numpy unpickle an object-typed ``sample_key`` (only for a trusted file).
+        threads: concurrent audio header reads.
+        dry_run: check everything, write nothing.
+    """
+    started = time.perf_counter()
+    root = Path(root)
+    y_true, y_mask, keys = _load_npz(root / "openmic-2018.npz", allow_pickle)
+    class_map_path = root / "class-map.json"
+    if not class_map_path.is_file():
+        raise ManifestError(f"{str(class_map_path)!r} not found; --root must be the unpacked OpenMIC-2018 folder")
+    class_map = json.loads(class_map_path.read_text(encoding="utf-8"))
+    classes = [name for name, _ in sorted(class_map.items(), key=lambda kv: int(kv[1]))]
+    if y_true.shape != y_mask.shape or y_true.shape != (len(keys), len(classes)):
+        raise ManifestError(f"{root}: Y_true {y_true.shape}, Y_mask {y_mask.shape}, {len(keys)} sample keys and "
+                            f"{len(classes)} classes do not fit together")
+    labels, known = openmic_labels(y_true, y_mask, label_rule)
+    _, paper_known = openmic_labels(y_true, y_mask, "paper")
+    _, mask_known = openmic_labels(y_true, y_mask, "mask")
+    rule_diff = int(np.count_nonzero(paper_known != mask_known))
+    row = {key: i for i, key in enumerate(keys)}
+
+    split_dir = Path(split_dir) if split_dir is not None else root / "partitions"
+    train_keys = read_partition(split_dir / SPLIT_FILES["train"])
+    test_keys = read_partition(split_dir / SPLIT_FILES["test"])
+    train_keys, valid_keys = validation_split(train_keys, valid_fraction, valid_seed)
+    split_keys = {"train": train_keys, "valid": valid_keys, "test": test_keys}
+
+    missing_keys = [{"split": s, "id": k, "path": "(not in openmic-2018.npz)"}
+                    for s, ks in split_keys.items() for k in ks if k not in row]
+    items = [(s, k, f"audio/{k[:3]}/{k}.ogg") for s, ks in split_keys.items() for k in ks if k in row]
+    probes = probe_audio(root, items, threads=threads)
+    clips: dict[str, list[Clip]] = {s: [] for s in SPLITS}
+    for probe in probes:
+        if probe.problem:
+            continue
+        i = row[probe.id]
+        clips[probe.split].append(Clip(probe.id, probe.path, probe.duration, probe.sample_rate,
+                                       tuple(int(v) for v in labels[i]), tuple(bool(v) for v in known[i])))
+    missing, unreadable = split_probes(probes)
+    warnings = []
+    unsplit = len(keys) - len({k for ks in split_keys.values() for k in ks} & set(row))
+    if unsplit:
+        warnings.append(f"{unsplit} clip(s) of openmic-2018.npz are in neither partition file and were left out")
+    if rule_diff:
+        warnings.append(f"{rule_diff} label entries are known under one label rule and unknown under the other "
+                        f"(using {label_rule!r}; see `pipeline prepare openmic --help`)")
+    return write_outputs(
+        dataset="openmic", manifests_dir=manifests_dir, audio_root=root, classes=classes, split_clips=clips,
+        missing=missing_keys + missing, unreadable=unreadable, warnings=warnings, started=started, dry_run=dry_run,
+        options={"root": str(root), "split_dir": str(split_dir), "label_rule": label_rule,
+                 "valid_fraction": valid_fraction, "valid_seed": valid_seed, "rule_differences": rule_diff},
+    )
