@@ -25,7 +25,8 @@ Departures from the official code, on purpose:
   per clip in the data loader, which is the same thing);
 - the front end runs in float32 even under autocast;
 - ``stft="dft"`` computes the same STFT as a strided convolution with a windowed DFT basis:
-  it needs no complex numbers, so it exports to ONNX; :meth:`Student.export_module` uses it.
+  it needs no complex numbers, so it exports to ONNX; ``torch.onnx.export`` switches to it
+  by itself, and :meth:`Student.export_module` sets it.
 """
 from __future__ import annotations
 
@@ -172,30 +173,35 @@ class LogMelFrontEnd(nn.Module):
         """Switch between ``"fft"`` (torch.stft) and ``"dft"`` (exportable convolution)."""
         if mode not in ("fft", "dft"):
             raise ConfigError(f"unknown stft mode {mode!r}; choose 'fft' or 'dft'")
-        if mode == "dft" and not hasattr(self, "dft_basis"):
+        self.stft_mode = mode
+
+    def _dft_basis(self) -> torch.Tensor:
+        """(2 * (n_fft // 2 + 1), 1, n_fft) windowed cosine and minus-sine rows (built once, not saved)."""
+        basis = getattr(self, "_dft_cache", None)
+        if basis is None or basis.device != self.mel_banks.device:
             c = self.config
             pad = (c.n_fft - c.win) // 2
             window = np.zeros(c.n_fft)
             window[pad : pad + c.win] = np.hanning(c.win)  # symmetric Hann, as periodic=False
             n_bins = c.n_fft // 2 + 1
             phase = 2.0 * math.pi * np.outer(np.arange(n_bins), np.arange(c.n_fft)) / c.n_fft
-            basis = np.concatenate([np.cos(phase), -np.sin(phase)]) * window[None, :]
-            self.register_buffer(
-                "dft_basis", torch.from_numpy(basis.astype(np.float32))[:, None, :], persistent=False
-            )
-        self.stft_mode = mode
+            rows = np.concatenate([np.cos(phase), -np.sin(phase)]) * window[None, :]
+            basis = torch.from_numpy(rows.astype(np.float32))[:, None, :].to(self.mel_banks.device)
+            self._dft_cache = basis
+        return basis
 
     def _power(self, y: torch.Tensor) -> torch.Tensor:
         """Power spectrogram (batch, n_fft // 2 + 1, frames) of pre-emphasised audio."""
         c = self.config
-        if self.stft_mode == "fft":
+        # ONNX has no complex tensors: an export always takes the convolution path
+        if self.stft_mode == "fft" and not torch.onnx.is_in_onnx_export():
             spec = torch.stft(
                 y, n_fft=c.n_fft, hop_length=c.hop, win_length=c.win, window=self.window,
                 center=True, pad_mode="reflect", return_complex=True,
             )
             return spec.real.square() + spec.imag.square()
         padded = F.pad(y[:, None, :], (c.n_fft // 2, c.n_fft // 2), mode="reflect")
-        parts = F.conv1d(padded, self.dft_basis, stride=c.hop)
+        parts = F.conv1d(padded, self._dft_basis(), stride=c.hop)
         n_bins = c.n_fft // 2 + 1
         return parts[:, :n_bins].square() + parts[:, n_bins:].square()
 

@@ -1,0 +1,210 @@
+"""Multi-label metrics with an unknown-label mask (EAsT-method.md §5 "Metrics").
+
+Per class, only the entries whose label is known count. Then:
+
+- ``mAP``: macro mean of average precision (for MagnaTagATune this is the "PR-AUC");
+- ``roc_auc``: macro mean of ROC-AUC;
+- ``binary_f1``: macro mean of the positive-class F1 at ``probs > threshold`` (paper: 0.4);
+- ``macro_f1``: macro mean of ``(F1_pos + F1_neg) / 2`` (the OpenMIC convention).
+
+AP and AUC are written here in numpy and match scikit-learn's
+``average_precision_score`` and ``roc_auc_score`` (ties grouped as sklearn does). A class
+with no known positive is skipped for AP and AUC, one with no known negative for AUC;
+skipped classes are NaN in the per-class arrays and counted. An F1 whose denominator is 0
+is 0 (sklearn's and torchmetrics' default); a class with no known entry is NaN for F1.
+Labels count as positive when > 0.5 (mixup-soft targets are rounded).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from pipeline.errors import TrainingError
+
+
+def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
+    """``sum_k (R_k - R_{k-1}) P_k`` over the distinct score thresholds, highest first.
+
+    Args:
+        scores: float (n,).
+        positive: bool (n,) with at least one True.
+
+    Returns:
+        Average precision in [0, 1].
+    """
+    order = np.argsort(-scores, kind="mergesort")
+    sorted_scores = scores[order]
+    hits = positive[order].astype(np.float64)
+    last_of_group = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(sorted_scores) - 1]
+    tps = np.cumsum(hits)[last_of_group]
+    predicted = last_of_group + 1.0
+    precision = tps / predicted
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def _average_ranks(scores: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties sharing their mean rank."""
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    starts = np.r_[True, sorted_scores[1:] != sorted_scores[:-1]]
+    group = np.cumsum(starts) - 1
+    first = np.flatnonzero(starts)
+    counts = np.diff(np.r_[first, len(scores)])
+    mean_rank = first + (counts + 1) / 2.0
+    ranks = np.empty(len(scores), dtype=np.float64)
+    ranks[order] = mean_rank[group]
+    return ranks
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve = P(score_pos > score_neg) + 0.5 P(tie) (Mann-Whitney).
+
+    Args:
+        scores: float (n,).
+        positive: bool (n,) with at least one True and one False.
+    """
+    ranks = _average_ranks(scores)
+    n_pos = int(positive.sum())
+    n_neg = len(scores) - n_pos
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def _f1(tp: int, fp: int, fn: int) -> float:
+    denominator = 2 * tp + fp + fn
+    return 2.0 * tp / denominator if denominator else 0.0
+
+
+def _nanmean(values: np.ndarray) -> float:
+    finite = values[~np.isnan(values)]
+    return float(finite.mean()) if len(finite) else float("nan")
+
+
+@dataclass
+class Metrics:
+    """Scores of one prediction set; per-class arrays are (C,) float64 with NaN for skipped classes.
+
+    Attributes:
+        mAP, roc_auc, binary_f1, macro_f1: macro averages over the classes that have them.
+        per_class_ap, per_class_auc, per_class_f1, per_class_f1_neg: per class.
+        n_positive, n_negative: known positives / negatives per class.
+        skipped_ap, skipped_auc: classes left out of ``mAP`` / ``roc_auc``.
+        threshold: the F1 threshold.
+        class_names: names per class.
+    """
+
+    mAP: float
+    roc_auc: float
+    binary_f1: float
+    macro_f1: float
+    per_class_ap: np.ndarray
+    per_class_auc: np.ndarray
+    per_class_f1: np.ndarray
+    per_class_f1_neg: np.ndarray
+    n_positive: np.ndarray
+    n_negative: np.ndarray
+    skipped_ap: int
+    skipped_auc: int
+    threshold: float
+    class_names: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly summary (NaN becomes None) with a per-class table."""
+
+        def num(value: float) -> float | None:
+            return None if np.isnan(value) else float(value)
+
+        return {
+            "map": num(self.mAP),
+            "roc_auc": num(self.roc_auc),
+            "binary_f1": num(self.binary_f1),
+            "macro_f1": num(self.macro_f1),
+            "threshold": self.threshold,
+            "skipped_ap": self.skipped_ap,
+            "skipped_auc": self.skipped_auc,
+            "per_class": {
+                name: {
+                    "average_precision": num(self.per_class_ap[i]),
+                    "roc_auc": num(self.per_class_auc[i]),
+                    "f1": num(self.per_class_f1[i]),
+                    "f1_negative": num(self.per_class_f1_neg[i]),
+                    "positives": int(self.n_positive[i]),
+                    "negatives": int(self.n_negative[i]),
+                }
+                for i, name in enumerate(self.class_names)
+            },
+        }
+
+
+def evaluate_predictions(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    known: np.ndarray | None = None,
+    *,
+    threshold: float = 0.4,
+    class_names: Sequence[str] | None = None,
+) -> Metrics:
+    """Macro mAP, ROC-AUC and F1 over known labels, plus per-class values.
+
+    Args:
+        probs: (n, C) scores (sigmoid probabilities for F1 to make sense).
+        labels: (n, C) targets, positive when > 0.5.
+        known: (n, C) bool, False for unknown labels; ``None`` means all known.
+        threshold: F1 decision threshold on ``probs`` (strictly greater is positive).
+        class_names: C names (default ``class_0..``).
+
+    Raises:
+        TrainingError: mismatched shapes or non-finite scores.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels)
+    known = np.ones(labels.shape, dtype=bool) if known is None else np.asarray(known, dtype=bool)
+    if probs.ndim != 2 or probs.shape != labels.shape or probs.shape != known.shape:
+        raise TrainingError(
+            f"metrics need (clips, classes) arrays of one shape, got probs {probs.shape}, "
+            f"labels {labels.shape}, known {known.shape}"
+        )
+    if not np.isfinite(probs).all():
+        raise TrainingError(f"{int((~np.isfinite(probs)).sum())} predicted scores are NaN or infinite")
+    n_classes = probs.shape[1]
+    names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(n_classes)]
+    if len(names) != n_classes:
+        raise TrainingError(f"{len(names)} class names for {n_classes} classes")
+    positive_all = labels > 0.5
+    ap, auc, f1, f1_neg = (np.full(n_classes, np.nan) for _ in range(4))
+    n_pos, n_neg = np.zeros(n_classes, dtype=np.int64), np.zeros(n_classes, dtype=np.int64)
+    for c in range(n_classes):
+        mask = known[:, c]
+        scores, positive = probs[mask, c], positive_all[mask, c]
+        n_pos[c] = int(positive.sum())
+        n_neg[c] = int(mask.sum()) - n_pos[c]
+        if n_pos[c]:
+            ap[c] = average_precision(scores, positive)
+        if n_pos[c] and n_neg[c]:
+            auc[c] = roc_auc(scores, positive)
+        if mask.any():
+            predicted = scores > threshold
+            tp = int((predicted & positive).sum())
+            fp = int((predicted & ~positive).sum())
+            fn = int((~predicted & positive).sum())
+            tn = int(mask.sum()) - tp - fp - fn
+            f1[c] = _f1(tp, fp, fn)
+            f1_neg[c] = _f1(tn, fn, fp)
+    return Metrics(
+        mAP=_nanmean(ap),
+        roc_auc=_nanmean(auc),
+        binary_f1=_nanmean(f1),
+        macro_f1=_nanmean((f1 + f1_neg) / 2.0),
+        per_class_ap=ap,
+        per_class_auc=auc,
+        per_class_f1=f1,
+        per_class_f1_neg=f1_neg,
+        n_positive=n_pos,
+        n_negative=n_neg,
+        skipped_ap=int(np.isnan(ap).sum()),
+        skipped_auc=int(np.isnan(auc).sum()),
+        threshold=float(threshold),
+        class_names=names,
+    )
