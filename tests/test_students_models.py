@@ -204,7 +204,7 @@ def test_onnx_export_of_the_plain_forward_switches_to_the_real_valued_stft() -> 
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(Tagger().eval(), (x,), buffer, opset_version=17, dynamo=False)
+        torch.onnx.export(Tagger().eval(), (x,), buffer, input_names=["waveform"], opset_version=17, dynamo=False)
         expected = Tagger().eval()(x).numpy()
     assert student.frontend.stft_mode == "fft"  # the model itself is unchanged
     got = onnxruntime.InferenceSession(buffer.getvalue()).run(None, {"waveform": x.numpy()})[0]
