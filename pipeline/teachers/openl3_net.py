@@ -129,13 +129,15 @@ class OpenL3Frontend(nn.Module):
             raise ValueError(f"bad OpenL3 front end {input_repr!r}/{frontend!r}/{pad_mode!r}")
         self.input_repr, self.frontend, self.pad_mode = input_repr, frontend, pad_mode
         self.n_fft = 512 if input_repr == "linear" else 2048
-        self.register_buffer("window", torch.hann_window(self.n_fft, periodic=True, dtype=torch.float32))
+        # float64 like openl3's librosa path (soundfile/resampy audio is float64); the dB floor at
+        # 1e-8 of the peak is below float32 FFT noise, so float32 would make near-silent bins noisy.
+        self.register_buffer("window", torch.hann_window(self.n_fft, periodic=True, dtype=torch.float64))
         if input_repr == "linear":
             self.mel = None
         else:
             n_mels = int(input_repr[3:])
             mel = mel_filters(SAMPLE_RATE, self.n_fft, n_mels, htk=frontend == "kapre-0.1.4")
-            self.register_buffer("mel", torch.from_numpy(mel))
+            self.register_buffer("mel", torch.from_numpy(mel).double())  # float32 weights, as librosa's
 
     def _stft(self, x: torch.Tensor, *, center: bool, pad_mode: str = "constant") -> torch.Tensor:
         spec = torch.stft(x, self.n_fft, STFT_HOP, window=self.window, center=center,
@@ -143,7 +145,8 @@ class OpenL3Frontend(nn.Module):
         return spec  # (n, n_fft // 2 + 1, frames)
 
     def spectrogram(self, x: torch.Tensor) -> torch.Tensor:
-        """Linear-amplitude spectrogram before the dB step, float32 (n, F, T)."""
+        """Linear-amplitude spectrogram before the dB step, float64 (n, F, T)."""
+        x = x.to(self.window.dtype)
         if self.input_repr == "linear":
             return self._stft(x, center=False).abs()
         if self.frontend == "librosa":
@@ -160,7 +163,7 @@ class OpenL3Frontend(nn.Module):
         """Args: x float32 (n, 48000). Returns: float32 (n, 1, F, T) in [-80, 0] dB."""
         db = 10.0 * torch.log10(torch.clamp(self.spectrogram(x), min=DB_AMIN))
         db = db - db.amax(dim=(1, 2), keepdim=True)
-        return torch.clamp(db, min=-DB_RANGE).unsqueeze(1)
+        return torch.clamp(db, min=-DB_RANGE).to(torch.float32).unsqueeze(1)
 
 
 # ---- network ----------------------------------------------------------------------------
