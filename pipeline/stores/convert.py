@@ -29,7 +29,15 @@ def _part_frames(store: EmbeddingStore, part: PartIndex) -> tuple[np.ndarray, in
     """All rows of ``part`` that hold tracks, and the row the block starts at."""
     lo = min(e.offset for e in part.entries)
     hi = max(e.offset + e.n_frames for e in part.entries)
-    return store.part_reader(part.name).read(lo, hi), lo
+    try:
+        return store.part_reader(part.name).read(lo, hi), lo
+    except StoreError:
+        raise
+    except Exception as exc:  # a chunk that fails its checksum or does not decode
+        raise StoreError(
+            f"{part.name} of {store.path} cannot be read ({type(exc).__name__}: {exc}); "
+            "run `pipeline store verify` to name the damaged tracks"
+        ) from None
 
 
 def _checked(store: EmbeddingStore, entry, frames: np.ndarray) -> np.ndarray:  # noqa: ANN001

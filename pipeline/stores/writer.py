@@ -233,7 +233,8 @@ class PartWriter:
             if arr.size and (arr.min() < info.min or arr.max() > info.max):
                 raise StoreError(f"track {track_id!r}: samples outside the {spec.dtype} range")
             return np.ascontiguousarray(arr, dtype=target).copy()
-        out = np.array(arr, dtype=target, order="C", copy=True)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
+            out = np.array(arr, dtype=target, order="C", copy=True)
         if not np.isfinite(out).all():
             peak = float(np.nanmax(np.abs(np.asarray(arr, dtype=np.float64)))) if arr.size else 0.0
             raise StoreError(
