@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -228,16 +229,21 @@ def _render_all(plans: list[ClipPlan], audio_root: Path, config: DemoConfig, wor
     bar = tqdm(total=len(plans), desc="render demo", unit="clip", disable=not progress, leave=False)
     args = (str(audio_root), config.clip_seconds, config.sample_rate)
     try:
-        if workers <= 1 or len(plans) < 16:
-            for plan in plans:
-                _render_one(plan, *args)
-                bar.update()
-            return
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_render_one, plan, *args) for plan in plans]
-            for future in futures:
-                future.result()
-                bar.update()
+        if workers > 1 and len(plans) >= 16:
+            try:
+                # spawn, not fork: the parent may hold threads (tqdm, torch) that fork would copy mid-lock
+                with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+                    futures = [pool.submit(_render_one, plan, *args) for plan in plans]
+                    for future in futures:
+                        future.result()
+                        bar.update()
+                return
+            except BrokenProcessPool as exc:  # e.g. a __main__ that cannot be re-imported (stdin)
+                log.warning("render processes failed (%s); rendering in this process instead", exc)
+                bar.reset()
+        for plan in plans:
+            _render_one(plan, *args)
+            bar.update()
     finally:
         bar.close()
 

@@ -374,11 +374,25 @@ def _synth(sample_rate: int) -> tuple[object, int]:
     return _SYNTHS[sample_rate]
 
 
+def _silence(synth: object) -> None:
+    """Stop every voice and run the synthesizer until its fast release has died away.
+
+    ``sounds_off`` still lets voices fade for a few ms, which would leak into the next stem;
+    rendering (and discarding) until a block is exactly zero makes every stem independent of
+    what was rendered before it in this process.
+    """
+    synth.sounds_off()  # type: ignore[attr-defined]
+    for _ in range(256):
+        if not np.any(np.frombuffer(synth.generate(256), dtype=np.float32)):  # type: ignore[attr-defined]
+            return
+    raise RuntimeError("the synthesizer did not fall silent after sounds_off()")
+
+
 def synthesize(part: Part, seconds: float, sample_rate: int) -> np.ndarray:
     """Render one part to ``(round(seconds * sample_rate),)`` float32 mono (channel mean)."""
     synth, sfid = _synth(sample_rate)
     channel = 9 if part.drums else 0
-    synth.sounds_off()  # type: ignore[attr-defined]
+    _silence(synth)
     synth.program_select(channel, sfid, part.bank, part.preset, part.drums)  # type: ignore[attr-defined]
     total = int(round(seconds * sample_rate))
     events: list[tuple[int, int, int, int]] = []  # (sample, order, key, velocity); offs before ons
@@ -404,5 +418,5 @@ def synthesize(part: Part, seconds: float, sample_rate: int) -> np.ndarray:
             synth.noteoff(channel, key)  # type: ignore[attr-defined]
     if pos < total:
         out[pos:] = np.frombuffer(synth.generate(total - pos), dtype=np.float32).reshape(-1, 2)  # type: ignore
-    synth.sounds_off()  # type: ignore[attr-defined]
+    _silence(synth)
     return out.mean(axis=1).astype(np.float32)
