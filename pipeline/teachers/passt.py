@@ -8,7 +8,7 @@ distillation tokens after the final LayerNorm (:mod:`pipeline.teachers.passt_net
 
 Frame count: like hear21passt's ``get_timestamp_embeddings`` (pad ``window // 2`` on both
 sides, then slide), a track of ``n`` samples gives ``1 + (n + 2 * (window // 2) - window) // hop``
-frames, i.e. one per window centre inside ``[0, n)`` (11 for a 10 s clip, 31 for 29.1 s).
+frames, i.e. one per window centre in ``[0, n]`` samples (11 for a 10 s clip, 31 for 29.1 s).
 
 **Difference from the original at the clip edges:** hear21passt *reflect*-pads the
 half windows before the first and after the last sample; the window grid of this project
@@ -25,15 +25,15 @@ is downloaded.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from pipeline.errors import ConfigError, TeacherError, WeightsNotFoundError
+from pipeline.errors import ConfigError, TeacherError
 from pipeline.teachers.base import Teacher, WindowGrid, register_teacher
+from pipeline.teachers.weights import require_files, resolve_file, torch_hub_checkpoints
 
 CHECKPOINT_NAME = "passt-s-f128-p16-s10-ap.476-swa.pt"
 CHECKPOINT_URL = f"https://github.com/kkoutini/PaSST/releases/download/v0.0.1-audioset/{CHECKPOINT_NAME}"
@@ -60,7 +60,7 @@ class PasstConfig:
 
 @dataclass(frozen=True)
 class CentredGrid(WindowGrid):
-    """A window grid that keeps every window whose centre lies inside the track.
+    """A window grid that keeps every window whose centre lies in ``[0, n_samples]``.
 
     hear21passt's count for ``first_start = -(window // 2)``: ``1 + (n - first_start * 2
     - window) // hop``. ``tail`` is recorded as ``"centre"``; cutting is inherited
@@ -73,15 +73,6 @@ class CentredGrid(WindowGrid):
         """Number of windows for a track of ``n_samples`` samples (>= 1)."""
         span = n_samples - 2 * self.first_start - self.window
         return 1 if span < 0 else 1 + span // self.hop
-
-
-def torch_hub_checkpoints() -> Path:
-    """Where ``torch.hub`` (and so hear21passt through timm) caches checkpoints."""
-    torch_home = os.environ.get("TORCH_HOME")
-    if not torch_home:
-        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        torch_home = str(Path(cache) / "torch")
-    return Path(torch_home).expanduser() / "hub" / "checkpoints"
 
 
 @register_teacher
@@ -131,18 +122,15 @@ class PasstTeacher(Teacher):
     # ---- weights --------------------------------------------------------------------
     def weight_files(self) -> list[Path]:
         """The checkpoint file (``teachers.passt.weights``, or the torch hub cache)."""
-        weights = self.config.weights
-        if not weights:
-            return [torch_hub_checkpoints() / CHECKPOINT_NAME]
-        path = Path(weights).expanduser()
-        return [path / CHECKPOINT_NAME if path.is_dir() else path]
+        path = resolve_file(self.config.weights, CHECKPOINT_NAME, torch_hub_checkpoints())
+        assert path is not None  # a default folder is always given
+        return [path]
 
     def _load(self, device: str) -> None:
         from pipeline.teachers import passt_net
 
         (path,) = self.weight_files()
-        if not path.is_file():
-            raise WeightsNotFoundError(f"PaSST weights not found at {str(path)!r}; {self.weights_hint}")
+        require_files("PaSST", [path], self.weights_hint)
         net = passt_net.PaSST(**self.architecture)
         passt_net.load_weights(net, passt_net.read_state_dict(path), path)
         self._net = net.eval().to(device)

@@ -271,7 +271,7 @@ def load_weights(net: nn.Module, state: dict[str, torch.Tensor], path: Path) -> 
         parts = []
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
             if keys:
-                parts.append(f"{label}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}")
+                parts.append(f"{label} ({len(keys)}): {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}")
         raise TeacherError(
             f"{str(path)!r} does not match the PaSST architecture ({'; '.join(parts)}); "
             "pass the passt-s-f128-p16-s10-ap.476-swa.pt release checkpoint"
