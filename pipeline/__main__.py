@@ -1,0 +1,4 @@
+"""``python -m pipeline`` runs the ``pipeline`` command."""
+from pipeline.cli import main
+
+main()
