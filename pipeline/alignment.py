@@ -15,7 +15,9 @@ Both sides carry the centre time (seconds) of each frame. Three modes:
 
 A clip-level teacher (``teacher_window <= 0``, one frame, e.g. PANNs) is broadcast to
 every student frame (``clip_level="broadcast"``, the paper's teacher x T expand) or
-compared with the time-averaged student (``clip_level="mean"``), in every mode.
+compared with the time-averaged student (``clip_level="mean"``), in every mode, except
+``"repeat"`` with both expand factors given, which does exactly what they say (the paper's
+PANNs rows: teacher x60 against 62 student frames compares 60).
 """
 from __future__ import annotations
 
@@ -110,7 +112,8 @@ def align_frames(
     st = _times(student_times, student.shape[1], "student features")
     tt = _times(teacher_times, teacher.shape[1], "teacher frames")
 
-    if teacher_window <= 0:
+    explicit_repeat = mode == "repeat" and student_expand is not None and teacher_expand is not None
+    if teacher_window <= 0 and not explicit_repeat:
         if teacher.shape[1] != 1:
             raise TrainingError(
                 f"a clip-level teacher (window {teacher_window}) must have one frame, got {teacher.shape[1]}"
@@ -157,6 +160,8 @@ def align_frames(
 
 
 def _no_pairs(st: np.ndarray, tt: np.ndarray, window: float) -> str:
+    if len(st) == 0 or len(tt) == 0:
+        return f"nothing to align: {len(st)} student and {len(tt)} teacher frames"
     return (
         f"no student frame (centres {st.min():.3f}..{st.max():.3f} s) falls inside any teacher window "
         f"(centres {tt.min():.3f}..{tt.max():.3f} s, {window:.3f} s wide); check the crop and frame times"
