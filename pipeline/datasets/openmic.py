@@ -35,6 +35,7 @@ from pipeline.manifests import SPLITS, Clip
 
 LABEL_RULES = ("mask", "paper")
 SPLIT_FILES = {"train": "split01_train.csv", "test": "split01_test.csv"}
+OFFICIAL_SIZES = (14915, 5085)  # split01 train/test keys; the 0.15 draw then moves 2,223 train keys to valid
 
 
 def read_partition(path: Path) -> list[str]:
@@ -134,6 +135,11 @@ def build(
     split_dir = Path(split_dir) if split_dir is not None else root / "partitions"
     train_keys = read_partition(split_dir / SPLIT_FILES["train"])
     test_keys = read_partition(split_dir / SPLIT_FILES["test"])
+    if (len(train_keys), len(test_keys)) != OFFICIAL_SIZES:
+        size_note = (f"partition files hold {len(train_keys)}/{len(test_keys)} train/test keys, the official "
+                     f"split01 has {OFFICIAL_SIZES[0]}/{OFFICIAL_SIZES[1]}")
+    else:
+        size_note = ""
     train_keys, valid_keys = validation_split(train_keys, valid_fraction, valid_seed)
     split_keys = {"train": train_keys, "valid": valid_keys, "test": test_keys}
 
@@ -149,7 +155,7 @@ def build(
         clips[probe.split].append(Clip(probe.id, probe.path, probe.duration, probe.sample_rate,
                                        tuple(int(v) for v in labels[i]), tuple(bool(v) for v in known[i])))
     missing, unreadable = split_probes(probes)
-    warnings = []
+    warnings = [size_note] if size_note else []
     unsplit = len(keys) - len({k for ks in split_keys.values() for k in ks} & set(row))
     if unsplit:
         warnings.append(f"{unsplit} clip(s) of openmic-2018.npz are in neither partition file and were left out")
