@@ -109,10 +109,12 @@ def test_cli_info_verify_convert_export(tmp_path: Path) -> None:
     assert facts["audio_hours"] == pytest.approx(sum(3.0 + i for i in range(10)) / 3600)
     assert facts["bytes_raw_float32"] == facts["frames"] * DIM * 4 and facts["files"] == 3 + 3 * 3
 
-    result = runner.invoke(cli, ["store", "convert", str(tmp_path / "z"), "--backend", "hdf5", "--out", str(tmp_path / "h")])
+    args = ["store", "convert", str(tmp_path / "z"), "--backend", "hdf5", "--out", str(tmp_path / "h")]
+    result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert open_store(tmp_path / "h").backend == "hdf5"
-    result = runner.invoke(cli, ["store", "export", str(tmp_path / "h"), "--format", "npy", "--out", str(tmp_path / "n")])
+    args = ["store", "export", str(tmp_path / "h"), "--format", "npy", "--out", str(tmp_path / "n")]
+    result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "n").glob("*.npy"))) == 10
     result = runner.invoke(cli, ["store", "verify", str(tmp_path / "h")])

@@ -26,7 +26,8 @@ def _one_part_store(path: Path, backend: str, n_tracks: int = 40):  # noqa: ANN2
     store = create_store(path, _spec(), backend=backend, chunk_frames=CHUNK)
     with store.writer(part_tracks=10_000) as writer:
         for i in range(n_tracks):
-            writer.add(f"t{i}", rng.standard_normal((int(rng.integers(30, 200)), DIM)), audio_sha256="s", duration=1.0)
+            frames = rng.standard_normal((int(rng.integers(30, 200)), DIM))
+            writer.add(f"t{i}", frames, audio_sha256="s", duration=1.0)
     return open_store(path)
 
 
@@ -40,7 +41,8 @@ def _windows(store, n: int = 150):  # noqa: ANN001, ANN202
         length = float(rng.uniform(0.05, CHUNK * HOP))
         t0 = float(rng.uniform(0.0, entry.n_frames * HOP))
         i0, i1 = store.frame_range(tid, t0, t0 + length)
-        expected = set(range((entry.offset + i0) // CHUNK, (entry.offset + i1 - 1) // CHUNK + 1)) if i1 > i0 else set()
+        first, last = (entry.offset + i0) // CHUNK, (entry.offset + i1 - 1) // CHUNK
+        expected = set(range(first, last + 1)) if i1 > i0 else set()
         yield tid, t0, t0 + length, expected
 
 

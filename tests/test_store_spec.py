@@ -54,7 +54,9 @@ class _FakeTeacher(Teacher):
 
 def test_differences_name_each_changed_field_and_ignore_versions() -> None:
     a = _spec()
-    b = _spec(config={"layer": "max_pool", "hop_seconds": 1.0}, weights_sha256="cd" * 32, versions={"numpy": "9"})
+    b = _spec(
+        config={"layer": "max_pool", "hop_seconds": 1.0}, weights_sha256="cd" * 32, versions={"numpy": "9"}
+    )
     diffs = a.differences(b)
     assert "config.layer: 'penultimate' != 'max_pool'" in diffs
     assert any(d.startswith("weights_sha256: 'abababababab..' != 'cdcdcdcdcdcd..'") for d in diffs)

@@ -135,7 +135,9 @@ def export(path: str, fmt: str, out: str, dtype: str | None) -> None:
 @store.command("convert")
 @click.argument("path")
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), required=True, help="Backend of the copy.")
-@click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Folder of the new store.")
+@click.option(
+    "--out", "out", type=click.Path(file_okay=False), required=True, help="Folder of the new store."
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at --out.")
 def convert(path: str, backend: str, out: str, overwrite: bool) -> None:
     """Copy the store at PATH into a new store with another backend (parts and checksums kept)."""
@@ -143,4 +145,6 @@ def convert(path: str, backend: str, out: str, overwrite: bool) -> None:
 
     source = open_store(path)
     target = convert_store(source, out, backend=backend, overwrite=overwrite)
-    click.echo(f"converted {len(target)} tracks of {source.path} ({source.backend}) to {target.path} ({backend})")
+    click.echo(
+        f"converted {len(target)} tracks of {source.path} ({source.backend}) to {target.path} ({backend})"
+    )

@@ -82,7 +82,8 @@ def convert_store(
         block, lo = _part_frames(source, part)
         with target.writer(part_tracks=len(todo) + 1, part_bytes=1 << 62) as writer:
             for entry in todo:
-                frames = _checked(source, entry, block[entry.offset - lo : entry.offset - lo + entry.n_frames])
+                rows = block[entry.offset - lo : entry.offset - lo + entry.n_frames]
+                frames = _checked(source, entry, rows)
                 writer.add(entry.track_id, frames, audio_sha256=entry.audio_sha256, duration=entry.duration)
         del block
     return target
@@ -96,7 +97,11 @@ def _npy_path(out: Path, track_id: str) -> Path:
 
 
 def export_store(
-    src: EmbeddingStore | str | os.PathLike, out_dir: str | os.PathLike, *, format: str, dtype: str | None = None
+    src: EmbeddingStore | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    format: str,
+    dtype: str | None = None,
 ) -> Path:
     """Export ``src`` for other tools.
 

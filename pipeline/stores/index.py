@@ -85,7 +85,8 @@ class PartIndex:
             "dim": self.dim,
             "dtype": self.dtype,
             "tracks": [
-                [e.track_id, e.offset, e.n_frames, e.audio_sha256, e.duration, e.checksum] for e in self.entries
+                [e.track_id, e.offset, e.n_frames, e.audio_sha256, e.duration, e.checksum]
+                for e in self.entries
             ],
         }
 
@@ -108,7 +109,9 @@ class PartIndex:
                 entries=entries,
             )
         except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise StoreError(f"part index {where} is malformed ({type(exc).__name__}: {exc}); run `pipeline store verify`") from None
+            raise StoreError(
+                f"part index {where} is malformed ({type(exc).__name__}: {exc}); run `pipeline store verify`"
+            ) from None
 
 
 def part_name(seq: int) -> str:

@@ -77,7 +77,8 @@ class Location:
             folder = self.local / rel
             return sorted(os.listdir(folder)) if folder.is_dir() else []
         try:
-            return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.fs_path(rel), detail=False))
+            listing = self.fs.ls(self.fs_path(rel), detail=False)
+            return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in listing)
         except FileNotFoundError:
             return []
 

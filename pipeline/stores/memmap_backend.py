@@ -43,7 +43,9 @@ class MemmapBackend(PartBackend):
         local = location.local_path(rel)
         where = location.join(rel)
         if local is None:
-            raise StoreError(f"memmap export {where} must be on a local file system; copy it or use the zarr store")
+            raise StoreError(
+                f"memmap export {where} must be on a local file system; copy it or use the zarr store"
+            )
         try:
             array = np.load(local, mmap_mode="r", allow_pickle=False)
         except FileNotFoundError:

@@ -92,7 +92,9 @@ class StoreSpec:
         if self.kind not in KINDS:
             raise StoreError(f"store kind {self.kind!r} is not one of {', '.join(KINDS)}")
         if self.dtype not in DTYPES:
-            raise StoreError(f"store dtype {self.dtype!r} is not one of {', '.join(DTYPES)}; float16 is the default")
+            raise StoreError(
+                f"store dtype {self.dtype!r} is not one of {', '.join(DTYPES)}; float16 is the default"
+            )
         if int(self.dim) < 1:
             raise StoreError(f"store dim must be >= 1, got {self.dim!r}")
         if self.hop_seconds < 0 or (not self.clip_level and self.hop_seconds <= 0):
@@ -204,7 +206,9 @@ class StoreLayout:
     def from_json(cls, data: Mapping[str, Any], *, where: str = "teacher.json") -> "StoreLayout":
         fmt = data.get("format")
         if fmt != STORE_FORMAT:
-            raise StoreError(f"{where}: store format {fmt!r} is not {STORE_FORMAT!r}; this version cannot read it")
+            raise StoreError(
+                f"{where}: store format {fmt!r} is not {STORE_FORMAT!r}; this version cannot read it"
+            )
         try:
             return cls(
                 backend=str(data["backend"]),

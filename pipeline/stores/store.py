@@ -24,7 +24,16 @@ import numpy as np
 
 from pipeline.errors import ProvenanceError, StoreError
 from pipeline.stores.backend import PartReader, get_backend
-from pipeline.stores.index import PARTS_DIR, PARTS_FILE, PartIndex, StoreIndex, TrackEntry, parse_parts_json, parts_json_text, write_atomic
+from pipeline.stores.index import (
+    PARTS_DIR,
+    PARTS_FILE,
+    PartIndex,
+    StoreIndex,
+    TrackEntry,
+    parse_parts_json,
+    parts_json_text,
+    write_atomic,
+)
 from pipeline.stores.location import Location, is_url
 from pipeline.stores.spec import (
     COMPRESSIONS,
@@ -72,7 +81,10 @@ class EmbeddingStore:
         self.refresh()
 
     def __repr__(self) -> str:
-        return f"EmbeddingStore({str(self.path)!r}, teacher={self.spec.teacher!r}, backend={self.backend!r}, tracks={len(self)})"
+        return (
+            f"EmbeddingStore({str(self.path)!r}, teacher={self.spec.teacher!r}, "
+            f"backend={self.backend!r}, tracks={len(self)})"
+        )
 
     # ---- metadata ---------------------------------------------------------------------
     def refresh(self) -> None:
@@ -99,11 +111,17 @@ class EmbeddingStore:
             try:
                 data = json.loads(part_text)
             except json.JSONDecodeError as exc:
-                raise StoreError(f"part index {self.location.join(rel)} is not JSON ({exc}); run `pipeline store verify`") from None
+                raise StoreError(
+                    f"part index {self.location.join(rel)} is not JSON ({exc}); run `pipeline store verify`"
+                ) from None
             self._index.add(PartIndex.from_json(data, where=self.location.join(rel)))
         self.missing_parts = missing
         if missing:
-            log.warning("store %s: parts listed but missing: %s (run `pipeline store verify`)", self.path, ", ".join(missing))
+            log.warning(
+                "store %s: parts listed but missing: %s (run `pipeline store verify`)",
+                self.path,
+                ", ".join(missing),
+            )
 
     def track_ids(self) -> list[str]:
         """Track ids in commit order."""
@@ -183,7 +201,8 @@ class EmbeddingStore:
         entry = self.entry(track_id)
         if self.spec.clip_level:
             return np.full(entry.n_frames, entry.duration / 2.0)
-        return self.spec.frame0_center_seconds + self.spec.hop_seconds * np.arange(entry.n_frames, dtype=np.float64)
+        index = np.arange(entry.n_frames, dtype=np.float64)
+        return self.spec.frame0_center_seconds + self.spec.hop_seconds * index
 
     def frame_range(self, track_id: str, t0: float, t1: float) -> tuple[int, int]:
         """Indices ``[i0, i1)`` of the frames whose centres fall in ``[t0, t1)`` seconds."""
@@ -326,7 +345,10 @@ def create_store(
     if root.exists() and not root.is_dir():
         raise StoreError(f"store path {root} is a file; use another path")
     if root.is_dir() and not is_store and any(root.iterdir()):
-        raise StoreError(f"{root} exists and is not an embedding store (no {TEACHER_FILE}); refusing to use it. Use another path")
+        raise StoreError(
+            f"{root} exists and is not an embedding store (no {TEACHER_FILE}); "
+            "refusing to use it. Use another path"
+        )
     if overwrite and is_store:
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -336,7 +358,13 @@ def create_store(
             (root / PARTS_DIR).mkdir(exist_ok=True)
             write_atomic(root / PARTS_FILE, parts_json_text([]))
             write_atomic(root / TEACHER_FILE, teacher_json_text(spec, layout))
-            log.info("created %s store %s for %s (chunk %d frames)", backend, root, spec.teacher, layout.chunk_frames)
+            log.info(
+                "created %s store %s for %s (chunk %d frames)",
+                backend,
+                root,
+                spec.teacher,
+                layout.chunk_frames,
+            )
             return EmbeddingStore(Location(root), spec, layout, "a")
     store = open_store(root, mode="a")
     diffs = store.spec.differences(spec)

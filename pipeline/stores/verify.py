@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.stores.backend import get_backend
+from pipeline.stores.backend import PartReader, get_backend
 from pipeline.stores.index import PARTS_DIR, PartIndex, TrackEntry
 
 if TYPE_CHECKING:
@@ -61,7 +61,8 @@ class VerifyReport:
     def summary(self) -> str:
         """One line: clean or how many problems."""
         state = "clean" if self.ok else f"{len(self.problems)} problem(s)"
-        return f"{self.store}: {self.parts} parts, {self.tracks} tracks, {self.frames} frames checked: {state}"
+        counts = f"{self.parts} parts, {self.tracks} tracks, {self.frames} frames"
+        return f"{self.store}: {counts} checked: {state}"
 
 
 def verify_store(store: "EmbeddingStore", *, checksums: bool = True) -> VerifyReport:
@@ -95,10 +96,13 @@ def _verify_part(store: "EmbeddingStore", part: PartIndex, report: VerifyReport,
     report.tracks += len(entries)
     all_ids = [e.track_id for e in entries]
     if part.backend != store.backend:
-        report.problems.append(f"{part.name}: written by backend {part.backend!r}, store is {store.backend!r}")
+        report.problems.append(
+            f"{part.name}: written by backend {part.backend!r}, store is {store.backend!r}"
+        )
     if part.dim != spec.dim or part.dtype != spec.dtype:
         report.problems.append(
-            f"{part.name}: index says ({part.dim}, {part.dtype}), teacher.json says ({spec.dim}, {spec.dtype})"
+            f"{part.name}: index says ({part.dim}, {part.dtype}), "
+            f"teacher.json says ({spec.dim}, {spec.dtype})"
         )
     try:
         reader = store.part_reader(part.name)
@@ -118,14 +122,16 @@ def _verify_part(store: "EmbeddingStore", part: PartIndex, report: VerifyReport,
     for entry in entries:
         if entry.n_frames < 1 or entry.offset < 0 or entry.offset + entry.n_frames > n_rows:
             report.problems.append(
-                f"{part.name}: track {entry.track_id!r} rows [{entry.offset}, {entry.offset + entry.n_frames}) "
+                f"{part.name}: track {entry.track_id!r} "
+                f"rows [{entry.offset}, {entry.offset + entry.n_frames}) "
                 f"lie outside the part's {n_rows} rows"
             )
             _bad(report, part.name, [entry.track_id])
             continue
         if previous is not None and entry.offset < end:
             report.problems.append(
-                f"{part.name}: tracks {previous.track_id!r} and {entry.track_id!r} overlap at row {entry.offset}"
+                f"{part.name}: tracks {previous.track_id!r} and {entry.track_id!r} "
+                f"overlap at row {entry.offset}"
             )
             _bad(report, part.name, [previous.track_id, entry.track_id])
         end = max(end, entry.offset + entry.n_frames)
@@ -136,7 +142,13 @@ def _verify_part(store: "EmbeddingStore", part: PartIndex, report: VerifyReport,
         _verify_checksums(store, part, placed, reader, report)
 
 
-def _verify_checksums(store: "EmbeddingStore", part: PartIndex, entries: list[TrackEntry], reader, report) -> None:  # noqa: ANN001
+def _verify_checksums(
+    store: "EmbeddingStore",
+    part: PartIndex,
+    entries: list[TrackEntry],
+    reader: PartReader,
+    report: VerifyReport,
+) -> None:
     """Hash every track from chunk-aligned blocks; undecodable blocks name their tracks."""
     block = get_backend(part.backend).chunk_rows(store.layout, part.n_frames)
     cache: dict[int, np.ndarray | str] = {}
@@ -175,7 +187,9 @@ def _verify_checksums(store: "EmbeddingStore", part: PartIndex, entries: list[Tr
         report.problems.append(f"{part.name} ({file}): {error}; tracks: {_ids(ids)}")
         _bad(report, part.name, ids)
     if mismatched:
-        report.problems.append(f"{part.name} ({file}): checksum mismatch (frames changed) for tracks: {_ids(mismatched)}")
+        report.problems.append(
+            f"{part.name} ({file}): checksum mismatch (frames changed) for tracks: {_ids(mismatched)}"
+        )
         _bad(report, part.name, mismatched)
 
 
@@ -187,10 +201,16 @@ def _note_leftovers(store: "EmbeddingStore", report: VerifyReport) -> None:
     tmp = root / "tmp"
     for name in sorted(os.listdir(tmp)) if tmp.is_dir() else []:
         if not name.endswith(".lock"):
-            report.notes.append(f"tmp/{name}: scratch of a writer (live or interrupted); clean_tmp removes dead ones")
+            report.notes.append(
+                f"tmp/{name}: scratch of a writer (live or interrupted); clean_tmp removes dead ones"
+            )
     parts = root / PARTS_DIR
+    suffixes = (".json", get_backend(store.backend).suffix)
     for name in sorted(os.listdir(parts)) if parts.is_dir() else []:
-        if name.split(".", 1)[0] not in listed:
-            report.notes.append(f"{PARTS_DIR}/{name}: not committed (an interrupted writer); clean_tmp removes it")
-        elif not name.endswith(".json") and name != f"{name.split('.', 1)[0]}{get_backend(store.backend).suffix}":
+        stem = name.split(".", 1)[0]
+        if stem not in listed:
+            report.notes.append(
+                f"{PARTS_DIR}/{name}: not committed (an interrupted writer); clean_tmp removes it"
+            )
+        elif name not in {stem + s for s in suffixes}:
             report.notes.append(f"{PARTS_DIR}/{name}: unexpected file")

@@ -166,7 +166,9 @@ class PartWriter:
         part_bytes: commit once the buffer holds this many bytes of frames.
     """
 
-    def __init__(self, store: "EmbeddingStore", *, part_tracks: int = 256, part_bytes: int = 256 << 20) -> None:
+    def __init__(
+        self, store: "EmbeddingStore", *, part_tracks: int = 256, part_bytes: int = 256 << 20
+    ) -> None:
         if store.mode != "a" or store.location.local is None:
             raise StoreError(f"store {store.path} is open read-only; open it with mode='a' to write")
         if part_tracks < 1 or part_bytes < 1:
@@ -197,7 +199,9 @@ class PartWriter:
             StoreError: wrong shape, no frames, non-finite values after the cast, or a closed writer.
         """
         if self._closed:
-            raise StoreError(f"this writer of {self.store.path} is closed; open a new one with store.writer()")
+            raise StoreError(
+                f"this writer of {self.store.path} is closed; open a new one with store.writer()"
+            )
         track_id = str(track_id)
         if track_id in self._ids:
             log.debug("track %r is already buffered; the second copy is ignored", track_id)
@@ -226,7 +230,8 @@ class PartWriter:
         if target.kind == "i":
             if arr.dtype.kind not in "iu":
                 raise StoreError(
-                    f"track {track_id!r}: audio store {self.store.path} takes int16 samples, got {arr.dtype}; "
+                    f"track {track_id!r}: audio store {self.store.path} takes int16 samples, "
+                    f"got {arr.dtype}; "
                     "quantise first (round(x * 32767))"
                 )
             info = np.iinfo(target)
@@ -299,7 +304,13 @@ class PartWriter:
         return done
 
     def _publish(
-        self, items: list[_Pending], offsets: np.ndarray, n_frames: int, data_tmp: Path, suffix: str, backend: str
+        self,
+        items: list[_Pending],
+        offsets: np.ndarray,
+        n_frames: int,
+        data_tmp: Path,
+        suffix: str,
+        backend: str,
     ) -> list[str]:
         store = self.store
         with store_lock(self.root):
@@ -354,7 +365,9 @@ class PartWriter:
         else:
             dropped = self.discard()
             if dropped:
-                log.warning("writer of %s: %d uncommitted track(s) discarded after an error", self.store.path, dropped)
+                log.warning(
+                    "writer of %s: %d uncommitted track(s) discarded after an error", self.store.path, dropped
+                )
             self._closed = True
 
 

@@ -81,5 +81,7 @@ class ZarrBackend(PartBackend):
         except FileNotFoundError as exc:
             raise StoreError(f"part data {location.join(rel)} is missing ({exc})") from None
         except Exception as exc:  # zarr raises several types for a damaged zarr.json
-            raise StoreError(f"part data {location.join(rel)} cannot be opened: {type(exc).__name__}: {exc}") from None
+            raise StoreError(
+                f"part data {location.join(rel)} cannot be opened: {type(exc).__name__}: {exc}"
+            ) from None
         return ZarrPartReader(array)
