@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve()
-_CACHE: dict[str, Path] = {}
+_CACHE: dict[str, object] = {}
 
 
 def real_audio(seconds: float, sample_rate: int, seed: int = 0, instrument: str = "piano") -> np.ndarray:
@@ -51,20 +51,42 @@ def real_audio(seconds: float, sample_rate: int, seed: int = 0, instrument: str 
     return (0.1 * audio / (np.sqrt(np.mean(audio**2)) + 1e-9)).astype(np.float32)
 
 
-def reference_dir(tmp_root: Path, windows48: np.ndarray, examples: np.ndarray, reprs: tuple[str, ...]) -> Path:
-    """Run this script once per test session; return the folder of reference files.
+def reference_inputs() -> dict[str, np.ndarray]:
+    """The inputs every reference is computed on (deterministic).
+
+    Returns:
+        ``windows48``: float32 (4, 48000) OpenL3 windows of rendered piano at 48 kHz (an onset,
+        a later window, the same at -60 dB, silence); ``examples``: float32 (3, 96, 64) VGGish
+        log-mel examples of rendered audio (our front end; it is checked against torchvggish).
+    """
+    if "inputs" not in _CACHE:
+        import torch
+
+        from pipeline.teachers.vggish_net import VGGishFrontend
+
+        audio48 = real_audio(2.2, 48000, seed=3)
+        onset, later = audio48[:48000], audio48[46080:94080]
+        windows48 = np.stack([onset, later, later * 1e-3, np.zeros(48000, np.float32)])
+        audio16 = real_audio(3.0, 16000, seed=5, instrument="violin")
+        log_mel = VGGishFrontend()(torch.from_numpy(audio16)[None])[0, 0].numpy()  # (frames, 64)
+        examples = log_mel[: 3 * 96].reshape(3, 96, 64)
+        _CACHE["inputs"] = {"windows48": windows48.astype(np.float32), "examples": examples.astype(np.float32)}
+    return _CACHE["inputs"]  # type: ignore[return-value]
+
+
+def reference_dir(tmp_root: Path, reprs: tuple[str, ...] = ("mel128", "linear")) -> Path:
+    """Run this script once per test session on :func:`reference_inputs`; return its output folder.
 
     Args:
         tmp_root: a session temporary folder.
-        windows48: float32 (n, 48000) OpenL3 windows.
-        examples: float32 (m, 96, 64) VGGish log-mel examples.
         reprs: OpenL3 input representations to build.
     """
     if "dir" in _CACHE:
-        return _CACHE["dir"]
+        return _CACHE["dir"]  # type: ignore[return-value]
+    inputs = reference_inputs()
     out = Path(tmp_root) / "tf_reference"
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "inputs.npz", windows48=windows48, examples=examples, reprs=np.array(reprs))
+    np.savez(out / "inputs.npz", windows48=inputs["windows48"], examples=inputs["examples"], reprs=np.array(reprs))
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
                OMP_NUM_THREADS="1", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
     result = subprocess.run([sys.executable, str(HERE), str(out)], env=env, capture_output=True, text=True, timeout=600)
