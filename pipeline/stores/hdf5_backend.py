@@ -68,8 +68,8 @@ class HDF5Backend(PartBackend):
         local = location.local_path(rel)
         where = location.join(rel)
         try:
-            if local is not None:
-                handle = h5py.File(local, "r")
+            if local is not None:  # parts are immutable: no HDF5 file locking (it fails on many NFS mounts)
+                handle = h5py.File(local, "r", locking=False)
             else:
                 handle = h5py.File(location.open_binary(rel), "r")
         except FileNotFoundError:
