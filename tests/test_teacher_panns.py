@@ -61,7 +61,8 @@ def test_registered_clip_level_by_default() -> None:
     assert TEACHERS.get("panns") is PannsTeacher
     assert (teacher.sample_rate, teacher.embedding_dim, teacher.grid) == (32000, 2048, None)
     assert teacher.num_frames(10 * SR) == teacher.num_frames(SR) == 1
-    np.testing.assert_allclose(teacher.frame_times(1, duration_seconds=10.0), [5.0])  # centred at duration / 2
+    # the one frame is centred at duration / 2
+    np.testing.assert_allclose(teacher.frame_times(1, duration_seconds=10.0), [5.0])
     assert teacher.hop_seconds == teacher.window_seconds == 0.0
 
 
@@ -115,7 +116,8 @@ def test_release_format_with_numpy_sampler_state_loads(tmp_path, weights) -> Non
     """The release files also pickle the training sampler's numpy state; that must not block loading."""
     state = torch.load(weights, weights_only=True)["model"]
     path = tmp_path / CHECKPOINT_NAME
-    sampler = {"indexes_per_class": [np.arange(3), np.arange(5)], "random_state": np.random.RandomState(1).get_state()}
+    sampler = {"indexes_per_class": [np.arange(3), np.arange(5)],
+               "random_state": np.random.RandomState(1).get_state()}
     torch.save({"iteration": 660000, "model": state, "sampler": sampler}, path)
     clip = _audio(1.0, 7)[None]
     np.testing.assert_array_equal(_teacher(str(path)).embed(clip), _teacher(weights).embed(clip))

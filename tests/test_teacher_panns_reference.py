@@ -24,7 +24,7 @@ from pipeline.teachers.panns import CHECKPOINT_NAME, PannsConfig, PannsTeacher  
 
 pytestmark = [
     pytest.mark.skipif(
-        importlib.util.find_spec("panns_inference") is None or importlib.util.find_spec("torchlibrosa") is None,
+        any(importlib.util.find_spec(m) is None for m in ("panns_inference", "torchlibrosa")),
         reason="pip install --no-deps panns_inference==0.1.1 torchlibrosa==0.1.0",
     ),
     pytest.mark.filterwarnings("ignore::UserWarning"),
@@ -86,7 +86,8 @@ def _music(seconds: float, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * SR)) / SR
     tone = sum(np.sin(2 * np.pi * f * t) / k for k, f in enumerate((110.0, 440.0, 1250.0, 3300.0), 1))
-    return (0.3 * tone * (1 + np.sin(2 * np.pi * 1.5 * t)) + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+    audio = 0.3 * tone * (1 + np.sin(2 * np.pi * 1.5 * t)) + 0.02 * rng.standard_normal(t.size)
+    return audio.astype(np.float32)
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
@@ -111,7 +112,8 @@ def test_front_end_buffers_equal_torchlibrosa(models) -> None:
 def test_same_state_dict_layout(pair) -> None:
     ref, teacher = pair
     ours = teacher._net.state_dict()
-    assert {k: tuple(v.shape) for k, v in ours.items()} == {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+    shapes = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in ours.items()} == shapes
     assert teacher.embedding_dim == 2048
 
 

@@ -72,7 +72,8 @@ def _stand_ins() -> dict[str, types.ModuleType]:
             def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover
                 raise AssertionError("train-time masking called in eval mode")
 
-        def get_mel_banks(n_mels, n_fft, sr, fmin, fmax, vtln_low, vtln_high, vtln_warp_factor):  # noqa: ANN001, ANN202
+        def get_mel_banks(n_mels, n_fft, sr, fmin, fmax,  # noqa: ANN001, ANN202
+                          vtln_low, vtln_high, vtln_warp_factor):
             assert vtln_warp_factor == 1.0  # no warping: vtln_low/high play no part
             banks = passt_net.kaldi_mel_banks(n_mels, n_fft, sr, fmin, fmax)[:, :-1]
             return torch.from_numpy(banks), None

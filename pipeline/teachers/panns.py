@@ -84,7 +84,9 @@ class PannsTeacher(Teacher):
         if cfg.level not in LEVELS:
             raise ConfigError(f"teachers.panns.level must be one of {', '.join(LEVELS)}, got {cfg.level!r}")
         if cfg.max_clip_seconds <= 0:
-            raise ConfigError(f"teachers.panns.max_clip_seconds must be positive, got {cfg.max_clip_seconds!r}")
+            raise ConfigError(
+                f"teachers.panns.max_clip_seconds must be positive, got {cfg.max_clip_seconds!r}"
+            )
         self._grid: WindowGrid | None = None
         if cfg.level == "frame":
             window = round(cfg.window_seconds * SAMPLE_RATE)
@@ -144,7 +146,8 @@ class PannsTeacher(Teacher):
         limit = self.config.max_clip_seconds
         if n_samples > limit * SAMPLE_RATE:
             raise TeacherError(
-                f"a {n_samples / SAMPLE_RATE:.1f} s clip is longer than teachers.panns.max_clip_seconds={limit} "
+                f"a {n_samples / SAMPLE_RATE:.1f} s clip is longer than "
+                f"teachers.panns.max_clip_seconds={limit} "
                 "(clip level runs the whole clip through CNN14 at once); set teachers.panns.level: frame "
                 "for long recordings, or raise max_clip_seconds"
             )
@@ -168,7 +171,9 @@ class PannsTeacher(Teacher):
             raise TeacherError(f"PANNs expects (n, samples) audio, got shape {windows.shape}")
         n, samples = windows.shape
         if self._grid is not None and samples != self._grid.window:
-            raise TeacherError(f"PANNs frame level expects windows of {self._grid.window} samples, got {samples}")
+            raise TeacherError(
+                f"PANNs frame level expects windows of {self._grid.window} samples, got {samples}"
+            )
         if self._grid is None:
             self.check_clip(samples)
         if samples < MIN_SAMPLES:

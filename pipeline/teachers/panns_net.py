@@ -114,7 +114,9 @@ class Cnn14(nn.Module):
         num_classes: AudioSet classes of ``fc_audioset`` (527; kept for strict loading).
     """
 
-    def __init__(self, widths: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048), num_classes: int = 527) -> None:
+    def __init__(
+        self, widths: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048), num_classes: int = 527
+    ) -> None:
         super().__init__()
         self.spectrogram_extractor = _Spectrogram()
         self.logmel_extractor = _LogMel()
@@ -175,7 +177,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             data: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
         raise TeacherError(
-            f"cannot read PANNs checkpoint {str(path)!r} (incomplete download? the release file is ~327 MB): {exc}"
+            f"cannot read PANNs checkpoint {str(path)!r} "
+            f"(incomplete download? the release file is ~327 MB): {exc}"
         ) from None
     if isinstance(data, dict) and isinstance(data.get("model"), dict):
         data = data["model"]

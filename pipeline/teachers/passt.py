@@ -14,8 +14,8 @@ frames, i.e. one per window centre in ``[0, n]`` samples (11 for a 10 s clip, 31
 half windows before the first and after the last sample; the window grid of this project
 pads with *zeros*, so that long files can be cut into blocks and batched (and tracks
 shorter than half a window still work, where reflect padding raises). Frames whose
-window lies inside the track are identical; the first frame, and the last one or two,
-see silence instead of mirrored audio in their outer half.
+window lies inside the track are identical; the first and the last frame (more with a
+hop shorter than the window) see silence instead of mirrored audio in their outer part.
 
 Weights: the release checkpoint ``passt-s-f128-p16-s10-ap.476-swa.pt`` (GitHub release
 ``v0.0.1-audioset`` of kkoutini/PaSST), read from ``teachers.passt.weights`` or, when that
