@@ -98,7 +98,7 @@ def load_params_from(ctx: click.Context, overrides: dict[str, Any] | None = None
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors print one line (no traceback) and exit 1."""
     try:
-        cli.main(args=argv, prog_name="pipeline", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="pipeline", standalone_mode=False)
     except PipelineError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
@@ -113,3 +113,6 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    # Without standalone mode click returns the code of ``ctx.exit(code)`` instead of exiting.
+    if isinstance(code, int) and code:
+        sys.exit(code)
