@@ -211,7 +211,8 @@ def read_audio(
                     "the file is probably truncated or corrupt; re-encode or remove it") from None
     if block.shape[0] < wanted:
         raise _fail(path, f"got {block.shape[0]} of {wanted} frames from offset {first}",
-                    "the file is truncated (header promises more audio than it holds); re-encode or remove it")
+                    "the file is truncated (the header promises more audio than it holds); "
+                    "re-encode or remove it")
     audio = _to_mono(block)
     _check_finite(path, audio)
     if sample_rate is not None and int(sample_rate) != info.sample_rate:
@@ -225,7 +226,9 @@ def read_audio(
     return audio
 
 
-def iter_blocks(path: Path | str, *, sample_rate: int, block_seconds: float) -> Iterator[tuple[int, np.ndarray]]:
+def iter_blocks(
+    path: Path | str, *, sample_rate: int, block_seconds: float
+) -> Iterator[tuple[int, np.ndarray]]:
     """Stream a file as consecutive mono blocks at ``sample_rate``.
 
     The file is read block by block and resampled with a stateful

@@ -135,7 +135,8 @@ def write_manifest(path: Path | str, clips: Iterable[Clip]) -> None:
         if width is None:
             width = len(clip.labels)
         elif len(clip.labels) != width:
-            raise ManifestError(f"clip {clip.id!r} has {len(clip.labels)} labels, others {width}; writing {path}")
+            raise ManifestError(
+                f"clip {clip.id!r} has {len(clip.labels)} labels, others {width}; writing {path}")
         lines.append(json.dumps(clip.to_json(), separators=(", ", ": ")))
     atomic_write_text(Path(path), "".join(line + "\n" for line in lines))
 
@@ -159,7 +160,8 @@ def read_manifest(path: Path | str) -> list[Clip]:
             try:
                 clip = Clip.from_json(json.loads(line))
             except (ValueError, KeyError, TypeError, ManifestError) as exc:
-                raise ManifestError(f"{path}:{number}: bad manifest line ({exc}); fix or regenerate the manifest")
+                raise ManifestError(
+                    f"{path}:{number}: bad manifest line ({exc}); fix or regenerate the manifest") from None
             if clip.id in seen:
                 raise ManifestError(f"{path}:{number}: clip id {clip.id!r} already on line {seen[clip.id]}")
             if clips and len(clip.labels) != len(clips[0].labels):
@@ -194,7 +196,8 @@ def read_classes(path: Path | str) -> list[str]:
         names = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise ManifestError(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+    if (not isinstance(names, list) or not all(isinstance(n, str) for n in names)
+            or len(set(names)) != len(names)):
         raise ManifestError(f"{path} must hold a JSON list of unique class names")
     return names
 
@@ -225,7 +228,8 @@ def load_split(manifests_dir: Path | str, split: str) -> list[Clip]:
     if clips and classes_path.is_file():
         n = len(read_classes(classes_path))
         if len(clips[0].labels) != n:
-            raise ManifestError(f"{path} has {len(clips[0].labels)} labels per clip but {classes_path} lists {n}")
+            raise ManifestError(
+                f"{path} has {len(clips[0].labels)} labels per clip but {classes_path} lists {n}")
     return clips
 
 

@@ -16,7 +16,9 @@ def sine() -> Callable[..., np.ndarray]:
     Mono gives ``(samples,)``, more channels ``(samples, channels)`` (the same tone in each).
     """
 
-    def make(freq: float, seconds: float, sample_rate: int, amplitude: float = 0.5, channels: int = 1) -> np.ndarray:
+    def make(
+        freq: float, seconds: float, sample_rate: int, amplitude: float = 0.5, channels: int = 1
+    ) -> np.ndarray:
         t = np.arange(int(round(seconds * sample_rate))) / sample_rate
         tone = (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
         return tone if channels == 1 else np.repeat(tone[:, None], channels, axis=1)

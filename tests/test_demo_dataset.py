@@ -52,8 +52,10 @@ def _snapshot(audio_root: Path, manifests: Path) -> dict[str, bytes]:
 
 
 def test_same_seed_gives_identical_files_serial_or_parallel(tmp_path: Path) -> None:
-    one = build(config=TINY, audio_root=tmp_path / "a", manifests_dir=tmp_path / "ma", workers=1, progress=False)
-    two = build(config=TINY, audio_root=tmp_path / "b", manifests_dir=tmp_path / "mb", workers=2, progress=False)
+    one = build(config=TINY, audio_root=tmp_path / "a", manifests_dir=tmp_path / "ma", workers=1,
+                progress=False)
+    two = build(config=TINY, audio_root=tmp_path / "b", manifests_dir=tmp_path / "mb", workers=2,
+                progress=False)
     assert one.splits == two.splits == {"train": 10, "valid": 3, "test": 3}
     first = _snapshot(tmp_path / "a", tmp_path / "ma")
     assert len(first) == 16 + 4
@@ -82,13 +84,14 @@ def test_manifests_describe_the_rendered_audio(tmp_path: Path) -> None:
             plan = plans[clip.id]
             assert [OPENMIC_CLASSES[i] for i, v in enumerate(clip.labels) if v] == list(plan.classes)
             expected = render_clip(plan.classes, seconds=1.0, sample_rate=8000, seed=plan.seed)
-            np.testing.assert_allclose(read_audio(clip.resolve(tmp_path / "audio")), expected, atol=1.5 / 32768)
+            got = read_audio(clip.resolve(tmp_path / "audio"))
+            np.testing.assert_allclose(got, expected, atol=1.5 / 32768)  # 16-bit FLAC of the same render
 
 
 def test_smaller_rerender_removes_stale_files_and_dry_run_writes_nothing(tmp_path: Path) -> None:
     build(config=TINY, audio_root=tmp_path / "audio", manifests_dir=tmp_path / "m", workers=1, progress=False)
-    report = build(config=replace(TINY, n_train=4), audio_root=tmp_path / "audio", manifests_dir=tmp_path / "m",
-                   workers=1, progress=False)
+    report = build(config=replace(TINY, n_train=4), audio_root=tmp_path / "audio",
+                   manifests_dir=tmp_path / "m", workers=1, progress=False)
     assert len(list((tmp_path / "audio" / "train").glob("*.flac"))) == 4
     assert any("6 stale" in w for w in report.warnings)
     dry = build(config=DemoConfig(), audio_root=tmp_path / "dry", manifests_dir=tmp_path / "dm", dry_run=True)

@@ -19,7 +19,8 @@ def _spectrum(x: np.ndarray) -> tuple[np.ndarray, float, float]:
     freqs = np.fft.rfftfreq(1024, 1 / SR)
     mean = power.mean(0)
     edges = np.geomspace(40, 8000, 25)
-    bands = np.log10([mean[(freqs >= lo) & (freqs < hi)].sum() + 1e-10 for lo, hi in zip(edges[:-1], edges[1:])])
+    bands = np.log10([mean[(freqs >= lo) & (freqs < hi)].sum() + 1e-10
+                      for lo, hi in zip(edges[:-1], edges[1:])])
     flatness = np.exp(np.mean(np.log(power + 1e-12), axis=1)) / (power.mean(1) + 1e-12)
     active = power.sum(1) > 1e-6 * power.sum(1).max()
     return bands - bands.mean(), float((mean * freqs).sum() / mean.sum()), float(np.median(flatness[active]))
@@ -43,7 +44,8 @@ def test_render_instrument_is_deterministic_and_normalised() -> None:
 
 
 def test_classes_have_clearly_different_spectra() -> None:
-    spectra = {c: _spectrum(render_instrument(c, seconds=4.0, sample_rate=SR, seed=0)) for c in OPENMIC_CLASSES}
+    spectra = {c: _spectrum(render_instrument(c, seconds=4.0, sample_rate=SR, seed=0))
+               for c in OPENMIC_CLASSES}
     closest = min(
         (float(np.sqrt(np.mean((spectra[a][0] - spectra[b][0]) ** 2))), a, b)
         for a, b in itertools.combinations(OPENMIC_CLASSES, 2)
@@ -74,7 +76,8 @@ def test_each_labelled_stem_is_audible_in_the_mix() -> None:
 
 def test_render_clip_is_the_mix_and_deterministic() -> None:
     a = render_clip(["piano", "trumpet"], seconds=1.5, sample_rate=8000, seed=3)
-    np.testing.assert_array_equal(a, render_mix(["piano", "trumpet"], seconds=1.5, sample_rate=8000, seed=3).mix)
+    mix = render_mix(["piano", "trumpet"], seconds=1.5, sample_rate=8000, seed=3).mix
+    np.testing.assert_array_equal(a, mix)
     assert a.shape == (12000,) and a.dtype == np.float32
     assert not np.array_equal(a, render_clip(["piano", "trumpet"], seconds=1.5, sample_rate=8000, seed=4))
     with pytest.raises(ValueError, match="distinct"):

@@ -59,8 +59,10 @@ def test_missing_known_means_all_known(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "bad, message",
     [
-        ('{"id": "c", "audio_path": "c.wav", "duration": 1, "sample_rate": 8000, "labels": [0, 2]}', "0 or 1"),
-        ('{"id": "c", "audio_path": "c.wav", "duration": 0, "sample_rate": 8000, "labels": [0, 1]}', "positive"),
+        ('{"id": "c", "audio_path": "c.wav", "duration": 1, "sample_rate": 8000, "labels": [0, 2]}',
+         "0 or 1"),
+        ('{"id": "c", "audio_path": "c.wav", "duration": 0, "sample_rate": 8000, "labels": [0, 1]}',
+         "positive"),
         ('{"id": "c", "audio_path": "c.wav", "duration": 1, "sample_rate": 8000}', "labels"),
         ('{"id": "c", "audio_path": "c.wav", "duration": 1, "sample_rate": 8000, "labels": [1], '
          '"known": [true]}', "1 labels, but line 1 has 2"),

@@ -52,7 +52,8 @@ def test_folder_tags_layout_random_split_and_problem_files(tmp_path: Path) -> No
     left_out = [m["split"] for m in report.missing + report.unreadable]
     assert [report.splits[s] + left_out.count(s) for s in ("train", "valid", "test")] == [6, 2, 2]
     assert [m["id"] for m in report.missing] == ["gone"]
-    assert [u["id"] for u in report.unreadable] == ["broken"] and "broken.wav" in report.unreadable[0]["reason"]
+    assert [u["id"] for u in report.unreadable] == ["broken"]
+    assert "broken.wav" in report.unreadable[0]["reason"]
     assert any("unlisted.ogg" in w for w in report.warnings)
     clips = {c.id: c for s in ("train", "valid", "test") for c in load_split(tmp_path / "m", s)}
     assert clips["sub/c"].labels == (0, 0, 1, 0, 1) and all(clips["sub/c"].known)
@@ -61,8 +62,8 @@ def test_folder_tags_layout_random_split_and_problem_files(tmp_path: Path) -> No
     assert clips["a"].duration == pytest.approx(0.3) and clips["a"].sample_rate == 8000
     saved = json.loads((tmp_path / "m" / "report.json").read_text())
     assert saved["missing"][0]["path"] == "gone.wav"
-    again = build(root=root, labels_csv=tmp_path / "labels.csv", manifests_dir=tmp_path / "m2",
-                  fractions=(0.5, 0.25, 0.25), seed=1)
+    build(root=root, labels_csv=tmp_path / "labels.csv", manifests_dir=tmp_path / "m2",
+          fractions=(0.5, 0.25, 0.25), seed=1)
     assert (tmp_path / "m" / "valid.jsonl").read_text() == (tmp_path / "m2" / "valid.jsonl").read_text()
 
 
@@ -73,7 +74,8 @@ def test_folder_class_columns_with_unknowns_and_split_column(tmp_path: Path) -> 
         _tone(root / name)
     (tmp_path / "labels.csv").write_text(
         "path,split,piano,violin\nx.wav,train,1,0\ny.wav,validation,,1\nz.wav,test,0,\n")
-    report = BUILDERS.get("folder")(root=root, labels_csv=tmp_path / "labels.csv", manifests_dir=tmp_path / "m")
+    report = BUILDERS.get("folder")(root=root, labels_csv=tmp_path / "labels.csv",
+                                    manifests_dir=tmp_path / "m")
     assert report.splits == {"train": 1, "valid": 1, "test": 1}
     labels, known = label_arrays(load_split(tmp_path / "m", "valid"))
     np.testing.assert_array_equal(labels, [[0, 1]])
@@ -91,7 +93,8 @@ def test_folder_class_columns_with_unknowns_and_split_column(tmp_path: Path) -> 
 def test_folder_csv_errors_name_the_line(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "labels.csv").write_text(text)
     with pytest.raises(ManifestError, match=message):
-        BUILDERS.get("folder")(root=tmp_path, labels_csv=tmp_path / "labels.csv", manifests_dir=tmp_path / "m")
+        BUILDERS.get("folder")(root=tmp_path, labels_csv=tmp_path / "labels.csv",
+                               manifests_dir=tmp_path / "m")
 
 
 # --- OpenMIC-2018 ---------------------------------------------------------------------------------
@@ -200,7 +203,8 @@ def test_mtt_top_tags_and_split_list_formats(tmp_path: Path, monkeypatch: pytest
     np.save(splits / "valid.npy", np.array([f"{i}\t{mp3}" for i, (_, mp3) in enumerate(clips[6:9])]))
     lee = [mp3.replace(".mp3", ".npy") for _, mp3 in clips[9:]] + ["z/not-in-mtt-0-29.npy"]
     (splits / "test_list_pub.cP").write_bytes(pickle.dumps(lee, protocol=0))
-    report = BUILDERS.get("magnatagatune")(root=tmp_path, manifests_dir=tmp_path / "m", split_dir=splits, n_tags=3)
+    report = BUILDERS.get("magnatagatune")(root=tmp_path, manifests_dir=tmp_path / "m", split_dir=splits,
+                                           n_tags=3)
     with open(tmp_path / "annotations_final.csv") as handle:
         rows = list(csv.reader(handle, delimiter="\t"))
     counts = {t: sum(int(r[j]) for r in rows[1:]) for j, t in enumerate(rows[0][1:-1], start=1)}
@@ -223,6 +227,7 @@ def test_mtt_without_split_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     _mtt_tree(tmp_path)
     with pytest.raises(ManifestError, match="no MagnaTagATune split lists found.*--random-split.*minzwon"):
         BUILDERS.get("magnatagatune")(root=tmp_path, manifests_dir=tmp_path / "m")
-    report = BUILDERS.get("magnatagatune")(root=tmp_path, manifests_dir=tmp_path / "m", random_split=True, n_tags=3)
+    report = BUILDERS.get("magnatagatune")(root=tmp_path, manifests_dir=tmp_path / "m", random_split=True,
+                                           n_tags=3)
     assert sum(report.splits.values()) + len(report.missing) <= 12
     assert any("not the standard clean split" in w for w in report.warnings)

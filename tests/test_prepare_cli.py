@@ -37,8 +37,8 @@ def test_prepare_demo_writes_audio_and_manifests(tmp_path: Path, params_file) ->
 def test_flag_beats_params_beats_default(tmp_path: Path, params_file, section: dict, flags: list[str],
                                          expected: str) -> None:
     params = params_file(demo=section) if section else params_file(report={"out": "reports"})
-    result = _invoke("--params", str(params), "prepare", "demo", "--dry-run", "--manifests", str(tmp_path / "m"),
-                     *flags)
+    result = _invoke("--params", str(params), "prepare", "demo", "--dry-run",
+                     "--manifests", str(tmp_path / "m"), *flags)
     assert result.exit_code == 0, result.output
     assert "would write" in result.output and expected in result.output
     assert not (tmp_path / "m").exists()
@@ -80,8 +80,8 @@ def test_prepare_folder_from_the_cli(tmp_path: Path, params_file) -> None:
 
     for i in range(6):
         write_audio(tmp_path / "songs" / f"s{i}.wav", np.full(800, 0.1 * (i + 1), np.float32), 8000)
-    (tmp_path / "labels.csv").write_text("file,tags\n" + "".join(f"s{i}.wav,{'a' if i % 2 else 'b'}\n"
-                                                                  for i in range(6)))
+    rows = "".join(f"s{i}.wav,{'a' if i % 2 else 'b'}\n" for i in range(6))
+    (tmp_path / "labels.csv").write_text("file,tags\n" + rows)
     result = _invoke("--params", str(params_file()), "prepare", "folder", "--root", str(tmp_path / "songs"),
                      "--labels", str(tmp_path / "labels.csv"), "--classes", "b,a", "--fractions", "0.5,0.5,0",
                      "--out", str(tmp_path / "m"))

@@ -21,7 +21,8 @@ def _finish(ctx: click.Context, params: Any, report: Any, builder: str) -> None:
             builder, str(Path(report.manifests_dir)), str(Path(report.audio_root))):
         click.echo(
             "to use these manifests in the later stages, set in params.yaml:\n"
-            f"  data: {{dataset: {builder}, audio_root: {report.audio_root}, manifests: {report.manifests_dir}}}"
+            f"  data: {{dataset: {builder}, audio_root: {report.audio_root}, "
+            f"manifests: {report.manifests_dir}}}"
         )
 
 
@@ -57,9 +58,12 @@ def prepare() -> None:
 
 
 @prepare.command(context_settings={"show_default": True})
-@click.option("--n-train", type=click.IntRange(min=0), default=None, help="Train clips [default: demo.n_train, 600]")
-@click.option("--n-valid", type=click.IntRange(min=0), default=None, help="Valid clips [default: demo.n_valid, 150]")
-@click.option("--n-test", type=click.IntRange(min=0), default=None, help="Test clips [default: demo.n_test, 300]")
+@click.option("--n-train", type=click.IntRange(min=0), default=None,
+              help="Train clips [default: demo.n_train, 600]")
+@click.option("--n-valid", type=click.IntRange(min=0), default=None,
+              help="Valid clips [default: demo.n_valid, 150]")
+@click.option("--n-test", type=click.IntRange(min=0), default=None,
+              help="Test clips [default: demo.n_test, 300]")
 @click.option("--seed", type=int, default=None, help="Render seed [default: demo.seed, 0]")
 @click.option("--clip-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Clip length in s [default: demo.clip_seconds, 5.0]")
@@ -72,7 +76,8 @@ def prepare() -> None:
 @click.option("--unknown-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Share of labels marked unknown [default: demo.unknown_fraction, 0.25]")
 @click.option("--audio-root", type=click.Path(file_okay=False), default=None,
-              help="Folder for the FLAC files [default: data.audio_root when data.dataset is 'demo', else data/demo]")
+              help="Folder for the FLAC files "
+                   "[default: data.audio_root when data.dataset is 'demo', else data/demo]")
 @_common("demo")
 @click.option("--workers", type=click.IntRange(min=1), default=2, help="Render processes.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
@@ -92,7 +97,6 @@ def demo(ctx: click.Context, n_train: int | None, n_valid: int | None, n_test: i
                  "demo.unknown_fraction": unknown_fraction}
     _run(ctx, "demo", overrides, audio_root=audio_root, manifests_dir=manifests, workers=workers,
          progress=progress, dry_run=dry_run)
-
 
 
 def _fractions(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[float, float, float]:
@@ -127,10 +131,10 @@ def folder(ctx: click.Context, root: str, labels_csv: str, classes: str | None,
          threads=threads, manifests_dir=manifests, dry_run=dry_run)
 
 
-
 @prepare.command(context_settings={"show_default": True})
 @click.option("--root", type=click.Path(file_okay=False, exists=True), required=True,
-              help="The unpacked OpenMIC-2018 folder (openmic-2018.npz, class-map.json, audio/, partitions/).")
+              help="The unpacked OpenMIC-2018 folder "
+                   "(openmic-2018.npz, class-map.json, audio/, partitions/).")
 @click.option("--split-dir", type=click.Path(file_okay=False), default=None,
               help="Folder with split01_train.csv and split01_test.csv [default: <root>/partitions]")
 @click.option("--label-rule", type=click.Choice(["mask", "paper"]), default="mask",
@@ -138,18 +142,19 @@ def folder(ctx: click.Context, root: str, labels_csv: str, classes: str | None,
                    "exactly where Y_true == 0.5.")
 @click.option("--valid-fraction", type=click.FloatRange(0, 1), default=0.15,
               help="Share of train drawn into valid (paper: 0.15).")
-@click.option("--valid-seed", type=int, default=2022, help="Python random seed of the validation draw (paper: 2022).")
-@click.option("--allow-pickle", is_flag=True, help="Let numpy unpickle openmic-2018.npz (only for a trusted file).")
+@click.option("--valid-seed", type=int, default=2022,
+              help="Python random seed of the validation draw (paper: 2022).")
+@click.option("--allow-pickle", is_flag=True,
+              help="Let numpy unpickle openmic-2018.npz (only for a trusted file).")
 @click.option("--threads", type=click.IntRange(min=1), default=4, help="Concurrent audio header reads.")
 @_common("openmic")
 @click.pass_context
 def openmic(ctx: click.Context, root: str, split_dir: str | None, label_rule: str, valid_fraction: float,
             valid_seed: int, allow_pickle: bool, threads: int, manifests: str | None, dry_run: bool) -> None:
     """OpenMIC-2018 from its official layout, with the paper's split and validation draw."""
-    _run(ctx, "openmic", {}, root=root, split_dir=split_dir, label_rule=label_rule, valid_fraction=valid_fraction,
-         valid_seed=valid_seed, allow_pickle=allow_pickle, threads=threads, manifests_dir=manifests,
-         dry_run=dry_run)
-
+    _run(ctx, "openmic", {}, root=root, split_dir=split_dir, label_rule=label_rule,
+         valid_fraction=valid_fraction, valid_seed=valid_seed, allow_pickle=allow_pickle, threads=threads,
+         manifests_dir=manifests, dry_run=dry_run)
 
 
 @prepare.command(context_settings={"show_default": True})
@@ -158,7 +163,8 @@ def openmic(ctx: click.Context, root: str, split_dir: str | None, label_rule: st
 @click.option("--split-dir", type=click.Path(file_okay=False), default=None,
               help="Folder of the clean split lists: {train,valid,test}.{txt,csv,npy} or *_list_pub.cP "
                    "[default: data_manifests/magnatagatune/splits, <root>/split, <root>/splits]")
-@click.option("--audio-dir", default=None, help="mp3 folder relative to --root [default: mp3 if present, else .]")
+@click.option("--audio-dir", default=None,
+              help="mp3 folder relative to --root [default: mp3 if present, else .]")
 @click.option("--n-tags", type=click.IntRange(min=1), default=50, help="Most frequent tags kept as classes.")
 @click.option("--random-split", is_flag=True,
               help="Without split lists, make a seeded 70/15/15 split (not the paper's split).")
@@ -171,4 +177,3 @@ def magnatagatune(ctx: click.Context, root: str, split_dir: str | None, audio_di
     """MagnaTagATune: top-50 tags, the standard clean split."""
     _run(ctx, "magnatagatune", {}, root=root, split_dir=split_dir, audio_dir=audio_dir, n_tags=n_tags,
          random_split=random_split, seed=seed, threads=threads, manifests_dir=manifests, dry_run=dry_run)
-

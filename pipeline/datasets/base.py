@@ -116,7 +116,7 @@ def coverage_warnings(stats: Mapping[str, Mapping[str, list[int]]], classes: Seq
     """Warnings for classes with no known positive in a non-empty split."""
     warnings = []
     for split, counts in stats.items():
-        total = np.asarray(counts["positives"]) + np.asarray(counts["negatives"]) + np.asarray(counts["unknown"])
+        total = sum(np.asarray(counts[k]) for k in ("positives", "negatives", "unknown"))
         if not total.any():
             continue
         absent = [classes[i] for i, n in enumerate(counts["positives"]) if n == 0]

@@ -191,7 +191,8 @@ def plan_demo(config: DemoConfig) -> list[ClipPlan]:
             picks = rng.choice(n_classes, size=k, replace=False, p=weights / weights.sum())
             counts[picks] += 1
             chosen.append(tuple(OPENMIC_CLASSES[i] for i in sorted(picks)))
-        known = _unknown_mask(chosen, config.unknown_fraction, np.random.default_rng([config.seed, 2000 + split_no]))
+        mask_rng = np.random.default_rng([config.seed, 2000 + split_no])
+        known = _unknown_mask(chosen, config.unknown_fraction, mask_rng)
         seeds = np.random.SeedSequence([config.seed, 3000 + split_no]).generate_state(max(size, 1))
         for i in range(size):
             plans.append(ClipPlan(split=split, id=f"{split}_{i:05d}", classes=chosen[i], seed=int(seeds[i]),
@@ -223,7 +224,9 @@ def _render_one(plan: ClipPlan, audio_root: str, seconds: float, sample_rate: in
     return plan.id
 
 
-def _render_all(plans: list[ClipPlan], audio_root: Path, config: DemoConfig, workers: int, progress: bool) -> None:
+def _render_all(
+    plans: list[ClipPlan], audio_root: Path, config: DemoConfig, workers: int, progress: bool
+) -> None:
     from tqdm import tqdm
 
     bar = tqdm(total=len(plans), desc="render demo", unit="clip", disable=not progress, leave=False)

@@ -172,7 +172,8 @@ def _arpeggio(ctx: Context, rng: np.random.Generator, low: int, high: int, per_b
         if rng.random() < 0.5:
             pattern = pattern[::-1]
         for i in range(4 * per_beat):
-            notes.append(Note(b * bar + i * step, step * 1.5, pattern[i % len(pattern)], _velocity(rng, base_vel)))
+            key = pattern[i % len(pattern)]
+            notes.append(Note(b * bar + i * step, step * 1.5, key, _velocity(rng, base_vel)))
     return [n for n in notes if n.start < ctx.seconds]
 
 
@@ -322,7 +323,8 @@ VOICES: dict[str, Voice] = {
     "flute": Voice(((73, 60, 96),), (_melody,)),
     "guitar": Voice(((24, 40, 76), (25, 40, 76), (26, 40, 79), (27, 40, 79), (29, 40, 76), (30, 40, 76)),
                     (_guitar, _arpeggio, _melody)),
-    "mallet_percussion": Voice(((9, 72, 105), (11, 53, 89), (12, 45, 96), (13, 65, 105)), (_arpeggio, _melody)),
+    "mallet_percussion": Voice(((9, 72, 105), (11, 53, 89), (12, 45, 96), (13, 65, 105)),
+                               (_arpeggio, _melody)),
     "mandolin": Voice(((25, 67, 91), (105, 67, 91)), (_tremolo,)),
     "organ": Voice(((16, 43, 84), (17, 43, 84), (18, 43, 84), (19, 36, 84)), (_chords,)),
     "piano": Voice(((0, 36, 96), (1, 36, 96), (2, 36, 96)), (_chords, _arpeggio, _melody)),
@@ -342,7 +344,9 @@ def compose(class_name: str, ctx: Context, rng: np.random.Generator) -> Part:
     try:
         voice = VOICES[class_name]
     except KeyError:
-        raise ValueError(f"unknown demo class {class_name!r}; choose one of {', '.join(OPENMIC_CLASSES)}") from None
+        raise ValueError(
+            f"unknown demo class {class_name!r}; choose one of {', '.join(OPENMIC_CLASSES)}"
+        ) from None
     preset, low, high = voice.presets[int(rng.integers(len(voice.presets)))]
     style = voice.styles[int(rng.integers(len(voice.styles)))]
     notes = style(ctx, rng, low, high)
@@ -360,7 +364,9 @@ def soundfont_path() -> str:
 
     path = os.path.join(os.path.dirname(pretty_midi.__file__), "TimGM6mb.sf2")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"GM SoundFont not found at {path}; reinstall pretty_midi (pip install pretty_midi)")
+        raise FileNotFoundError(
+            f"GM SoundFont not found at {path}; reinstall pretty_midi (pip install pretty_midi)"
+        )
     return path
 
 
@@ -374,6 +380,12 @@ def _synth(sample_rate: int) -> tuple[object, int]:
     return _SYNTHS[sample_rate]
 
 
+def _generate(synth: object, frames: int) -> np.ndarray:
+    """``(frames, 2)`` float32 stereo from the synthesizer."""
+    buffer = synth.generate(frames)  # type: ignore[attr-defined]
+    return np.frombuffer(buffer, dtype=np.float32).reshape(-1, 2)
+
+
 def _silence(synth: object) -> None:
     """Stop every voice and run the synthesizer until its fast release has died away.
 
@@ -383,7 +395,7 @@ def _silence(synth: object) -> None:
     """
     synth.sounds_off()  # type: ignore[attr-defined]
     for _ in range(256):
-        if not np.any(np.frombuffer(synth.generate(256), dtype=np.float32)):  # type: ignore[attr-defined]
+        if not np.any(_generate(synth, 256)):
             return
     raise RuntimeError("the synthesizer did not fall silent after sounds_off()")
 
@@ -408,7 +420,7 @@ def synthesize(part: Part, seconds: float, sample_rate: int) -> np.ndarray:
     for when, kind, key, velocity in events:
         when = min(when, total)
         if when > pos:
-            out[pos:when] = np.frombuffer(synth.generate(when - pos), dtype=np.float32).reshape(-1, 2)  # type: ignore
+            out[pos:when] = _generate(synth, when - pos)
             pos = when
         if when >= total:
             break
@@ -417,6 +429,6 @@ def synthesize(part: Part, seconds: float, sample_rate: int) -> np.ndarray:
         else:
             synth.noteoff(channel, key)  # type: ignore[attr-defined]
     if pos < total:
-        out[pos:] = np.frombuffer(synth.generate(total - pos), dtype=np.float32).reshape(-1, 2)  # type: ignore
+        out[pos:] = _generate(synth, total - pos)
     _silence(synth)
     return out.mean(axis=1).astype(np.float32)

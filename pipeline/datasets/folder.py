@@ -29,8 +29,8 @@ from pipeline.manifests import SPLITS, Clip
 
 FILE_COLUMNS = ("file", "path", "filename", "audio", "audio_path")
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
-_SPLIT_NAMES = {"train": "train", "training": "train", "valid": "valid", "val": "valid", "validation": "valid",
-                "dev": "valid", "test": "test", "eval": "test", "evaluation": "test"}
+_SPLIT_NAMES = {"train": "train", "training": "train", "valid": "valid", "val": "valid",
+                "validation": "valid", "dev": "valid", "test": "test", "eval": "test", "evaluation": "test"}
 _TAG_SEPARATORS = re.compile(r"[;|,]")
 
 
@@ -67,7 +67,8 @@ def _parse_cell(value: str, where: str) -> tuple[int, bool]:
 
 def _random_split(ids: Sequence[str], fractions: tuple[float, float, float], seed: int) -> dict[str, str]:
     if len(fractions) != 3 or any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
-        raise ManifestError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
+        raise ManifestError(
+            f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
     order = sorted(ids)
     perm = np.random.default_rng(seed).permutation(len(order))
     n_valid = int(round(fractions[1] * len(order)))
@@ -127,7 +128,8 @@ def build(
         names = list(classes) if classes else sorted({t for tags in tag_lists.values() for t in tags})
         unknown_tags = sorted({t for tags in tag_lists.values() for t in tags} - set(names))
         if unknown_tags:
-            raise ManifestError(f"{labels_csv}: tag(s) {', '.join(unknown_tags)} are not in the given classes")
+            raise ManifestError(
+                f"{labels_csv}: tag(s) {', '.join(unknown_tags)} are not in the given classes")
     else:
         if classes:
             absent = [c for c in classes if c not in class_cols]
@@ -160,7 +162,8 @@ def build(
         if split_col is not None:
             value = row.get(split_col, "").lower()
             if value not in _SPLIT_NAMES:
-                raise ManifestError(f"{labels_csv}:{number}: split {value!r} is not one of train, valid, test")
+                raise ManifestError(
+                    f"{labels_csv}:{number}: split {value!r} is not one of train, valid, test")
             split = _SPLIT_NAMES[value]
         records.append((clip_id, rel, labels, known, split))
 
@@ -171,7 +174,8 @@ def build(
     clips: dict[str, list[Clip]] = {s: [] for s in SPLITS}
     for (clip_id, rel, labels, known, split), probe in zip(records, probes):
         if not probe.problem:
-            clips[split or "train"].append(Clip(clip_id, rel, probe.duration, probe.sample_rate, labels, known))
+            clip = Clip(clip_id, rel, probe.duration, probe.sample_rate, labels, known)
+            clips[split or "train"].append(clip)
     missing, unreadable = split_probes(probes)
     listed = {r[1] for r in records}
     extra = [p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES

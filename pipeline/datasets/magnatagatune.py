@@ -39,8 +39,9 @@ ANNOTATIONS = "annotations_final.csv"
 #: Searched in order when no --split-dir is given (relative paths start at the working directory).
 DEFAULT_SPLIT_DIRS = ("data_manifests/magnatagatune/splits", "{root}/split", "{root}/splits")
 _PICKLE_STRING = re.compile(r"^a?[SV]'?(.*?)'?$")
-WHERE_SPLITS = ("the clean split lists ship with github.com/minzwon/sota-music-tagging-models (split/mtat/"
-                "{train,valid,test}.npy) and github.com/jongpillee/music_dataset_split (MTAT_split/*_list_pub.cP)")
+WHERE_SPLITS = ("the clean split lists ship with github.com/minzwon/sota-music-tagging-models "
+                "(split/mtat/{train,valid,test}.npy) and github.com/jongpillee/music_dataset_split "
+                "(MTAT_split/*_list_pub.cP); see data_manifests/magnatagatune/README.md")
 
 
 def read_annotations(path: Path) -> tuple[list[str], list[str], list[str], np.ndarray]:
@@ -113,8 +114,8 @@ def _resolve_split_dir(root: Path, split_dir: Path | str | None) -> Path | None:
     if split_dir is not None:
         folder = Path(split_dir)
         if not find_split_files(folder):
-            raise ManifestError(f"no split lists in {str(folder)!r} (need train/valid/test as .txt, .csv, .npy "
-                                f"or _list_pub.cP); {WHERE_SPLITS}")
+            raise ManifestError(f"no split lists in {str(folder)!r} (need train/valid/test as .txt, .csv, "
+                                f".npy or _list_pub.cP); {WHERE_SPLITS}")
         return folder
     for pattern in DEFAULT_SPLIT_DIRS:
         folder = Path(pattern.format(root=root))
@@ -184,12 +185,15 @@ def build(
         rows = np.flatnonzero(labels.any(axis=1))
         perm = rows[np.random.default_rng(seed).permutation(len(rows))]
         n_valid = n_test = int(round(0.15 * len(rows)))
-        split_rows = {"valid": sorted(perm[:n_valid].tolist()), "test": sorted(perm[n_valid:n_valid + n_test].tolist()),
+        split_rows = {"valid": sorted(perm[:n_valid].tolist()),
+                      "test": sorted(perm[n_valid:n_valid + n_test].tolist()),
                       "train": sorted(perm[n_valid + n_test:].tolist())}
-        warnings.append(f"random 70/15/15 split (seed {seed}), not the standard clean split; {WHERE_SPLITS}")
+        warnings.append(
+            f"random 70/15/15 split (seed {seed}), not the standard clean split; {WHERE_SPLITS}")
     else:
-        raise ManifestError(f"no MagnaTagATune split lists found (looked in {', '.join(DEFAULT_SPLIT_DIRS)}); pass "
-                            f"--split-dir DIR, or --random-split for a seeded random split; {WHERE_SPLITS}")
+        raise ManifestError(
+            f"no MagnaTagATune split lists found (looked in {', '.join(DEFAULT_SPLIT_DIRS)}); "
+            f"pass --split-dir DIR, or --random-split for a seeded random split; {WHERE_SPLITS}")
     seen: dict[int, str] = {}
     for split, rows in split_rows.items():
         for row in rows:
@@ -216,9 +220,9 @@ def build(
         warnings.append(f"{untagged} listed clip(s) have none of the top-{n_tags} tags (all-negative labels)")
     missing, unreadable = split_probes(probes)
     return write_outputs(
-        dataset="magnatagatune", manifests_dir=manifests_dir, audio_root=root, classes=classes, split_clips=clips,
-        missing=missing_entries + missing, unreadable=unreadable, warnings=warnings, started=started,
-        dry_run=dry_run,
+        dataset="magnatagatune", manifests_dir=manifests_dir, audio_root=root, classes=classes,
+        split_clips=clips, missing=missing_entries + missing, unreadable=unreadable, warnings=warnings,
+        started=started, dry_run=dry_run,
         options={"root": str(root), "split_dir": str(folder) if folder else None, "audio_dir": audio_dir,
                  "n_tags": n_tags, "random_split": random_split and folder is None, "seed": seed},
     )

@@ -41,8 +41,9 @@ OFFICIAL_SIZES = (14915, 5085)  # split01 train/test keys; the 0.15 draw then mo
 def read_partition(path: Path) -> list[str]:
     """Sample keys of a partition CSV (one per line; an optional ``sample_key`` header)."""
     if not path.is_file():
-        raise ManifestError(f"OpenMIC partition {str(path)!r} not found; it ships in the dataset archive under "
-                            "partitions/ (or pass --split-dir DIR holding split01_train.csv and split01_test.csv)")
+        raise ManifestError(f"OpenMIC partition {str(path)!r} not found; it ships in the dataset archive "
+                            "under partitions/ (or pass --split-dir DIR holding split01_train.csv and "
+                            "split01_test.csv)")
     keys = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         key = line.strip().split(",")[0].strip()
@@ -52,7 +53,9 @@ def read_partition(path: Path) -> list[str]:
     return keys
 
 
-def validation_split(train_keys: list[str], fraction: float = 0.15, seed: int = 2022) -> tuple[list[str], list[str]]:
+def validation_split(
+    train_keys: list[str], fraction: float = 0.15, seed: int = 2022
+) -> tuple[list[str], list[str]]:
     """Split ``train_keys`` into (train, valid) like the EAsT code: one uniform draw per key."""
     draw = random.Random(seed)
     train, valid = [], []
@@ -61,7 +64,9 @@ def validation_split(train_keys: list[str], fraction: float = 0.15, seed: int = 
     return train, valid
 
 
-def openmic_labels(y_true: np.ndarray, y_mask: np.ndarray, rule: str = "mask") -> tuple[np.ndarray, np.ndarray]:
+def openmic_labels(
+    y_true: np.ndarray, y_mask: np.ndarray, rule: str = "mask"
+) -> tuple[np.ndarray, np.ndarray]:
     """``(labels, known)`` bool arrays from the npz's ``Y_true``/``Y_mask`` by ``rule``."""
     if rule not in LABEL_RULES:
         raise ConfigError(f"unknown OpenMIC label rule {rule!r}; choose one of {', '.join(LABEL_RULES)}")
@@ -85,8 +90,8 @@ def _load_npz(path: Path, allow_pickle: bool) -> tuple[np.ndarray, np.ndarray, n
                     np.asarray(data["sample_key"]).astype(str))
     except ValueError as exc:
         if "pickle" in str(exc).lower():
-            raise ManifestError(f"{path} stores Python objects; rerun with --allow-pickle if you trust the file") \
-                from None
+            raise ManifestError(
+                f"{path} stores Python objects; rerun with --allow-pickle if you trust the file") from None
         raise ManifestError(f"{path} cannot be read ({exc})") from None
 
 
@@ -120,12 +125,13 @@ def build(
     y_true, y_mask, keys = _load_npz(root / "openmic-2018.npz", allow_pickle)
     class_map_path = root / "class-map.json"
     if not class_map_path.is_file():
-        raise ManifestError(f"{str(class_map_path)!r} not found; --root must be the unpacked OpenMIC-2018 folder")
+        raise ManifestError(
+            f"{str(class_map_path)!r} not found; --root must be the unpacked OpenMIC-2018 folder")
     class_map = json.loads(class_map_path.read_text(encoding="utf-8"))
     classes = [name for name, _ in sorted(class_map.items(), key=lambda kv: int(kv[1]))]
     if y_true.shape != y_mask.shape or y_true.shape != (len(keys), len(classes)):
-        raise ManifestError(f"{root}: Y_true {y_true.shape}, Y_mask {y_mask.shape}, {len(keys)} sample keys and "
-                            f"{len(classes)} classes do not fit together")
+        raise ManifestError(f"{root}: Y_true {y_true.shape}, Y_mask {y_mask.shape}, {len(keys)} sample keys "
+                            f"and {len(classes)} classes do not fit together")
     labels, known = openmic_labels(y_true, y_mask, label_rule)
     _, paper_known = openmic_labels(y_true, y_mask, "paper")
     _, mask_known = openmic_labels(y_true, y_mask, "mask")
@@ -158,13 +164,15 @@ def build(
     warnings = [size_note] if size_note else []
     unsplit = len(keys) - len({k for ks in split_keys.values() for k in ks} & set(row))
     if unsplit:
-        warnings.append(f"{unsplit} clip(s) of openmic-2018.npz are in neither partition file and were left out")
+        warnings.append(
+            f"{unsplit} clip(s) of openmic-2018.npz are in neither partition file and were left out")
     if rule_diff:
-        warnings.append(f"{rule_diff} label entries are known under one label rule and unknown under the other "
-                        f"(using {label_rule!r}; see `pipeline prepare openmic --help`)")
+        warnings.append(f"{rule_diff} label entries are known under one label rule and unknown under the "
+                        f"other (using {label_rule!r}; see `pipeline prepare openmic --help`)")
     return write_outputs(
         dataset="openmic", manifests_dir=manifests_dir, audio_root=root, classes=classes, split_clips=clips,
-        missing=missing_keys + missing, unreadable=unreadable, warnings=warnings, started=started, dry_run=dry_run,
+        missing=missing_keys + missing, unreadable=unreadable, warnings=warnings, started=started,
+        dry_run=dry_run,
         options={"root": str(root), "split_dir": str(split_dir), "label_rule": label_rule,
                  "valid_fraction": valid_fraction, "valid_seed": valid_seed, "rule_differences": rule_diff},
     )
