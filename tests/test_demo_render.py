@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.datasets.demo import OPENMIC_CLASSES, render_clip, render_instrument, render_mix
 from pipeline.datasets.demo_music import VOICES
+from pipeline.errors import ConfigError
 
 SR = 16000
 
@@ -39,7 +40,7 @@ def test_render_instrument_is_deterministic_and_normalised() -> None:
     assert not np.array_equal(a, render_instrument("violin", seconds=2.0, sample_rate=SR, seed=6))
     assert np.sqrt(np.mean(a.astype(np.float64) ** 2)) == pytest.approx(0.1, rel=0.02)
     assert np.max(np.abs(a)) < 1.0
-    with pytest.raises(Exception, match="unknown demo class 'kazoo'"):
+    with pytest.raises(ConfigError, match="unknown demo class 'kazoo'"):
         render_instrument("kazoo", seconds=1.0, sample_rate=SR, seed=0)
 
 

@@ -13,7 +13,7 @@ import pytest
 from pipeline.audio import write_audio
 from pipeline.datasets import BUILDERS
 from pipeline.datasets.openmic import openmic_labels, validation_split
-from pipeline.errors import ManifestError, UnknownNameError
+from pipeline.errors import ConfigError, ManifestError, UnknownNameError
 from pipeline.manifests import label_arrays, load_split, read_classes
 
 
@@ -170,7 +170,7 @@ def test_openmic_errors(tmp_path: Path) -> None:
     _openmic_tree(tmp_path)
     with pytest.raises(ManifestError, match="split01_train.csv' not found.*--split-dir"):
         BUILDERS.get("openmic")(root=tmp_path, manifests_dir=tmp_path / "m", split_dir=tmp_path / "nowhere")
-    with pytest.raises(Exception, match="unknown OpenMIC label rule 'vote'"):
+    with pytest.raises(ConfigError, match="unknown OpenMIC label rule 'vote'"):
         BUILDERS.get("openmic")(root=tmp_path, manifests_dir=tmp_path / "m", label_rule="vote")
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from pipeline.config import DemoConfig, to_mapping
 from pipeline.datasets.base import BuildReport, register_builder, write_outputs
-from pipeline.datasets.demo_music import OPENMIC_CLASSES, compose, draw_context, synthesize
+from pipeline.datasets.demo_music import OPENMIC_CLASSES, Context, compose, draw_context, synthesize
 from pipeline.errors import ConfigError
 from pipeline.manifests import SPLITS, Clip
 
@@ -50,7 +50,7 @@ def _class_index(name: str) -> int:
         raise ConfigError(f"unknown demo class {name!r}; choose from {', '.join(OPENMIC_CLASSES)}") from None
 
 
-def _stem(class_name: str, ctx, seed: int, sample_rate: int) -> np.ndarray:  # noqa: ANN001
+def _stem(class_name: str, ctx: Context, seed: int, sample_rate: int) -> np.ndarray:
     """One RMS-normalised stem; redraws the material if it came out silent."""
     for attempt in range(8):
         rng = np.random.default_rng([seed, 1 + _class_index(class_name), attempt])
