@@ -135,28 +135,50 @@ def align_frames(
         length = min(s.shape[1], e.shape[1])
         return s[:, :length], e[:, :length]
 
-    half = teacher_window / 2.0
+    plan = _plan(mode, st, tt, float(teacher_window), student.device, teacher.device, student.dtype)
+    if mode == "window":
+        weights, keep = plan
+        return torch.einsum("kt,ntc->nkc", weights, student), teacher.index_select(1, keep)
+    s_index, e_index = plan
+    return student.index_select(1, s_index), teacher.index_select(1, e_index)
+
+
+#: alignment plans by geometry: a training run reuses one, so no host-to-device copy (and no
+#: stream synchronisation) happens per batch
+_PLANS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+_MAX_PLANS = 64
+
+
+def _plan(
+    mode: str, st: np.ndarray, tt: np.ndarray, window: float,
+    s_device: torch.device, t_device: torch.device, dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Averaging weights + kept teacher frames ("window") or index pairs ("nearest"), cached."""
+    key = (mode, st.tobytes(), tt.tobytes(), window, str(s_device), str(t_device), dtype)
+    plan = _PLANS.get(key)
+    if plan is not None:
+        return plan
+    half = window / 2.0
     # inside[k, t]: student frame t lies in teacher frame k's window (half-open)
     offsets = st[None, :] - tt[:, None]
     inside = (offsets >= -half - TIME_TOLERANCE) & (offsets < half - TIME_TOLERANCE)
     if mode == "window":
         keep = np.flatnonzero(inside.any(axis=1))
         if len(keep) == 0:
-            raise TrainingError(_no_pairs(st, tt, teacher_window))
+            raise TrainingError(_no_pairs(st, tt, window))
         weights = inside[keep].astype(np.float64)
         weights /= weights.sum(axis=1, keepdims=True)
-        w = torch.as_tensor(weights, dtype=student.dtype, device=student.device)
-        s_aligned = torch.einsum("kt,ntc->nkc", w, student)
-        return s_aligned, teacher[:, torch.as_tensor(keep, device=teacher.device)]
-    # nearest
-    nearest = np.abs(offsets).argmin(axis=0)
-    covered = inside[nearest, np.arange(len(st))]
-    frames = np.flatnonzero(covered)
-    if len(frames) == 0:
-        raise TrainingError(_no_pairs(st, tt, teacher_window))
-    s_index = torch.as_tensor(frames, device=student.device)
-    e_index = torch.as_tensor(nearest[frames], device=teacher.device)
-    return student[:, s_index], teacher[:, e_index]
+        plan = (torch.as_tensor(weights, dtype=dtype, device=s_device), torch.as_tensor(keep, device=t_device))
+    else:
+        nearest = np.abs(offsets).argmin(axis=0) if len(tt) else np.zeros(len(st), dtype=np.int64)
+        frames = np.flatnonzero(inside[nearest, np.arange(len(st))]) if len(tt) else np.zeros(0, dtype=np.int64)
+        if len(frames) == 0:
+            raise TrainingError(_no_pairs(st, tt, window))
+        plan = (torch.as_tensor(frames, device=s_device), torch.as_tensor(nearest[frames], device=t_device))
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    _PLANS[key] = plan
+    return plan
 
 
 def _no_pairs(st: np.ndarray, tt: np.ndarray, window: float) -> str:

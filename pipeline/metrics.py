@@ -152,13 +152,18 @@ def evaluate_predictions(
         probs: (n, C) scores (sigmoid probabilities for F1 to make sense).
         labels: (n, C) targets, positive when > 0.5.
         known: (n, C) bool, False for unknown labels; ``None`` means all known.
-        threshold: F1 decision threshold on ``probs`` (strictly greater is positive).
+        threshold: F1 decision threshold on ``probs`` (strictly greater is positive, compared in
+            the dtype of ``probs``).
         class_names: C names (default ``class_0..``).
 
     Raises:
         TrainingError: mismatched shapes or non-finite scores.
     """
-    probs = np.asarray(probs, dtype=np.float64)
+    raw = np.asarray(probs)
+    # the threshold is compared in the scores' own precision (float32 0.4 is not > 0.4), as torchmetrics does
+    precision = raw.dtype if raw.dtype in (np.float16, np.float32, np.float64) else np.dtype(np.float64)
+    cut = precision.type(threshold)
+    probs = raw.astype(np.float64)
     labels = np.asarray(labels)
     known = np.ones(labels.shape, dtype=bool) if known is None else np.asarray(known, dtype=bool)
     if probs.ndim != 2 or probs.shape != labels.shape or probs.shape != known.shape:
@@ -185,7 +190,7 @@ def evaluate_predictions(
         if n_pos[c] and n_neg[c]:
             auc[c] = roc_auc(scores, positive)
         if mask.any():
-            predicted = scores > threshold
+            predicted = raw[mask, c].astype(precision) > cut
             tp = int((predicted & positive).sum())
             fp = int((predicted & ~positive).sum())
             fn = int((~predicted & positive).sum())

@@ -251,3 +251,15 @@ def test_feature_loss_falls_and_dependence_rises_when_trained() -> None:
         optimiser.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < losses[0] - 0.05
+
+
+def test_alignment_plans_are_built_once_per_geometry() -> None:
+    from pipeline import alignment
+
+    alignment._PLANS.clear()
+    s, e = torch.randn(2, 5, 3), torch.randn(2, 3, 4)
+    for _ in range(3):
+        align_frames(s, _times(5, 0.96, 0.47), e, torch.tensor([1.5, 2.5, 3.5]), 3.0)
+    assert len(alignment._PLANS) == 1
+    align_frames(s, _times(5, 0.96, 0.47), e, torch.tensor([1.5, 2.5, 3.5]), 3.0, mode="nearest")
+    assert len(alignment._PLANS) == 2

@@ -93,3 +93,12 @@ def test_bad_inputs_are_clear_errors() -> None:
         evaluate_predictions(np.zeros((3, 2)), np.zeros((3, 3)), np.ones((3, 3), bool))
     with pytest.raises(TrainingError, match="NaN"):
         evaluate_predictions(np.full((3, 2), np.nan), np.zeros((3, 2)), np.ones((3, 2), bool))
+
+
+def test_threshold_is_strict_in_the_scores_precision() -> None:
+    labels = np.array([[1.0], [0.0], [1.0], [0.0]])
+    for dtype in (np.float32, np.float64):
+        probs = np.array([[0.4], [0.4], [0.41], [0.1]], dtype=dtype)  # 0.4 sits on the threshold: negative
+        m = evaluate_predictions(probs, labels, threshold=0.4)
+        # predicted positive: only 0.41 -> tp 1, fp 0, fn 1
+        assert m.per_class_f1[0] == pytest.approx(2 / 3)

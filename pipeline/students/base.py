@@ -128,11 +128,14 @@ class Student(nn.Module):
 
     # ---- time geometry -------------------------------------------------------------
     def _cumulative_ops(self) -> list[list[TimeOp]]:
-        chains, ops = [], []
-        for stage_ops in self._stage_time_ops():
-            ops = ops + list(stage_ops)
-            chains.append(ops)
-        return chains
+        cached = self.__dict__.get("_ops_cache")
+        if cached is None:
+            cached, ops = [], []
+            for stage_ops in self._stage_time_ops():
+                ops = ops + list(stage_ops)
+                cached.append(ops)
+            self.__dict__["_ops_cache"] = cached
+        return cached
 
     @property
     def frame_hop_seconds(self) -> list[float]:
@@ -156,12 +159,15 @@ class Student(nn.Module):
     @property
     def min_samples(self) -> int:
         """Fewest input samples for which every stage keeps at least one frame."""
-        last = self._cumulative_ops()[-1]
-        frames = 1
-        while chain_length(last, frames) < 1:
-            frames += 1
-        hop = self.frontend.config.hop
-        return max(self.frontend.min_samples, (frames - 1) * hop + 1)
+        cached = self.__dict__.get("_min_samples_cache")
+        if cached is None:
+            last = self._cumulative_ops()[-1]
+            frames = 1
+            while chain_length(last, frames) < 1:
+                frames += 1
+            cached = max(self.frontend.min_samples, (frames - 1) * self.frontend.config.hop + 1)
+            self.__dict__["_min_samples_cache"] = cached
+        return cached
 
     @property
     def min_seconds(self) -> float:

@@ -201,7 +201,14 @@ class LogMelFrontEnd(nn.Module):
             )
             return spec.real.square() + spec.imag.square()
         padded = F.pad(y[:, None, :], (c.n_fft // 2, c.n_fft // 2), mode="reflect")
-        parts = F.conv1d(padded, self._dft_basis(), stride=c.hop)
+        if padded.is_cuda:  # TF32 convolutions would cost the log of weak bins ~0.1
+            with torch.backends.cudnn.flags(
+                enabled=torch.backends.cudnn.enabled, benchmark=torch.backends.cudnn.benchmark,
+                deterministic=torch.backends.cudnn.deterministic, allow_tf32=False,
+            ):
+                parts = F.conv1d(padded, self._dft_basis(), stride=c.hop)
+        else:
+            parts = F.conv1d(padded, self._dft_basis(), stride=c.hop)
         n_bins = c.n_fft // 2 + 1
         return parts[:, :n_bins].square() + parts[:, n_bins:].square()
 
