@@ -132,10 +132,11 @@ class VGGishTeacher(Teacher):
         from pipeline.teachers.vggish_net import Postprocessor, VGGishModel, load_net, read_pca
 
         weights = self._weights_path()
-        model = VGGishModel(postprocess=self.config.postprocess)
+        pca = read_pca(self._pca_path(weights)) if self.config.postprocess else None  # the small file first
+        model = VGGishModel(postprocess=False)
         load_net(model.net, weights)
-        if self.config.postprocess:
-            model.pproc = Postprocessor(*read_pca(self._pca_path(weights)))
+        if pca is not None:
+            model.pproc = Postprocessor(*pca)
         self._model = model.to(device).eval()
         self._torch = torch
 
