@@ -59,7 +59,8 @@ def hop_ratio_expands(student_times: np.ndarray, teacher_times: np.ndarray) -> t
     if abs(ratio - factor) > 0.02 * ratio:
         raise ConfigError(
             f"alignment 'repeat' needs hops that are integer multiples of each other, got student "
-            f"{hs:.4f} s and teacher {ht:.4f} s (ratio {ratio:.3f}); use alignment 'window' or give the expands"
+            f"{hs:.4f} s and teacher {ht:.4f} s (ratio {ratio:.3f}); "
+            "use alignment 'window' or give the expands"
         )
     return (1, factor) if ht >= hs else (factor, 1)
 
@@ -168,10 +169,16 @@ def _plan(
             raise TrainingError(_no_pairs(st, tt, window))
         weights = inside[keep].astype(np.float64)
         weights /= weights.sum(axis=1, keepdims=True)
-        plan = (torch.as_tensor(weights, dtype=dtype, device=s_device), torch.as_tensor(keep, device=t_device))
+        plan = (
+            torch.as_tensor(weights, dtype=dtype, device=s_device),
+            torch.as_tensor(keep, device=t_device),
+        )
     else:
-        nearest = np.abs(offsets).argmin(axis=0) if len(tt) else np.zeros(len(st), dtype=np.int64)
-        frames = np.flatnonzero(inside[nearest, np.arange(len(st))]) if len(tt) else np.zeros(0, dtype=np.int64)
+        if len(tt):
+            nearest = np.abs(offsets).argmin(axis=0)
+            frames = np.flatnonzero(inside[nearest, np.arange(len(st))])
+        else:
+            nearest, frames = np.zeros(len(st), dtype=np.int64), np.zeros(0, dtype=np.int64)
         if len(frames) == 0:
             raise TrainingError(_no_pairs(st, tt, window))
         plan = (torch.as_tensor(frames, device=s_device), torch.as_tensor(nearest[frames], device=t_device))

@@ -61,7 +61,8 @@ def masked_bce(logits: torch.Tensor, targets: torch.Tensor, known: torch.Tensor)
     Returns:
         Scalar mean BCE over known entries (0 if none).
     """
-    loss = F.binary_cross_entropy_with_logits(_f32(logits), _f32(targets).to(_f32(logits).dtype), reduction="none")
+    logits = _f32(logits)
+    loss = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")
     return _masked_mean(loss, known)
 
 
@@ -76,7 +77,8 @@ def _distance_matrices(x: torch.Tensor) -> torch.Tensor:
 
 
 def _double_centre(a: torch.Tensor) -> torch.Tensor:
-    return a - a.mean(dim=-1, keepdim=True) - a.mean(dim=-2, keepdim=True) + a.mean(dim=(-2, -1), keepdim=True)
+    rows, cols = a.mean(dim=-1, keepdim=True), a.mean(dim=-2, keepdim=True)
+    return a - rows - cols + a.mean(dim=(-2, -1), keepdim=True)
 
 
 def distance_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -95,7 +97,9 @@ def distance_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         (...) dCor^2 per batch element (a scalar for 2-D inputs).
     """
     if x.shape[:-1] != y.shape[:-1]:
-        raise TrainingError(f"distance correlation needs paired rows, got shapes {tuple(x.shape)} and {tuple(y.shape)}")
+        raise TrainingError(
+            f"distance correlation needs paired rows, got shapes {tuple(x.shape)} and {tuple(y.shape)}"
+        )
     x, y = _f32(x), _f32(y)
     y = y.to(x.dtype)
     a = _double_centre(_distance_matrices(x))
@@ -202,7 +206,9 @@ class EAsTObjective:
         if variant not in VARIANTS:
             raise ConfigError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
         if feature_loss not in FEATURE_FUNCTIONS:
-            raise ConfigError(f"unknown feature_loss {feature_loss!r}; choose one of {', '.join(FEATURE_LOSSES)}")
+            raise ConfigError(
+                f"unknown feature_loss {feature_loss!r}; choose one of {', '.join(FEATURE_LOSSES)}"
+            )
         if alignment not in MODES:
             raise ConfigError(f"unknown alignment {alignment!r}; choose one of {', '.join(MODES)}")
         if not 0.0 <= lam <= 1.0:
@@ -228,7 +234,7 @@ class EAsTObjective:
     def feature_term(
         self, output: Any, teacher: torch.Tensor, teacher_times: Any, teacher_window: float
     ) -> torch.Tensor:
-        """``L_feat`` of a :class:`~pipeline.students.base.StudentOutput` against teacher frames (N, Tt, D)."""
+        """``L_feat`` of a :class:`~pipeline.students.base.StudentOutput` against frames (N, Tt, D)."""
         if len(output.features) != len(self.stage_weights):
             raise ConfigError(
                 f"stage_weights has {len(self.stage_weights)} entries but the student has "
@@ -240,9 +246,10 @@ class EAsTObjective:
             if weight <= 0:
                 continue
             s, e = align_frames(
-                _f32(output.features[stage]), output.frame_times(stage), _f32(teacher.detach()), teacher_times,
-                teacher_window, mode=self.alignment, student_expand=self.student_expand,
-                teacher_expand=self.teacher_expand, clip_level=self.clip_level,
+                _f32(output.features[stage]), output.frame_times(stage),
+                _f32(teacher.detach()), teacher_times, teacher_window, mode=self.alignment,
+                student_expand=self.student_expand, teacher_expand=self.teacher_expand,
+                clip_level=self.clip_level,
             )
             term = weight * function(s, e)
             total = term if total is None else total + term
@@ -283,9 +290,13 @@ class EAsTObjective:
         needs_feat = self.variant != "baseline"
         needs_kd = self.variant == "east-kd"
         if needs_feat and (teacher is None or teacher_times is None):
-            raise TrainingError(f"variant {self.variant!r} needs teacher frames and their times; none were given")
+            raise TrainingError(
+                f"variant {self.variant!r} needs teacher frames and their times; none were given"
+            )
         if needs_kd and teacher_logits is None:
-            raise TrainingError("variant 'east-kd' needs teacher probe logits; none were given (run `pipeline probe`)")
+            raise TrainingError(
+                "variant 'east-kd' needs teacher probe logits; none were given (run `pipeline probe`)"
+            )
         feat, kd = nan, nan
         if teacher is not None and teacher_times is not None:
             with torch.set_grad_enabled(needs_feat and torch.is_grad_enabled()):

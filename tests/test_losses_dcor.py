@@ -33,9 +33,10 @@ def _orthogonal(d: int, seed: int) -> torch.Tensor:
 
 def test_matches_the_formula_with_explicit_differences() -> None:
     x = torch.randn(16, 40, generator=_gen(0), dtype=torch.float64)
-    y = torch.tanh(x[:, :10] @ torch.randn(10, 7, generator=_gen(1), dtype=torch.float64)) + 0.3 * torch.randn(
-        16, 7, generator=_gen(2), dtype=torch.float64)
-    assert float(distance_correlation(x, y)) == pytest.approx(_reference_dcor(x.numpy(), y.numpy()), abs=1e-10)
+    mix = torch.randn(10, 7, generator=_gen(1), dtype=torch.float64)
+    y = torch.tanh(x[:, :10] @ mix) + 0.3 * torch.randn(16, 7, generator=_gen(2), dtype=torch.float64)
+    reference = _reference_dcor(x.numpy(), y.numpy())
+    assert float(distance_correlation(x, y)) == pytest.approx(reference, abs=1e-10)
     # float32 on realistic scales stays close to the float64 value
     assert float(distance_correlation(x.float(), y.float())) == pytest.approx(
         _reference_dcor(x.numpy(), y.numpy()), abs=1e-5)
@@ -59,7 +60,8 @@ def test_invariant_to_rotation_scaling_translation(side: str) -> None:
         lambda z: 0.2 * z,
         lambda z: z + torch.randn(1, z.shape[1], generator=_gen(8), dtype=torch.float64) * 100,
     ):
-        value = distance_correlation(transform(x), y) if side == "x" else distance_correlation(x, transform(y))
+        pair = (transform(x), y) if side == "x" else (x, transform(y))
+        value = distance_correlation(*pair)
         assert float(value) == pytest.approx(base, abs=1e-6)
 
 
@@ -100,7 +102,8 @@ def test_feature_loss_is_mean_over_frames_of_one_minus_r() -> None:
     per_frame = [1 - float(distance_correlation(s[:, t], e[:, t])) for t in range(5)]
     assert float(feature_loss_dcor(s, e)) == pytest.approx(np.mean(per_frame), abs=1e-6)
     # dependence lowers the loss
-    assert float(feature_loss_dcor(s, e)) < float(feature_loss_dcor(s, torch.randn(16, 5, 20, generator=_gen(17))))
+    independent = torch.randn(16, 5, 20, generator=_gen(17))
+    assert float(feature_loss_dcor(s, e)) < float(feature_loss_dcor(s, independent))
     with pytest.raises(TrainingError, match="paired rows"):
         distance_correlation(torch.zeros(4, 3), torch.zeros(5, 3))
 
@@ -125,7 +128,8 @@ def test_cosine_difference() -> None:
     e = torch.randn(8, 3, 10, generator=_gen(20))
     sn = torch.nn.functional.normalize(s, dim=-1)
     en = torch.nn.functional.normalize(e, dim=-1)
-    expected = np.mean([(sn[:, t] @ sn[:, t].T - en[:, t] @ en[:, t].T).abs().mean().item() for t in range(3)])
+    gaps = [(sn[:, t] @ sn[:, t].T - en[:, t] @ en[:, t].T).abs().mean().item() for t in range(3)]
+    expected = np.mean(gaps)
     assert float(feature_loss_cosine(s, e)) == pytest.approx(expected, abs=1e-6)
     s.requires_grad_()
     feature_loss_cosine(s, e).backward()

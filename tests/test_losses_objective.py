@@ -38,7 +38,8 @@ def test_masked_entries_change_nothing() -> None:
     changed[~known] = torch.tensor([1e4, -1e4, math.inf])[torch.arange(int((~known).sum())) % 3]
     changed_targets = targets.clone()
     changed_targets[~known] = 1 - changed_targets[~known]
-    assert float(masked_bce(changed, changed_targets, known)) == pytest.approx(float(masked_bce(logits, targets, known)))
+    reference = float(masked_bce(logits, targets, known))
+    assert float(masked_bce(changed, changed_targets, known)) == pytest.approx(reference)
     assert float(kd_loss(changed, teacher, known)) == pytest.approx(float(kd_loss(logits, teacher, known)))
     # and no gradient reaches them
     leaf = changed.clone().requires_grad_()
@@ -66,7 +67,8 @@ def test_kd_matches_the_official_binary_kl_and_stays_finite() -> None:
     tau = 2.0
     pt, ps = torch.sigmoid(zt / tau), torch.sigmoid(zs / tau)
     official = pt * (zt - zs) / tau + torch.log((1 - pt + 1e-9) / (1 - ps + 1e-9))
-    assert float(kd_loss(zs, zt, known, tau)) == pytest.approx(float(tau**2 * official[known].mean()), rel=1e-6)
+    expected = float(tau**2 * official[known].mean())
+    assert float(kd_loss(zs, zt, known, tau)) == pytest.approx(expected, rel=1e-6)
     huge = kd_loss(torch.full((2, 2), 500.0), torch.full((2, 2), -500.0), torch.ones(2, 2, dtype=torch.bool))
     assert torch.isfinite(huge) and float(huge) > 0
 
@@ -130,7 +132,8 @@ def test_window_mode_averages_student_frames_inside_each_teacher_window() -> Non
     assert inside == [57, 58, 59, 60, 61]
     assert torch.allclose(sa[:, 10], s[:, inside].mean(1))
     # float32 time stamps on window edges behave like the float64 ones
-    sa32, _ = align_frames(s, torch.tensor(st, dtype=torch.float32), e, torch.tensor(tt, dtype=torch.float32), 1.0)
+    st32, tt32 = torch.tensor(st, dtype=torch.float32), torch.tensor(tt, dtype=torch.float32)
+    sa32, _ = align_frames(s, st32, e, tt32, 1.0)
     assert torch.allclose(sa32, sa)
 
 
@@ -138,7 +141,8 @@ def test_window_mode_with_overlapping_teacher_windows() -> None:
     """musicnn-like: 3-s windows every 1 s over a 5-s crop; student frames of 0.96 s at 0.47 s."""
     s = torch.arange(5.0).reshape(1, 5, 1)
     sa, ea = align_frames(s, _times(5, 0.96, 0.47), torch.zeros(1, 3, 2), _times(3, 1.0, 1.5), 3.0)
-    # windows [0, 3), [1, 4), [2, 5) hold student centres {0.47, 1.43, 2.39}, {1.43, 2.39, 3.35}, {2.39, 3.35, 4.31}
+    # windows [0, 3), [1, 4), [2, 5) hold student centres
+    # {0.47, 1.43, 2.39}, {1.43, 2.39, 3.35}, {2.39, 3.35, 4.31}
     assert sa[0, :, 0].tolist() == pytest.approx([1.0, 2.0, 3.0])
 
 
@@ -188,7 +192,8 @@ def test_objective_variants_combine_the_terms() -> None:
     kd = EAsTObjective("east-kd", lam=0.6, kd_weight=0.3, tau=2.0)(*args, **kw)
     assert float(base["total"]) == float(base["pred"])
     assert torch.isfinite(base["feat"]) and not base["feat"].requires_grad  # logged, not trained
-    assert float(final["total"]) == pytest.approx(0.4 * float(final["pred"]) + 0.6 * float(final["feat"]), rel=1e-6)
+    expected = 0.4 * float(final["pred"]) + 0.6 * float(final["feat"])
+    assert float(final["total"]) == pytest.approx(expected, rel=1e-6)
     assert float(kd["total"]) == pytest.approx(
         0.4 * float(kd["pred"]) + 0.6 * (0.3 * float(kd["kd"]) + 0.7 * float(kd["feat"])), rel=1e-6)
     # the feature term is the distance-correlation loss of the last stage after window alignment
@@ -211,11 +216,12 @@ def test_objective_gradients_reach_the_regularised_stage_only() -> None:
 def test_stage_weights_are_normalised() -> None:
     b = _batch(requires_grad=False)
     kw = {"teacher": b["teacher"], "teacher_times": b["teacher_times"], "teacher_window": 3.0}
+    args = (b["output"], b["targets"], b["known"])
     per_stage = [
-        float(EAsTObjective("east-final", stage_weights=w)(b["output"], b["targets"], b["known"], **kw)["feat"])
+        float(EAsTObjective("east-final", stage_weights=w)(*args, **kw)["feat"])
         for w in ((1, 0, 0), (0, 1, 0), (0, 0, 1))
     ]
-    all_stages = EAsTObjective("east-final", stage_weights=(2, 2, 2))(b["output"], b["targets"], b["known"], **kw)
+    all_stages = EAsTObjective("east-final", stage_weights=(2, 2, 2))(*args, **kw)
     assert float(all_stages["feat"]) == pytest.approx(np.mean(per_stage), abs=1e-6)
 
 
@@ -226,8 +232,12 @@ def test_objective_errors_say_what_is_missing() -> None:
     with pytest.raises(TrainingError, match="probe"):
         EAsTObjective("east-kd")(b["output"], b["targets"], b["known"], teacher=b["teacher"],
                                  teacher_times=b["teacher_times"], teacher_window=3.0)
-    for kwargs, match in (({"variant": "east"}, "baseline, east-final, east-kd"), ({"lam": 1.5}, "lam"),
-                          ({"feature_loss": "mse"}, "distance_correlation"), ({"stage_weights": (0, 0, 0)}, "positive")):
+    for kwargs, match in (
+        ({"variant": "east"}, "baseline, east-final, east-kd"),
+        ({"lam": 1.5}, "lam"),
+        ({"feature_loss": "mse"}, "distance_correlation"),
+        ({"stage_weights": (0, 0, 0)}, "positive"),
+    ):
         with pytest.raises(ConfigError, match=match):
             EAsTObjective(**kwargs)
 

@@ -23,7 +23,8 @@ def _kaldi_loop(n_mels: int, n_fft: int, sr: float, fmin: float, fmax: float) ->
         for i in range(n_fft // 2):
             mel = 1127.0 * math.log(1 + i * sr / n_fft / 700)
             if left < mel < right:
-                out[b, i] = (mel - left) / (centre - left) if mel <= centre else (right - mel) / (right - centre)
+                rising = (mel - left) / (centre - left)
+                out[b, i] = rising if mel <= centre else (right - mel) / (right - centre)
     return out
 
 

@@ -76,7 +76,8 @@ def test_mobile_fcn_demo_clip_keeps_two_frames() -> None:
 
 @pytest.mark.parametrize("samples", [48000, 80000])
 def test_cp_resnet_shapes_at_16k(samples: int) -> None:
-    student = build_student("cp_resnet", {"base_channels": 8, "n_mels": 64}, n_classes=20, sample_rate=16000).eval()
+    settings = {"base_channels": 8, "n_mels": 64}
+    student = build_student("cp_resnet", settings, n_classes=20, sample_rate=16000).eval()
     with torch.no_grad():
         out = student(torch.randn(2, samples) * 0.1)
     mel = 1 + (samples - 1) // 320
@@ -104,7 +105,8 @@ def test_frame_times_exact_arithmetic() -> None:
     # mel 4k + 1, 8k + 3, 16k + 7.
     cp = CPResNet(CPResNetConfig(base_channels=4), n_classes=20)
     assert cp.frame0_center_seconds == pytest.approx([(7 * 320 + 0.5) / 32000] * 3, abs=1e-12)
-    out = StudentOutput(torch.zeros(1, 20), [torch.zeros(1, 4, 4)] * 3, cp.frame_hop_seconds, cp.frame0_center_seconds)
+    features = [torch.zeros(1, 4, 4)] * 3
+    out = StudentOutput(torch.zeros(1, 20), features, cp.frame_hop_seconds, cp.frame0_center_seconds)
     np.testing.assert_allclose(out.frame_times(2), (16 * np.arange(4) + 7) * 0.01 + 0.5 / 32000)
 
 
@@ -156,7 +158,10 @@ def test_training_step_reaches_every_layer() -> None:
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in student.parameters())
 
 
-@pytest.mark.parametrize("name,settings", [("mobile_fcn", {}), ("cp_resnet", {"base_channels": 8, "n_mels": 64})])
+@pytest.mark.parametrize("name,settings", [
+    ("mobile_fcn", {}),
+    ("cp_resnet", {"base_channels": 8, "n_mels": 64}),
+])
 def test_trace_and_onnx_export_take_a_waveform(name: str, settings: dict) -> None:
     import onnxruntime
 
@@ -187,7 +192,7 @@ def test_state_dict_holds_weights_only() -> None:
 
 
 def test_onnx_export_of_the_plain_forward_switches_to_the_real_valued_stft() -> None:
-    """``torch.onnx.export`` of ``sigmoid(student(x).logits)`` works without export_module (no complex ops)."""
+    """ONNX export of ``sigmoid(student(x).logits)`` works without export_module (no complex ops)."""
     import onnxruntime
 
     student = build_student("mobile_fcn", {}, n_classes=3, sample_rate=16000).eval()
@@ -204,7 +209,8 @@ def test_onnx_export_of_the_plain_forward_switches_to_the_real_valued_stft() -> 
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(Tagger().eval(), (x,), buffer, input_names=["waveform"], opset_version=17, dynamo=False)
+        torch.onnx.export(Tagger().eval(), (x,), buffer, input_names=["waveform"], opset_version=17,
+                          dynamo=False)
         expected = Tagger().eval()(x).numpy()
     assert student.frontend.stft_mode == "fft"  # the model itself is unchanged
     got = onnxruntime.InferenceSession(buffer.getvalue()).run(None, {"waveform": x.numpy()})[0]

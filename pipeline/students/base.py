@@ -147,9 +147,8 @@ class Student(nn.Module):
     def frame0_center_seconds(self) -> list[float]:
         """Per stage, centre time of feature frame 0 in seconds."""
         sr = self.frontend.config.sample_rate
-        return [
-            self.frontend.frame_center_samples(compose_time_ops(ops)[0]) / sr for ops in self._cumulative_ops()
-        ]
+        centre = self.frontend.frame_center_samples
+        return [centre(compose_time_ops(ops)[0]) / sr for ops in self._cumulative_ops()]
 
     def num_feature_frames(self, n_samples: int) -> list[int]:
         """Per stage, feature frames for an input of ``n_samples`` samples."""
@@ -179,9 +178,10 @@ class Student(nn.Module):
         if n_samples < self.min_samples:
             sr = self.frontend.config.sample_rate
             raise ConfigError(
-                f"{self.name} needs at least {self.min_seconds:.3f} s of audio ({self.min_samples} samples at "
-                f"{sr} Hz) for its time pooling to keep one frame, got {n_samples} samples "
-                f"({n_samples / sr:.3f} s); use longer clips or crops (distill.crop_seconds)"
+                f"{self.name} needs at least {self.min_seconds:.3f} s of audio "
+                f"({self.min_samples} samples at {sr} Hz) for its time pooling to keep one frame, "
+                f"got {n_samples} samples ({n_samples / sr:.3f} s); "
+                "use longer clips or crops (distill.crop_seconds)"
             )
 
     # ---- forward -------------------------------------------------------------------
@@ -209,7 +209,9 @@ class Student(nn.Module):
             ConfigError: a 1-D or too short input (the message names the minimum duration).
         """
         if waveform.dim() != 2:
-            raise ConfigError(f"{self.name} takes (batch, samples) waveforms, got shape {tuple(waveform.shape)}")
+            raise ConfigError(
+                f"{self.name} takes (batch, samples) waveforms, got shape {tuple(waveform.shape)}"
+            )
         if not torch.jit.is_tracing():
             self.check_input_length(int(waveform.shape[-1]))
         logits, *features = self.forward_tensors(waveform)

@@ -71,7 +71,8 @@ def stage_kernels(rho: int) -> list[list[tuple[int, int]]]:
     stage1_k2 = [1, _k(e >= -5), _k(e >= -3), _k(e >= -1)]
     stage1 = list(zip([3, _k(e >= -6), _k(e >= -4), _k(e >= -2)], stage1_k2))
     stage2 = list(zip([_k(e >= 0), _k(e > 1), _k(e > 3), _k(e > 5)], stage1_k2))
-    stage3 = list(zip([_k(e > 7), _k(e > 9), _k(e > 11), _k(e > 13)], [_k(e > 8), _k(e > 10), _k(e > 12), _k(e > 14)]))
+    stage3 = list(zip([_k(e > 7), _k(e > 9), _k(e > 11), _k(e > 13)],
+                      [_k(e > 8), _k(e > 10), _k(e > 12), _k(e > 14)]))
     return [stage1, stage2, stage3]
 
 
@@ -121,9 +122,13 @@ class CPResNet(Student):
             raise ConfigError(f"cp_resnet base_channels must be >= 1, got {config.base_channels}")
         # stem stride 2 and three 2x pools: 16 mel bands per output band
         if config.n_mels < 16:
-            raise ConfigError(f"cp_resnet needs n_mels >= 16 (stem stride 2, three 2x pools), got {config.n_mels}")
+            raise ConfigError(
+                f"cp_resnet needs n_mels >= 16 (stem stride 2, three 2x pools), got {config.n_mels}"
+            )
         c = config.base_channels
-        self.stem = nn.Sequential(nn.Conv2d(1, c, 5, stride=2, padding=2, bias=False), nn.BatchNorm2d(c), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, c, 5, stride=2, padding=2, bias=False), nn.BatchNorm2d(c), nn.ReLU()
+        )
         kernels = stage_kernels(config.rho)
         widths = [(c, c), (c, 2 * c), (2 * c, 4 * c)]
         self.stages = nn.ModuleList()
