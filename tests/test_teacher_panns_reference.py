@@ -37,16 +37,17 @@ SR = 32000
 def models() -> types.ModuleType:
     """``panns_inference.models`` without running ``panns_inference/__init__`` (no label download)."""
     spec = importlib.util.find_spec("panns_inference")
-    saved = dict(sys.modules)
+    saved = sys.modules.get("panns_inference")
     parent = types.ModuleType("panns_inference")
     parent.__path__ = list(spec.submodule_search_locations)  # type: ignore[union-attr]
     sys.modules["panns_inference"] = parent
     try:
         module = importlib.import_module("panns_inference.models")
-    finally:
-        for name in [n for n in sys.modules if n not in saved]:
+    finally:  # only panns_inference leaves sys.modules (extension modules cannot load twice)
+        for name in [n for n in sys.modules if n == "panns_inference" or n.startswith("panns_inference.")]:
             del sys.modules[name]
-        sys.modules.update(saved)
+        if saved is not None:
+            sys.modules["panns_inference"] = saved
     return module
 
 

@@ -94,9 +94,12 @@ def _stand_ins() -> dict[str, types.ModuleType]:
 
 @pytest.fixture(scope="module")
 def original() -> types.SimpleNamespace:
-    """hear21passt's modules, imported with stand-ins, sys.modules restored afterwards."""
-    saved = dict(sys.modules)
+    """hear21passt's modules imported with stand-ins; then stand-ins and hear21passt leave sys.modules.
+
+    Real modules imported on the way (numpy/torch extensions) stay: they cannot be loaded twice.
+    """
     stand_ins = _stand_ins()
+    saved = {name: sys.modules.get(name) for name in stand_ins}
     sys.modules.update(stand_ins)
     try:
         ns = types.SimpleNamespace(
@@ -106,9 +109,13 @@ def original() -> types.SimpleNamespace:
             own_mel_banks="torchaudio" in stand_ins,
         )
     finally:
-        for name in [n for n in sys.modules if n not in saved]:
+        for name in [n for n in sys.modules if n == "hear21passt" or n.startswith("hear21passt.")]:
             del sys.modules[name]
-        sys.modules.update(saved)
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
     return ns
 
 
