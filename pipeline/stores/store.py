@@ -43,7 +43,7 @@ from pipeline.stores.spec import (
     read_teacher_json,
     teacher_json_text,
 )
-from pipeline.stores.writer import TMP_DIR, PartWriter, clean_tmp, store_lock
+from pipeline.stores.writer import LOCK_FILE, TMP_DIR, PartWriter, clean_tmp, store_lock
 
 if TYPE_CHECKING:
     from pipeline.stores.verify import VerifyReport
@@ -341,19 +341,21 @@ def create_store(
     if chunk_frames is not None and int(chunk_frames) < 1:
         raise StoreError(f"chunk_frames must be >= 1, got {chunk_frames!r}")
     root = Path(path)
-    is_store = (root / TEACHER_FILE).is_file()
     if root.exists() and not root.is_dir():
         raise StoreError(f"store path {root} is a file; use another path")
-    if root.is_dir() and not is_store and any(root.iterdir()):
-        raise StoreError(
-            f"{root} exists and is not an embedding store (no {TEACHER_FILE}); "
-            "refusing to use it. Use another path"
-        )
-    if overwrite and is_store:
+    if overwrite and (root / TEACHER_FILE).is_file():
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
+    # Check and initialise under the store lock: two extractors starting at once must
+    # not see each other's half-created folder as "not a store".
     with store_lock(root):
         if not (root / TEACHER_FILE).is_file():
+            foreign = [p.name for p in root.iterdir() if p.name != LOCK_FILE]
+            if foreign:
+                raise StoreError(
+                    f"{root} exists and is not an embedding store (no {TEACHER_FILE}; holds "
+                    f"{', '.join(sorted(foreign)[:3])}); refusing to use it. Use another path"
+                )
             layout = StoreLayout(backend, int(chunk_frames or default_chunk_frames(spec)), compression)
             (root / PARTS_DIR).mkdir(exist_ok=True)
             write_atomic(root / PARTS_FILE, parts_json_text([]))
