@@ -43,7 +43,6 @@ float32 (no cast); ``float16_cast: true`` rounds the mel power to float16 and ba
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +52,7 @@ import numpy as np
 
 from pipeline.errors import ConfigError, TeacherError, WeightsNotFoundError
 from pipeline.teachers.base import Teacher, WindowGrid, register_teacher
+from pipeline.teachers.weights import package_dir
 
 SAMPLE_RATE = 16000
 MEL_HOP = 256
@@ -143,6 +143,8 @@ class MusicnnTeacher(Teacher):
                                 tail="drop")
         #: windows per forward pass (bounds memory: ~25 MB per window on the musicnn front end).
         self.max_batch = 8
+        #: compute shared mel frames / timbral rows of overlapping windows once (exact).
+        self.share_overlap = True
         self._net: Any = None
         self._logmel: Any = None
 
@@ -195,11 +197,13 @@ class MusicnnTeacher(Teacher):
 
         if self.config.weights:
             return checkpoint_prefix(Path(self.config.weights).expanduser())
-        spec = importlib.util.find_spec("musicnn")
-        locations = list(spec.submodule_search_locations or []) if spec is not None else []
-        if not locations:
-            raise WeightsNotFoundError(f"musicnn weights for {self.config.model!r} not found: {INSTALL_HINT}")
-        return str(Path(locations[0]) / self.config.model) + os.sep
+        folder = package_dir("musicnn")
+        if folder is None:
+            raise WeightsNotFoundError(
+                f"musicnn weights for {self.config.model!r} not found (the musicnn package is not installed): "
+                f"{INSTALL_HINT}"
+            )
+        return str(folder / self.config.model) + os.sep
 
     def weight_files(self) -> list[Path]:
         prefix = self.checkpoint_prefix()
@@ -264,8 +268,36 @@ class MusicnnTeacher(Teacher):
             mel = self._logmel(torch.from_numpy(windows).to(self.device))
         return mel.cpu().numpy()
 
+    def runs(self, windows: np.ndarray) -> list[tuple[int, int]]:
+        """Split windows into runs of consecutive windows of one track.
+
+        Window ``i`` continues the run of window ``i - 1`` when its first ``window - hop``
+        samples equal the last ones of window ``i - 1`` (what :meth:`WindowGrid.cut` gives
+        for consecutive windows). The mel frames and timbral front end of a run are then
+        computed once (exact: a run's audio holds each of its windows sample for sample).
+
+        Returns:
+            ``[(first, stop), ...]`` row ranges covering ``0 .. len(windows)``.
+        """
+        hop = self.grid.hop
+        bounds = [0]
+        for i in range(1, len(windows)):
+            joined = (
+                self.share_overlap
+                and self.hop_frames <= PATCH_FRAMES
+                and i - bounds[-1] < self.max_batch
+                and np.array_equal(windows[i, : WINDOW_SAMPLES - hop], windows[i - 1, hop:])
+            )
+            if not joined:
+                bounds.append(i)
+        bounds.append(len(windows))
+        return list(zip(bounds[:-1], bounds[1:]))
+
     def embed_windows(self, windows: np.ndarray) -> np.ndarray:
         """Embed windows of 48 128 samples; see :meth:`Teacher.embed_windows`.
+
+        Windows go through the network in groups of at most :attr:`max_batch`; runs of
+        consecutive windows (see :meth:`runs`) share their mel frames and timbral rows.
 
         Returns:
             float32 (n, frames_per_window, embedding_dim).
@@ -275,10 +307,21 @@ class MusicnnTeacher(Teacher):
         windows = self._check(windows)
         n = windows.shape[0]
         out = np.empty((n, self.frames_per_window, self.embedding_dim), dtype=np.float32)
+        if n == 0:
+            return out
+        groups: list[list[tuple[int, int]]] = [[]]
+        for first, stop in self.runs(windows):
+            if groups[-1] and stop - groups[-1][0][0] > self.max_batch:
+                groups.append([])
+            groups[-1].append((first, stop))
+        tail = WINDOW_SAMPLES - self.grid.hop
         with torch.inference_mode():
-            for start in range(0, n, self.max_batch):
-                stop = min(start + self.max_batch, n)
-                audio = torch.from_numpy(windows[start:stop]).to(self.device)
-                result = self._net(self._logmel(audio), self.layer)
-                out[start:stop] = result.reshape(stop - start, self.frames_per_window, -1).float().cpu().numpy()
+            for group in groups:
+                mels = []
+                for first, stop in group:
+                    audio = np.concatenate([windows[first]] + [row[tail:] for row in windows[first + 1 : stop]])
+                    mels.append(self._logmel(torch.from_numpy(audio).to(self.device)[None])[0])
+                result = self._net.forward_runs(mels, PATCH_FRAMES, self.hop_frames, self.layer)
+                lo, hi = group[0][0], group[-1][1]
+                out[lo:hi] = result.reshape(hi - lo, self.frames_per_window, -1).float().cpu().numpy()
         return out

@@ -23,6 +23,7 @@ The result equals the unreduced graph up to float rounding.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -147,8 +148,9 @@ class Affine(nn.Module):
 class ReducedBlock(nn.Module):
     """``pool(BN(ReLU(conv(x) + b)))`` computed as ``BN(ReLU(s * pool(conv_{s*W}(x)) + b))``.
 
-    ``s`` is the sign of each channel's BN slope (see the module docstring). ``pool`` is a
-    callable reducing the raw conv output (max over frequency, or a 2-D max-pool).
+    ``s`` is the sign of each channel's BN slope (see the module docstring); the caller
+    reduces the raw conv output (max over frequency, or a 2-D max-pool) between
+    :meth:`conv` and :meth:`finish`.
     """
 
     def __init__(self, kernel: np.ndarray, bias: np.ndarray, bn: Affine, padding: tuple[int, int, int, int]) -> None:
@@ -165,12 +167,51 @@ class ReducedBlock(nn.Module):
             x = F.pad(x, self.padding)
         return F.conv2d(x, self.weight)
 
+    def reduced(self, x: Tensor, reduce: Callable[[Tensor], Tensor]) -> Tensor:
+        """``finish(reduce(conv(x)))``; on CPU one sample at a time (see :func:`per_sample`)."""
+        return self.finish(per_sample(lambda part: reduce(self.conv(part)), x))
+
     def finish(self, reduced: Tensor) -> Tensor:
         """Sign back, bias, ReLU, BN on the reduced map (channels on dim 1)."""
         view = [1] * reduced.ndim
         view[1] = -1
         sign = self.bn.sign.view(view)
         return self.bn(torch.relu(reduced * sign + self.bias.view(view)))
+
+
+def per_sample(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """``fn(x)``, but on CPU applied to one sample at a time and concatenated.
+
+    Two CPU effects make small pieces faster: oneDNN's kernels for single-input-channel
+    convs slow down badly with batch > 1 (30x for the VGG's first conv, measured), and
+    conv outputs above glibc's mmap threshold (<= 32 MB) are fresh pages on every call (page
+    faults took half the run time at batch 8). On GPU the batch runs whole.
+    """
+    if x.device.type != "cpu" or x.shape[0] == 1:
+        return fn(x)
+    return torch.cat([fn(x[i : i + 1]) for i in range(x.shape[0])])
+
+
+#: Output rows per conv call in the timbral front end on CPU (bounds the conv output to ~3 MB).
+TILE_ROWS = 64
+
+
+def _max_freq(y: Tensor) -> Tensor:
+    return y.amax(dim=3)
+
+
+def _conv_max_rows(seq: Tensor, weight: Tensor) -> Tensor:
+    """``conv2d(seq, weight).amax(freq)[0]`` for one long (1, 1, L, F) map, in row tiles on CPU.
+
+    Returns:
+        (out, L - kh + 1).
+    """
+    kh = weight.shape[2]
+    rows = seq.shape[2] - kh + 1
+    if seq.device.type != "cpu" or rows <= TILE_ROWS:
+        return F.conv2d(seq, weight).amax(dim=3)[0]
+    parts = [F.conv2d(seq[:, :, s : s + TILE_ROWS + kh - 1], weight).amax(dim=3)[0] for s in range(0, rows, TILE_ROWS)]
+    return torch.cat(parts, 1)
 
 
 def _same_pad(kernel: int) -> tuple[int, int]:
@@ -244,12 +285,61 @@ class MusicnnNet(nn.Module):
         self.register_buffer("out_weight", _t(v["dense_1/kernel"].T))
         self.register_buffer("out_bias", _t(v["dense_1/bias"]))
 
-    def frontend(self, logmel: Tensor) -> tuple[Tensor, Tensor]:
-        """(n, T, 96) log-mel -> timbral (n, 408, T), temporal (n, 153, T)."""
-        x = self.input_bn(logmel.unsqueeze(1))  # (n, 1, T, 96)
-        timbral = [block.finish(block.conv(x).amax(dim=3)) for block in self.timbral]
-        temporal = [block.finish(block.conv(x).amax(dim=3)) for block in self.temporal]
-        return torch.cat(timbral, 1), torch.cat(temporal, 1)
+    def timbral_runs(self, runs: list[Tensor], patch: int, hop: int) -> Tensor:
+        """Timbral front end of every patch of every run.
+
+        A run is a normalised (T, 96) log-mel holding patches at rows ``k * hop`` ..
+        ``k * hop + patch`` (consecutive overlapping windows of one track). Upstream runs the
+        7-row timbral convs on each patch with 3 zero rows beyond its edges. Output rows more
+        than 2 rows from a patch edge see the same input whether computed on the patch or on
+        the run, so the convs run once over all runs (stacked along time, 3 zero rows around
+        each run) and only the 3 rows at each inner patch edge are recomputed with their zeros.
+
+        Returns:
+            (n, 408, patch) for the ``n`` patches of all runs, in order.
+        """
+        zeros = runs[0].new_zeros(3, runs[0].shape[1])
+        pieces: list[Tensor] = []
+        starts: list[int] = []
+        start_edges: list[tuple[int, Tensor]] = []
+        end_edges: list[tuple[int, Tensor]] = []
+        offset = 0
+        for x in runs:
+            count = (x.shape[0] - patch) // hop + 1
+            pieces += [zeros, x, zeros]
+            for k in range(count):
+                first = k * hop
+                if k > 0:
+                    start_edges.append((len(starts), torch.cat([zeros, x[first : first + 6]])))
+                if k < count - 1:
+                    end_edges.append((len(starts), torch.cat([x[first + patch - 6 : first + patch], zeros])))
+                starts.append(offset + first)
+            offset += x.shape[0] + 6
+        seq = torch.cat(pieces)[None, None]  # conv output row j is centred on seq row j + 3
+        rows = (torch.tensor(starts)[:, None] + torch.arange(patch)[None, :]).to(seq.device)
+        edges = [e for _, e in start_edges] + [e for _, e in end_edges]
+        edge_seq = torch.cat(edges)[None, None] if edges else None
+        n_start = len(start_edges)
+        outs = []
+        for block in self.timbral:
+            out = _conv_max_rows(seq, block.weight)[:, rows]  # (204, n, patch)
+            if edge_seq is not None:
+                fixed = F.pad(_conv_max_rows(edge_seq, block.weight), (0, 6))
+                fixed = fixed.view(fixed.shape[0], len(edges), 9)[:, :, :3]  # (204, edges, 3)
+                if start_edges:
+                    out[:, [i for i, _ in start_edges], :3] = fixed[:, :n_start]
+                if end_edges:
+                    out[:, [i for i, _ in end_edges], patch - 3 :] = fixed[:, n_start:]
+            outs.append(block.finish(out.transpose(0, 1)))
+        return torch.cat(outs, 1)
+
+    def frontend_runs(self, runs: list[Tensor], patch: int, hop: int) -> tuple[Tensor, Tensor]:
+        """Runs of (T, 96) log-mel -> timbral (n, 408, patch), temporal (n, 153, patch)."""
+        normed = [self.input_bn(run) for run in runs]
+        timbral = self.timbral_runs(normed, patch, hop)
+        x = torch.cat([run.unfold(0, patch, hop).transpose(1, 2) for run in normed]).unsqueeze(1)
+        temporal = [block.reduced(x, _max_freq) for block in self.temporal]
+        return timbral, torch.cat(temporal, 1)
 
     def midend(self, front: Tensor) -> list[Tensor]:
         """(n, 561, T) -> [front, cnn1, cnn2, cnn3], the last three (n, 64, T)."""
@@ -263,7 +353,7 @@ class MusicnnNet(nn.Module):
         return outs
 
     def forward(self, logmel: Tensor, layer: str) -> Tensor:
-        """Compute one layer.
+        """Compute one layer for independent patches.
 
         Args:
             logmel: (n, T, 96) float32 log-mel patches (T = 187 for the trained setting).
@@ -272,7 +362,21 @@ class MusicnnNet(nn.Module):
         Returns:
             (n, T, dim) for frame-level layers, (n, dim) for patch-level layers.
         """
-        timbral, temporal = self.frontend(logmel)
+        return self.forward_runs(list(logmel.unbind(0)), logmel.shape[1], logmel.shape[1], layer)
+
+    def forward_runs(self, runs: list[Tensor], patch: int, hop: int, layer: str) -> Tensor:
+        """Compute one layer for the patches of runs (see :meth:`timbral_runs`).
+
+        Args:
+            runs: (T_r, 96) log-mel, each holding ``1 + (T_r - patch) // hop`` patches.
+            patch: patch length in frames (187).
+            hop: patch hop in frames within a run.
+            layer: as in :meth:`forward`.
+
+        Returns:
+            As :meth:`forward`, for all patches of all runs in order.
+        """
+        timbral, temporal = self.frontend_runs(runs, patch, hop)
         if layer == "timbral":
             return timbral.transpose(1, 2)
         if layer == "temporal":
@@ -293,6 +397,25 @@ class MusicnnNet(nn.Module):
             return penultimate
         logits = F.linear(penultimate, self.out_weight, self.out_bias)
         return torch.sigmoid(logits) if layer == "taggram" else logits
+
+
+def _max_pool_axis(x: Tensor, dim: int, size: int, stride: int) -> Tensor:
+    """Valid max-pool along ``dim`` with size == stride, size == 2 * stride, or size 1."""
+    out = (x.shape[dim] - size) // stride + 1
+    if size == 1:
+        return x.narrow(dim, 0, (out - 1) * stride + 1)[(slice(None),) * dim + (slice(None, None, stride),)]
+    if size == stride:
+        return x.narrow(dim, 0, out * size).unflatten(dim, (out, size)).amax(dim + 1)
+    if size == 2 * stride:
+        half = x.narrow(dim, 0, (out + 1) * stride).unflatten(dim, (out + 1, stride)).amax(dim + 1)
+        return torch.maximum(half.narrow(dim, 0, out), half.narrow(dim, 1, out))
+    raise ValueError(f"unsupported pool size {size} with stride {stride}")
+
+
+def _max_pool(x: Tensor, pool: tuple[int, int], stride: tuple[int, int]) -> Tensor:
+    """TF 'valid' max-pool over (time, freq) of (n, c, T, F), by reshapes (torch's NCHW
+    ``max_pool2d`` is ~15x slower on CPU for the (4, 1)/(2, 2) pool)."""
+    return _max_pool_axis(_max_pool_axis(x, 3, pool[1], stride[1]), 2, pool[0], stride[0])
 
 
 #: (pool size, stride) of the five VGG max-pools, (time, freq), as in each shipped ``.meta`` graph.
@@ -324,11 +447,30 @@ class VggNet(nn.Module):
         self.register_buffer("out_weight", _t(v["dense/kernel"].T))
         self.register_buffer("out_bias", _t(v["dense/bias"]))
 
+    def _block(self, index: int, x: Tensor) -> Tensor:
+        block = self.blocks[index]
+        (pool_t, pool_f), (stride_t, stride_f) = self.pools[index]
+        if pool_f == 1 and stride_f > 1:
+            # a pool of width 1 keeps every stride_f-th frequency: compute only those columns
+            y = F.conv2d(F.pad(x, block.padding), block.weight, stride=(1, stride_f))
+            return block.finish(_max_pool(y, (pool_t, 1), (stride_t, 1)))
+        return block.finish(_max_pool(block.conv(x), (pool_t, pool_f), (stride_t, stride_f)))
+
+    def _early_blocks(self, x: Tensor) -> Tensor:
+        for index in range(3):
+            x = self._block(index, x)
+        return x
+
+    def forward_runs(self, runs: list[Tensor], patch: int, hop: int, layer: str) -> Tensor:
+        """Like :meth:`MusicnnNet.forward_runs` (the VGG shares nothing between patches)."""
+        return self(torch.cat([run.unfold(0, patch, hop).transpose(1, 2) for run in runs]), layer)
+
     def forward(self, logmel: Tensor, layer: str) -> Tensor:
         """(n, 187, 96) log-mel -> (n, dim) for ``layer`` in :data:`VGG_PATCH_LAYERS`."""
         x = self.input_bn(logmel.unsqueeze(1))
-        for block, (pool, stride) in zip(self.blocks, self.pools):
-            x = block.finish(F.max_pool2d(block.conv(x), pool, stride))
+        x = per_sample(self._early_blocks, x)  # the big maps, one patch at a time on CPU
+        for index in range(3, len(self.blocks)):
+            x = self._block(index, x)
         pool5 = x.permute(0, 2, 3, 1).flatten(1)  # TF flattens (time, freq, channel)
         if layer == "pool5":
             return pool5
