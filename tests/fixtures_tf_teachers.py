@@ -33,7 +33,8 @@ def real_audio(seconds: float, sample_rate: int, seed: int = 0, instrument: str 
     try:
         from pipeline.datasets.demo import render_instrument
 
-        return render_instrument(instrument, seconds=seconds, sample_rate=sample_rate, seed=seed).astype(np.float32)
+        audio = render_instrument(instrument, seconds=seconds, sample_rate=sample_rate, seed=seed)
+        return audio.astype(np.float32)
     except ImportError:
         pass
     import pretty_midi
@@ -70,7 +71,8 @@ def reference_inputs() -> dict[str, np.ndarray]:
         audio16 = real_audio(3.0, 16000, seed=5, instrument="violin")
         log_mel = VGGishFrontend()(torch.from_numpy(audio16)[None])[0, 0].numpy()  # (frames, 64)
         examples = log_mel[: 3 * 96].reshape(3, 96, 64)
-        _CACHE["inputs"] = {"windows48": windows48.astype(np.float32), "examples": examples.astype(np.float32)}
+        _CACHE["inputs"] = {"windows48": windows48.astype(np.float32),
+                            "examples": examples.astype(np.float32)}
     return _CACHE["inputs"]  # type: ignore[return-value]
 
 
@@ -86,10 +88,12 @@ def reference_dir(tmp_root: Path, reprs: tuple[str, ...] = ("mel128", "linear"))
     inputs = reference_inputs()
     out = Path(tmp_root) / "tf_reference"
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "inputs.npz", windows48=inputs["windows48"], examples=inputs["examples"], reprs=np.array(reprs))
+    np.savez(out / "inputs.npz", windows48=inputs["windows48"], examples=inputs["examples"],
+             reprs=np.array(reprs))
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
                OMP_NUM_THREADS="1", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
-    result = subprocess.run([sys.executable, str(HERE), str(out)], env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, str(HERE), str(out)], env=env, capture_output=True, text=True,
+                            timeout=600)
     if result.returncode != 0:
         raise RuntimeError(f"reference script failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     _CACHE["dir"] = out
@@ -172,7 +176,8 @@ def _openl3(tf, keras, out: Path, windows: np.ndarray, reprs, rng) -> None:  # n
         _randomise(model, rng)
         model.save_weights(str(out / f"openl3_audio_{input_repr}_music.h5"))
         for size, pool in pools[input_repr].items():
-            head = keras.layers.Flatten()(keras.layers.MaxPooling2D(pool_size=pool, padding="same")(model.output))
+            pooled_map = keras.layers.MaxPooling2D(pool_size=pool, padding="same")(model.output)
+            head = keras.layers.Flatten()(pooled_map)
             pooled = keras.Model(inputs=model.input, outputs=head)
             np.save(out / f"keras_{input_repr}_{size}.npy", pooled.predict(specs, verbose=0))
         np.save(out / f"kapre_{input_repr}.npy", _kapre_frontend(tf, windows, input_repr))

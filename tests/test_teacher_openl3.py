@@ -21,7 +21,8 @@ from tests.fixtures_tf_teachers import real_audio, reference_dir, reference_inpu
 torch.set_num_threads(1)
 
 
-def write_openl3_h5(path: Path, seed: int = 0, *, rename: bool = False, extra_kapre_layer: bool = False) -> Path:
+def write_openl3_h5(path: Path, seed: int = 0, *, rename: bool = False,
+                    extra_kapre_layer: bool = False) -> Path:
     """An OpenL3 weight file in the Keras-2 ``save_weights`` layout, written with h5py (no TF).
 
     ``rename`` uses other layer names/suffixes (as other openl3 releases do); ``extra_kapre_layer``
@@ -31,7 +32,8 @@ def write_openl3_h5(path: Path, seed: int = 0, *, rename: bool = False, extra_ka
     layers: list[tuple[str, list[tuple[str, np.ndarray]]]] = [("input_1", [])]
     if extra_kapre_layer:
         other = np.random.default_rng(seed + 1)  # keep the network's draws as without this layer
-        layers.append(("melspectrogram_1", [("dft_real_kernels:0", other.normal(size=(2048, 1, 1, 1025)).astype(np.float32)),
+        dft = other.normal(size=(2048, 1, 1, 1025)).astype(np.float32)
+        layers.append(("melspectrogram_1", [("dft_real_kernels:0", dft),
                                             ("freq2mel:0", other.random((1025, 128)).astype(np.float32))]))
     n_bn = n_conv = 0
     for kind, shapes in OpenL3Net().expected_shapes():
@@ -49,8 +51,8 @@ def write_openl3_h5(path: Path, seed: int = 0, *, rename: bool = False, extra_ka
             name = "audio_embedding_layer" if n_conv == 7 else (
                 f"conv_{n_conv + 3}" if rename else "conv2d" + (f"_{n_conv}" if n_conv else ""))
             kernel = rng.normal(0, math.sqrt(2.0 / (9 * kernel_shape[2])), kernel_shape)
-            layers.append((name, [(f"{name}/kernel:0", kernel.astype(np.float32)),
-                                  (f"{name}/bias:0", rng.normal(0, 0.05, kernel_shape[3]).astype(np.float32))]))
+            bias = rng.normal(0, 0.05, kernel_shape[3]).astype(np.float32)
+            layers.append((name, [(f"{name}/kernel:0", kernel.astype(np.float32)), (f"{name}/bias:0", bias)]))
             layers.append((f"activation_{n_conv}", []))
             n_conv += 1
     with h5py.File(path, "w") as handle:
@@ -90,17 +92,20 @@ def test_keras_file_has_the_official_layout(keras_ref: Path) -> None:
     with h5py.File(keras_ref / "openl3_audio_mel128_music.h5", "r") as handle:
         names = [n.decode() if isinstance(n, bytes) else n for n in handle.attrs["layer_names"]]
         weighted = [n for n in names if len(handle[n].attrs["weight_names"])]
-        bn_weights = [w.decode() if isinstance(w, bytes) else w for w in handle[weighted[0]].attrs["weight_names"]]
+        bn_weights = [w.decode() if isinstance(w, bytes) else w
+                      for w in handle[weighted[0]].attrs["weight_names"]]
     assert names[0] == "input_1" and len(names) == 27
     assert weighted == ["batch_normalization", "conv2d"] + [
         n for i in range(1, 7) for n in (f"batch_normalization_{i}", f"conv2d_{i}")
     ] + ["batch_normalization_7", "audio_embedding_layer"]
-    assert [w.split("/")[-1] for w in bn_weights] == ["gamma:0", "beta:0", "moving_mean:0", "moving_variance:0"]
+    assert [w.split("/")[-1] for w in bn_weights] == [
+        "gamma:0", "beta:0", "moving_mean:0", "moving_variance:0"]
 
 
 @pytest.mark.slow
 @pytest.mark.tf
-@pytest.mark.parametrize("input_repr,size", [("mel128", 512), ("mel128", 6144), ("linear", 512), ("linear", 6144)])
+@pytest.mark.parametrize("input_repr,size",
+                         [("mel128", 512), ("mel128", 6144), ("linear", 512), ("linear", 6144)])
 def test_torch_port_matches_keras(keras_ref: Path, input_repr: str, size: int) -> None:
     """Same .h5, same audio: our front end + net vs openl3's librosa front end + the Keras net."""
     config = OpenL3Config(input_repr=input_repr, embedding_size=size, frontend="librosa", backend="torch",
@@ -118,7 +123,8 @@ def test_torch_port_matches_keras(keras_ref: Path, input_repr: str, size: int) -
 def test_kapre_frontend_matches_tf_signal_stft(keras_ref: Path, input_repr: str) -> None:
     """openl3 0.4.x kapre front end (tf.signal.stft, pad_end) restated in TF vs ours."""
     ref = np.load(keras_ref / f"kapre_{input_repr}.npy")
-    ours = OpenL3Frontend(input_repr, "kapre")(torch.from_numpy(reference_inputs()["windows48"]))[:, 0].numpy()
+    windows = torch.from_numpy(reference_inputs()["windows48"])
+    ours = OpenL3Frontend(input_repr, "kapre")(windows)[:, 0].numpy()
     assert ours.shape == ref.shape
     assert np.abs(ours - ref).max() < 1e-3
 
@@ -136,8 +142,9 @@ def test_librosa_frontend_matches_librosa(n_mels: int, pad_mode: str) -> None:
     import librosa
 
     window = real_audio(1.0, 48000, seed=1)
-    ref = _librosa_db(librosa.feature.melspectrogram(y=window.astype(np.float64), sr=48000, n_mels=n_mels, n_fft=2048,
-                                                     hop_length=242, center=True, power=1.0, pad_mode=pad_mode))
+    ref = _librosa_db(librosa.feature.melspectrogram(
+        y=window.astype(np.float64), sr=48000, n_mels=n_mels, n_fft=2048, hop_length=242, center=True,
+        power=1.0, pad_mode=pad_mode))
     ours = OpenL3Frontend(f"mel{n_mels}", "librosa", pad_mode)(torch.from_numpy(window)[None])[0, 0].numpy()
     assert ours.shape == (n_mels, 199)
     assert np.abs(ours - ref).max() < 1e-4
@@ -148,7 +155,8 @@ def test_linear_frontend_matches_librosa() -> None:
     import librosa
 
     window = real_audio(1.0, 48000, seed=2)
-    ref = _librosa_db(np.abs(librosa.stft(window.astype(np.float64), n_fft=512, hop_length=242, center=False)))
+    spec = librosa.stft(window.astype(np.float64), n_fft=512, hop_length=242, center=False)
+    ref = _librosa_db(np.abs(spec))
     ours = OpenL3Frontend("linear", "librosa")(torch.from_numpy(window)[None])[0, 0].numpy()
     assert ours.shape == (257, 197)
     assert np.abs(ours - ref).max() < 1e-4
@@ -164,7 +172,8 @@ def test_kapre_014_frontend_matches_its_definition() -> None:
     mel = librosa.filters.mel(sr=48000, n_fft=2048, n_mels=128, htk=True, norm="slaney")
     log = 10 * np.log10(np.maximum(np.sqrt(mel @ power), 1e-10))
     ref = np.maximum(log - log.max(), -80.0)
-    ours = OpenL3Frontend("mel128", "kapre-0.1.4")(torch.from_numpy(window.astype(np.float32))[None])[0, 0].numpy()
+    x = torch.from_numpy(window.astype(np.float32))[None]
+    ours = OpenL3Frontend("mel128", "kapre-0.1.4")(x)[0, 0].numpy()
     assert ours.shape == ref.shape == (128, 199)
     assert np.abs(ours - ref).max() < 1e-3
 
@@ -220,13 +229,15 @@ def test_windows_and_timestamps_match_openl3(center: bool, hop_size: float) -> N
 
 def test_paper_geometry() -> None:
     teacher = build_teacher("openl3")
-    assert (teacher.config.input_repr, teacher.config.content_type, teacher.embedding_dim) == ("mel128", "music", 512)
+    config = teacher.config
+    assert (config.input_repr, config.content_type, teacher.embedding_dim) == ("mel128", "music", 512)
     assert teacher.hop_seconds == pytest.approx(0.96) and teacher.frame0_center_seconds == 0.0
-    assert teacher.num_frames(10 * 48000) == 11 and teacher.num_frames(int(29.1 * 48000)) == 31  # EAsT-method §2
+    # EAsT-method §2: 11 frames per OpenMIC clip, 31 per MTT clip
+    assert teacher.num_frames(10 * 48000) == 11 and teacher.num_frames(int(29.1 * 48000)) == 31
 
 
 # ---- the h5 reader --------------------------------------------------------------------------
-def test_loader_takes_layers_in_order_whatever_their_names(tmp_path: Path, h5_file: Path, teacher: OpenL3Teacher) -> None:
+def test_loader_takes_layers_in_order_whatever_their_names(tmp_path: Path, teacher: OpenL3Teacher) -> None:
     other = write_openl3_h5(tmp_path / "openl3_audio_mel128_music.h5", rename=True, extra_kapre_layer=True)
     renamed = OpenL3Teacher(OpenL3Config(weights=str(other), backend="torch")).load("cpu")
     windows = reference_inputs()["windows48"][:2]
@@ -301,8 +312,9 @@ def test_describe_records_backend_and_normalisation(teacher: OpenL3Teacher) -> N
 
 
 # ---- settings and missing weights -----------------------------------------------------------
-@pytest.mark.parametrize("key,value", [("content_type", "speech"), ("input_repr", "mel64"), ("embedding_size", 128),
-                                       ("frontend", "essentia"), ("backend", "tf"), ("hop_seconds", 0.0)])
+@pytest.mark.parametrize("key,value", [
+    ("content_type", "speech"), ("input_repr", "mel64"), ("embedding_size", 128),
+    ("frontend", "essentia"), ("backend", "tf"), ("pad_mode", "edge"), ("hop_seconds", 0.0)])
 def test_bad_settings_name_the_key(key: str, value: object) -> None:
     with pytest.raises(ConfigError, match=f"teachers.openl3.{key}"):
         build_teacher("openl3", {key: value})
@@ -335,8 +347,8 @@ def test_weights_available_never_imports_tensorflow_or_torch() -> None:
 
 # ---- the openl3 package backend -------------------------------------------------------------
 @pytest.mark.tf
-@pytest.mark.skipif(package_dir("openl3") is None, reason="the openl3 package is not installed (its pip build "
-                    "downloads the weights, which needs internet access)")
+@pytest.mark.skipif(package_dir("openl3") is None, reason="the openl3 package is not installed (its pip "
+                    "build downloads the weights, which needs internet access)")
 def test_openl3_package_backend_agrees_with_torch(h5_file: Path, teacher: OpenL3Teacher) -> None:
     windows = reference_inputs()["windows48"][:2]
     package = OpenL3Teacher(OpenL3Config(weights=str(h5_file), backend="openl3", frontend="librosa")).load()

@@ -57,10 +57,12 @@ def weights_dir(tmp_path_factory: pytest.TempPathFactory, audio16: np.ndarray) -
     net = VGGishNet().eval()
     torch.save(net.state_dict(), folder / "vggish-10086976.pth")
     with torch.no_grad():
-        raw = net(VGGishFrontend()(torch.from_numpy(audio16)[None]).unfold(2, 96, 96)[0].permute(1, 0, 3, 2)).numpy()
+        log_mel = VGGishFrontend()(torch.from_numpy(audio16)[None])  # (1, 1, frames, 64)
+        raw = net(log_mel.unfold(2, 96, 96)[0].permute(1, 0, 3, 2)).numpy()  # examples (k, 1, 96, 64)
     spread = (raw - raw.mean(axis=0)).std() + 1e-6  # so the projections spread over [-2, 2]
     vectors = np.linalg.qr(np.random.default_rng(0).normal(size=(128, 128)))[0] / spread
-    torch.save({"pca_eigen_vectors": vectors, "pca_means": raw.mean(axis=0)}, folder / "vggish_pca_params-970ea276.pth")
+    torch.save({"pca_eigen_vectors": vectors, "pca_means": raw.mean(axis=0)},
+               folder / "vggish_pca_params-970ea276.pth")
     return folder
 
 
@@ -111,7 +113,8 @@ def test_embeddings_equal_torchvggish(weights_dir: Path, teacher: VGGishTeacher,
 
 @pytest.mark.slow
 @pytest.mark.tf
-def test_tf_slim_checkpoint_matches_the_tf_graph(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+def test_tf_slim_checkpoint_matches_the_tf_graph(tmp_path_factory: pytest.TempPathFactory,
+                                                 tmp_path: Path) -> None:
     """vggish_model.ckpt (TF-slim names, HWIO / (in, out) kernels) read by our loader, in a subprocess."""
     ref = reference_dir(tmp_path_factory.getbasetemp())
     inputs = reference_inputs()
@@ -135,7 +138,8 @@ def test_tf_slim_checkpoint_matches_the_tf_graph(tmp_path_factory: pytest.TempPa
     assert len(inputs["examples"]) == len(slim) == 3
     assert np.abs(raw - slim).max() <= 1e-5 * np.abs(slim).max()
     with np.load(ref / "vggish_pca_params.npz") as pca:
-        expected = np.round((np.clip((slim - pca["pca_means"]) @ pca["pca_eigen_vectors"].T, -2, 2) + 2) * 255 / 4)
+        projected = (slim - pca["pca_means"]) @ pca["pca_eigen_vectors"].T
+    expected = np.round((np.clip(projected, -2, 2) + 2) * 255 / 4)
     post = np.load(tmp_path / "ours_True.npy")[: len(slim)]
     assert np.abs(post - expected).max() <= 1 and (post != expected).mean() < 0.01
 
@@ -147,7 +151,8 @@ def test_examples_and_times_follow_vggish_framing() -> None:
     for n in (15600, 15601, 30959, 30960, 30961, 16000 * 10, int(16000 * 29.1), 16000 * 60 + 7):
         assert teacher.num_frames(n) == (1 + (n - 400) // 160) // 96, n
     assert teacher.num_frames(16000 * 10) == 10  # EAsT-method §2: 10 frames per OpenMIC clip
-    assert teacher.num_frames(15599) == 1  # shorter than one example: one zero-padded window (torchvggish: none)
+    # shorter than one example: one zero-padded window (torchvggish gives none)
+    assert teacher.num_frames(15599) == 1
     times = teacher.frame_times(3)
     assert np.allclose(times, [0.4875, 1.4475, 2.4075])  # centre of samples [15360 k, 15360 k + 15600)
     assert teacher.hop_seconds == pytest.approx(0.96) and teacher.window_seconds == pytest.approx(0.975)
@@ -183,10 +188,12 @@ def test_describe_records_the_loader_normalisation(teacher: VGGishTeacher, weigh
 
 
 # ---- files and errors ---------------------------------------------------------------------
-def test_explicit_files_and_hub_cache_are_found(weights_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_explicit_files_and_hub_cache_are_found(weights_dir: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     explicit = VGGishTeacher(VGGishConfig(weights=str(weights_dir / "vggish-10086976.pth"),
                                           pca_weights=str(weights_dir / "vggish_pca_params-970ea276.pth")))
-    assert explicit.weight_files() == [weights_dir / "vggish-10086976.pth", weights_dir / "vggish_pca_params-970ea276.pth"]
+    assert explicit.weight_files() == [
+        weights_dir / "vggish-10086976.pth", weights_dir / "vggish_pca_params-970ea276.pth"]
     hub = tmp_path / "torch_home" / "hub" / "checkpoints"
     hub.mkdir(parents=True)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
@@ -225,6 +232,7 @@ def test_wrong_files_are_refused(tmp_path: Path, weights_dir: Path) -> None:
     with pytest.raises(TeacherError, match=r"\(128, 128\)"):
         VGGishTeacher(VGGishConfig(weights=str(weights_dir), pca_weights=str(pca))).load()
     pickled = tmp_path / "evil.pth"
-    torch.save({"x": __import__("datetime").date(2020, 1, 1)}, pickled)  # anything beyond tensors/arrays is not unpickled
+    # anything beyond tensors and arrays is not unpickled
+    torch.save({"x": __import__("datetime").date(2020, 1, 1)}, pickled)
     with pytest.raises(TeacherError, match="cannot read"):
         VGGishTeacher(VGGishConfig(weights=str(pickled), postprocess=False)).load()

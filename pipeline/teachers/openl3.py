@@ -81,7 +81,9 @@ class OpenL3Config:
         _choice(self.pad_mode, PAD_MODES, "pad_mode")
         _choice(self.backend, BACKENDS, "backend")
         if not self.hop_seconds > 0 or int(self.hop_seconds * SAMPLE_RATE) < 1:
-            raise ConfigError(f"teachers.openl3.hop_seconds must be at least 1/48000 s; got {self.hop_seconds!r}")
+            raise ConfigError(
+                f"teachers.openl3.hop_seconds must be at least 1/48000 s; got {self.hop_seconds!r}"
+            )
 
 
 @register_teacher
@@ -92,7 +94,8 @@ class OpenL3Teacher(Teacher):
     config_type: ClassVar[type] = OpenL3Config
     weights_hint: ClassVar[str] = (
         "install them with `pip install openl3` on a machine with internet access (its build downloads "
-        "openl3_audio_<repr>_<content>.h5), or point teachers.openl3.weights / --weights at the official .h5 file(s)"
+        "openl3_audio_<repr>_<content>.h5), or point teachers.openl3.weights / --weights at the official "
+        ".h5 file(s)"
     )
 
     def __init__(self, config: OpenL3Config | None = None) -> None:
@@ -148,8 +151,9 @@ class OpenL3Teacher(Teacher):
         match = _OFFICIAL_NAME.search(path.name)
         if match and match.groups() != (self.config.input_repr, self.config.content_type):
             raise ConfigError(
-                f"{str(path)!r} holds the {match.group(1)}/{match.group(2)} model but teachers.openl3 asks for "
-                f"input_repr={self.config.input_repr!r}, content_type={self.config.content_type!r}; fix one of them"
+                f"{str(path)!r} holds the {match.group(1)}/{match.group(2)} model but teachers.openl3 "
+                f"asks for input_repr={self.config.input_repr!r}, content_type={self.config.content_type!r}; "
+                f"fix one of them"
             )
         return path
 
@@ -163,7 +167,8 @@ class OpenL3Teacher(Teacher):
 
         from pipeline.teachers.openl3_net import OpenL3Model
 
-        model = OpenL3Model(self.config.input_repr, self.config.embedding_size, self.config.frontend, self.config.pad_mode)
+        config = self.config
+        model = OpenL3Model(config.input_repr, config.embedding_size, config.frontend, config.pad_mode)
         model.net.load_keras_h5(path)
         self._model = model.to(device).eval()
         self._torch = torch
@@ -188,7 +193,9 @@ class OpenL3Teacher(Teacher):
         else:
             torch = self._torch
             parts = []
-            with torch.inference_mode():
+            from pipeline.teachers.openl3_net import exact_float32
+
+            with torch.inference_mode(), exact_float32():
                 for start in range(0, len(windows), CHUNK_WINDOWS):
                     batch = torch.from_numpy(windows[start : start + CHUNK_WINDOWS]).to(self.device)
                     parts.append(self._model(batch).float().cpu().numpy())

@@ -27,7 +27,7 @@ import numpy as np
 
 from pipeline.errors import TeacherError
 from pipeline.teachers.base import Teacher, WindowGrid, register_teacher
-from pipeline.teachers.weights import require_files, resolve_file, torch_hub_checkpoints
+from pipeline.teachers.weights import require_files, torch_hub_checkpoints
 
 SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 15600  # (96 - 1) * 160 + 400
@@ -81,7 +81,8 @@ class VGGishTeacher(Teacher):
     config_type: ClassVar[type] = VGGishConfig
     weights_hint: ClassVar[str] = (
         f"get the torchvggish v0.1 release files {TORCH_WEIGHTS} and {TORCH_PCA} (or the AudioSet TF-slim "
-        f"{SLIM_WEIGHTS} and {SLIM_PCA}) and point teachers.vggish.weights / pca_weights (or --weights) at them "
+        f"{SLIM_WEIGHTS} and {SLIM_PCA}) and point teachers.vggish.weights / pca_weights (or --weights) "
+        f"at them "
         f"or their folder; by default they are looked for in the torch hub cache"
     )
 
@@ -101,7 +102,8 @@ class VGGishTeacher(Teacher):
 
     @property
     def grid(self) -> WindowGrid:
-        return WindowGrid(sample_rate=SAMPLE_RATE, window=WINDOW_SAMPLES, hop=HOP_SAMPLES, first_start=0, tail="drop")
+        return WindowGrid(sample_rate=SAMPLE_RATE, window=WINDOW_SAMPLES, hop=HOP_SAMPLES,
+                          first_start=0, tail="drop")
 
     # ---- weights --------------------------------------------------------------------
     def _weights_path(self) -> Path:
@@ -156,9 +158,11 @@ class VGGishTeacher(Teacher):
         windows = np.asarray(windows, dtype=np.float32)
         if windows.ndim != 2 or windows.shape[1] != WINDOW_SAMPLES:
             raise TeacherError(f"vggish windows must be (n, {WINDOW_SAMPLES}) float32, got {windows.shape}")
+        from pipeline.teachers.vggish_net import exact_float32
+
         torch = self._torch
         parts = []
-        with torch.inference_mode():
+        with torch.inference_mode(), exact_float32():
             for start in range(0, len(windows), CHUNK_WINDOWS):
                 batch = torch.from_numpy(windows[start : start + CHUNK_WINDOWS]).to(self.device)
                 parts.append(self._model(batch).float().cpu().numpy())
@@ -169,7 +173,7 @@ class VGGishTeacher(Teacher):
         """Provenance, plus the loader normalisation the paper applies to post-processed frames."""
         info = super().describe()
         info["config"].pop("pca_weights", None)  # a path; the sha256 covers the file
-        info["config"]["loader_normalization"] = (
-            {"subtract": 128.0, "divide": 256.0} if self.config.postprocess else {"subtract": 0.0, "divide": 1.0}
-        )
+        post = self.config.postprocess
+        info["config"]["loader_normalization"] = {
+            "subtract": 128.0 if post else 0.0, "divide": 256.0 if post else 1.0}
         return info

@@ -47,7 +47,9 @@ def torch_hub_checkpoints() -> Path:
     return Path(torch_home).expanduser() / "hub" / "checkpoints"
 
 
-def resolve_file(configured: str | os.PathLike[str] | None, filename: str, default_dir: Path | None) -> Path | None:
+def resolve_file(
+    configured: str | os.PathLike[str] | None, filename: str, default_dir: Path | None
+) -> Path | None:
     """Where a weight file should be: the configured path, a file in a configured folder, or a default.
 
     Args:
