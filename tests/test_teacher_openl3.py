@@ -354,3 +354,18 @@ def test_openl3_package_backend_agrees_with_torch(h5_file: Path, teacher: OpenL3
     package = OpenL3Teacher(OpenL3Config(weights=str(h5_file), backend="openl3", frontend="librosa")).load()
     ours = OpenL3Teacher(OpenL3Config(weights=str(h5_file), backend="torch", frontend="librosa")).load()
     assert rel_diff(ours.embed_windows(windows), package.embed_windows(windows)) <= 1e-4
+
+
+def test_exact_float32_turns_tf32_off_and_restores_the_settings() -> None:
+    from pipeline.teachers.openl3_net import exact_float32
+
+    cudnn = torch.backends.cudnn
+    before = (cudnn.allow_tf32, torch.get_float32_matmul_precision(), cudnn.enabled)
+    torch.set_float32_matmul_precision("high")
+    try:
+        with exact_float32():
+            assert not torch.backends.cudnn.allow_tf32 and torch.get_float32_matmul_precision() == "highest"
+            assert torch.backends.cudnn.enabled == before[2]
+        assert torch.backends.cudnn.allow_tf32 == before[0] and torch.get_float32_matmul_precision() == "high"
+    finally:
+        torch.set_float32_matmul_precision(before[1])
