@@ -145,6 +145,8 @@ class MusicnnTeacher(Teacher):
         self.max_batch = 8
         #: compute shared mel frames / timbral rows of overlapping windows once (exact).
         self.share_overlap = True
+        #: let cuDNN convs use TF32 on CUDA (faster, ~1e-3 relative error); off = float32 as on CPU.
+        self.allow_tf32 = False
         self._net: Any = None
         self._logmel: Any = None
 
@@ -314,7 +316,20 @@ class MusicnnTeacher(Teacher):
             if groups[-1] and stop - groups[-1][0][0] > self.max_batch:
                 groups.append([])
             groups[-1].append((first, stop))
+        tf32 = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = self.allow_tf32
+        try:
+            self._embed_groups(windows, groups, out)
+        finally:
+            torch.backends.cudnn.allow_tf32 = tf32
+        return out
+
+    def _embed_groups(self, windows: np.ndarray, groups: list[list[tuple[int, int]]], out: np.ndarray) -> None:
+        """Fill ``out`` group by group (each group: runs of at most ``max_batch`` windows in all)."""
+        import torch
+
         tail = WINDOW_SAMPLES - self.grid.hop
+
         with torch.inference_mode():
             for group in groups:
                 mels = []
@@ -324,4 +339,3 @@ class MusicnnTeacher(Teacher):
                 result = self._net.forward_runs(mels, PATCH_FRAMES, self.hop_frames, self.layer)
                 lo, hi = group[0][0], group[-1][1]
                 out[lo:hi] = result.reshape(hi - lo, self.frames_per_window, -1).float().cpu().numpy()
-        return out
