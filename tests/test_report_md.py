@@ -1,0 +1,80 @@
+"""`pipeline report`: the Markdown table with every row and the three PNG plots."""
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import TrainingError
+from tests.stage2_fixtures import VARIANTS, invoke, tiny_pipeline  # noqa: F401
+
+LABELS = {"baseline": "Baseline (no teacher)", "east-final": "EAsT-Final", "east-kd": "EAsT-KD"}
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR", f"{path} is not a PNG"
+    return struct.unpack(">II", head[16:24])
+
+
+def _rows(markdown: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in markdown.splitlines():
+        if line.startswith("| ") and not line.startswith("| model"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_report_has_every_row_and_real_plots(tiny_pipeline, tmp_path: Path) -> None:  # noqa: ANN001, F811
+    out = tmp_path / "report"
+    result = invoke(tiny_pipeline.params, "report", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    text = (out / "report.md").read_text()
+    rows = _rows(text)
+    assert list(rows) == ["Teacher probe (musicnn)", *[LABELS[v] for v in VARIANTS]]
+    probe = json.loads((tiny_pipeline.runs / "probe-musicnn" / "metrics.json").read_text())
+    assert rows["Teacher probe (musicnn)"][0] == f"{probe['test_map']:.4f}"
+    for variant in VARIANTS:
+        evaluated = json.loads((tiny_pipeline.run_dir(variant) / "eval-test.json").read_text())
+        cells = rows[LABELS[variant]]
+        assert cells[0] == f"{evaluated['map']:.4f}" and cells[1] == f"{evaluated['roc_auc']:.4f}"
+        assert cells[3] == f"{evaluated['parameters']:,}" and cells[5] == ("0.00" if variant == "baseline" else "0.30")
+    base = json.loads((tiny_pipeline.run_dir("baseline") / "eval-test.json").read_text())["map"]
+    for variant in ("east-final", "east-kd"):
+        east = json.loads((tiny_pipeline.run_dir(variant) / "eval-test.json").read_text())["map"]
+        assert f"- {LABELS[variant]}: {east - base:+.4f}" in text
+    for name, min_size in (("comparison", (600, 350)), ("curves", (1000, 350)), ("per_class", (900, 400))):
+        path = out / f"{name}.png"
+        assert path.stat().st_size > 5_000, name
+        width, height = _png_size(path)
+        assert width >= min_size[0] and height >= min_size[1], (name, width, height)
+        assert f"![{name}]({name}.png)" in text
+
+
+def test_report_without_evaluated_runs_is_an_error(tiny_pipeline, tmp_path: Path) -> None:  # noqa: ANN001, F811
+    from pipeline.config import load_params
+    from stages.report import run
+
+    with pytest.raises(TrainingError, match="no evaluated runs.*pipeline evaluate"):
+        run(load_params(tiny_pipeline.params), out=str(tmp_path / "r"), runs_root=str(tmp_path / "empty"))
+
+
+def test_report_leaves_out_runs_that_are_not_evaluated(tmp_path: Path) -> None:
+    from pipeline.report import collect_runs, plot_all, write_markdown
+
+    runs = tmp_path / "runs"
+    (runs / "baseline").mkdir(parents=True)
+    (runs / "baseline" / "eval-test.json").write_text(json.dumps(
+        {"map": 0.5, "roc_auc": 0.7, "f1_macro": 0.3, "parameters": 1000, "cpu_ms_per_clip": 2.0}))
+    (runs / "east-kd").mkdir()  # trained, never evaluated
+    (runs / "east-kd" / "metrics.json").write_text(json.dumps({"valid_map": 0.4}))
+    summaries = collect_runs(runs, list(VARIANTS), ["musicnn"])
+    assert [s.name for s in summaries] == ["baseline"]
+    plots = plot_all(summaries, tmp_path / "out")
+    assert [p.name for p in plots] == ["comparison.png"]  # no history, no per-class file
+    text = write_markdown(summaries, plots, tmp_path / "out").read_text()
+    assert "| Baseline (no teacher) | 0.5000 | 0.7000 | 0.3000 | 1,000 | 2.0 | n/a |" in text
+    assert "EAsT" not in _rows(text).__repr__()
