@@ -39,7 +39,7 @@ def render_audio(total_seconds: float, clip_seconds: float = 10.0) -> list[np.nd
     names = [c for c in CLASSES if c in OPENMIC_CLASSES]
     count = max(1, int(round(total_seconds / clip_seconds)))
     return [
-        render_instrument(names[i % len(names)], seconds=clip_seconds, sample_rate=16000, seed=i).astype(np.float32)
+        render_instrument(names[i % len(names)], seconds=clip_seconds, sample_rate=16000, seed=i)
         for i in range(count)
     ]
 
@@ -74,7 +74,8 @@ def bench_model(model: str, clips: list[np.ndarray], threads: int, hop: float, r
     best = {"port": (np.inf, np.inf), "port_no_sharing": (np.inf, np.inf), "tf": (np.inf, np.inf)}
     outputs = {}
     for _ in range(repeats):
-        for key, fn in (("port", lambda: port(True)), ("port_no_sharing", lambda: port(False)), ("tf", original)):
+        runs = (("port", lambda: port(True)), ("port_no_sharing", lambda: port(False)), ("tf", original))
+        for key, fn in runs:
             wall, cpu, result = timed(fn)
             best[key] = (min(best[key][0], wall), min(best[key][1], cpu))
             outputs[key] = result
@@ -124,7 +125,8 @@ def main() -> None:
             rows.append(row)
             print(
                 f"{model:12s} threads={threads}  port {row['port_audio_s_per_s']:7.1f} audio-s/s "
-                f"(no sharing {row['port_no_sharing_audio_s_per_s']:6.1f})  TF {row['tf_audio_s_per_s']:6.1f}  "
+                f"(no sharing {row['port_no_sharing_audio_s_per_s']:6.1f})  "
+                f"TF {row['tf_audio_s_per_s']:6.1f}  "
                 f"ratio {row['speedup_vs_tf']:.2f}x (no sharing {row['speedup_vs_tf_no_sharing']:.2f}x)  "
                 f"max rel diff {row['max_rel_diff_vs_tf']:.1e}",
                 flush=True,

@@ -20,7 +20,8 @@ from pipeline.teachers.weights import package_dir  # noqa: E402
 
 SR = 16000
 needs_weights = pytest.mark.skipif(
-    package_dir("musicnn") is None, reason="musicnn weights not installed (pip install --no-deps musicnn==0.1.0)"
+    package_dir("musicnn") is None,
+    reason="musicnn weights not installed (pip install --no-deps musicnn==0.1.0)",
 )
 
 
@@ -114,7 +115,8 @@ def test_frame_level_geometry():
 def test_missing_weights_raise_one_clear_error(tmp_path: Path):
     t = MusicnnTeacher(MusicnnConfig(weights=str(tmp_path / "nowhere")))
     assert not t.weights_available()
-    with pytest.raises(WeightsNotFoundError, match=r"pip install --no-deps musicnn==0\.1\.0.*teachers\.musicnn\.weights"):
+    hint = r"pip install --no-deps musicnn==0\.1\.0.*teachers\.musicnn\.weights"
+    with pytest.raises(WeightsNotFoundError, match=hint):
         t.load()
     with pytest.raises(TeacherError, match="not loaded"):
         t.embed_windows(np.zeros((1, WINDOW_SAMPLES), np.float32))
@@ -207,7 +209,8 @@ def test_shapes_and_frame_count(settings, dim, per_window):
 def test_taggram_is_sigmoid_of_logits_and_penultimate_feeds_them():
     audio = tone_mix(5.0)
     logits = teacher(layer="logits").embed(audio)
-    np.testing.assert_allclose(teacher(layer="taggram").embed(audio), 1 / (1 + np.exp(-logits)), rtol=1e-5, atol=1e-6)
+    taggram = teacher(layer="taggram").embed(audio)
+    np.testing.assert_allclose(taggram, 1 / (1 + np.exp(-logits)), rtol=1e-5, atol=1e-6)
     net = teacher()._net
     penultimate = torch.from_numpy(teacher().embed(audio)[0])
     manual = torch.nn.functional.linear(penultimate, net.out_weight, net.out_bias).numpy()

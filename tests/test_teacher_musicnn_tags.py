@@ -15,7 +15,7 @@ from pipeline.teachers.weights import package_dir
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(package_dir("musicnn") is None, reason="musicnn weights not installed")
 
-INSTRUMENT_TAGS = {"violin": "violin", "drums": "drums", "guitar": "guitar", "flute": "flute", "piano": "piano"}
+INSTRUMENT_TAGS = {name: name for name in ("violin", "drums", "guitar", "flute", "piano")}
 
 
 def test_taggram_ranks_the_played_instrument_in_the_top_3():

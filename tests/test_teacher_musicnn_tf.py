@@ -50,7 +50,8 @@ def originals(tf):
     """model -> the original TF graph (loaded once per module)."""
     from pipeline.teachers.musicnn_reference import TFMusicnn
 
-    graphs = {model: TFMusicnn(package_dir("musicnn") / model, threads=1) for model in ("MTT_musicnn", "MTT_vgg")}
+    folder = package_dir("musicnn")
+    graphs = {model: TFMusicnn(folder / model, threads=1) for model in ("MTT_musicnn", "MTT_vgg")}
     yield graphs
     for graph in graphs.values():
         graph.close()

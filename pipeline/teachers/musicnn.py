@@ -126,7 +126,8 @@ class MusicnnTeacher(Teacher):
         layers = VGG_LAYERS if self.is_vgg else MUSICNN_LAYERS
         if cfg.layer not in layers:
             raise ConfigError(
-                f"teachers.musicnn.layer {cfg.layer!r} is not a layer of {cfg.model}; valid: {', '.join(layers)}"
+                f"teachers.musicnn.layer {cfg.layer!r} is not a layer of {cfg.model}; "
+                f"valid: {', '.join(layers)}"
             )
         self.layer = "pool5" if self.is_vgg and cfg.layer == "penultimate" else cfg.layer
         self._dim = layers[cfg.layer]
@@ -202,7 +203,8 @@ class MusicnnTeacher(Teacher):
         folder = package_dir("musicnn")
         if folder is None:
             raise WeightsNotFoundError(
-                f"musicnn weights for {self.config.model!r} not found (the musicnn package is not installed): "
+                f"musicnn weights for {self.config.model!r} not found "
+                "(the musicnn package is not installed): "
                 f"{INSTALL_HINT}"
             )
         return str(folder / self.config.model) + os.sep
@@ -221,7 +223,8 @@ class MusicnnTeacher(Teacher):
         missing = [str(f) for f in files if not f.is_file()]
         if missing:
             raise WeightsNotFoundError(
-                f"musicnn weights for {self.config.model!r} not found (missing {', '.join(missing)}): {INSTALL_HINT}"
+                f"musicnn weights for {self.config.model!r} not found (missing {', '.join(missing)}): "
+                f"{INSTALL_HINT}"
             )
         reader = CheckpointReader(self.checkpoint_prefix())
         expected = VGG_VARIABLES if self.is_vgg else MUSICNN_VARIABLES
@@ -232,7 +235,8 @@ class MusicnnTeacher(Teacher):
             details = [f"missing {absent[:5]}"] if absent else []
             details += [f"{n}: expected {expected[n]}, found {tuple(found[n])}" for n in wrong[:5]]
             raise TeacherError(
-                f"checkpoint {reader.prefix!r} does not hold a {self.config.model} model ({'; '.join(details)}); "
+                f"checkpoint {reader.prefix!r} does not hold a {self.config.model} model "
+                f"({'; '.join(details)}); "
                 f"check teachers.musicnn.model and teachers.musicnn.weights"
             )
         variables = reader.read(list(expected))
@@ -324,7 +328,9 @@ class MusicnnTeacher(Teacher):
             torch.backends.cudnn.allow_tf32 = tf32
         return out
 
-    def _embed_groups(self, windows: np.ndarray, groups: list[list[tuple[int, int]]], out: np.ndarray) -> None:
+    def _embed_groups(
+        self, windows: np.ndarray, groups: list[list[tuple[int, int]]], out: np.ndarray
+    ) -> None:
         """Fill ``out`` group by group (each group: runs of at most ``max_batch`` windows in all)."""
         import torch
 
@@ -334,7 +340,8 @@ class MusicnnTeacher(Teacher):
             for group in groups:
                 mels = []
                 for first, stop in group:
-                    audio = np.concatenate([windows[first]] + [row[tail:] for row in windows[first + 1 : stop]])
+                    rows = [windows[first]] + [row[tail:] for row in windows[first + 1 : stop]]
+                    audio = np.concatenate(rows)
                     mels.append(self._logmel(torch.from_numpy(audio).to(self.device)[None])[0])
                 result = self._net.forward_runs(mels, PATCH_FRAMES, self.hop_frames, self.layer)
                 lo, hi = group[0][0], group[-1][1]

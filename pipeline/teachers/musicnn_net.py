@@ -19,6 +19,15 @@ multiplies each conv kernel by the sign of its BN slope once at load time, takes
 that conv output (a min for flipped channels), multiplies the sign back, and only then adds the
 bias and applies ReLU and BN, on a tensor 30-96x smaller (musicnn) or 2-16x smaller (VGG).
 The result equals the unreduced graph up to float rounding.
+
+**Shared rows.** Overlapping patches of one track (the default 1-s hop gives 3x overlap) share
+most of their timbral rows: :meth:`MusicnnNet.forward_runs` computes them once per run and
+recomputes only the 3 rows at each inner patch edge, where upstream's zero padding differs.
+
+**CPU layout.** On CPU the big conv maps are computed one patch (or 64 rows) at a time: small
+outputs stay in cache and in glibc's heap (outputs above its mmap threshold are fresh pages,
+zeroed by the kernel, on every call), and oneDNN's single-input-channel kernels are fast at
+batch 1 and slow at larger batches. TensorFlow's own allocator hides the first effect.
 """
 from __future__ import annotations
 
@@ -140,10 +149,6 @@ class Affine(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return x * self._view(self.scale, x.ndim) + self._view(self.shift, x.ndim)
 
-    def sign_view(self, ndim: int) -> Tensor:
-        """Per-channel sign of the BN slope, shaped to broadcast over ``dim``."""
-        return self._view(self.sign, ndim)
-
 
 class ReducedBlock(nn.Module):
     """``pool(BN(ReLU(conv(x) + b)))`` computed as ``BN(ReLU(s * pool(conv_{s*W}(x)) + b))``.
@@ -153,7 +158,9 @@ class ReducedBlock(nn.Module):
     :meth:`conv` and :meth:`finish`.
     """
 
-    def __init__(self, kernel: np.ndarray, bias: np.ndarray, bn: Affine, padding: tuple[int, int, int, int]) -> None:
+    def __init__(
+        self, kernel: np.ndarray, bias: np.ndarray, bn: Affine, padding: tuple[int, int, int, int]
+    ) -> None:
         super().__init__()
         self.bn = bn
         weight = _t(kernel.transpose(3, 2, 0, 1))  # TF HWIO -> torch OIHW
@@ -210,7 +217,10 @@ def _conv_max_rows(seq: Tensor, weight: Tensor) -> Tensor:
     rows = seq.shape[2] - kh + 1
     if seq.device.type != "cpu" or rows <= TILE_ROWS:
         return F.conv2d(seq, weight).amax(dim=3)[0]
-    parts = [F.conv2d(seq[:, :, s : s + TILE_ROWS + kh - 1], weight).amax(dim=3)[0] for s in range(0, rows, TILE_ROWS)]
+    parts = [
+        F.conv2d(seq[:, :, start : start + TILE_ROWS + kh - 1], weight).amax(dim=3)[0]
+        for start in range(0, rows, TILE_ROWS)
+    ]
     return torch.cat(parts, 1)
 
 
@@ -261,14 +271,19 @@ class MusicnnNet(nn.Module):
         super().__init__()
         v = variables
         self.input_bn = Affine(v, "batch_normalization", dim=1)
+
+        def block(conv: str, bn: str, padding: tuple[int, int, int, int]) -> ReducedBlock:
+            return ReducedBlock(v[f"{conv}/kernel"], v[f"{conv}/bias"], Affine(v, bn), padding)
+
+        # timbral 7x38 and 7x67, 'valid' over frequency, 3 zero rows of time padding
         self.timbral = nn.ModuleList([
-            ReducedBlock(v["conv2d/kernel"], v["conv2d/bias"], Affine(v, "batch_normalization_1"), (0, 0, 3, 3)),
-            ReducedBlock(v["conv2d_1/kernel"], v["conv2d_1/bias"], Affine(v, "batch_normalization_2"), (0, 0, 3, 3)),
+            block("conv2d", "batch_normalization_1", (0, 0, 3, 3)),
+            block("conv2d_1", "batch_normalization_2", (0, 0, 3, 3)),
         ])
+        # temporal 128x1, 64x1, 32x1, TF 'same' (more padding after than before)
         self.temporal = nn.ModuleList([
-            ReducedBlock(v[f"conv2d_{i}/kernel"], v[f"conv2d_{i}/bias"], Affine(v, f"batch_normalization_{i + 1}"),
-                         (0, 0) + _same_pad(v[f"conv2d_{i}/kernel"].shape[0]))
-            for i in (2, 3, 4)
+            block(f"conv2d_{i}", f"batch_normalization_{i + 1}", (0, 0, *_same_pad(kernel)))
+            for i, kernel in ((2, 128), (3, 64), (4, 32))
         ])
         mids = []
         for i in (5, 6, 7):
@@ -440,8 +455,9 @@ class VggNet(nn.Module):
         v = variables
         self.pools = VGG_POOLS[model]
         self.input_bn = Affine(v, "batch_normalization", dim=1)
+        same = (1, 1, 1, 1)  # 3x3 'same'
         self.blocks = nn.ModuleList([
-            ReducedBlock(v[f"{i}CNN/kernel"], v[f"{i}CNN/bias"], Affine(v, f"batch_normalization_{i}"), (1, 1, 1, 1))
+            ReducedBlock(v[f"{i}CNN/kernel"], v[f"{i}CNN/bias"], Affine(v, f"batch_normalization_{i}"), same)
             for i in range(1, 6)
         ])
         self.register_buffer("out_weight", _t(v["dense/kernel"].T))

@@ -55,7 +55,9 @@ class TFMusicnn:
             import tensorflow as tf
             from tensorflow.core.protobuf import meta_graph_pb2
         except ImportError as exc:
-            raise TeacherError(f"the musicnn reference needs tensorflow ({exc}); pip install tensorflow-cpu") from None
+            raise TeacherError(
+                f"the musicnn reference needs tensorflow ({exc}); pip install tensorflow-cpu"
+            ) from None
         folder = os.fspath(folder).rstrip(os.sep) + os.sep
         meta = meta_graph_pb2.MetaGraphDef()
         with open(folder + ".meta", "rb") as handle:

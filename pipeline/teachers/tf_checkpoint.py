@@ -286,11 +286,14 @@ class CheckpointReader:
             if len(raw) != entry.size or entry.size != count * dtype.itemsize:
                 raise TeacherError(
                     f"tensor {name!r} in {str(self.data_path(entry.shard_id))!r}: expected "
-                    f"{count * dtype.itemsize} bytes for shape {entry.shape}, found {len(raw)}; re-install the weights"
+                    f"{count * dtype.itemsize} bytes for shape {entry.shape}, found {len(raw)}; "
+                    "re-install the weights"
                 )
             if google_crc32c is not None and entry.crc32c:
                 if _mask_crc(google_crc32c.value(raw)) != entry.crc32c:
-                    raise TeacherError(f"tensor {name!r} in {self.prefix!r} fails its crc32c check; re-install the weights")
+                    raise TeacherError(
+                        f"tensor {name!r} in {self.prefix!r} fails its crc32c check; re-install the weights"
+                    )
             array = np.frombuffer(raw, dtype=dtype.newbyteorder(">") if self.big_endian else dtype)
             out[name] = array.astype(dtype.newbyteorder("="), copy=True).reshape(entry.shape)
         return out
