@@ -73,10 +73,13 @@ class Trainer:
         teacher_window: seconds one teacher frame summarises.
         probe: frozen linear probe for KD (east-kd), or None.
         device: ``cpu`` or ``cuda``.
+        fingerprint: digest of every setting of the run; ``last.pt`` is resumed only when
+            it was written with the same one (other settings start the run over).
     """
 
     def __init__(self, student, objective, config: DistillConfig, run_dir: Path, *,  # noqa: ANN001
-                 teacher_times: np.ndarray | None, teacher_window: float, probe=None, device: str = "cpu") -> None:  # noqa: ANN001
+                 teacher_times: np.ndarray | None, teacher_window: float, probe=None, device: str = "cpu",  # noqa: ANN001
+                 fingerprint: str = "") -> None:
         import torch
 
         self.torch = torch
@@ -89,6 +92,7 @@ class Trainer:
         self.teacher_times = None if teacher_times is None else torch.as_tensor(teacher_times, dtype=torch.float32)
         self.teacher_window = teacher_window
         self.amp = config.amp and device == "cuda"
+        self.fingerprint = fingerprint
 
     # ---- one batch ------------------------------------------------------------------
     def _losses(self, batch: dict[str, Any], *, train: bool) -> tuple[dict[str, Any], Any]:
@@ -133,13 +137,16 @@ class Trainer:
         scheduler = self._scheduler(optimiser, steps_per_epoch=len(loader))
         state = self._resume(optimiser, scheduler)
         start_epoch, best_map, best_epoch, stale = state
-        generator = torch.Generator().manual_seed(cfg.seed + 7)
+        generator = torch.Generator()
         started = time.perf_counter()
         clips_seen, train_seconds = 0, 0.0
-        epoch = start_epoch
-        stopped_early = False
-        for epoch in range(start_epoch, cfg.epochs):
+        epochs_run = start_epoch
+        stopped_early = start_epoch > 0 and stale >= cfg.patience  # a finished run is not trained on
+        for epoch in range(start_epoch, start_epoch if stopped_early else cfg.epochs):
             train_set.set_epoch(epoch)
+            # shuffling and mixup depend on (seed, epoch) only, so a resumed run repeats them exactly
+            loader.generator.manual_seed(_epoch_seed(cfg.seed, epoch))
+            generator.manual_seed(_epoch_seed(cfg.seed + 7, epoch))
             self.student.train()
             sums = {"total": 0.0, "pred": 0.0, "feat": 0.0, "kd": 0.0}
             epoch_start = time.perf_counter()
@@ -189,6 +196,7 @@ class Trainer:
             else:
                 stale += 1
             self._checkpoint(optimiser, scheduler, epoch + 1, best_map, best_epoch, stale)
+            epochs_run = epoch + 1
             log.info("epoch %d: valid mAP %.4f (best %.4f @ %d)", epoch + 1, valid["map"], best_map, best_epoch)
             if stale >= cfg.patience:
                 stopped_early = True
@@ -198,7 +206,7 @@ class Trainer:
         return TrainResult(
             best_epoch=best_epoch,
             best_valid_map=best_map,
-            epochs_run=epoch + 1 if cfg.epochs else 0,
+            epochs_run=epochs_run,
             stopped_early=stopped_early,
             train_clips_per_second=clips_seen / train_seconds if train_seconds else 0.0,
             seconds=time.perf_counter() - started,
@@ -246,6 +254,8 @@ class Trainer:
             "best_epoch": torch.tensor(best_epoch),
             "stale": torch.tensor(stale),
             "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state() if self.device == "cuda" else torch.zeros(0, dtype=torch.uint8),
+            "fingerprint": self.fingerprint,
         }
         tmp = self.run_dir / "last.pt.tmp"
         torch.save(state, tmp)
@@ -254,16 +264,46 @@ class Trainer:
     def _resume(self, optimiser, scheduler) -> tuple[int, float, int, int]:  # noqa: ANN001
         torch = self.torch
         path = self.run_dir / "last.pt"
-        if not path.is_file():
+        state = torch.load(path, map_location=self.device, weights_only=True) if path.is_file() else None
+        if state is not None and state.get("fingerprint", "") != self.fingerprint:
+            log.warning("%s was trained with other settings; starting the run over", self.run_dir)
+            state = None
+        if state is not None and not (self.run_dir / "best.pt").is_file():
+            log.warning("%s has last.pt but no best.pt (outputs removed?); starting the run over", self.run_dir)
+            state = None
+        if state is not None and self.config.schedule == "onecycle" and (
+            state["scheduler"].get("total_steps") != scheduler.total_steps
+        ):
+            log.warning("%s was scheduled for %s steps, now %d (epochs, batch size or clips changed); "
+                        "starting the run over", self.run_dir, state["scheduler"].get("total_steps"),
+                        scheduler.total_steps)
+            state = None
+        if state is None:
+            path.unlink(missing_ok=True)
             (self.run_dir / "history.csv").unlink(missing_ok=True)
+            (self.run_dir / "best.pt").unlink(missing_ok=True)
             return 0, -math.inf, 0, 0
-        state = torch.load(path, map_location=self.device, weights_only=True)
         self.student.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"].cpu())
+        if self.device == "cuda" and state.get("cuda_rng") is not None and state["cuda_rng"].numel():
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu())
+        self._truncate_history(int(state["epoch"]))
         log.info("resuming %s after epoch %d", self.run_dir, int(state["epoch"]))
         return int(state["epoch"]), float(state["best_map"]), int(state["best_epoch"]), int(state["stale"])
+
+    def _truncate_history(self, epochs: int) -> None:
+        """Drop history rows after the checkpointed epoch (written before an interruption)."""
+        path = self.run_dir / "history.csv"
+        if not path.is_file():
+            return
+        with open(path, newline="") as handle:
+            rows = [row for row in csv.DictReader(handle) if int(float(row["epoch"])) <= epochs]
+        with open(path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
+            writer.writeheader()
+            writer.writerows({k: row.get(k, "") for k in HISTORY_FIELDS} for row in rows)
 
     def _append_history(self, row: dict[str, float]) -> None:
         path = self.run_dir / "history.csv"
@@ -273,6 +313,11 @@ class Trainer:
             if new:
                 writer.writeheader()
             writer.writerow({k: row.get(k, "") for k in HISTORY_FIELDS})
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    """A seed for ``epoch`` of a run seeded with ``seed`` (distinct across epochs and seeds)."""
+    return (seed * 1_000_003 + epoch) % (2**63)
 
 
 def _bar(total: int, desc: str, enabled: bool):  # noqa: ANN202

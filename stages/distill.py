@@ -6,6 +6,7 @@ A run folder (``<distill.runs_root>/<student>-<teacher>-<variant>``, or
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 from dataclasses import replace
@@ -89,12 +90,13 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
         "manifests": str(manifests),
         "audio_root": params.data.audio_root,
     }
-    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    config_text = json.dumps(config, indent=2) + "\n"
+    (folder / "config.json").write_text(config_text)
     trainer = Trainer(
         student, objective, cfg, folder,
         teacher_times=train_set.teacher_times() if use_teacher else None,
         teacher_window=valid_set.view.window_seconds if use_teacher and valid_set.view else 0.0,
-        probe=probe, device=device,
+        probe=probe, device=device, fingerprint=hashlib.sha256(config_text.encode()).hexdigest(),
     )
     result = trainer.fit(train_set, valid_set, progress=progress)
     metrics = {
