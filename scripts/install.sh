@@ -12,3 +12,7 @@ fi
 # musicnn pins numpy<1.17 in its metadata and tinysoundfont pulls pyaudio (needs system headers):
 # we only need musicnn's checkpoint files and tinysoundfont's synth, so skip their dependencies.
 "$PY" -m pip install --quiet --no-deps "musicnn==0.1.0" "tinysoundfont>=0.3" "tf-keras==$("$PY" -c 'import tensorflow as tf; print(tf.__version__)')"
+# The original implementations the teacher ports are checked against (model code only; their
+# weight downloads are never triggered): hear21passt (PaSST), panns_inference + torchlibrosa
+# (PANNs CNN14), torchvggish (VGGish).
+"$PY" -m pip install --quiet --no-deps "hear21passt==0.0.26" "panns_inference==0.1.1" "torchlibrosa==0.1.0" "torchvggish==0.2"
