@@ -11,7 +11,7 @@ fi
 "$PY" -m pip install --quiet -e ".[test,export,dvc,tf]"
 # musicnn pins numpy<1.17 in its metadata and tinysoundfont pulls pyaudio (needs system headers):
 # we only need musicnn's checkpoint files and tinysoundfont's synth, so skip their dependencies.
-"$PY" -m pip install --quiet --no-deps "musicnn==0.1.0" "tinysoundfont>=0.3" "tf-keras==$("$PY" -c 'import tensorflow as tf; print(tf.__version__)')"
+"$PY" -m pip install --quiet --no-deps "musicnn==0.1.0" "tinysoundfont>=0.3" "tf-keras==$(TF_CPP_MIN_LOG_LEVEL=3 "$PY" -c 'import tensorflow as tf; print(tf.__version__)' 2>/dev/null)"
 # The original implementations the teacher ports are checked against (model code only; their
 # weight downloads are never triggered): hear21passt (PaSST), panns_inference + torchlibrosa
 # (PANNs CNN14), torchvggish (VGGish).
