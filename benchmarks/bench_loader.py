@@ -89,7 +89,8 @@ def build(root: Path, n_clips: int, n_files: int, seed: int = 0) -> dict:
                 write_audio(root / "flac" / f"{cid}.flac", wave, SR)
                 import soxr
 
-                write_audio(root / "ogg" / f"{cid}.ogg", soxr.resample(wave, SR, 44100).astype(np.float32), 44100)
+                wave44 = soxr.resample(wave, SR, 44100).astype(np.float32)
+                write_audio(root / "ogg" / f"{cid}.ogg", wave44, 44100)
                 np.save(root / "npy" / f"{cid}.npy", emb)
             clips.append(Clip(cid, f"{cid}.flac", SECONDS, SR, (0, 1), (True, True)))
     flat_audio.flush()
@@ -202,7 +203,8 @@ def _time_loader(loader, repeats: int) -> dict:  # noqa: ANN001
         walls.append(time.perf_counter() - w0)
         cpus.append(time.process_time() - c0)
     wall, cpu = statistics.median(walls), statistics.median(cpus)
-    return {"clips": count, "repeats": repeats, "wall_s": wall, "cpu_s": cpu, "clips_per_s_wall": count / wall,
+    return {"clips": count, "repeats": repeats, "wall_s": wall, "cpu_s": cpu,
+            "clips_per_s_wall": count / wall,
             "clips_per_s_per_core": count / cpu, "mb_per_s_per_core": count / cpu * SR * SECONDS * 2 / 1e6,
             "cores_for_gpu": GPU_CLIPS_PER_SECOND / (count / cpu)}
 
@@ -218,7 +220,8 @@ def main() -> None:
     report = run(args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{'path':22s} {'clips/s/core':>12s} {'MB/s/core':>10s} {'cores for 1k/s':>15s} {'of ceiling':>10s}")
+    header = ("path", "clips/s/core", "MB/s/core", "cores for 1k/s", "of ceiling")
+    print(f"{header[0]:22s} {header[1]:>12s} {header[2]:>10s} {header[3]:>15s} {header[4]:>10s}")
     for name, row in report["results"].items():
         print(f"{name:22s} {row['clips_per_s_per_core']:12.1f} {row['mb_per_s_per_core']:10.1f} "
               f"{row['cores_for_gpu']:15.1f} {row['fraction_of_raw_memmap']:10.3f}")

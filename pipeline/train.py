@@ -148,7 +148,9 @@ class Trainer:
             loader.generator.manual_seed(_epoch_seed(cfg.seed, epoch))
             generator.manual_seed(_epoch_seed(cfg.seed + 7, epoch))
             self.student.train()
-            sums = {"total": 0.0, "pred": 0.0, "feat": 0.0, "kd": 0.0}
+            # summed on the device: reading a loss every step would wait for the GPU each time
+            sums = {key: torch.zeros((), dtype=torch.float64, device=self.device)
+                    for key in ("total", "pred", "feat", "kd")}
             epoch_start = time.perf_counter()
             bar = _bar(len(loader), f"epoch {epoch + 1}/{cfg.epochs}", progress)
             for step, batch in enumerate(loader, 1):
@@ -165,11 +167,13 @@ class Trainer:
                 if cfg.schedule == "onecycle":
                     scheduler.step()
                 for key in sums:
-                    sums[key] += float(losses[key].detach()) if key in losses else 0.0
+                    if key in losses:
+                        sums[key] += losses[key].detach()
                 clips_seen += batch["audio"].shape[0]
                 rate = step * cfg.batch_size / max(time.perf_counter() - epoch_start, 1e-9)
                 bar.update(1)
-                bar.set_postfix_str(f"loss {sums['total'] / step:.4f}, {rate:.1f} clips/s")
+                if progress and (step % 20 == 0 or step == len(loader)):
+                    bar.set_postfix_str(f"loss {float(sums['total']) / step:.4f}, {rate:.1f} clips/s")
             bar.close()
             seconds = time.perf_counter() - epoch_start
             train_seconds += seconds
@@ -178,7 +182,7 @@ class Trainer:
                 scheduler.step(valid["total"])
             row = {
                 "epoch": epoch + 1,
-                **{f"train_{k}": v / len(loader) for k, v in sums.items()},
+                **{f"train_{k}": float(v) / len(loader) for k, v in sums.items()},
                 "valid_total": valid["total"],
                 "valid_map": valid["map"],
                 "valid_auc": valid["auc"],
@@ -254,7 +258,8 @@ class Trainer:
             "best_epoch": torch.tensor(best_epoch),
             "stale": torch.tensor(stale),
             "rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state() if self.device == "cuda" else torch.zeros(0, dtype=torch.uint8),
+            "cuda_rng": (torch.cuda.get_rng_state() if self.device == "cuda"
+                         else torch.zeros(0, dtype=torch.uint8)),
             "fingerprint": self.fingerprint,
         }
         tmp = self.run_dir / "last.pt.tmp"
@@ -269,7 +274,8 @@ class Trainer:
             log.warning("%s was trained with other settings; starting the run over", self.run_dir)
             state = None
         if state is not None and not (self.run_dir / "best.pt").is_file():
-            log.warning("%s has last.pt but no best.pt (outputs removed?); starting the run over", self.run_dir)
+            log.warning("%s has last.pt but no best.pt (outputs removed?); starting the run over",
+                        self.run_dir)
             state = None
         if state is not None and self.config.schedule == "onecycle" and (
             state["scheduler"].get("total_steps") != scheduler.total_steps

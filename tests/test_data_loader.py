@@ -10,7 +10,10 @@ import pytest
 from pipeline.data import AudioSource, ClipDataset, collate, mixup, usable_audio_cache
 from pipeline.errors import StoreError
 from pipeline.stores import open_store
-from tests.stage2_fixtures import find_offset, make_fake_data, tiny_pipeline  # noqa: F401
+from tests import stage2_fixtures
+from tests.stage2_fixtures import TinyPipeline, find_offset, make_fake_data
+
+tiny_pipeline = stage2_fixtures.tiny_pipeline  # the session's real pipeline (built once)
 
 INT16_STEP = 1.0 / 32768
 
@@ -49,7 +52,8 @@ def test_items_hold_the_store_frames_centred_in_the_crop(tmp_path: Path) -> None
             np.testing.assert_array_equal(item["teacher"], frames)
             np.testing.assert_allclose(times - t0, rel, atol=1e-9)
             idx = (times - data.frame0) / data.hop
-            np.testing.assert_allclose(store.frame_times(clip.id)[np.round(idx).astype(int)] - t0, rel, atol=1e-9)
+            stored_times = store.frame_times(clip.id)[np.round(idx).astype(int)]
+            np.testing.assert_allclose(stored_times - t0, rel, atol=1e-9)
             assert item["audio"].shape == (int(3.0 * data.sample_rate),)
     assert len(set(starts)) > 4  # the crops do move
 
@@ -116,7 +120,7 @@ def test_cache_audio_equals_file_audio_within_one_int16_step(tmp_path: Path) -> 
     assert cached._cache is not None  # the cache was really used
 
 
-def test_real_extraction_cache_matches_the_rendered_files(tiny_pipeline) -> None:  # noqa: ANN001, F811
+def test_real_extraction_cache_matches_the_rendered_files(tiny_pipeline: TinyPipeline) -> None:
     from pipeline.manifests import load_split
 
     clips = load_split(tiny_pipeline.manifests, "valid")[:3]
@@ -134,7 +138,8 @@ def test_file_fallback_without_cache_or_for_uncached_clips(tmp_path: Path) -> No
     data = make_fake_data(tmp_path / "a", [4.0, 4.0], cache=False)
     assert usable_audio_cache(data.store, data.sample_rate) is None
     ds = _dataset(data, clip_seconds=2.0, random_crop=False)
-    np.testing.assert_allclose(ds[1]["audio"], data.audio[data.clips[1].id][: 2 * data.sample_rate], atol=1e-7)
+    expected = data.audio[data.clips[1].id][: 2 * data.sample_rate]
+    np.testing.assert_allclose(ds[1]["audio"], expected, atol=1e-7)
     # a cache at another rate is not used; a cache lacking a clip falls back to its file
     other = make_fake_data(tmp_path / "b", [4.0], sample_rate=8000, id_prefix="other")
     assert usable_audio_cache(other.store, 16000) is None
@@ -198,7 +203,8 @@ def test_mixup_mixes_audio_teacher_and_labels_with_one_lambda() -> None:
         for j in range(n):
             d = a[i] - a[j]
             lam = 1.0 if j == i else float(np.dot(out["audio"][i].double().numpy() - a[j], d) / np.dot(d, d))
-            fits.append((np.abs(lam * a[i] + (1 - lam) * a[j] - out["audio"][i].double().numpy()).max(), j, lam))
+            residual = lam * a[i] + (1 - lam) * a[j] - out["audio"][i].double().numpy()
+            fits.append((np.abs(residual).max(), j, lam))
         err, j, lam = min(fits)
         assert err < 1e-5
         assert 0.5 - 1e-6 <= lam <= 1.0 + 1e-6

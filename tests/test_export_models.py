@@ -6,10 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.stage2_fixtures import invoke, tiny_pipeline  # noqa: F401
+from tests import stage2_fixtures
+from tests.stage2_fixtures import TinyPipeline, invoke
+
+tiny_pipeline = stage2_fixtures.tiny_pipeline  # the session's real pipeline (built once)
 
 
-def _audio(tiny, n: int) -> np.ndarray:  # noqa: ANN001
+def _audio(tiny: TinyPipeline, n: int) -> np.ndarray:
     from pipeline.audio import read_audio
     from pipeline.manifests import load_split
 
@@ -17,7 +20,7 @@ def _audio(tiny, n: int) -> np.ndarray:  # noqa: ANN001
     return np.stack([read_audio(c.resolve(tiny.audio_root), sample_rate=16000) for c in clips])
 
 
-def _reference(tiny, audio: np.ndarray) -> np.ndarray:  # noqa: ANN001
+def _reference(tiny: TinyPipeline, audio: np.ndarray) -> np.ndarray:
     import torch
 
     from pipeline.runs import load_run
@@ -27,11 +30,12 @@ def _reference(tiny, audio: np.ndarray) -> np.ndarray:  # noqa: ANN001
         return torch.sigmoid(run.model(torch.from_numpy(audio)).logits).numpy()
 
 
-def test_onnx_export_matches_pytorch_on_real_audio(tiny_pipeline, tmp_path: Path) -> None:  # noqa: ANN001, F811
+def test_onnx_export_matches_pytorch_on_real_audio(tiny_pipeline: TinyPipeline, tmp_path: Path) -> None:
     import onnxruntime as ort
 
     target = tmp_path / "tagger.onnx"
-    result = invoke(None, "export", str(tiny_pipeline.run_dir("east-kd")), "--format", "onnx", "--out", str(target))
+    folder = tiny_pipeline.run_dir("east-kd")
+    result = invoke(None, "export", str(folder), "--format", "onnx", "--out", str(target))
     assert result.exit_code == 0, result.output
     assert f"wrote {target}" in result.stdout and "input (batch, 64000)" in result.stdout
     session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
@@ -46,7 +50,7 @@ def test_onnx_export_matches_pytorch_on_real_audio(tiny_pipeline, tmp_path: Path
     assert np.ptp(expected) > 1e-3  # the comparison is not between constants
 
 
-def test_torchscript_export_matches_pytorch_on_real_audio(tiny_pipeline) -> None:  # noqa: ANN001, F811
+def test_torchscript_export_matches_pytorch_on_real_audio(tiny_pipeline: TinyPipeline) -> None:
     import torch
 
     folder = tiny_pipeline.run_dir("east-kd")
@@ -59,7 +63,7 @@ def test_torchscript_export_matches_pytorch_on_real_audio(tiny_pipeline) -> None
     np.testing.assert_allclose(got, _reference(tiny_pipeline, audio), atol=1e-5)
 
 
-def test_export_rejects_an_unknown_format(tiny_pipeline) -> None:  # noqa: ANN001, F811
+def test_export_rejects_an_unknown_format(tiny_pipeline: TinyPipeline) -> None:
     from pipeline.errors import ConfigError
     from pipeline.export import export_run
     from pipeline.runs import load_run

@@ -12,7 +12,10 @@ from pipeline.errors import TrainingError
 from pipeline.losses import kd_loss
 from pipeline.metrics import evaluate_predictions
 from pipeline.probe import ProbeFit, build_probe, fit_probe, load_probe, save_probe
-from tests.stage2_fixtures import tiny_pipeline  # noqa: F401
+from tests import stage2_fixtures
+from tests.stage2_fixtures import TinyPipeline
+
+tiny_pipeline = stage2_fixtures.tiny_pipeline  # the session's real pipeline (built once)
 
 
 def _linear_task(n: int, dim: int = 24, classes: int = 5, seed: int = 0):  # noqa: ANN202
@@ -39,7 +42,8 @@ def test_probe_learns_a_linear_task_and_picks_settings_on_validation() -> None:
     # (B, T, D) input is pooled over time first: repeated frames give the pooled logits
     frames = torch.from_numpy(np.repeat(x[450:460, None], 3, axis=1))
     with torch.no_grad():
-        np.testing.assert_allclose(probe(frames).numpy(), probe(torch.from_numpy(x[450:460])).numpy(), atol=1e-6)
+        pooled = probe(torch.from_numpy(x[450:460])).numpy()
+        np.testing.assert_allclose(probe(frames).numpy(), pooled, atol=1e-6)
 
 
 def test_probe_with_shuffled_labels_stays_near_chance() -> None:
@@ -86,7 +90,7 @@ def test_kd_against_the_probe_itself_is_zero_and_grows_with_disagreement() -> No
     assert float(kd_loss(logits + 1.0, logits, known, tau=2.0)) > 1e-3
 
 
-def test_trainer_kd_logits_equal_the_probe_on_the_pooled_embeddings(tiny_pipeline) -> None:  # noqa: ANN001, F811
+def test_trainer_kd_logits_equal_the_probe_on_the_pooled_embeddings(tiny_pipeline: TinyPipeline) -> None:
     """What east-kd distils on a whole clip is what the probe stage was trained and scored on."""
     from pipeline.data import AudioSource, ClipDataset, collate, frame_statistics, pooled_embeddings
     from pipeline.manifests import load_split

@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import TrainingError
-from tests.stage2_fixtures import VARIANTS, invoke, tiny_pipeline  # noqa: F401
+from tests import stage2_fixtures
+from tests.stage2_fixtures import TinyPipeline, VARIANTS, invoke
+
+tiny_pipeline = stage2_fixtures.tiny_pipeline  # the session's real pipeline (built once)
 
 LABELS = {"baseline": "Baseline (no teacher)", "east-final": "EAsT-Final", "east-kd": "EAsT-KD"}
 
@@ -28,7 +31,7 @@ def _rows(markdown: str) -> dict[str, list[str]]:
     return rows
 
 
-def test_report_has_every_row_and_real_plots(tiny_pipeline, tmp_path: Path) -> None:  # noqa: ANN001, F811
+def test_report_has_every_row_and_real_plots(tiny_pipeline: TinyPipeline, tmp_path: Path) -> None:
     out = tmp_path / "report"
     result = invoke(tiny_pipeline.params, "report", "--out", str(out))
     assert result.exit_code == 0, result.output
@@ -41,7 +44,8 @@ def test_report_has_every_row_and_real_plots(tiny_pipeline, tmp_path: Path) -> N
         evaluated = json.loads((tiny_pipeline.run_dir(variant) / "eval-test.json").read_text())
         cells = rows[LABELS[variant]]
         assert cells[0] == f"{evaluated['map']:.4f}" and cells[1] == f"{evaluated['roc_auc']:.4f}"
-        assert cells[3] == f"{evaluated['parameters']:,}" and cells[5] == ("0.00" if variant == "baseline" else "0.30")
+        assert cells[3] == f"{evaluated['parameters']:,}"
+        assert cells[5] == ("0.00" if variant == "baseline" else "0.30")
     base = json.loads((tiny_pipeline.run_dir("baseline") / "eval-test.json").read_text())["map"]
     for variant in ("east-final", "east-kd"):
         east = json.loads((tiny_pipeline.run_dir(variant) / "eval-test.json").read_text())["map"]
@@ -54,7 +58,7 @@ def test_report_has_every_row_and_real_plots(tiny_pipeline, tmp_path: Path) -> N
         assert f"![{name}]({name}.png)" in text
 
 
-def test_report_without_evaluated_runs_is_an_error(tiny_pipeline, tmp_path: Path) -> None:  # noqa: ANN001, F811
+def test_report_without_evaluated_runs_is_an_error(tiny_pipeline: TinyPipeline, tmp_path: Path) -> None:
     from pipeline.config import load_params
     from stages.report import run
 

@@ -1,4 +1,4 @@
-"""`pipeline distill / evaluate / predict` on the tiny real pipeline (musicnn teacher, rendered demo clips)."""
+"""`pipeline distill / evaluate / predict` on the tiny real pipeline (musicnn teacher, demo clips)."""
 from __future__ import annotations
 
 import csv
@@ -8,7 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.stage2_fixtures import VARIANTS, invoke, tiny_pipeline  # noqa: F401
+from tests import stage2_fixtures
+from tests.stage2_fixtures import TinyPipeline, VARIANTS, invoke
+
+tiny_pipeline = stage2_fixtures.tiny_pipeline  # the session's real pipeline (built once)
 
 
 def _json(path: Path) -> dict:
@@ -16,7 +19,7 @@ def _json(path: Path) -> dict:
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_distill_writes_a_complete_run(tiny_pipeline, variant: str) -> None:  # noqa: ANN001, F811
+def test_distill_writes_a_complete_run(tiny_pipeline: TinyPipeline, variant: str) -> None:
     folder = tiny_pipeline.run_dir(variant)
     for name in ("config.json", "best.pt", "last.pt", "history.csv", "metrics.json"):
         assert (folder / name).is_file(), name
@@ -39,7 +42,7 @@ def test_distill_writes_a_complete_run(tiny_pipeline, variant: str) -> None:  # 
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_evaluate_writes_sane_metrics_that_match_the_model(tiny_pipeline, variant: str) -> None:  # noqa: ANN001, F811
+def test_evaluate_writes_sane_metrics_that_match_the_model(tiny_pipeline: TinyPipeline, variant: str) -> None:
     import torch
 
     from pipeline.audio import read_audio
@@ -64,16 +67,17 @@ def test_evaluate_writes_sane_metrics_that_match_the_model(tiny_pipeline, varian
         probs = torch.sigmoid(run.model(torch.from_numpy(audio)).logits).numpy()
     labels, known = label_arrays(clips)
     assert evaluate_predictions(probs, labels, known).mAP == pytest.approx(result["map"], abs=2e-3)
-    assert f"{variant} on test (8 clips): mAP {result['map']:.4f}" in tiny_pipeline.outputs[f"evaluate-{variant}"]
+    printed = tiny_pipeline.outputs[f"evaluate-{variant}"]
+    assert f"{variant} on test (8 clips): mAP {result['map']:.4f}" in printed
 
 
-def _test_files(tiny, n: int) -> list[Path]:  # noqa: ANN001
+def _test_files(tiny: TinyPipeline, n: int) -> list[Path]:
     from pipeline.manifests import load_split
 
     return [c.resolve(tiny.audio_root) for c in load_split(tiny.manifests, "test")[:n]]
 
 
-def test_predict_prints_the_top_tags_of_a_rendered_file(tiny_pipeline) -> None:  # noqa: ANN001, F811
+def test_predict_prints_the_top_tags_of_a_rendered_file(tiny_pipeline: TinyPipeline) -> None:
     from pipeline.audio import read_audio
     from pipeline.runs import load_run, predict_audio
 
@@ -96,7 +100,7 @@ def test_predict_prints_the_top_tags_of_a_rendered_file(tiny_pipeline) -> None: 
     np.testing.assert_allclose(list(record["probabilities"].values()), probs, rtol=1e-6)
 
 
-def test_predict_scores_a_long_file_in_sliding_windows(tiny_pipeline, tmp_path: Path) -> None:  # noqa: ANN001, F811
+def test_predict_scores_a_long_file_in_sliding_windows(tiny_pipeline: TinyPipeline, tmp_path: Path) -> None:
     import torch
 
     from pipeline.audio import read_audio, write_audio
@@ -122,11 +126,12 @@ def test_predict_scores_a_long_file_in_sliding_windows(tiny_pipeline, tmp_path: 
     short = wave[:16000]
     padded = torch.from_numpy(np.pad(short, (0, 48000))[None])
     with torch.no_grad():
-        np.testing.assert_allclose(predict_audio(run, short), torch.sigmoid(run.model(padded).logits)[0].numpy(),
-                                   rtol=1e-5, atol=1e-6)
+        once = torch.sigmoid(run.model(padded).logits)[0].numpy()
+    np.testing.assert_allclose(predict_audio(run, short), once, rtol=1e-5, atol=1e-6)
 
 
-def test_predict_skips_an_unreadable_file_with_exit_code_2(tiny_pipeline, tmp_path: Path) -> None:  # noqa: ANN001, F811
+def test_predict_skips_an_unreadable_file_with_exit_code_2(tiny_pipeline: TinyPipeline,
+                                                           tmp_path: Path) -> None:
     good = _test_files(tiny_pipeline, 1)[0]
     bad = tmp_path / "broken.flac"
     bad.write_bytes(b"this is not audio" * 100)
@@ -136,7 +141,8 @@ def test_predict_skips_an_unreadable_file_with_exit_code_2(tiny_pipeline, tmp_pa
     assert result.stdout.startswith(f"{good}: ") and "broken" not in result.stdout
 
 
-def test_evaluate_and_predict_refuse_a_folder_that_is_not_a_run(tiny_pipeline, tmp_path: Path) -> None:  # noqa: ANN001, F811
+def test_evaluate_and_predict_refuse_a_folder_that_is_not_a_run(tiny_pipeline: TinyPipeline,
+                                                                tmp_path: Path) -> None:
     result = invoke(tiny_pipeline.params, "evaluate", str(tmp_path))
     assert result.exit_code == 1 and "not a training run" in result.output
     good = _test_files(tiny_pipeline, 1)[0]
@@ -144,13 +150,14 @@ def test_evaluate_and_predict_refuse_a_folder_that_is_not_a_run(tiny_pipeline, t
     assert result.exit_code == 1 and "pipeline distill" in result.output
 
 
-def test_east_kd_without_a_probe_says_to_run_the_probe(tiny_pipeline, tmp_path: Path) -> None:  # noqa: ANN001, F811
+def test_east_kd_without_a_probe_says_to_run_the_probe(tiny_pipeline: TinyPipeline, tmp_path: Path) -> None:
     import yaml
 
     params = yaml.safe_load(tiny_pipeline.params.read_text())
     params["probe"]["runs_root"] = str(tmp_path / "no-probes")
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
-    result = invoke(path, "distill", "--variant", "east-kd", "--run-dir", str(tmp_path / "run"), "--no-progress")
+    run_dir = str(tmp_path / "run")
+    result = invoke(path, "distill", "--variant", "east-kd", "--run-dir", run_dir, "--no-progress")
     assert result.exit_code == 1 and "pipeline probe" in result.output
     assert not (tmp_path / "run" / "best.pt").exists()
