@@ -41,8 +41,8 @@ def collect_runs(runs_root: Path, variants: list[str], probes: list[str]) -> lis
                 "parameters": metrics.get("parameters"), "cpu_ms_per_clip": None,
             }, per_class=per_class))
     for variant in variants:
-        folder = runs_root / variant
-        if not (folder / "eval-test.json").is_file():
+        folder = _variant_folder(runs_root, variant)
+        if folder is None:
             continue
         metrics = json.loads((folder / "eval-test.json").read_text())
         train = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
@@ -51,6 +51,19 @@ def collect_runs(runs_root: Path, variants: list[str], probes: list[str]) -> lis
         per_class = {r["class"]: float(r["average_precision"]) for r in _read_csv(folder / "per_class-test.csv")}
         summaries.append(RunSummary(variant, VARIANT_LABELS.get(variant, variant), metrics, history, per_class))
     return summaries
+
+
+def _variant_folder(runs_root: Path, variant: str) -> Path | None:
+    """``runs_root/<variant>`` (dvc.yaml's run folders) when evaluated, else the latest evaluated run of
+    that variant under another name (``pipeline distill``'s default ``<student>-<teacher>-<variant>``)."""
+    if (runs_root / variant / "eval-test.json").is_file():
+        return runs_root / variant
+    found = []
+    for result in runs_root.glob("*/eval-test.json"):
+        config = result.parent / "config.json"
+        if config.is_file() and json.loads(config.read_text()).get("variant") == variant:
+            found.append(result)
+    return max(found, key=lambda p: p.stat().st_mtime).parent if found else None
 
 
 def _fmt(value: Any, spec: str) -> str:

@@ -82,3 +82,19 @@ def test_report_leaves_out_runs_that_are_not_evaluated(tmp_path: Path) -> None:
     text = write_markdown(summaries, plots, tmp_path / "out").read_text()
     assert "| Baseline (no teacher) | 0.5000 | 0.7000 | 0.3000 | 1,000 | 2.0 | n/a |" in text
     assert "EAsT" not in _rows(text).__repr__()
+
+
+def test_report_finds_runs_under_distill_default_names(tmp_path: Path) -> None:
+    """`pipeline distill` alone writes <student>-<teacher>-<variant>; dvc.yaml writes <variant>."""
+    from pipeline.report import collect_runs
+
+    runs = tmp_path / "runs"
+    for name, variant, value in (("mobile_fcn-musicnn-east-kd", "east-kd", 0.41),
+                                 ("mobile_fcn-baseline", "baseline", 0.30), ("baseline", "baseline", 0.35),
+                                 ("mobile_fcn-musicnn-east-final", "east-final", 0.2)):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "config.json").write_text(json.dumps({"variant": variant}))
+        if variant != "east-final":  # trained, not evaluated
+            (runs / name / "eval-test.json").write_text(json.dumps({"map": value}))
+    found = {s.name: s.metrics["map"] for s in collect_runs(runs, list(VARIANTS), [])}
+    assert found == {"baseline": 0.35, "east-kd": 0.41}  # runs/<variant> wins over another name
