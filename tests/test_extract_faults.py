@@ -40,11 +40,13 @@ def test_kill_9_then_rerun_finishes_without_recomputing(tmp_path: Path) -> None:
         if before == N_CLIPS:
             break
         proc = subprocess.Popen(_extract_cmd(params), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        # Wait until the store exists and then a random extra moment, so the kill lands mid-run.
-        deadline = time.time() + 60
-        while not (store / "teacher.json").is_file() and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.5, 3.0))
+        # Kill at a random point of the run: once a random number of further tracks is committed,
+        # plus a random fraction of a part's work, so the kill lands between and inside commits.
+        target = min(N_CLIPS - 1, before + rng.randint(1, 4))
+        deadline = time.time() + 120
+        while proc.poll() is None and time.time() < deadline and len(_stored(store)) < target:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
