@@ -136,6 +136,8 @@ class DistillConfig:
         seed: seed of initialisation, crops and shuffling.
         device: ``auto``, ``cpu`` or ``cuda``.
         amp: mixed precision on CUDA.
+        loader: ``memmap`` (a raw copy of the stores under ``.cache/``, made once: fastest) or
+            ``store`` (read the Zarr/HDF5 stores directly).
         num_workers: loader worker processes.
         threads: torch threads in the training process.
         runs_root: folder for run directories.
@@ -162,6 +164,7 @@ class DistillConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True
+    loader: str = "memmap"
     num_workers: int = 0
     threads: int = 1
     runs_root: str = "runs"

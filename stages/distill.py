@@ -37,7 +37,7 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     """Train the student described by ``params.distill``; returns the metrics written to ``metrics.json``."""
     import torch
 
-    from pipeline.data import AudioSource, ClipDataset, frame_statistics, usable_audio_cache
+    from pipeline.data import AudioSource, ClipDataset, frame_statistics, hot_copy, usable_audio_cache
     from pipeline.losses import EAsTObjective
     from pipeline.manifests import load_split, read_classes
     from pipeline.probe import load_probe
@@ -63,8 +63,14 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     use_teacher = cfg.variant != "baseline"
     teacher_store = store_path(params, cfg.teacher) if use_teacher else None
     cache_owner = teacher_store or _first_store_with_audio(params)
-    audio = AudioSource(params.data.audio_root, sample_rate, usable_audio_cache(cache_owner, sample_rate))
+    audio_cache = usable_audio_cache(cache_owner, sample_rate)
     norm = frame_statistics(teacher_store, train_clips) if use_teacher else None
+    if cfg.loader == "memmap":
+        audio_cache = hot_copy(audio_cache) if audio_cache else None
+        teacher_store = hot_copy(teacher_store) if teacher_store else None
+    elif cfg.loader != "store":
+        raise ConfigError(f"distill.loader {cfg.loader!r} is not one of memmap, store")
+    audio = AudioSource(params.data.audio_root, sample_rate, audio_cache)
     common = {"audio": audio, "teacher_store": teacher_store, "teacher_norm": norm, "seed": cfg.seed}
     train_set = ClipDataset(train_clips, clip_seconds=clip_seconds, random_crop=True, **common)
     valid_set = ClipDataset(valid_clips, clip_seconds=clip_seconds, random_crop=False, **common)

@@ -14,14 +14,17 @@ from pipeline.config import Params
 def run(params: Params, *, run_dir: str, split: str | None = None) -> dict[str, Any]:
     """Macro mAP, ROC-AUC and F1 (known labels only), per class too; written to ``eval-<split>.json``.
 
+    Every clip is scored whole: clips longer than the training length by sliding windows
+    (half overlap, probabilities averaged), shorter ones zero-padded.
+
     Also measures CPU inference time per clip (batch 1, one thread) for the report.
     """
     import torch
 
-    from pipeline.data import AudioSource, ClipDataset, usable_audio_cache
+    from pipeline.data import AudioSource, usable_audio_cache
     from pipeline.manifests import label_arrays, load_split
     from pipeline.metrics import evaluate_predictions
-    from pipeline.runs import load_run
+    from pipeline.runs import load_run, predict_audio
     from pipeline.train import write_json
     from stages.distill import _first_store_with_audio
     from stages.extract import store_path
@@ -32,15 +35,14 @@ def run(params: Params, *, run_dir: str, split: str | None = None) -> dict[str, 
     clips = load_split(Path(loaded.config["manifests"]), split)
     owner = store_path(params, loaded.config["teacher"]) if loaded.config.get("teacher") else _first_store_with_audio(params)
     audio = AudioSource(loaded.config["audio_root"], loaded.sample_rate, usable_audio_cache(owner, loaded.sample_rate))
-    dataset = ClipDataset(clips, audio, clip_seconds=loaded.clip_seconds)
-    batch_size = params.evaluate.batch_size
-    probs = []
-    with torch.no_grad():
-        for start in range(0, len(dataset), batch_size):
-            batch = np.stack([dataset[i]["audio"] for i in range(start, min(start + batch_size, len(dataset)))])
-            probs.append(torch.sigmoid(loaded.model(torch.from_numpy(batch)).logits.float()).numpy())
+    # Whole clips: clips longer than the training length are scored by sliding windows.
+    probs = [
+        predict_audio(loaded, audio.read(clip, 0, int(round(clip.duration * loaded.sample_rate))),
+                      batch_size=params.evaluate.batch_size)
+        for clip in clips
+    ]
     labels, known = label_arrays(clips)
-    metrics = evaluate_predictions(np.concatenate(probs), labels, known,
+    metrics = evaluate_predictions(np.stack(probs), labels, known,
                                    threshold=params.evaluate.f1_threshold, class_names=loaded.classes)
     results = {
         "run": Path(run_dir).name,
@@ -51,7 +53,7 @@ def run(params: Params, *, run_dir: str, split: str | None = None) -> dict[str, 
         "f1_macro": metrics.macro_f1,
         "f1_binary": metrics.binary_f1,
         "parameters": sum(p.numel() for p in loaded.model.parameters()),
-        "cpu_ms_per_clip": _cpu_ms_per_clip(loaded, dataset[0]["audio"]),
+        "cpu_ms_per_clip": _cpu_ms_per_clip(loaded, np.zeros(int(loaded.clip_seconds * loaded.sample_rate), np.float32)),
     }
     write_json(Path(run_dir) / f"eval-{split}.json", results)
     with open(Path(run_dir) / f"per_class-{split}.csv", "w", newline="") as handle:
