@@ -43,7 +43,7 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     from pipeline.probe import load_probe
     from pipeline.students import build_student
     from pipeline.train import Trainer, write_json
-    from stages.extract import resolve_device, store_path
+    from stages.extract import checked_store, resolve_device
     from stages.probe import probe_dir
 
     cfg = params.distill
@@ -61,13 +61,13 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     clip_seconds = cfg.crop_seconds or statistics.median(c.duration for c in train_clips)
 
     use_teacher = cfg.variant != "baseline"
-    teacher_store = store_path(params, cfg.teacher) if use_teacher else None
+    teacher_store = checked_store(params, cfg.teacher) if use_teacher else None
     cache_owner = teacher_store or _first_store_with_audio(params)
     audio_cache = usable_audio_cache(cache_owner, sample_rate)
     norm = frame_statistics(teacher_store, train_clips) if use_teacher else None
-    if cfg.loader == "memmap":
+    if cfg.loader == "memmap":  # local stores only; a store opened by URL is read directly
         audio_cache = hot_copy(audio_cache) if audio_cache else None
-        teacher_store = hot_copy(teacher_store) if teacher_store else None
+        teacher_store = hot_copy(teacher_store) if isinstance(teacher_store, Path) else teacher_store
     elif cfg.loader != "store":
         raise ConfigError(f"distill.loader {cfg.loader!r} is not one of memmap, store")
     audio = AudioSource(params.data.audio_root, sample_rate, audio_cache)

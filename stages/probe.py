@@ -28,13 +28,13 @@ def run(params: Params, *, teacher: str, store: str | None = None, out: str | No
     from pipeline.metrics import evaluate_predictions
     from pipeline.probe import fit_probe, save_probe
     from pipeline.train import write_json
-    from stages.extract import store_path
+    from stages.extract import checked_store
 
     started = time.perf_counter()
     torch.set_num_threads(max(1, params.distill.threads))
     manifests = Path(params.data.manifests)
     classes = read_classes(manifests / "classes.json")
-    source = store_path(params, teacher, store)
+    source = checked_store(params, teacher, store)
     splits = {name: load_split(manifests, name) for name in ("train", "valid", "test")}
     mean, std = frame_statistics(source, splits["train"])
     pooled = {name: (pooled_embeddings(source, clips) - mean) / std for name, clips in splits.items()}

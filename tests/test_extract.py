@@ -99,3 +99,17 @@ def test_missing_weights_fail_before_touching_the_store(tmp_path: Path) -> None:
     assert "pip install openl3" in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "stores" / "openl3").exists()
+
+
+def test_stage_two_refuses_a_store_made_with_other_settings(tmp_path: Path) -> None:
+    from pipeline.errors import ProvenanceError
+    from stages.extract import checked_store
+
+    params_path = make_dataset(tmp_path, n_clips=1)
+    run(load_params(params_path), teacher="musicnn", progress=False)
+    assert checked_store(load_params(params_path), "musicnn") == tmp_path / "stores" / "musicnn"
+    other = load_params(params_path, {"teachers.musicnn.layer": "max_pool"})
+    with pytest.raises(ProvenanceError, match=r"config.layer: 'penultimate' != 'max_pool'"):
+        checked_store(other, "musicnn")
+    url = (tmp_path / "stores" / "musicnn").as_uri()  # a shared store opened read-only by URL
+    assert checked_store(load_params(params_path), "musicnn", url) == url
