@@ -40,7 +40,8 @@ class TrainResult:
     seconds: float
 
 
-def _loader(dataset, *, batch_size: int, shuffle: bool, drop_last: bool, num_workers: int, seed: int):  # noqa: ANN001, ANN202
+def _loader(dataset, *, batch_size: int, shuffle: bool, drop_last: bool, num_workers: int, seed: int,  # noqa: ANN001, ANN202
+            sampler=None):  # noqa: ANN001
     import torch
     from torch.utils.data import DataLoader
 
@@ -51,7 +52,8 @@ def _loader(dataset, *, batch_size: int, shuffle: bool, drop_last: bool, num_wor
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
         drop_last=drop_last,
         num_workers=num_workers,
         collate_fn=collate,
@@ -82,8 +84,12 @@ class Trainer:
                  fingerprint: str = "") -> None:
         import torch
 
+        from pipeline.distributed import from_env, wrap
+
         self.torch = torch
+        self.dist, device = from_env(device)
         self.student = student.to(device)
+        self.model = wrap(self.student, self.dist, device)  # what the training step calls
         self.objective = objective
         self.config = config
         self.run_dir = Path(run_dir)
@@ -91,7 +97,7 @@ class Trainer:
         self.probe = probe.to(device) if probe is not None else None
         self.teacher_times = None if teacher_times is None else torch.as_tensor(teacher_times, dtype=torch.float32)
         self.teacher_window = teacher_window
-        self.amp = config.amp and device == "cuda"
+        self.amp = config.amp and device.startswith("cuda")
         self.fingerprint = fingerprint
 
     # ---- one batch ------------------------------------------------------------------
@@ -102,7 +108,7 @@ class Trainer:
         known = batch["known"].to(self.device, non_blocking=True)
         teacher = batch["teacher"].to(self.device, non_blocking=True) if "teacher" in batch else None
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-            output = self.student(audio)
+            output = (self.model if train else self.student)(audio)
         teacher_logits = None
         if self.probe is not None and teacher is not None:
             with torch.no_grad():
@@ -126,8 +132,11 @@ class Trainer:
         cfg = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
+        from pipeline.distributed import agree, sampler
+
+        shard = sampler(train_set, self.dist, seed=cfg.seed)
         loader = _loader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                         num_workers=cfg.num_workers, seed=cfg.seed)
+                         num_workers=cfg.num_workers, seed=cfg.seed, sampler=shard)
         if len(loader) == 0:
             raise TrainingError(
                 f"{len(train_set)} training clips are fewer than one batch of {cfg.batch_size}; "
@@ -146,6 +155,8 @@ class Trainer:
             train_set.set_epoch(epoch)
             # shuffling and mixup depend on (seed, epoch) only, so a resumed run repeats them exactly
             loader.generator.manual_seed(_epoch_seed(cfg.seed, epoch))
+            if shard is not None:
+                shard.set_epoch(epoch)
             generator.manual_seed(_epoch_seed(cfg.seed + 7, epoch))
             self.student.train()
             # summed on the device: reading a loss every step would wait for the GPU each time
@@ -177,6 +188,12 @@ class Trainer:
             bar.close()
             seconds = time.perf_counter() - epoch_start
             train_seconds += seconds
+            epochs_run = epoch + 1
+            if not self.dist.main:  # rank 0 validates and checkpoints; the others wait for its verdict
+                if agree(self.dist, False):
+                    stopped_early = True
+                    break
+                continue
             valid = self.validate(valid_set)
             if cfg.schedule == "plateau":
                 scheduler.step(valid["total"])
@@ -200,12 +217,11 @@ class Trainer:
             else:
                 stale += 1
             self._checkpoint(optimiser, scheduler, epoch + 1, best_map, best_epoch, stale)
-            epochs_run = epoch + 1
             log.info("epoch %d: valid mAP %.4f (best %.4f @ %d)", epoch + 1, valid["map"], best_map, best_epoch)
-            if stale >= cfg.patience:
+            if agree(self.dist, stale >= cfg.patience):
                 stopped_early = True
                 break
-        if not (self.run_dir / "best.pt").is_file():
+        if self.dist.main and not (self.run_dir / "best.pt").is_file():
             torch.save(self.student.state_dict(), self.run_dir / "best.pt")
         return TrainResult(
             best_epoch=best_epoch,
@@ -258,7 +274,7 @@ class Trainer:
             "best_epoch": torch.tensor(best_epoch),
             "stale": torch.tensor(stale),
             "rng": torch.get_rng_state(),
-            "cuda_rng": (torch.cuda.get_rng_state() if self.device == "cuda"
+            "cuda_rng": (torch.cuda.get_rng_state() if self.device.startswith("cuda")
                          else torch.zeros(0, dtype=torch.uint8)),
             "fingerprint": self.fingerprint,
         }
@@ -285,17 +301,19 @@ class Trainer:
                         scheduler.total_steps)
             state = None
         if state is None:
-            path.unlink(missing_ok=True)
-            (self.run_dir / "history.csv").unlink(missing_ok=True)
-            (self.run_dir / "best.pt").unlink(missing_ok=True)
+            if self.dist.main:
+                path.unlink(missing_ok=True)
+                (self.run_dir / "history.csv").unlink(missing_ok=True)
+                (self.run_dir / "best.pt").unlink(missing_ok=True)
             return 0, -math.inf, 0, 0
         self.student.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"].cpu())
-        if self.device == "cuda" and state.get("cuda_rng") is not None and state["cuda_rng"].numel():
+        if self.device.startswith("cuda") and state.get("cuda_rng") is not None and state["cuda_rng"].numel():
             torch.cuda.set_rng_state(state["cuda_rng"].cpu())
-        self._truncate_history(int(state["epoch"]))
+        if self.dist.main:
+            self._truncate_history(int(state["epoch"]))
         log.info("resuming %s after epoch %d", self.run_dir, int(state["epoch"]))
         return int(state["epoch"]), float(state["best_map"]), int(state["best_epoch"]), int(state["stale"])
 

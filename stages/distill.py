@@ -121,7 +121,8 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
         "train_seconds": result.seconds,
         "device": device,
     }
-    write_json(folder / "metrics.json", metrics)
+    if trainer.dist.main:  # under torchrun, rank 0 writes
+        write_json(folder / "metrics.json", metrics)
     return metrics
 
 
