@@ -154,7 +154,8 @@ def write_markdown(summaries: list[RunSummary], plots: list[Path], out: Path) ->
         for s in summaries:
             if s.name.startswith("east") and s.metrics.get("map") is not None:
                 lines.append(f"- {s.label}: {s.metrics['map'] - baseline.metrics['map']:+.4f}")
-    lines += ["", "The probe row's parameters count only the linear layer; the teacher itself is not needed at inference.", ""]
+    lines += ["", "The probe row's parameters count only the linear layer; the teacher itself is not needed "
+              "at inference.", ""]
     for path in plots:
         lines += [f"![{path.stem}]({path.name})", ""]
     target = out / "report.md"

@@ -40,8 +40,8 @@ class TrainResult:
     seconds: float
 
 
-def _loader(dataset, *, batch_size: int, shuffle: bool, drop_last: bool, num_workers: int, seed: int,  # noqa: ANN001, ANN202
-            sampler=None):  # noqa: ANN001
+def _loader(dataset, *, batch_size: int, shuffle: bool, drop_last: bool,  # noqa: ANN001, ANN202
+            num_workers: int, seed: int, sampler=None):  # noqa: ANN001
     import torch
     from torch.utils.data import DataLoader
 
@@ -80,7 +80,8 @@ class Trainer:
     """
 
     def __init__(self, student, objective, config: DistillConfig, run_dir: Path, *,  # noqa: ANN001
-                 teacher_times: np.ndarray | None, teacher_window: float, probe=None, device: str = "cpu",  # noqa: ANN001
+                 teacher_times: np.ndarray | None, teacher_window: float,
+                 probe=None, device: str = "cpu",  # noqa: ANN001
                  fingerprint: str = "") -> None:
         import torch
 
@@ -263,7 +264,8 @@ class Trainer:
             return torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.2, patience=8)
         raise TrainingError(f"distill.schedule {cfg.schedule!r} is not one of onecycle, plateau")
 
-    def _checkpoint(self, optimiser, scheduler, epoch: int, best_map: float, best_epoch: int, stale: int) -> None:  # noqa: ANN001
+    def _checkpoint(self, optimiser, scheduler, epoch: int, best_map: float,  # noqa: ANN001
+                    best_epoch: int, stale: int) -> None:
         torch = self.torch
         state = {
             "model": self.student.state_dict(),

@@ -33,7 +33,8 @@ def run(params: Params, *, run_dir: str, split: str | None = None) -> dict[str, 
     split = split or params.evaluate.split
     loaded = load_run(run_dir)
     clips = load_split(Path(loaded.config["manifests"]), split)
-    owner = store_path(params, loaded.config["teacher"]) if loaded.config.get("teacher") else _first_store_with_audio(params)
+    teacher = loaded.config.get("teacher")
+    owner = store_path(params, teacher) if teacher else _first_store_with_audio(params)
     audio = AudioSource(loaded.config["audio_root"], loaded.sample_rate, usable_audio_cache(owner, loaded.sample_rate))
     # Whole clips: clips longer than the training length are scored by sliding windows.
     probs = [
@@ -53,7 +54,7 @@ def run(params: Params, *, run_dir: str, split: str | None = None) -> dict[str, 
         "f1_macro": metrics.macro_f1,
         "f1_binary": metrics.binary_f1,
         "parameters": sum(p.numel() for p in loaded.model.parameters()),
-        "cpu_ms_per_clip": _cpu_ms_per_clip(loaded, np.zeros(int(loaded.clip_seconds * loaded.sample_rate), np.float32)),
+        "cpu_ms_per_clip": _cpu_ms_per_clip(loaded),
     }
     write_json(Path(run_dir) / f"eval-{split}.json", results)
     with open(Path(run_dir) / f"per_class-{split}.csv", "w", newline="") as handle:
@@ -64,11 +65,11 @@ def run(params: Params, *, run_dir: str, split: str | None = None) -> dict[str, 
     return results
 
 
-def _cpu_ms_per_clip(loaded, audio: np.ndarray, repeats: int = 10) -> float:  # noqa: ANN001
-    """Median wall milliseconds of one forward pass on one clip (CPU, current thread count)."""
+def _cpu_ms_per_clip(loaded, repeats: int = 10) -> float:  # noqa: ANN001
+    """Median wall milliseconds of one forward pass on one training-length clip (CPU, current threads)."""
     import torch
 
-    x = torch.from_numpy(audio[None])
+    x = torch.zeros(1, int(loaded.clip_seconds * loaded.sample_rate))
     times = []
     with torch.no_grad():
         loaded.model(x)

@@ -275,8 +275,6 @@ def _write_report(report: ExtractReport, store: Path) -> Path:
     return out
 
 
-
-
 def checked_store(params: Params, teacher: str, store: str | None = None) -> Path:
     """The store of ``teacher``, refused unless it was made with the settings ``params`` asks for.
 

@@ -42,5 +42,6 @@ def distill(ctx: click.Context, student: str | None, teacher: str | None, varian
     metrics = run(params, run_dir=run_dir, progress=not no_progress)
     click.echo(
         f"{metrics['run']}: best valid mAP {metrics['valid_map']:.4f} at epoch {metrics['best_epoch']} "
-        f"({metrics['parameters']:,} parameters, {metrics['train_clips_per_second']:.1f} clips/s on {metrics['device']})"
+        f"({metrics['parameters']:,} parameters, {metrics['train_clips_per_second']:.1f} clips/s "
+        f"on {metrics['device']})"
     )

@@ -19,5 +19,6 @@ def export(run_dir: str, fmt: str, out: str | None) -> None:
     run = load_run(run_dir)
     target = Path(out) if out else Path(run_dir) / ("model.onnx" if fmt == "onnx" else "model.ts")
     path = export_run(run, target, fmt=fmt)
-    click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): input (batch, "
-               f"{int(run.clip_seconds * run.sample_rate)}) float32 at {run.sample_rate} Hz, output (batch, {len(run.classes)})")
+    samples = int(run.clip_seconds * run.sample_rate)
+    click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): input (batch, {samples}) float32 "
+               f"at {run.sample_rate} Hz, output (batch, {len(run.classes)})")

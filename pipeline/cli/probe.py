@@ -27,5 +27,6 @@ def probe(ctx: click.Context, teacher: str, store: str | None, out: str | None, 
     metrics = run(params, teacher=teacher, store=store, out=out)
     click.echo(
         f"probe-{teacher}: valid mAP {metrics['valid_map']:.4f}, test mAP {metrics['test_map']:.4f}, "
-        f"test ROC-AUC {metrics['test_roc_auc']:.4f} (weight decay {metrics['weight_decay']:g}, {metrics['steps']} steps)"
+        f"test ROC-AUC {metrics['test_roc_auc']:.4f} "
+        f"(weight decay {metrics['weight_decay']:g}, {metrics['steps']} steps)"
     )

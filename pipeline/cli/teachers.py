@@ -36,8 +36,10 @@ def teachers(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
-        geometry = "clip-level" if row["clip_level"] else f"hop {row['hop_seconds']:.3g} s, window {row['window_seconds']:.3g} s"
-        mark = click.style("present", fg="green") if row["weights"] == "present" else click.style("missing", fg="yellow")
+        geometry = ("clip-level" if row["clip_level"]
+                    else f"hop {row['hop_seconds']:.3g} s, window {row['window_seconds']:.3g} s")
+        present = row["weights"] == "present"
+        mark = click.style("present", fg="green") if present else click.style("missing", fg="yellow")
         click.echo(f"{row['name']:<8} {row['dim']:>5}-d @ {row['sample_rate']} Hz, {geometry}; weights {mark}")
         settings = ", ".join(f"{k}={v}" for k, v in row["settings"].items())
         if settings:
