@@ -357,7 +357,7 @@ def test_openl3_package_backend_agrees_with_torch(h5_file: Path, teacher: OpenL3
 
 
 def test_exact_float32_turns_tf32_off_and_restores_the_settings() -> None:
-    from pipeline.teachers.openl3_net import exact_float32
+    from pipeline.teachers.precision import exact_float32
 
     cudnn = torch.backends.cudnn
     before = (cudnn.allow_tf32, torch.get_float32_matmul_precision(), cudnn.enabled)

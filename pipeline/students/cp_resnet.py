@@ -24,10 +24,11 @@ from torch import nn
 
 from pipeline.errors import ConfigError
 from pipeline.students.base import Student, TimeOp, register_student
+from pipeline.students.frontend import FrontEndConfig
 
 
 @dataclass(frozen=True)
-class CPResNetConfig:
+class CPResNetConfig(FrontEndConfig):
     """CP-ResNet settings (``params.yaml: students.cp_resnet``).
 
     Attributes:
@@ -43,18 +44,6 @@ class CPResNetConfig:
     base_channels: int = 128
     sample_rate: int = 32000
     n_mels: int = 128
-    n_fft: int = 1024
-    hop: int = 320
-    win: int = 800
-    fmin: float = 0.0
-    fmax: float | None = None
-    fmin_aug_range: int = 0
-    fmax_aug_range: int = 0
-    freqm: int = 0
-    timem: int = 0
-    preemphasis: float = 0.97
-    norm_mean: float = -3.7
-    norm_std: float = 3.1
 
 
 def _k(big: bool) -> int:

@@ -32,10 +32,11 @@ from torch import nn
 
 from pipeline.errors import ConfigError
 from pipeline.students.base import Student, TimeOp, register_student
+from pipeline.students.frontend import FrontEndConfig
 
 
 @dataclass(frozen=True)
-class MobileFCNConfig:
+class MobileFCNConfig(FrontEndConfig):
     """Mobile-FCN settings (``params.yaml: students.mobile_fcn``).
 
     Attributes:
@@ -49,18 +50,6 @@ class MobileFCNConfig:
     dropout: float = 0.5
     sample_rate: int = 16000
     n_mels: int = 96
-    n_fft: int = 1024
-    hop: int = 320
-    win: int = 800
-    fmin: float = 0.0
-    fmax: float | None = None
-    fmin_aug_range: int = 0
-    fmax_aug_range: int = 0
-    freqm: int = 0
-    timem: int = 0
-    preemphasis: float = 0.97
-    norm_mean: float = -3.7
-    norm_std: float = 3.1
 
 
 class ConvBlock(nn.Module):

@@ -193,7 +193,7 @@ class OpenL3Teacher(Teacher):
         else:
             torch = self._torch
             parts = []
-            from pipeline.teachers.openl3_net import exact_float32
+            from pipeline.teachers.precision import exact_float32
 
             with torch.inference_mode(), exact_float32():
                 for start in range(0, len(windows), CHUNK_WINDOWS):

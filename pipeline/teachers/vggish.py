@@ -158,7 +158,7 @@ class VGGishTeacher(Teacher):
         windows = np.asarray(windows, dtype=np.float32)
         if windows.ndim != 2 or windows.shape[1] != WINDOW_SAMPLES:
             raise TeacherError(f"vggish windows must be (n, {WINDOW_SAMPLES}) float32, got {windows.shape}")
-        from pipeline.teachers.vggish_net import exact_float32
+        from pipeline.teachers.precision import exact_float32
 
         torch = self._torch
         parts = []

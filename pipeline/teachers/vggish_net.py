@@ -17,12 +17,12 @@ quantise to ``round((x + 2) * 255 / 4)`` in 0..255.
 """
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
+
 from torch import nn
 
 from pipeline.errors import TeacherError
@@ -55,25 +55,6 @@ SLIM_NAMES = {
     "embeddings.2": "vggish/fc1/fc1_2",
     "embeddings.4": "vggish/fc2",
 }
-
-
-@contextlib.contextmanager
-def exact_float32() -> Iterator[None]:
-    """Run CUDA convolutions and matmuls in full float32 (no TF32), restoring the settings after.
-
-    With TF32 (PyTorch's default for cuDNN convolutions) outputs drift ~1e-3 from the
-    original; without it they match to ~1e-6 and are still fast enough (measured on an H200:
-    OpenL3 mel128 2 500 windows/s, VGGish 18 700 windows/s).
-    """
-    cudnn = torch.backends.cudnn
-    matmul = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    try:
-        with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
-                         deterministic=cudnn.deterministic, allow_tf32=False):
-            yield
-    finally:
-        torch.set_float32_matmul_precision(matmul)
 
 
 def mel_matrix(num_bands: int = NUM_BANDS, num_bins: int = FFT_LENGTH // 2 + 1,
