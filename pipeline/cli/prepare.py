@@ -136,7 +136,8 @@ def folder(ctx: click.Context, root: str, labels_csv: str, classes: str | None,
               help="The unpacked OpenMIC-2018 folder "
                    "(openmic-2018.npz, class-map.json, audio/, partitions/).")
 @click.option("--split-dir", type=click.Path(file_okay=False), default=None,
-              help="Folder with split01_train.csv and split01_test.csv [default: <root>/partitions]")
+              help="Folder with split01_train.csv and split01_test.csv [default: <root>/partitions, "
+                   "else the committed data_manifests/openmic/splits]")
 @click.option("--label-rule", type=click.Choice(["mask", "paper"]), default="mask",
               help="mask: known where Y_mask (and Y_true != 0.5); paper: the EAsT code's rule, unknown "
                    "exactly where Y_true == 0.5.")

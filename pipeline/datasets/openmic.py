@@ -7,9 +7,11 @@ Expected under ``--root`` (the unpacked ``openmic-2018-v1.0.0.tgz``)::
     audio/<key[:3]>/<key>.ogg
     partitions/split01_train.csv, partitions/split01_test.csv   (one sample_key per line)
 
-Splits: the official ``split01`` train/test partition (14,915 / 5,085 clips). Validation is
-taken from train exactly as in the EAsT paper's code: ``random.seed(2022)`` and one
-``random.uniform(0, 1) < 0.15`` draw per train line, in file order (2,223 clips).
+Splits: the official ``split01`` train/test partition (14,915 / 5,085 clips), read from
+``--split-dir``, else ``<root>/partitions``; when the root has no ``partitions/`` folder, the copies
+committed in ``data_manifests/openmic/splits/`` are used (the report's ``options.split_source`` says
+which). Validation is taken from train exactly as in the EAsT paper's code: ``random.seed(2022)``
+and one ``random.uniform(0, 1) < 0.15`` draw per train line, in file order (2,223 clips).
 
 Labels, two rules (``label_rule``):
 
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+import pipeline
 from pipeline.datasets.base import BuildReport, probe_audio, register_builder, split_probes, write_outputs
 from pipeline.errors import ConfigError, ManifestError
 from pipeline.manifests import SPLITS, Clip
@@ -36,6 +39,9 @@ from pipeline.manifests import SPLITS, Clip
 LABEL_RULES = ("mask", "paper")
 SPLIT_FILES = {"train": "split01_train.csv", "test": "split01_test.csv"}
 OFFICIAL_SIZES = (14915, 5085)  # split01 train/test keys; the 0.15 draw then moves 2,223 train keys to valid
+#: The official split01 lists committed with the repository (cosmir/openmic-2018), used when the
+#: dataset root has no partitions/ folder and no --split-dir is given.
+COMMITTED_SPLIT_DIR = Path(pipeline.__file__).resolve().parents[1] / "data_manifests" / "openmic" / "splits"
 
 
 def read_partition(path: Path) -> list[str]:
@@ -51,6 +57,17 @@ def read_partition(path: Path) -> list[str]:
             continue
         keys.append(key)
     return keys
+
+
+def resolve_split_dir(root: Path, split_dir: Path | str | None) -> tuple[Path, str]:
+    """``(folder, source)``: ``--split-dir``, else ``<root>/partitions``, else the committed lists."""
+    if split_dir is not None:
+        return Path(split_dir), "--split-dir"
+    partitions = root / "partitions"
+    committed = all((COMMITTED_SPLIT_DIR / name).is_file() for name in SPLIT_FILES.values())
+    if not partitions.is_dir() and committed:
+        return COMMITTED_SPLIT_DIR, "committed data_manifests/openmic/splits"
+    return partitions, "<root>/partitions"
 
 
 def validation_split(
@@ -113,7 +130,8 @@ def build(
     Args:
         root: the unpacked dataset; manifests' audio paths are relative to it.
         manifests_dir: output folder.
-        split_dir: folder with ``split01_train.csv``/``split01_test.csv``; default ``<root>/partitions``.
+        split_dir: folder with ``split01_train.csv``/``split01_test.csv``; default ``<root>/partitions``,
+            or the committed ``data_manifests/openmic/splits`` when the root has no ``partitions/``.
         label_rule: ``mask`` (default) or ``paper``.
         valid_fraction, valid_seed: the validation draw (paper: 0.15, 2022).
         allow_pickle: let numpy unpickle an object-typed ``sample_key`` (only for a trusted file).
@@ -138,7 +156,7 @@ def build(
     rule_diff = int(np.count_nonzero(paper_known != mask_known))
     row = {key: i for i, key in enumerate(keys)}
 
-    split_dir = Path(split_dir) if split_dir is not None else root / "partitions"
+    split_dir, split_source = resolve_split_dir(root, split_dir)
     train_keys = read_partition(split_dir / SPLIT_FILES["train"])
     test_keys = read_partition(split_dir / SPLIT_FILES["test"])
     if (len(train_keys), len(test_keys)) != OFFICIAL_SIZES:
@@ -162,6 +180,8 @@ def build(
                                        tuple(int(v) for v in labels[i]), tuple(bool(v) for v in known[i])))
     missing, unreadable = split_probes(probes)
     warnings = [size_note] if size_note else []
+    if split_source.startswith("committed"):
+        warnings.append(f"{root} has no partitions/ folder; used the split01 lists committed in {split_dir}")
     unsplit = len(keys) - len({k for ks in split_keys.values() for k in ks} & set(row))
     if unsplit:
         warnings.append(
@@ -173,6 +193,7 @@ def build(
         dataset="openmic", manifests_dir=manifests_dir, audio_root=root, classes=classes, split_clips=clips,
         missing=missing_keys + missing, unreadable=unreadable, warnings=warnings, started=started,
         dry_run=dry_run,
-        options={"root": str(root), "split_dir": str(split_dir), "label_rule": label_rule,
+        options={"root": str(root), "split_dir": str(split_dir), "split_source": split_source,
+                 "label_rule": label_rule,
                  "valid_fraction": valid_fraction, "valid_seed": valid_seed, "rule_differences": rule_diff},
     )
