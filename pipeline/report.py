@@ -119,7 +119,7 @@ def plot_all(summaries: list[RunSummary], out: Path) -> list[Path]:
         ax.set_xticks(x + width * (len(with_classes) - 1) / 2, classes, rotation=60, ha="right")
         ax.set_ylabel("test average precision")
         ax.set_ylim(0, 1)
-        ax.legend(fontsize=8, ncol=len(with_classes))
+        ax.legend(fontsize=8, ncol=len(with_classes), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
         fig.tight_layout()
         files.append(out / "per_class.png")
         fig.savefig(files[-1], dpi=120)
