@@ -158,6 +158,7 @@ def extract_tracks(
         for clip in clips:
             path = clip.resolve(audio_root)
             try:
+                teacher.check_clip(int(round(clip.duration * teacher.sample_rate)))  # before decoding
                 sha = fingerprint(path)
                 audio = _read_whole(teacher, path)
                 frames = teacher.embed_windows(audio[None])[0]

@@ -205,6 +205,16 @@ class Teacher(abc.ABC):
         """Build the model and read the weights."""
 
     # ---- inference ------------------------------------------------------------------
+    def check_clip(self, n_samples: int) -> None:
+        """Refuse, before decoding, a clip this teacher cannot embed (clip-level teachers).
+
+        Args:
+            n_samples: clip length in samples at :attr:`sample_rate`.
+
+        Raises:
+            TeacherError: the clip is unusable for this teacher (the message says what to do).
+        """
+
     @abc.abstractmethod
     def embed_windows(self, windows: np.ndarray) -> np.ndarray:
         """Embed a batch of windows.
