@@ -26,10 +26,29 @@ def run_name(cfg: DistillConfig) -> str:
     return f"{cfg.student}-{cfg.teacher}-{cfg.variant}"
 
 
-def student_settings(params: Params, name: str) -> dict[str, Any]:
-    """``students.<name>`` with the working sample rate filled in (the audio cache's rate)."""
+#: The paper's OpenMIC augmentation (CP-ResNet, 128 mels, 10 s = 1,000 frames at 32 kHz):
+#: masks up to 48 bands and 192 frames, fmin + [0, 20) Hz, fmax - [0, 2000) Hz.
+PAPER_SPECAUGMENT = {"freqm": 48 / 128, "timem": 192 / 1000, "fmin_aug_range": 20, "fmax_aug_range": 2000}
+
+
+def student_settings(params: Params, name: str, clip_seconds: float) -> dict[str, Any]:
+    """``students.<name>`` with the working sample rate filled in (the audio cache's rate).
+
+    With ``distill.specaugment`` the paper's OpenMIC masks are added, scaled to the
+    student's mel bands and clip frames (explicit ``freqm``/``timem``/... settings win).
+    """
+    from pipeline.students import STUDENTS
+
     settings = dict(params.students.get(name, {}))
     settings.setdefault("sample_rate", params.extract.audio_sample_rate)
+    if params.distill.specaugment:
+        defaults = STUDENTS.get(name).config_type()
+        n_mels = settings.get("n_mels", defaults.n_mels)
+        frames = clip_seconds * settings["sample_rate"] / settings.get("hop", defaults.hop)
+        settings.setdefault("freqm", max(1, round(PAPER_SPECAUGMENT["freqm"] * n_mels)))
+        settings.setdefault("timem", max(1, round(PAPER_SPECAUGMENT["timem"] * frames)))
+        settings.setdefault("fmin_aug_range", PAPER_SPECAUGMENT["fmin_aug_range"])
+        settings.setdefault("fmax_aug_range", PAPER_SPECAUGMENT["fmax_aug_range"])
     return settings
 
 
@@ -54,11 +73,11 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     manifests = Path(params.data.manifests)
     classes = read_classes(manifests / "classes.json")
     train_clips, valid_clips = load_split(manifests, "train"), load_split(manifests, "valid")
-    settings = student_settings(params, cfg.student)
+    clip_seconds = cfg.crop_seconds or statistics.median(c.duration for c in train_clips)
+    settings = student_settings(params, cfg.student, clip_seconds)
     torch.manual_seed(cfg.seed)
     student = build_student(cfg.student, settings, n_classes=len(classes), sample_rate=settings["sample_rate"])
     sample_rate = int(settings["sample_rate"])
-    clip_seconds = cfg.crop_seconds or statistics.median(c.duration for c in train_clips)
 
     use_teacher = cfg.variant != "baseline"
     teacher_store = checked_store(params, cfg.teacher) if use_teacher else None
