@@ -5,7 +5,7 @@ export MALLOC_MMAP_THRESHOLD_ = 1000000000
 export MALLOC_TRIM_THRESHOLD_ = 4000000000
 export MALLOC_TOP_PAD_ = 268435456
 
-.PHONY: install demo test bench
+.PHONY: install demo test
 
 install:
 	bash scripts/install.sh
@@ -16,6 +16,3 @@ demo: install
 
 test: install
 	$(PYTHON) -m pytest -q
-
-bench: install
-	$(PYTHON) benchmarks/run_all.py
