@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import statistics
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -154,8 +153,3 @@ def _first_store_with_audio(params: Params) -> Path | None:
         if (path / "audio" / "teacher.json").is_file():
             return path
     return None
-
-
-def with_overrides(cfg: DistillConfig, **changes: Any) -> DistillConfig:
-    """``cfg`` with the non-None ``changes`` applied."""
-    return replace(cfg, **{k: v for k, v in changes.items() if v is not None})

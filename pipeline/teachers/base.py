@@ -18,7 +18,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -274,15 +274,3 @@ TEACHERS: Registry[type[Teacher]] = Registry("teacher")
 def register_teacher(cls: type[Teacher]) -> type[Teacher]:
     """Class decorator adding a teacher to :data:`TEACHERS` under ``cls.name``."""
     return TEACHERS.register(cls.name)(cls)
-
-
-def batched(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
-    """Yield lists of at most ``size`` items."""
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
