@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.errors import TeacherError
+from pipeline.teachers.weights import describe_mismatch
 
 SAMPLE_RATE = 32000
 N_MELS = 128
@@ -263,17 +264,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def load_weights(net: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
     """``load_state_dict(strict=True)`` with a one-line error naming missing/unexpected keys."""
-    mine = net.state_dict()
-    missing = sorted(set(mine) - set(state))
-    unexpected = sorted(set(state) - set(mine))
-    shapes = [k for k in mine if k in state and tuple(state[k].shape) != tuple(mine[k].shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
-            if keys:
-                parts.append(f"{label} ({len(keys)}): {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}")
+    problem = describe_mismatch(net.state_dict(), state)
+    if problem:
         raise TeacherError(
-            f"{str(path)!r} does not match the PaSST architecture ({'; '.join(parts)}); "
+            f"{str(path)!r} does not match the PaSST architecture ({problem}); "
             "pass the passt-s-f128-p16-s10-ap.476-swa.pt release checkpoint"
         )
     net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from typing import Any, Mapping
 from pathlib import Path
 
 from pipeline.errors import WeightsNotFoundError
@@ -75,3 +76,20 @@ def require_files(teacher: str, files: list[Path], hint: str) -> None:
     for path in files:
         if not Path(path).is_file():
             raise WeightsNotFoundError(f"{teacher} weights not found: {str(path)!r}; {hint}")
+
+
+def describe_mismatch(expected: Mapping[str, Any], found: Mapping[str, Any]) -> str:
+    """How a checkpoint's state dict differs from a model's, in one line ("" when it fits).
+
+    Args:
+        expected: the model's ``state_dict()`` (name -> tensor).
+        found: the checkpoint's state dict (name -> tensor).
+    """
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = [k for k in expected if k in found and tuple(found[k].shape) != tuple(expected[k].shape)]
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+        if keys:
+            parts.append(f"{label} ({len(keys)}): {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}")
+    return "; ".join(parts)
