@@ -102,7 +102,6 @@ class OpenL3Teacher(Teacher):
         super().__init__(config)
         self._model: Any = None
         self._backend: str | None = None
-        self._torch: Any = None
 
     # ---- geometry -------------------------------------------------------------------
     @property
@@ -163,15 +162,12 @@ class OpenL3Teacher(Teacher):
         if self._backend == "openl3":
             self._model = _load_keras(path, self.config)
             return
-        import torch
-
         from pipeline.teachers.openl3_net import OpenL3Model
 
         config = self.config
         model = OpenL3Model(config.input_repr, config.embedding_size, config.frontend, config.pad_mode)
         model.net.load_keras_h5(path)
         self._model = model.to(device).eval()
-        self._torch = torch
 
     # ---- inference ------------------------------------------------------------------
     def embed_windows(self, windows: np.ndarray) -> np.ndarray:
@@ -190,17 +186,11 @@ class OpenL3Teacher(Teacher):
             raise TeacherError(f"openl3 windows must be (n, {SAMPLE_RATE}) float32, got {windows.shape}")
         if self._backend == "openl3":
             out = _predict_keras(self._model, windows, self.config)
-        else:
-            torch = self._torch
-            parts = []
-            from pipeline.teachers.precision import exact_float32
+            return out.astype(np.float32, copy=False)[:, None, :]
+        from pipeline.teachers.precision import forward_in_chunks
 
-            with torch.inference_mode(), exact_float32():
-                for start in range(0, len(windows), CHUNK_WINDOWS):
-                    batch = torch.from_numpy(windows[start : start + CHUNK_WINDOWS]).to(self.device)
-                    parts.append(self._model(batch).float().cpu().numpy())
-            out = np.concatenate(parts) if parts else np.zeros((0, self.embedding_dim), np.float32)
-        return out.astype(np.float32, copy=False)[:, None, :]
+        return forward_in_chunks(self._model, windows, device=self.device, rows=CHUNK_WINDOWS,
+                                 dim=self.embedding_dim, exact=True)
 
     def describe(self) -> dict[str, Any]:
         """Provenance; ``backend: auto`` is replaced by the backend that actually runs.

@@ -178,12 +178,7 @@ class PannsTeacher(Teacher):
             self.check_clip(samples)
         if samples < MIN_SAMPLES:
             windows = np.pad(windows, ((0, 0), (0, MIN_SAMPLES - samples)))
-        import torch
+        from pipeline.teachers.precision import forward_in_chunks
 
-        out = np.empty((n, 1, self.embedding_dim), dtype=np.float32)
         rows = max(1, int(self.pass_seconds * SAMPLE_RATE) // windows.shape[1])
-        with torch.inference_mode():
-            for lo in range(0, n, rows):
-                batch = torch.from_numpy(windows[lo : lo + rows]).to(self.device)
-                out[lo : lo + rows, 0] = self._net.embed(batch).float().cpu().numpy()
-        return out
+        return forward_in_chunks(self._net.embed, windows, device=self.device, rows=rows, dim=self.embedding_dim)

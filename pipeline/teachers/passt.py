@@ -153,13 +153,7 @@ class PasstTeacher(Teacher):
             raise TeacherError(
                 f"PaSST expects windows of shape (n, {self._grid.window}), got {windows.shape}"
             )
-        import torch
+        from pipeline.teachers.precision import forward_in_chunks
 
-        out = np.empty((windows.shape[0], 1, self.embedding_dim), dtype=np.float32)
-        step = self.batch_windows
-        with torch.inference_mode():
-            for lo in range(0, windows.shape[0], step):
-                batch = torch.from_numpy(windows[lo : lo + step]).to(self.device)
-                features = self._net.embed(self._mel(batch))
-                out[lo : lo + step, 0] = features.float().cpu().numpy()
-        return out
+        return forward_in_chunks(lambda batch: self._net.embed(self._mel(batch)), windows, device=self.device,
+                                 rows=self.batch_windows, dim=self.embedding_dim)

@@ -89,7 +89,6 @@ class VGGishTeacher(Teacher):
     def __init__(self, config: VGGishConfig | None = None) -> None:
         super().__init__(config)
         self._model: Any = None
-        self._torch: Any = None
 
     # ---- geometry -------------------------------------------------------------------
     @property
@@ -129,8 +128,6 @@ class VGGishTeacher(Teacher):
 
     def _load(self, device: str) -> None:
         require_files(self.name, self.weight_files(), self.weights_hint)
-        import torch
-
         from pipeline.teachers.vggish_net import Postprocessor, VGGishModel, load_net, read_pca
 
         weights = self._weights_path()
@@ -140,7 +137,6 @@ class VGGishTeacher(Teacher):
         if pca is not None:
             model.pproc = Postprocessor(*pca)
         self._model = model.to(device).eval()
-        self._torch = torch
 
     # ---- inference ------------------------------------------------------------------
     def embed_windows(self, windows: np.ndarray) -> np.ndarray:
@@ -158,16 +154,10 @@ class VGGishTeacher(Teacher):
         windows = np.asarray(windows, dtype=np.float32)
         if windows.ndim != 2 or windows.shape[1] != WINDOW_SAMPLES:
             raise TeacherError(f"vggish windows must be (n, {WINDOW_SAMPLES}) float32, got {windows.shape}")
-        from pipeline.teachers.precision import exact_float32
+        from pipeline.teachers.precision import forward_in_chunks
 
-        torch = self._torch
-        parts = []
-        with torch.inference_mode(), exact_float32():
-            for start in range(0, len(windows), CHUNK_WINDOWS):
-                batch = torch.from_numpy(windows[start : start + CHUNK_WINDOWS]).to(self.device)
-                parts.append(self._model(batch).float().cpu().numpy())
-        out = np.concatenate(parts) if parts else np.zeros((0, EMBEDDING_SIZE), np.float32)
-        return out[:, None, :]
+        return forward_in_chunks(self._model, windows, device=self.device, rows=CHUNK_WINDOWS,
+                                 dim=EMBEDDING_SIZE, exact=True)
 
     def describe(self) -> dict[str, Any]:
         """Provenance, plus the loader normalisation the paper applies to post-processed frames."""
