@@ -70,6 +70,16 @@ def _fmt(value: Any, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def _save(fig, path: Path) -> Path:  # noqa: ANN001
+    """Write ``fig`` as a PNG and free it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_all(summaries: list[RunSummary], out: Path) -> list[Path]:
     """Write comparison.png, curves.png and per_class.png; returns the files."""
     import matplotlib
@@ -88,10 +98,7 @@ def plot_all(summaries: list[RunSummary], out: Path) -> list[Path]:
     ax.set_xlabel("test macro mAP")
     ax.set_xlim(0, 1)
     ax.invert_yaxis()
-    fig.tight_layout()
-    files.append(out / "comparison.png")
-    fig.savefig(files[-1], dpi=120)
-    plt.close(fig)
+    files.append(_save(fig, out / "comparison.png"))
 
     trained = [s for s in summaries if s.history]
     if trained:
@@ -103,10 +110,7 @@ def plot_all(summaries: list[RunSummary], out: Path) -> list[Path]:
         left.set(xlabel="epoch", ylabel="validation mAP", title="Validation mAP")
         right.set(xlabel="epoch", ylabel="training BCE (L_pred)", title="Training label loss")
         left.legend(fontsize=8)
-        fig.tight_layout()
-        files.append(out / "curves.png")
-        fig.savefig(files[-1], dpi=120)
-        plt.close(fig)
+        files.append(_save(fig, out / "curves.png"))
 
     with_classes = [s for s in summaries if s.per_class]
     if with_classes:
@@ -120,10 +124,7 @@ def plot_all(summaries: list[RunSummary], out: Path) -> list[Path]:
         ax.set_ylabel("test average precision")
         ax.set_ylim(0, 1)
         ax.legend(fontsize=8, ncol=len(with_classes), loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
-        fig.tight_layout()
-        files.append(out / "per_class.png")
-        fig.savefig(files[-1], dpi=120)
-        plt.close(fig)
+        files.append(_save(fig, out / "per_class.png"))
     return files
 
 
