@@ -79,7 +79,9 @@ def store_path(params: Params, teacher: str, store: str | None = None) -> Path:
 
     if store and is_url(store):
         return store  # type: ignore[return-value]
-    return Path(store) if store else Path(params.extract.store_root) / teacher
+    from pipeline.teachers import teacher_slug
+
+    return Path(store) if store else Path(params.extract.store_root) / teacher_slug(teacher)
 
 
 def _run_chunk(
@@ -162,10 +164,10 @@ def run(
         WeightsNotFoundError: before the store is touched, when the teacher's weights are missing.
     """
     from pipeline.stores import StoreSpec, create_store
-    from pipeline.teachers import build_teacher
+    from pipeline.teachers import build_teacher, teacher_settings
 
     cfg: ExtractConfig = params.extract
-    settings = dict(params.teachers.get(teacher, {}))
+    settings = teacher_settings(params, teacher)
     model = build_teacher(teacher, settings)
     if not model.weights_available():
         raise WeightsNotFoundError(f"teacher {teacher!r}: weights not found. {model.weights_hint}")
@@ -290,13 +292,13 @@ def checked_store(params: Params, teacher: str, store: str | None = None) -> Pat
     from pipeline.errors import ProvenanceError, StoreError
     from pipeline.stores import StoreSpec, open_store
     from pipeline.stores.location import is_url
-    from pipeline.teachers import build_teacher
+    from pipeline.teachers import build_teacher, settings_key, teacher_settings
 
     path = store_path(params, teacher, store)
     if not is_url(path) and not (path / "teacher.json").is_file():
         raise StoreError(f"no {teacher} store at {path}; run `pipeline extract --teacher {teacher}` first")
     found = open_store(path).spec
-    model = build_teacher(teacher, dict(params.teachers.get(teacher, {})))
+    model = build_teacher(teacher, teacher_settings(params, teacher))
     if model.weights_available():
         differences = found.differences(StoreSpec.from_teacher(model, dtype=found.dtype))
     else:  # weights only on the machine that extracted: compare the settings
@@ -306,7 +308,7 @@ def checked_store(params: Params, teacher: str, store: str | None = None) -> Pat
                        for key, value in sorted(wanted.items()) if found.config.get(key) != value]
     if differences:
         raise ProvenanceError(
-            f"store {path} was made with other settings than params.yaml asks for (teachers.{teacher}): "
+            f"store {path} was made with other settings than params.yaml asks for (teachers.{settings_key(teacher)}): "
             f"{'; '.join(differences)}. Re-extract with `pipeline extract --teacher {teacher} --overwrite` "
             "or change params.yaml to match"
         )

@@ -17,7 +17,9 @@ from pipeline.manifests import label_arrays, load_split, read_classes
 
 def probe_dir(params: Params, teacher: str) -> Path:
     """Run folder of the probe of ``teacher``."""
-    return Path(params.probe.runs_root) / f"probe-{teacher}"
+    from pipeline.teachers import teacher_slug
+
+    return Path(params.probe.runs_root) / f"probe-{teacher_slug(teacher)}"
 
 
 def run(params: Params, *, teacher: str, store: str | None = None, out: str | None = None) -> dict[str, Any]:

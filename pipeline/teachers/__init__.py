@@ -1,9 +1,27 @@
-"""Teacher registry; importing this package registers every teacher (light imports only)."""
+"""Teacher registry; importing this package registers every built-in teacher (light imports only).
+
+A teacher is named in one of four ways (:func:`build_teacher`):
+
+- a built-in name (``musicnn``, ``openl3``, ``vggish``, ``passt``, ``panns``);
+- a plugin name: a third-party package registers a :class:`Teacher` subclass in the
+  entry-point group :data:`ENTRY_POINT_GROUP` (``name = package.module:Class``);
+- ``hear:<module>``: any installed HEAR-2021-API module (:mod:`pipeline.teachers.hear`);
+- ``run:<run_dir>``: a run trained by this pipeline (:mod:`pipeline.teachers.run_teacher`).
+
+Settings come from ``params.yaml: teachers.<name>``, ``teachers.hear`` or ``teachers.run``
+(:func:`settings_key`). Stores and probes live in folders named by :func:`teacher_slug`.
+"""
 from __future__ import annotations
 
 import importlib
+import logging
+import re
+from pathlib import Path
+from typing import Any, Mapping
 
 from pipeline.teachers.base import TEACHERS, Teacher, WindowGrid, register_teacher
+
+log = logging.getLogger(__name__)
 
 _MODULES = ("musicnn", "openl3", "vggish", "passt", "panns")
 for _module in _MODULES:
@@ -13,14 +31,108 @@ for _module in _MODULES:
         if exc.name != f"pipeline.teachers.{_module}":
             raise
 
-__all__ = ["TEACHERS", "Teacher", "WindowGrid", "register_teacher", "build_teacher"]
+BUILTINS = tuple(TEACHERS.names())
+#: Entry-point group through which other packages add teachers.
+ENTRY_POINT_GROUP = "east_pipeline.teachers"
+#: Prefixes of the teacher forms that are not registry names.
+FORMS = ("hear:", "run:")
+
+__all__ = [
+    "BUILTINS", "ENTRY_POINT_GROUP", "TEACHERS", "Teacher", "WindowGrid", "register_teacher", "build_teacher",
+    "cached_teacher", "load_plugins", "plugin_errors", "settings_key", "teacher_settings", "teacher_slug",
+]
+
+_PLUGINS: dict[str, str] = {}  # plugin name -> entry point value
+_PLUGIN_ERRORS: dict[str, str] = {}  # plugin name -> why it could not be loaded
+_PLUGINS_LOADED = False
+
+
+def load_plugins() -> dict[str, str]:
+    """Register the teachers of every installed entry point in :data:`ENTRY_POINT_GROUP` (once).
+
+    A plugin that fails to import or is not a :class:`Teacher` subclass is skipped and
+    listed in :func:`plugin_errors`; a plugin may not replace a built-in.
+
+    Returns:
+        plugin name -> entry point value (``package.module:Class``) of the registered ones.
+    """
+    global _PLUGINS_LOADED
+    if _PLUGINS_LOADED:
+        return dict(_PLUGINS)
+    _PLUGINS_LOADED = True
+    from importlib import metadata
+
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name in TEACHERS or ":" in entry.name:
+            _PLUGIN_ERRORS[entry.name] = f"name {entry.name!r} is taken or not a plain name ({entry.value})"
+            continue
+        try:
+            cls = entry.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the pipeline
+            _PLUGIN_ERRORS[entry.name] = f"{entry.value} failed to import: {type(exc).__name__}: {exc}"
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, Teacher)):
+            _PLUGIN_ERRORS[entry.name] = f"{entry.value} is not a pipeline.teachers.Teacher subclass"
+            continue
+        TEACHERS.register(entry.name)(cls)
+        _PLUGINS[entry.name] = entry.value
+    for name, why in _PLUGIN_ERRORS.items():
+        log.warning("teacher plugin %s skipped: %s", name, why)
+    return dict(_PLUGINS)
+
+
+def plugin_errors() -> dict[str, str]:
+    """Plugins found but not registered, with the reason."""
+    load_plugins()
+    return dict(_PLUGIN_ERRORS)
+
+
+def settings_key(name: str) -> str:
+    """The ``teachers.<key>`` section holding ``name``'s settings (``hear``, ``run`` or the name)."""
+    for form in FORMS:
+        if name.startswith(form):
+            return form[:-1]
+    return name
+
+
+def teacher_settings(params: Any, name: str) -> dict[str, Any]:
+    """``name``'s raw settings from :class:`~pipeline.config.Params` (a copy)."""
+    section: Mapping[str, Any] = params.teachers
+    return dict(section.get(settings_key(name), {}) or {})
+
+
+def teacher_slug(name: str) -> str:
+    """Folder-safe form of a teacher name: ``hear:a.b`` -> ``hear-a.b``, ``run:runs/wide`` -> ``run-wide``."""
+    if name.startswith("run:"):
+        name = "run-" + Path(name[4:].rstrip("/\\")).name
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "teacher"
 
 
 def build_teacher(name: str, settings: dict | None = None) -> Teacher:
-    """Instantiate teacher ``name`` from its raw ``params.yaml`` settings (not loaded yet)."""
+    """Instantiate teacher ``name`` (any of the four forms) from its raw settings (not loaded yet).
+
+    Raises:
+        UnknownNameError: not a built-in, plugin, ``hear:`` or ``run:`` name (the valid ones are listed).
+        ConfigError: bad settings.
+    """
     from pipeline.config import from_mapping
 
-    cls = TEACHERS.get(name)
+    if name.startswith("hear:"):
+        from pipeline.teachers.hear import HearConfig, HearTeacher
+
+        return HearTeacher(name[5:], from_mapping(HearConfig, settings or {}, where="teachers.hear"))
+    if name.startswith("run:"):
+        from pipeline.teachers.run_teacher import RunTeacher, RunTeacherConfig
+
+        return RunTeacher(name[4:], from_mapping(RunTeacherConfig, settings or {}, where="teachers.run"))
+    from pipeline.errors import UnknownNameError
+
+    if name not in TEACHERS:
+        load_plugins()
+    try:
+        cls = TEACHERS.get(name)
+    except UnknownNameError as exc:
+        raise UnknownNameError(f"{exc}; or hear:<module> (a HEAR-API module) or run:<run_dir> (a trained run)") from None
     return cls(from_mapping(cls.config_type, settings or {}, where=f"teachers.{name}"))
 
 
