@@ -8,7 +8,7 @@ for several seeds, and score every run on the test split. Writes
 with mean ± std per arm and per-seed paired differences, judged by one stated rule.
 
 Usage: nice -n 10 python benchmarks/bench_run_teacher.py [--seeds 0 1 2] [--epochs 8]
-       [--teacher-epochs 12] [--jobs 2]
+       [--teacher-epochs 12] [--jobs 2] [--train-clips N]
 """
 from __future__ import annotations
 
@@ -40,15 +40,33 @@ RULE = ("better/worse: all per-seed paired differences share a sign and |mean| >
         "else not distinguishable")
 
 
+MANIFESTS: dict[str, str] = {}  # set by --train-clips: the subset manifests folder
+
+
 def _params(overrides: dict):  # noqa: ANN202
     from pipeline.config import load_params
 
-    return load_params("params.yaml", overrides)
+    return load_params("params.yaml", {**MANIFESTS, **overrides})
 
 
-def _student_job(args: tuple[str, int, int]) -> dict:
-    arm, seed, epochs = args
+def _subset(size: int) -> None:
+    """Manifests with the first ``size`` train clips (valid and test whole), used by every later step."""
+    from pipeline.config import load_params
+    from pipeline.manifests import load_split, write_manifest
+
+    src = Path(load_params("params.yaml").data.manifests)
+    dst = WORK / f"manifests-{size}"
+    dst.mkdir(parents=True, exist_ok=True)
+    write_manifest(dst / "train.jsonl", load_split(src, "train")[:size])
+    for name in ("valid.jsonl", "test.jsonl", "classes.json"):
+        shutil.copy(src / name, dst / name)
+    MANIFESTS["data.manifests"] = str(dst)
+
+
+def _student_job(args: tuple[str, int, int, dict]) -> dict:
+    arm, seed, epochs, manifests = args
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    MANIFESTS.update(manifests)
     from stages import distill, evaluate
 
     variant, teacher = ARMS[arm]
@@ -69,9 +87,8 @@ def _prepare_teachers(teacher_epochs: int, log: dict) -> None:
     from stages import distill, evaluate, extract, probe
 
     started = time.perf_counter()
-    if not (Path("stores/musicnn") / "teacher.json").is_file() or not log.get("musicnn_extracted"):
-        report = extract.run(_params({"extract.device": "cpu"}), teacher="musicnn", progress=False)
-        log["musicnn_extracted"] = report.to_json()
+    report = extract.run(_params({"extract.device": "cpu"}), teacher="musicnn", progress=False)
+    log["musicnn_extracted"] = report.to_json()
     if not (TEACHER_DIR / "metrics.json").is_file():
         params = _params({"distill.student": "cp_resnet", "students.cp_resnet.base_channels": 64,
                           "distill.variant": "baseline", "distill.epochs": teacher_epochs, "distill.seed": 0,
@@ -121,7 +138,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8, help="student epochs (params.yaml has 12)")
     parser.add_argument("--teacher-epochs", type=int, default=12)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--train-clips", type=int, default=0, help="first N train clips only (0: all)")
     args = parser.parse_args()
+    if args.train_clips:
+        _subset(args.train_clips)
     WORK.mkdir(parents=True, exist_ok=True)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -132,12 +152,13 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "loadavg_before": os.getloadavg(), "python": platform.python_version()},
         "settings": {"student_epochs": args.epochs, "teacher_epochs": args.teacher_epochs, "seeds": args.seeds,
                      "student": "mobile_fcn (params.yaml: dropout 0.2)", "teacher_student": "cp_resnet base_channels 64",
-                     "variant": "east-kd (lam, kd_weight, tau from params.yaml)", "train_clips": "all (600)"},
+                     "variant": "east-kd (lam, kd_weight, tau from params.yaml)", "train_clips": args.train_clips or "all (600)",
+                     "manifests": MANIFESTS.get("data.manifests", "params.yaml")},
         "log": {}, "runs": [], "complete": False,
     }
     _prepare_teachers(args.teacher_epochs, result["log"])
     _write(result)
-    jobs = [(arm, seed, args.epochs) for seed in args.seeds for arm in ARMS]
+    jobs = [(arm, seed, args.epochs, dict(MANIFESTS)) for seed in args.seeds for arm in ARMS]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for run in pool.map(_student_job, jobs):
             result["runs"].append(run)
