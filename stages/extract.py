@@ -296,8 +296,13 @@ def checked_store(params: Params, teacher: str, store: str | None = None) -> Pat
 
     path = store_path(params, teacher, store)
     if not is_url(path) and not (path / "teacher.json").is_file():
-        raise StoreError(f"no {teacher} store at {path}; run `pipeline extract --teacher {teacher}` first")
+        how = "pipeline store import" if teacher.startswith("imported:") else f"pipeline extract --teacher {teacher}"
+        raise StoreError(f"no {teacher} store at {path}; run `{how}` first")
     found = open_store(path).spec
+    if teacher.startswith("imported:"):  # no model to compare with: the store is its own provenance
+        if found.teacher != teacher or found.config.get("provenance") != "imported":
+            raise ProvenanceError(f"store {path} holds {found.teacher!r}, not the imported teacher {teacher!r}")
+        return path
     model = build_teacher(teacher, teacher_settings(params, teacher))
     if model.weights_available():
         differences = found.differences(StoreSpec.from_teacher(model, dtype=found.dtype))

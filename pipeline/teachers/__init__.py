@@ -8,6 +8,8 @@ A teacher is named in one of four ways (:func:`build_teacher`):
 - ``hear:<module>``: any installed HEAR-2021-API module (:mod:`pipeline.teachers.hear`);
 - ``run:<run_dir>``: a run trained by this pipeline (:mod:`pipeline.teachers.run_teacher`).
 
+``imported:<label>`` names a store made by ``pipeline store import`` (no model: stage two only).
+
 Settings come from ``params.yaml: teachers.<name>``, ``teachers.hear`` or ``teachers.run``
 (:func:`settings_key`). Stores and probes live in folders named by :func:`teacher_slug`.
 """
@@ -35,7 +37,7 @@ BUILTINS = tuple(TEACHERS.names())
 #: Entry-point group through which other packages add teachers.
 ENTRY_POINT_GROUP = "east_pipeline.teachers"
 #: Prefixes of the teacher forms that are not registry names.
-FORMS = ("hear:", "run:")
+FORMS = ("hear:", "run:", "imported:")
 
 __all__ = [
     "BUILTINS", "ENTRY_POINT_GROUP", "TEACHERS", "Teacher", "WindowGrid", "register_teacher", "build_teacher",
@@ -121,6 +123,11 @@ def build_teacher(name: str, settings: dict | None = None) -> Teacher:
         from pipeline.teachers.hear import HearConfig, HearTeacher
 
         return HearTeacher(name[5:], from_mapping(HearConfig, settings or {}, where="teachers.hear"))
+    if name.startswith("imported:"):
+        from pipeline.errors import TeacherError
+
+        raise TeacherError(f"{name} is a store made by `pipeline store import`; there is no model to run. "
+                           "Use it in probe/distill (--teacher " + name + ")")
     if name.startswith("run:"):
         from pipeline.teachers.run_teacher import RunTeacher, RunTeacherConfig
 
