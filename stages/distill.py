@@ -83,9 +83,9 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     cache_owner = teacher_store or _first_store_with_audio(params)
     audio_cache = usable_audio_cache(cache_owner, sample_rate)
     norm = frame_statistics(teacher_store, train_clips) if use_teacher else None
-    if cfg.loader == "memmap":  # local stores only; a store opened by URL is read directly
+    if cfg.loader == "memmap":  # a local raw copy (of a URL store too); `store` reads the stores directly
         audio_cache = hot_copy(audio_cache) if audio_cache else None
-        teacher_store = hot_copy(teacher_store) if isinstance(teacher_store, Path) else teacher_store
+        teacher_store = hot_copy(teacher_store) if teacher_store else None
     elif cfg.loader != "store":
         raise ConfigError(f"distill.loader {cfg.loader!r} is not one of memmap, store")
     audio = AudioSource(params.data.audio_root, sample_rate, audio_cache)
@@ -144,12 +144,14 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     return metrics
 
 
-def _first_store_with_audio(params: Params) -> Path | None:
+def _first_store_with_audio(params: Params) -> Path | str | None:
     """A teacher store whose audio cache the baseline can reuse (first enabled teacher)."""
     from stages.extract import store_path
 
+    from pipeline.stores.location import Location
+
     for name in params.teachers_enabled:
         path = store_path(params, name)
-        if (path / "audio" / "teacher.json").is_file():
+        if Location(path).exists("audio/teacher.json"):
             return path
     return None

@@ -79,7 +79,29 @@ def store_path(params: Params, teacher: str, store: str | None = None) -> Path:
 
     if store and is_url(store):
         return store  # type: ignore[return-value]
+    if not store and is_url(params.extract.store_root):
+        return f"{params.extract.store_root.rstrip('/')}/{teacher}"  # type: ignore[return-value]
     return Path(store) if store else Path(params.extract.store_root) / teacher
+
+
+def refuse_remote_target(path: Path | str) -> None:
+    """Extraction writes local stores only: a URL target is refused before anything runs.
+
+    Object stores have no atomic rename or lock, which the part commit protocol needs; a
+    local store shared with ``dvc push`` (or copied with any S3 tool) keeps every guarantee.
+
+    Raises:
+        StoreError: naming the URL and the local-extract-then-push route.
+    """
+    from pipeline.errors import StoreError
+    from pipeline.stores.location import is_url
+
+    if is_url(str(path)):
+        raise StoreError(
+            f"cannot extract into {path}: stores are written locally and then shared; run "
+            "`pipeline extract --store stores/<teacher>` (or set extract.store_root to a local folder), "
+            "then `dvc push` (or `aws s3 sync stores/<teacher> <url>`), and read the URL in probe/distill"
+        )
 
 
 def _run_chunk(
@@ -165,6 +187,8 @@ def run(
     from pipeline.teachers import build_teacher
 
     cfg: ExtractConfig = params.extract
+    path = store_path(params, teacher, store)
+    refuse_remote_target(path)
     settings = dict(params.teachers.get(teacher, {}))
     model = build_teacher(teacher, settings)
     if not model.weights_available():
@@ -178,7 +202,6 @@ def run(
     if limit is not None:
         clips = clips[:limit]
 
-    path = store_path(params, teacher, store)
     spec = StoreSpec.from_teacher(model, dtype=cfg.dtype)
     emb_store = create_store(path, spec, backend=cfg.backend, overwrite=overwrite)
     audio_path = None
