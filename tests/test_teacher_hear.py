@@ -18,7 +18,8 @@ from pipeline.config import load_params
 from pipeline.errors import TeacherError
 from pipeline.stores import open_store
 from pipeline.teachers import build_teacher
-from stages.extract import checked_store, run
+from pipeline.stores.lookup import checked_store
+from stages.extract import run
 from tests.extract_fixtures import make_dataset
 
 NAME = "hear:tests.toy_hear"

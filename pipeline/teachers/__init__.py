@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import importlib
 import logging
-import re
-from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING
 
+from pipeline.errors import UnknownNameError
 from pipeline.teachers.base import TEACHERS, Teacher, WindowGrid, register_teacher
+from pipeline.teachers.names import FORMS, settings_key, teacher_settings, teacher_slug
+
+if TYPE_CHECKING:
+    from pipeline.config import Params
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +39,11 @@ for _module in _MODULES:
 BUILTINS = tuple(TEACHERS.names())
 #: Entry-point group through which other packages add teachers.
 ENTRY_POINT_GROUP = "east_pipeline.teachers"
-#: Prefixes of the teacher forms that are not registry names.
-FORMS = ("hear:", "run:", "imported:")
 
 __all__ = [
-    "BUILTINS", "ENTRY_POINT_GROUP", "TEACHERS", "Teacher", "WindowGrid", "register_teacher", "build_teacher",
-    "cached_teacher", "load_plugins", "plugin_errors", "settings_key", "teacher_settings", "teacher_slug",
+    "BUILTINS", "ENTRY_POINT_GROUP", "FORMS", "TEACHERS", "Teacher", "WindowGrid", "register_teacher", "build_teacher",
+    "cached_teacher", "check_teacher_names", "load_plugins", "plugin_errors", "settings_key", "teacher_settings",
+    "teacher_slug",
 ]
 
 _PLUGINS: dict[str, str] = {}  # plugin name -> entry point value
@@ -87,27 +89,6 @@ def plugin_errors() -> dict[str, str]:
     """Plugins found but not registered, with the reason."""
     load_plugins()
     return dict(_PLUGIN_ERRORS)
-
-
-def settings_key(name: str) -> str:
-    """The ``teachers.<key>`` section holding ``name``'s settings (``hear``, ``run`` or the name)."""
-    for form in FORMS:
-        if name.startswith(form):
-            return form[:-1]
-    return name
-
-
-def teacher_settings(params: Any, name: str) -> dict[str, Any]:
-    """``name``'s raw settings from :class:`~pipeline.config.Params` (a copy)."""
-    section: Mapping[str, Any] = params.teachers
-    return dict(section.get(settings_key(name), {}) or {})
-
-
-def teacher_slug(name: str) -> str:
-    """Folder-safe form of a teacher name: ``hear:a.b`` -> ``hear-a.b``, ``run:runs/wide`` -> ``run-wide``."""
-    if name.startswith("run:"):
-        name = "run-" + Path(name[4:].rstrip("/\\")).name
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "teacher"
 
 
 def build_teacher(name: str, settings: dict | None = None) -> Teacher:
@@ -158,3 +139,31 @@ def cached_teacher(name: str, settings: dict | None, device: str) -> Teacher:
     if key not in _LOADED:
         _LOADED[key] = build_teacher(name, settings).load(device)
     return _LOADED[key]
+
+
+def check_teacher_names(params: Params) -> None:
+    """Refuse a teacher name in ``params`` that no teacher is registered under.
+
+    Checks ``distill.teacher`` (unless empty), ``teachers_enabled`` and the keys of ``teachers``,
+    so a typo is reported when params are read, before any stage starts work.
+
+    Raises:
+        UnknownNameError: naming the key, the bad name and the registered teachers.
+    """
+    named = [("distill.teacher", params.distill.teacher)] if params.distill.teacher else []
+    named += [("teachers_enabled", name) for name in params.teachers_enabled]
+    for key, name in named:
+        if not name.startswith(FORMS) and name not in TEACHERS:
+            load_plugins()
+            if name not in TEACHERS:
+                raise UnknownNameError(
+                    f"{key}: unknown teacher {name!r}; choose one of: {', '.join(TEACHERS.names())}, "
+                    "hear:<module>, run:<run_dir> or imported:<label>")
+    sections = {form[:-1] for form in FORMS}
+    for name in params.teachers:  # settings sections: a teacher name or a form's section
+        if name not in sections and name not in TEACHERS:
+            load_plugins()
+            if name not in TEACHERS:
+                raise UnknownNameError(
+                    f"teachers: unknown teacher {name!r}; choose one of: {', '.join(TEACHERS.names())}, "
+                    f"or {', '.join(sorted(sections))} (settings of the hear:, run: and imported: forms)")
