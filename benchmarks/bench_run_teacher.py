@@ -151,8 +151,10 @@ def main() -> None:
         "command": "nice -n 10 python " + " ".join(sys.argv),
         "machine": {"cpus": os.cpu_count(), "loadavg_before": os.getloadavg(), "python": platform.python_version()},
         "settings": {"student_epochs": args.epochs, "teacher_epochs": args.teacher_epochs, "seeds": args.seeds,
-                     "student": "mobile_fcn (params.yaml: dropout 0.2)", "teacher_student": "cp_resnet base_channels 64",
-                     "variant": "east-kd (lam, kd_weight, tau from params.yaml)", "train_clips": args.train_clips or "all (600)",
+                     "student": "mobile_fcn (params.yaml: dropout 0.2)",
+                     "teacher_student": "cp_resnet base_channels 64",
+                     "variant": "east-kd (lam, kd_weight, tau from params.yaml)",
+                     "train_clips": args.train_clips or "all (600)",
                      "manifests": MANIFESTS.get("data.manifests", "params.yaml")},
         "log": {}, "runs": [], "complete": False,
     }

@@ -55,7 +55,8 @@ def test_store_frames_equal_the_model_run_directly(tmp_path: Path, layer: int) -
     store = open_store(tmp_path / "stores" / "run-wide-teacher")
     spec = store.spec
     assert spec.teacher == "run:wide-teacher" and teacher_slug(name) == "run-wide-teacher"
-    assert spec.weights_sha256 == hashlib.sha256((tmp_path / "runs" / "wide-teacher" / "best.pt").read_bytes()).hexdigest()
+    best = tmp_path / "runs" / "wide-teacher" / "best.pt"
+    assert spec.weights_sha256 == hashlib.sha256(best.read_bytes()).hexdigest()
     assert spec.config["run_config"]["student"] == "mobile_fcn" and spec.config["layer"] == (2 if layer < 0 else 0)
     stage = spec.config["layer"]
     assert spec.hop_seconds == pytest.approx(model.frame_hop_seconds[stage])
@@ -71,8 +72,8 @@ def test_store_frames_equal_the_model_run_directly(tmp_path: Path, layer: int) -
 def test_window_mode_matches_inside_the_receptive_field(tmp_path: Path) -> None:
     """Windows with enough context give the whole-clip frames of the first stage."""
     model = write_run(tmp_path / "r")
-    teacher = build_teacher(f"run:{tmp_path / 'r'}", {"layer": 0, "mode": "window", "window_seconds": 6.0,
-                                                     "context_seconds": 1.5}).load("cpu")
+    settings = {"layer": 0, "mode": "window", "window_seconds": 6.0, "context_seconds": 1.5}
+    teacher = build_teacher(f"run:{tmp_path / 'r'}", settings).load("cpu")
     audio = np.random.default_rng(0).uniform(-0.5, 0.5, 16000 * 12).astype(np.float32)
     expected, _ = _direct(model, audio, 0)
     got = teacher.embed(audio[None])[0]

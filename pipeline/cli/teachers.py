@@ -49,7 +49,8 @@ def _form_rows(params: Any) -> list[dict[str, Any]]:
     return [
         {"name": "hear:<module>", "kind": "form", "usable": True, "settings": dict(params.teachers.get("hear", {})),
          "note": "any importable HEAR-2021-API module; installed here: " + (", ".join(hear) or "none known")},
-        {"name": "run:<run_dir>", "kind": "form", "usable": bool(runs), "settings": dict(params.teachers.get("run", {})),
+        {"name": "run:<run_dir>", "kind": "form", "usable": bool(runs),
+         "settings": dict(params.teachers.get("run", {})),
          "note": f"a run of `pipeline distill`; in {runs_root}: " + (", ".join(runs) or "none yet")},
         {"name": "imported:<label>", "kind": "form", "usable": bool(imported), "settings": {},
          "note": f"a store made by `pipeline store import` (probe/distill only); in {store_root}: "

@@ -1,4 +1,5 @@
-"""HEAR 2021 API module of the pipeline's musicnn port: MTT_musicnn penultimate layer every 1 s (params.yaml defaults), 200-d.
+"""HEAR 2021 API module of the pipeline's musicnn port: MTT_musicnn penultimate layer every 1 s
+(params.yaml defaults), 200-d.
 
 ``load_model(model_file_path="", **settings)`` takes the weight file and the
 ``params.yaml: teachers.musicnn`` settings; see :mod:`pipeline.hear`.

@@ -1,4 +1,5 @@
-"""HEAR 2021 API module of the pipeline's panns port: CNN14 2048-d on 2-s windows every 1 s (frame level); takes 48 kHz, resampled to 32 kHz inside.
+"""HEAR 2021 API module of the pipeline's panns port: CNN14 2048-d on 2-s windows every 1 s (frame
+level); takes 48 kHz, resampled to 32 kHz inside.
 
 ``load_model(model_file_path="", **settings)`` takes the weight file and the
 ``params.yaml: teachers.panns`` settings; see :mod:`pipeline.hear`.

@@ -1,4 +1,5 @@
-"""HEAR 2021 API module of the pipeline's passt port: passt_s_swa_p16_128_ap476, 768-d, 0.96 s windows and hop; takes 48 kHz, resampled to 32 kHz inside.
+"""HEAR 2021 API module of the pipeline's passt port: passt_s_swa_p16_128_ap476, 768-d, 0.96 s
+windows and hop; takes 48 kHz, resampled to 32 kHz inside.
 
 ``load_model(model_file_path="", **settings)`` takes the weight file and the
 ``params.yaml: teachers.passt`` settings; see :mod:`pipeline.hear`.

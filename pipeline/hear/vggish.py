@@ -1,4 +1,5 @@
-"""HEAR 2021 API module of the pipeline's vggish port: 128-d post-processed (PCA + 8-bit) frames, 0.96 s hop; model_file_path is vggish-10086976.pth (the PCA file next to it).
+"""HEAR 2021 API module of the pipeline's vggish port: 128-d post-processed (PCA + 8-bit) frames,
+0.96 s hop; model_file_path is vggish-10086976.pth (the PCA file next to it).
 
 ``load_model(model_file_path="", **settings)`` takes the weight file and the
 ``params.yaml: teachers.vggish`` settings; see :mod:`pipeline.hear`.

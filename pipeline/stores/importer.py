@@ -127,7 +127,8 @@ def _load(source: _Source, fmt: str) -> tuple[np.ndarray, np.ndarray | None]:
         if fmt == "openl3":
             with np.load(source.files[0], allow_pickle=False) as data:
                 if "embedding" not in data or "timestamps" not in data:
-                    raise FileRefused(f"has keys {sorted(data.files)}, not 'embedding' and 'timestamps' (openl3 .npz)")
+                    raise FileRefused(
+                        f"has keys {sorted(data.files)}, not 'embedding' and 'timestamps' (openl3 .npz)")
                 frames, stamps = np.asarray(data["embedding"]), np.asarray(data["timestamps"], dtype=np.float64)
         elif fmt == "hear":
             if not source.files[1].is_file():
@@ -151,7 +152,8 @@ def _load(source: _Source, fmt: str) -> tuple[np.ndarray, np.ndarray | None]:
         steps = np.diff(stamps)
         if len(steps) and not (steps > 0).all():
             i = int(np.flatnonzero(steps <= 0)[0]) + 1
-            raise FileRefused(f"timestamps are not increasing at frame {i} ({stamps[i - 1]:.6g} s then {stamps[i]:.6g} s)")
+            raise FileRefused(
+                f"timestamps are not increasing at frame {i} ({stamps[i - 1]:.6g} s then {stamps[i]:.6g} s)")
     return frames.astype(np.float32), stamps
 
 
@@ -160,7 +162,8 @@ def _check_grid(stamps: np.ndarray, hop: float, frame0: float) -> None:
     bad = np.flatnonzero(np.abs(stamps - expected) > GRID_TOLERANCE * hop)
     if len(bad):
         i = int(bad[0])
-        raise FileRefused(f"frame {i} at {stamps[i]:.6g} s is off the store's grid ({frame0:.6g} s + k * {hop:.6g} s)")
+        raise FileRefused(
+            f"frame {i} at {stamps[i]:.6g} s is off the store's grid ({frame0:.6g} s + k * {hop:.6g} s)")
 
 
 def fingerprint(sources: Sequence[_Source], root: Path) -> str:
@@ -174,7 +177,9 @@ def fingerprint(sources: Sequence[_Source], root: Path) -> str:
     return digest.hexdigest()
 
 
-def _geometry(sources: Sequence[_Source], fmt: str, hop: float | None, frame0: float | None) -> tuple[float, float, int]:
+def _geometry(
+    sources: Sequence[_Source], fmt: str, hop: float | None, frame0: float | None
+) -> tuple[float, float, int]:
     """hop, frame0 (seconds) and dim from the options or the first readable file with two frames."""
     dim = 0
     for source in sources:
@@ -193,7 +198,8 @@ def _geometry(sources: Sequence[_Source], fmt: str, hop: float | None, frame0: f
                 _load(source, fmt)
             except FileRefused as exc:
                 reasons.append(f"{source.files[0]}: {exc}")
-        raise StoreError(f"none of the {len(sources)} {fmt} files can be read (first: {reasons[0] if reasons else '?'})")
+        first = reasons[0] if reasons else "?"
+        raise StoreError(f"none of the {len(sources)} {fmt} files can be read (first: {first})")
     if hop is None or frame0 is None:
         raise StoreError(f"the {fmt} files do not say their frame times; pass --hop and --frame0 (seconds)")
     return hop, frame0, dim
@@ -281,11 +287,14 @@ def import_cache(
     return report
 
 
-def _matched(sources: Sequence[_Source], table: dict[str, Clip], report: ImportReport) -> Iterator[tuple[_Source, Clip]]:
+def _matched(
+    sources: Sequence[_Source], table: dict[str, Clip], report: ImportReport
+) -> Iterator[tuple[_Source, Clip]]:
     for item in sources:
         clip = _lookup(item.name, table)
         if clip is None:
-            report.refused.append((str(item.files[0]), f"no clip in the manifests has the id or audio file {item.name!r}"))
+            reason = f"no clip in the manifests has the id or audio file {item.name!r}"
+            report.refused.append((str(item.files[0]), reason))
             continue
         yield item, clip
 

@@ -120,7 +120,8 @@ def build_teacher(name: str, settings: dict | None = None) -> Teacher:
     try:
         cls = TEACHERS.get(name)
     except UnknownNameError as exc:
-        raise UnknownNameError(f"{exc}; or hear:<module> (a HEAR-API module) or run:<run_dir> (a trained run)") from None
+        raise UnknownNameError(
+            f"{exc}; or hear:<module> (a HEAR-API module) or run:<run_dir> (a trained run)") from None
     return cls(from_mapping(cls.config_type, settings or {}, where=f"teachers.{name}"))
 
 

@@ -75,7 +75,7 @@ class HearTeacher(SequenceTeacher):
         if not module or any(part == "" or not part.isidentifier() for part in module.split(".")):
             raise TeacherError(f"hear:{module!r} is not an importable module name, e.g. hear:hearbaseline.naive")
         self.module_name = module
-        self.name = f"hear:{module}"
+        self.name = f"hear:{module}"  # type: ignore[misc]  # per instance: one class, many modules
         super().__init__(config)
         self._module: Any = None
         self._model: Any = None

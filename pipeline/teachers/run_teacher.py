@@ -49,7 +49,7 @@ class RunTeacher(SequenceTeacher):
 
     def __init__(self, run_dir: str | Path, config: RunTeacherConfig | None = None) -> None:
         self.run_dir = Path(run_dir).expanduser()
-        self.name = f"run:{self.run_dir.resolve().name}"
+        self.name = f"run:{self.run_dir.resolve().name}"  # type: ignore[misc]  # per instance
         super().__init__(config)
         self._model: Any = None
 
