@@ -13,16 +13,13 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.errors import PipelineError
 from pipeline.stores.backend import PartReader, get_backend
 from pipeline.stores.index import PARTS_DIR, PartIndex, TrackEntry
-
-if TYPE_CHECKING:
-    from pipeline.stores.store import EmbeddingStore
+from pipeline.stores.protocol import TMP_DIR, StoreLike
 
 #: at most this many track ids are quoted per problem line
 MAX_IDS = 20
@@ -65,7 +62,7 @@ class VerifyReport:
         return f"{self.store}: {counts} checked: {state}"
 
 
-def verify_store(store: "EmbeddingStore", *, checksums: bool = True) -> VerifyReport:
+def verify_store(store: StoreLike, *, checksums: bool = True) -> VerifyReport:
     """Check ``store`` (see the module docstring); never raises for a damaged store.
 
     Args:
@@ -76,6 +73,8 @@ def verify_store(store: "EmbeddingStore", *, checksums: bool = True) -> VerifyRe
     report = VerifyReport(store=str(store.path))
     for name in store.missing_parts:
         report.problems.append(f"{name}: listed in parts.json but {PARTS_DIR}/{name}.json is missing")
+    for name, reason in store.refused_parts.items():
+        report.problems.append(f"{name}: refused ({reason}); its tracks are treated as absent")
     for track_id, kept, ignored in store.index.duplicates:
         where = f"twice in {kept}" if kept == ignored else f"in {kept} and again in {ignored}"
         report.problems.append(f"track {track_id!r} is listed {where}; the copy in {kept} is used")
@@ -90,7 +89,7 @@ def _bad(report: VerifyReport, part: str, ids: list[str]) -> None:
     report.bad_tracks.setdefault(part, []).extend(i for i in ids if i not in report.bad_tracks.get(part, []))
 
 
-def _verify_part(store: "EmbeddingStore", part: PartIndex, report: VerifyReport, *, checksums: bool) -> None:
+def _verify_part(store: StoreLike, part: PartIndex, report: VerifyReport, *, checksums: bool) -> None:
     spec = store.spec
     entries = sorted(part.entries, key=lambda e: (e.offset, e.n_frames))
     report.tracks += len(entries)
@@ -143,7 +142,7 @@ def _verify_part(store: "EmbeddingStore", part: PartIndex, report: VerifyReport,
 
 
 def _verify_checksums(
-    store: "EmbeddingStore",
+    store: StoreLike,
     part: PartIndex,
     entries: list[TrackEntry],
     reader: PartReader,
@@ -193,12 +192,12 @@ def _verify_checksums(
         _bad(report, part.name, mismatched)
 
 
-def _note_leftovers(store: "EmbeddingStore", report: VerifyReport) -> None:
+def _note_leftovers(store: StoreLike, report: VerifyReport) -> None:
     root = store.location.local_path("")
     if root is None:
         return
     listed = set(store.listed_parts())
-    tmp = root / "tmp"
+    tmp = root / TMP_DIR
     for name in sorted(os.listdir(tmp)) if tmp.is_dir() else []:
         if not name.endswith(".lock"):
             report.notes.append(
