@@ -120,6 +120,12 @@ class Location:
             return open(local, "rb")
         return self.fs.open(self.fs_path(rel), "rb")
 
+    def root_path(self) -> Path | None:
+        """The store folder on this machine (unchecked: for listing only), or None for remote stores."""
+        if self.local is not None:
+            return self.local
+        return Path(self.root) if self.is_local_fs else None
+
     def local_path(self, rel: str) -> Path | None:
         """A local path for ``rel`` when the store is on this machine (``file://`` included),
         checked to stay inside the store (see :meth:`contained`)."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.errors import ProvenanceError, StoreError
-from pipeline.stores.backend import PartReader, get_backend
+from pipeline.stores.backend import BACKENDS, PartReader, get_backend
 from pipeline.stores.index import (
     PARTS_DIR,
     PARTS_FILE,
@@ -359,7 +359,11 @@ def open_store(path_or_url: str | os.PathLike, *, mode: str = "r") -> EmbeddingS
             "run `pipeline extract` first or check the path"
         ) from None
     spec, layout = read_teacher_json(text, where=location.join(TEACHER_FILE))
-    get_backend(layout.backend)
+    if layout.backend not in BACKENDS:
+        raise StoreError(
+            f"{location.join(TEACHER_FILE)}: unknown store backend {layout.backend[:40]!r}; "
+            f"this version reads {', '.join(BACKENDS)}"
+        )
     return EmbeddingStore(location, spec, layout, mode)
 
 

@@ -4,7 +4,7 @@ Checks, per store: every part listed in ``parts.json`` has its index and data; n
 id is listed twice. Per part: the data opens, its shape and dtype match the index and
 ``teacher.json``, every track's rows lie inside the array without overlapping another
 track, and the sha256 of every track's frame bytes equals the one in the index. The part
-is read chunk by chunk, so a chunk that fails to decode (bad chunk checksum) names the
+is read chunk by chunk (NaN or Inf frames are findings too), so a chunk that fails to decode (bad chunk checksum) names the
 tracks it holds and the others are still checked. Leftovers of interrupted writers are
 reported as notes, not problems.
 """
@@ -163,6 +163,7 @@ def _verify_checksums(
 
     failures: dict[str, list[str]] = {}
     mismatched: list[str] = []
+    nonfinite: list[str] = []
     for entry in entries:
         first, last = entry.offset // block, (entry.offset + entry.n_frames - 1) // block
         for index in [i for i in cache if i < first]:
@@ -177,6 +178,8 @@ def _verify_checksums(
             lo = max(entry.offset, index * block) - index * block
             hi = min(entry.offset + entry.n_frames, (index + 1) * block) - index * block
             digest.update(data[lo:hi].tobytes())
+            if data.dtype.kind == "f" and not np.isfinite(data[lo:hi]).all() and entry.track_id not in nonfinite:
+                nonfinite.append(entry.track_id)
         if error is not None:
             failures.setdefault(error, []).append(entry.track_id)
         elif digest.hexdigest() != entry.checksum:
@@ -190,10 +193,13 @@ def _verify_checksums(
             f"{part.name} ({file}): checksum mismatch (frames changed) for tracks: {_ids(mismatched)}"
         )
         _bad(report, part.name, mismatched)
+    if nonfinite:
+        report.problems.append(f"{part.name} ({file}): NaN or Inf frames in tracks: {_ids(nonfinite)}")
+        _bad(report, part.name, nonfinite)
 
 
 def _note_leftovers(store: StoreLike, report: VerifyReport) -> None:
-    root = store.location.local_path("")
+    root = store.location.root_path()
     if root is None:
         return
     listed = set(store.listed_parts())
