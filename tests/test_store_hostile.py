@@ -257,7 +257,7 @@ def test_index_naming_missing_parts(world: tuple[Path, Path]) -> None:
     (lambda d: d["store"].__setitem__("chunk_frames", "8"), "chunk_frames"),
     (lambda d: d["store"].__setitem__("backend", "pickle"), "unknown store backend"),
 ])
-def test_teacher_json_with_unknown_fields_or_wrong_types(world: tuple[Path, Path], change, match: str) -> None:  # noqa: ANN001
+def test_teacher_json_with_unknown_fields_or_wrong_types(world: tuple[Path, Path], change, match: str) -> None:  # noqa: ANN001, E501
     root, _ = world
     _edit_json(root / "teacher.json", change)
     _refused_on_open(root, match)
@@ -270,7 +270,7 @@ def test_teacher_json_with_unknown_fields_or_wrong_types(world: tuple[Path, Path
     (lambda d: d["tracks"].append([1, 2]), "is not [id"),
     (lambda d: d.__setitem__("name", "part-000001"), "names itself"),
 ])
-def test_part_index_with_unknown_fields_or_wrong_types(world: tuple[Path, Path], change, match: str) -> None:  # noqa: ANN001
+def test_part_index_with_unknown_fields_or_wrong_types(world: tuple[Path, Path], change, match: str) -> None:  # noqa: ANN001, E501
     root, _ = world
     _edit_json(_index(root), change)
     _finding(root, match)
