@@ -127,9 +127,9 @@ def _datasets(params: Params, train_clips: list[Clip], valid_clips: list[Clip], 
     cache_owner = teacher_store or first_store_with_audio(params)
     audio_cache = usable_audio_cache(cache_owner, sample_rate)
     norm = frame_statistics(teacher_store, train_clips) if teacher_store is not None else None
-    if cfg.loader == "memmap":  # local stores only; a store opened by URL is read directly
+    if cfg.loader == "memmap":  # a local raw copy (of a URL store too); `store` reads the stores directly
         audio_cache = hot_copy(audio_cache) if audio_cache else None
-        teacher_store = hot_copy(teacher_store) if isinstance(teacher_store, Path) else teacher_store
+        teacher_store = hot_copy(teacher_store) if teacher_store else None
     audio = AudioSource(params.data.audio_root, sample_rate, audio_cache)
     common: dict[str, Any] = {"audio": audio, "teacher_store": teacher_store, "teacher_norm": norm, "seed": cfg.seed}
     train_set = ClipDataset(train_clips, clip_seconds=clip_seconds, random_crop=True, **common)

@@ -23,7 +23,7 @@ from pipeline.errors import WeightsNotFoundError
 from pipeline.extraction import TrackOutcome, extract_tracks
 from pipeline.manifests import Clip, load_split
 from pipeline.stores import EmbeddingStore, StoreSpec, create_store, open_store
-from pipeline.stores.lookup import store_path
+from pipeline.stores.lookup import refuse_remote_target, store_path
 from pipeline.teachers import Teacher, build_teacher, cached_teacher
 
 log = logging.getLogger(__name__)
@@ -139,6 +139,8 @@ def run(
         WeightsNotFoundError: before the store is touched, when the teacher's weights are missing.
     """
     cfg: ExtractConfig = params.extract
+    path = store_path(params, teacher, store)
+    refuse_remote_target(path)
     settings = dict(params.teachers.get(teacher, {}))
     model = build_teacher(teacher, settings)
     if not model.weights_available():
@@ -148,7 +150,6 @@ def run(
     clips = [clip for split in cfg.splits for clip in load_split(Path(manifests or params.data.manifests), split)]
     clips = clips[:limit] if limit is not None else clips
 
-    path = store_path(params, teacher, store)
     emb_store, audio_path = _open_stores(path, model, cfg, overwrite=overwrite)
     todo = [c for c in clips if c.id not in emb_store]
     report = ExtractReport(teacher=teacher, store=str(path), skipped=len(clips) - len(todo), device=device)
