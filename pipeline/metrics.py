@@ -1,4 +1,4 @@
-"""Multi-label metrics with an unknown-label mask (EAsT-method.md §5 "Metrics").
+"""Multi-label metrics with an unknown-label mask (docs/method.md, "Training and evaluation").
 
 Per class, only the entries whose label is known count. Then:
 
