@@ -94,8 +94,9 @@ def _prepare_teachers(teacher_epochs: int, log: dict) -> None:
                           "distill.variant": "baseline", "distill.epochs": teacher_epochs, "distill.seed": 0,
                           "distill.device": "cpu"})
         log["teacher_train"] = distill.run(params, run_dir=str(TEACHER_DIR), progress=False)
-        log["teacher_test"] = {k: v for k, v in evaluate.run(params, run_dir=str(TEACHER_DIR)).items()
-                               if isinstance(v, (int, float, str))}
+    log["teacher_valid"] = json.loads((TEACHER_DIR / "metrics.json").read_text())
+    log["teacher_test"] = {k: v for k, v in evaluate.run(_params({}), run_dir=str(TEACHER_DIR)).items()
+                           if isinstance(v, (int, float, str))}
     report = extract.run(_params({"extract.device": "cpu", "extract.workers": 0}), teacher=RUN_TEACHER,
                          progress=False)
     log["run_teacher_extracted"] = report.to_json()

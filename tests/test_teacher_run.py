@@ -80,6 +80,13 @@ def test_window_mode_matches_inside_the_receptive_field(tmp_path: Path) -> None:
     np.testing.assert_allclose(got[2 : len(expected) - 2], expected[2:-2], rtol=1e-4, atol=1e-4)
 
 
+def test_a_relative_run_folder_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_run(tmp_path / "runs" / "big")
+    monkeypatch.chdir(tmp_path)
+    teacher = build_teacher("run:runs/big").load("cpu")
+    assert teacher.name == "run:big" and teacher.embedding_dim == 256
+
+
 def test_missing_run_and_bad_layer_are_clear(tmp_path: Path) -> None:
     assert not build_teacher(f"run:{tmp_path / 'nothing'}").weights_available()
     write_run(tmp_path / "r")

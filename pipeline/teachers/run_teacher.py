@@ -84,7 +84,7 @@ class RunTeacher(SequenceTeacher):
     def _load_model(self, device: str) -> None:
         from pipeline.runs import load_run
 
-        loaded = load_run(self.run_dir, checkpoint=str(self._checkpoint()))
+        loaded = load_run(self.run_dir, checkpoint=str(self._checkpoint().resolve()))
         self._model = loaded.model.to(device).eval()
         self._stage = self._layer(len(self._model.frame_hop_seconds))
 
