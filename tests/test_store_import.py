@@ -62,6 +62,8 @@ def test_imported_store_holds_the_files_and_trains_a_student(fake, tmp_path: Pat
     spec = store.spec
     assert spec.teacher == "imported:mine" and spec.config["provenance"] == "imported"
     assert spec.config["format"] == fmt and len(spec.config["fingerprint"]) == 64
+    assert spec.config["sample_rate_known"] is (fmt == "openl3")
+    assert spec.sample_rate == (48000 if fmt == "openl3" else 16000)
     assert (spec.hop_seconds, spec.frame0_center_seconds, spec.dim) == (0.5, 0.25, 6)
     for cid, emb in data.frames.items():
         np.testing.assert_allclose(store.read(cid), emb, rtol=1e-6)

@@ -169,7 +169,8 @@ def convert(path: str, backend: str, out: str, overwrite: bool) -> None:
 @click.option("--window", type=click.FloatRange(min=0.0, min_open=True), default=None,
               help="Seconds of audio one frame sees [default: the hop; openl3: 1.0]")
 @click.option("--sample-rate", type=click.IntRange(min=0), default=None,
-              help="The teacher's input rate in Hz, recorded only [default: openl3 48000, else 0 = unknown]")
+              help="The teacher's input rate in Hz, recorded only [default: openl3 48000, else unknown: the clips' "
+                   "rate is recorded with sample_rate_known false]")
 @click.option("--dtype", type=click.Choice(["float16", "float32"]), default=None, help="[default: extract.dtype]")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store instead of adding to it.")
 @click.pass_context

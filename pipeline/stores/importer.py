@@ -231,7 +231,8 @@ def import_cache(
         hop, frame0: seconds between frame centres and centre of frame 0; required for ``npy``,
             otherwise measured from the first file and then checked on every file.
         window: seconds of audio a frame sees (default: the hop).
-        sample_rate: the teacher's rate in Hz when known (recorded only; 0 = unknown).
+        sample_rate: the teacher's rate in Hz when known (recorded only). 0 = unknown: the
+            clips' own rate is recorded and ``config.sample_rate_known`` is false.
 
     Returns:
         The report (written tracks, refused files with reasons, clips with no file).
@@ -252,9 +253,14 @@ def import_cache(
     if not (hop > 0 and math.isfinite(hop)):
         raise StoreError(f"hop must be > 0 seconds, got {hop!r}")
     teacher = f"imported:{label}"
+    known = int(sample_rate) > 0
+    if not known:  # a store records some rate; say that it is the audio's, not the teacher's
+        rates = sorted(int(c.sample_rate) for c in clips if c.sample_rate) or [16000]
+        sample_rate = rates[len(rates) // 2]
     spec = StoreSpec(
         kind="embedding", teacher=teacher,
-        config={"provenance": "imported", "format": fmt, "fingerprint": fingerprint(sources, root)},
+        config={"provenance": "imported", "format": fmt, "fingerprint": fingerprint(sources, root),
+                "sample_rate_known": known},
         weights_sha256="", sample_rate=int(sample_rate), hop_seconds=float(hop),
         window_seconds=float(window if window is not None else hop), frame0_center_seconds=float(frame0),
         clip_level=False, dim=int(dim), dtype=dtype, versions=library_versions(),
