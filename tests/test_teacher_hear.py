@@ -25,8 +25,9 @@ from tests.extract_fixtures import make_dataset
 NAME = "hear:tests.toy_hear"
 
 
-def _params(tmp_path: Path, n_clips: int = 4, seconds: float = 3.5, **hear: object) -> Path:
-    path = make_dataset(tmp_path, n_clips=n_clips, seconds=seconds, dtype="float32", cache_audio=False)
+def _params(tmp_path: Path, n_clips: int = 4, seconds: float = 3.5, workers: int = 0, **hear: object) -> Path:
+    path = make_dataset(tmp_path, n_clips=n_clips, seconds=seconds, dtype="float32", cache_audio=False,
+                        workers=workers)
     data = yaml.safe_load(path.read_text())
     data["teachers"]["hear"] = {"window_seconds": 2.0, "context_seconds": 0.1, **hear}
     path.write_text(yaml.safe_dump(data))
@@ -152,3 +153,16 @@ def test_hearbaseline_naive_through_extract(tmp_path: Path, monkeypatch: pytest.
     expected = emb[0].numpy()
     np.testing.assert_allclose(store.read("clip001")[: len(expected)], expected, rtol=1e-4, atol=1e-3)
     json.dumps(spec.to_json())
+
+
+@pytest.mark.slow
+def test_dask_workers_give_the_same_store(tmp_path: Path) -> None:
+    """Two local dask worker processes each import the module and load the model once."""
+    params = load_params(_params(tmp_path, n_clips=3, seconds=2.5, workers=2))
+    report = run(params, teacher=NAME, progress=False)
+    assert report.ok and report.done == 3 and report.workers == 2
+    store = open_store(tmp_path / "stores" / "hear-tests.toy_hear")
+    for track in store.track_ids():
+        audio = read_audio(tmp_path / "audio" / f"{track}.flac", sample_rate=16000)
+        expected, _ = _direct(audio)
+        np.testing.assert_allclose(store.read(track)[: len(expected)], expected, rtol=1e-5, atol=1e-5)
