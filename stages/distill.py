@@ -12,7 +12,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import DistillConfig, Params, to_mapping
+from pipeline.config import RUNTIME_KEYS, DistillConfig, Params, to_mapping
 from pipeline.errors import ConfigError
 
 VARIANTS = ("baseline", "east-final", "east-kd")
@@ -57,7 +57,8 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
 
     from pipeline.data import AudioSource, ClipDataset, frame_statistics, hot_copy, usable_audio_cache
     from pipeline.losses import EAsTObjective
-    from pipeline.manifests import load_split, read_classes
+    from pipeline.manifests import read_classes, usable_splits
+    from pipeline.stores import open_store
     from pipeline.probe import load_probe
     from pipeline.students import build_student
     from pipeline.train import Trainer, write_json
@@ -71,16 +72,18 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     device = resolve_device(cfg.device)
     manifests = Path(params.data.manifests)
     classes = read_classes(manifests / "classes.json")
-    train_clips, valid_clips = load_split(manifests, "train"), load_split(manifests, "valid")
+    use_teacher = cfg.variant != "baseline"
+    teacher_store = checked_store(params, cfg.teacher) if use_teacher else None
+    cache_owner = teacher_store or _first_store_with_audio(params)
+    stored = open_store(cache_owner) if cache_owner else None
+    usable = usable_splits(manifests, ("train", "valid"), stored=stored, stage="distill")
+    train_clips, valid_clips = usable["train"], usable["valid"]
     clip_seconds = cfg.crop_seconds or statistics.median(c.duration for c in train_clips)
     settings = student_settings(params, cfg.student, clip_seconds)
     torch.manual_seed(cfg.seed)
     student = build_student(cfg.student, settings, n_classes=len(classes), sample_rate=settings["sample_rate"])
     sample_rate = int(settings["sample_rate"])
 
-    use_teacher = cfg.variant != "baseline"
-    teacher_store = checked_store(params, cfg.teacher) if use_teacher else None
-    cache_owner = teacher_store or _first_store_with_audio(params)
     audio_cache = usable_audio_cache(cache_owner, sample_rate)
     norm = frame_statistics(teacher_store, train_clips) if use_teacher else None
     if cfg.loader == "memmap":  # local stores only; a store opened by URL is read directly
@@ -110,7 +113,7 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
         "clip_seconds": clip_seconds,
         "teacher": cfg.teacher if use_teacher else None,
         "variant": cfg.variant,
-        "distill": to_mapping(cfg),
+        "distill": {k: v for k, v in to_mapping(cfg).items() if f"distill.{k}" not in RUNTIME_KEYS},
         "manifests": str(manifests),
         "audio_root": params.data.audio_root,
     }

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Params
-from pipeline.manifests import label_arrays, load_split, read_classes
+from pipeline.manifests import label_arrays, read_classes, usable_splits
 
 
 def probe_dir(params: Params, teacher: str) -> Path:
@@ -35,7 +35,9 @@ def run(params: Params, *, teacher: str, store: str | None = None, out: str | No
     manifests = Path(params.data.manifests)
     classes = read_classes(manifests / "classes.json")
     source = checked_store(params, teacher, store)
-    splits = {name: load_split(manifests, name) for name in ("train", "valid", "test")}
+    from pipeline.stores import open_store
+
+    splits = usable_splits(manifests, ("train", "valid", "test"), stored=open_store(source), stage="probe")
     mean, std = frame_statistics(source, splits["train"])
     pooled = {name: (pooled_embeddings(source, clips) - mean) / std for name, clips in splits.items()}
     labels = {name: label_arrays(clips) for name, clips in splits.items()}
