@@ -257,9 +257,12 @@ def _map_on_dask(cfg, teacher, settings, device, chunks, root, path, audio_path,
         for future in as_completed(futures):
             yield future.result()
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        from pipeline.logs import quiet_shutdown
+
+        with quiet_shutdown():
+            client.close()
+            if cluster is not None:
+                cluster.close()
 
 
 def _progress_bar(total: int, teacher: str, *, enabled: bool):  # noqa: ANN202

@@ -268,8 +268,8 @@ class AudioIndex:
                 continue
             rel = path.relative_to(root).as_posix()
             by_path[nfc(rel)] = rel
-            by_stem.setdefault(nfc(path.stem), []).append(rel)
-            by_stem.setdefault(nfc(str(PurePosixPath(rel).with_suffix(""))), []).append(rel)
+            for key in {nfc(path.stem), nfc(str(PurePosixPath(rel).with_suffix("")))}:
+                by_stem.setdefault(key, []).append(rel)
         rank = {s: i for i, s in enumerate(AUDIO_SUFFIXES)}
         for candidates in by_stem.values():
             candidates.sort(key=lambda r: (rank.get(PurePosixPath(r).suffix.lower(), 99), r))
