@@ -83,6 +83,8 @@ def render(params: Params, *, audio_root: str | None = None, workers: int = 2, p
     """Render the demo's audio and ``labels.csv`` only (``dvc repro``'s ``render`` stage); returns the folder."""
     from pipeline.datasets.demo import render_audio
 
-    folder = audio_root or default_paths(params, "demo")[1]
+    if audio_root is None:
+        audio_root = params.data.audio_root if params.data.dataset == "demo" else "data/demo"
+    folder = audio_root
     plans, _ = render_audio(params.demo, folder, workers=workers, progress=progress)
     return f"demo: rendered {len(plans)} clips and labels.csv to {folder}"

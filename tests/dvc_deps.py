@@ -10,7 +10,8 @@
 * **Params**: the ``params.yaml`` keys the stage reads, recorded while it runs: every
   section of :class:`~pipeline.config.Params` is replaced by a recording copy.
 
-Run ``python tests/dvc_deps.py`` to print each stage's closure as ``dvc.yaml`` deps.
+Run ``python tests/dvc_deps.py`` to print each stage's closure as ``dvc.yaml`` deps, and
+``python tests/dvc_deps.py --write`` to rewrite the code deps of ``dvc.yaml`` in place.
 """
 from __future__ import annotations
 
@@ -27,8 +28,6 @@ from typing import Any, Iterable, Mapping
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("pipeline", "stages")
 _MODULE_NAME = re.compile(r"^(pipeline|stages)(\.\w+)+(:\w+)?$")
-#: Settings that change how fast a stage runs, never what it writes: no DVC params.
-from pipeline.config import RUNTIME_KEYS  # noqa: E402
 
 
 def module_file(name: str) -> Path | None:
@@ -78,28 +77,39 @@ def _static_closure(start: Iterable[str]) -> set[str]:
     return seen
 
 
-def _imported_at_runtime(modules: Iterable[str]) -> set[str]:
-    """Repository modules in ``sys.modules`` after importing ``modules`` in a fresh interpreter."""
-    code = (
-        "import importlib, json, sys\n"
-        f"for m in {sorted(modules)!r}: importlib.import_module(m)\n"
-        f"print(json.dumps(sorted(n for n in sys.modules if n.split('.')[0] in {PACKAGES!r})))\n"
-    )
+def _closure_here(stage: str) -> set[str]:
+    """The closure, computed in this interpreter (imports the modules it finds)."""
+    import importlib
+
+    modules = _static_closure([f"stages.{stage}"])
+    while True:
+        for name in sorted(modules):
+            importlib.import_module(name)
+        loaded = {n for n in sys.modules if n.split(".")[0] in PACKAGES and module_file(n) is not None}
+        more = loaded - modules
+        if not more:
+            return {module_file(m).relative_to(ROOT).as_posix() for m in modules}  # type: ignore[union-attr]
+        modules = _static_closure(modules | more)
+
+
+def code_closures(stages: Iterable[str]) -> dict[str, set[str]]:
+    """Repository-relative posix paths of every module each stage can run (fresh interpreters, in parallel)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                         check=True, timeout=600)
-    return {m for m in json.loads(out.stdout.strip().splitlines()[-1]) if module_file(m) is not None}
+    procs = {stage: subprocess.Popen([sys.executable, str(Path(__file__)), "--json", stage], cwd=ROOT, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for stage in sorted(set(stages))}
+    out = {}
+    for stage, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=600)
+        if proc.returncode:
+            raise RuntimeError(f"closure of stages/{stage}.py failed:\n{stderr[-2000:]}")
+        out[stage] = set(json.loads(stdout.strip().splitlines()[-1]))
+    return out
 
 
 def code_closure(stage: str) -> set[str]:
     """Repository-relative posix paths of every module stage ``stage`` can run."""
-    modules = _static_closure([f"stages.{stage}"])
-    while True:
-        more = _imported_at_runtime(modules) - modules
-        if not more:
-            break
-        modules = _static_closure(modules | more)
-    return {module_file(m).relative_to(ROOT).as_posix() for m in modules}  # type: ignore[union-attr]
+    return code_closures([stage])[stage]
 
 
 def expand_deps(deps: Iterable[str]) -> set[str]:
@@ -183,13 +193,52 @@ def recording_params(params: Any) -> tuple[Any, set[str]]:
 
 def normalise(keys: Iterable[str]) -> set[str]:
     """Recorded keys without the leading dot of top-level keys, sections read whole dropped."""
+    from pipeline.config import RUNTIME_KEYS  # how fast, not what: never DVC params
+
     keys = {k.lstrip(".") for k in keys}
     sections = {k for k in keys if "." not in k and any(o.startswith(k + ".") for o in keys)}
     return keys - sections - RUNTIME_KEYS
 
 
+#: dvc.yaml stage -> the stages/ module its command runs.
+ENTRY = {"render": "prepare", "prepare": "prepare", "extract": "extract", "probe": "probe",
+         "distill": "distill", "evaluate": "evaluate", "report": "report"}
+
+
+def rewrite_dvc_yaml(path: Path = ROOT / "dvc.yaml") -> None:
+    """Replace the code deps (``pipeline/...``, ``stages/...``) of every stage by its import closure."""
+    closures = {entry: compress(files) for entry, files in code_closures(ENTRY.values()).items()}
+    out: list[str] = []
+    stage = None
+    in_deps = False
+    for line in path.read_text().splitlines():
+        match = re.match(r"^  (\w[\w-]*):", line)
+        if match:
+            stage = match.group(1)
+        stripped = line.strip()
+        if stripped == "deps:":
+            in_deps, indent = True, " " * (len(line) - len(line.lstrip()) + 2)
+            out.append(line)
+            continue
+        if in_deps and stripped.startswith("- "):
+            if not stripped[2:].startswith(PACKAGES):
+                out.append(line)
+            continue
+        if in_deps:
+            out.extend(f"{indent}- {dep}" for dep in closures[ENTRY[stage]])  # type: ignore[index]
+            in_deps = False
+        out.append(line)
+    path.write_text("\n".join(out) + "\n")
+
+
 if __name__ == "__main__":
-    for name in sys.argv[1:] or ["prepare", "extract", "probe", "distill", "evaluate", "report"]:
-        print(f"{name}:")
-        for dep in compress(code_closure(name)):
-            print(f"  - {dep}")
+    if sys.argv[1:] == ["--write"]:
+        rewrite_dvc_yaml()
+    elif sys.argv[1:2] == ["--json"]:
+        sys.path.insert(0, str(ROOT))
+        print(json.dumps(sorted(_closure_here(sys.argv[2]))))
+    else:
+        for name, files in code_closures(sys.argv[1:] or ENTRY.values()).items():
+            print(f"{name}:")
+            for dep in compress(files):
+                print(f"  - {dep}")
