@@ -41,6 +41,7 @@ class ExtractReport:
     done: int = 0
     skipped: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
     workers: int = 0
@@ -102,6 +103,9 @@ def _run_chunk(
     from pipeline.stores import open_store
     from pipeline.teachers import cached_teacher
 
+    if on_track is not None:
+        callback = on_track
+        on_track = lambda outcome: callback(_with_notes(asdict(outcome), audio_root))  # noqa: E731
     if config["threads"]:
         torch.set_num_threads(config["threads"])
     teacher = cached_teacher(teacher_name, settings, device)
@@ -124,7 +128,16 @@ def _run_chunk(
                     batch_seconds=config["batch_seconds"],
                     on_track=on_track,
                 )
-    return [asdict(o) for o in outcomes]
+    return [_with_notes(asdict(o), audio_root) for o in outcomes]
+
+
+def _with_notes(outcome: dict[str, Any], audio_root: str) -> dict[str, Any]:
+    """The outcome with the decoder's notes on its file (level scaling, silence, cancelling channels, ...)."""
+    from pipeline.audio import decode_notes
+
+    path = Path(outcome["path"])
+    notes = decode_notes(path) or decode_notes(Path(audio_root) / path)
+    return {**outcome, "warnings": list(notes)}
 
 
 def _chunks(clips: Sequence[Clip], n_chunks: int) -> list[list[Clip]]:
@@ -205,6 +218,8 @@ def run(
             report.audio_seconds += outcome["audio_seconds"]
         elif outcome["status"] == "failed":
             report.failed.append({"track": outcome["track_id"], "path": outcome["path"], "reason": outcome["reason"]})
+        for note in outcome.get("warnings", []) if outcome["status"] == "done" else []:
+            report.warnings.append({"track": outcome["track_id"], "path": outcome["path"], "warning": note})
         bar.update(1)
         hours = report.audio_seconds / 3600
         rate = report.audio_seconds / max(time.perf_counter() - start, 1e-9)
@@ -222,7 +237,7 @@ def run(
         for chunk in _chunks(todo, math.ceil(len(todo) / cfg.part_tracks)):
             _run_chunk(
                 teacher, settings, device, chunk, str(root), str(path), audio, chunk_config,
-                on_track=lambda outcome: record(asdict(outcome)),
+                on_track=record,
             )
     bar.close()
     report.wall_seconds = time.perf_counter() - start

@@ -71,6 +71,11 @@ def extract(ctx: click.Context, teacher: str, manifests: str | None, audio_root:
         f"{report.audio_seconds / 3600:.2f} h audio in {report.wall_seconds:.1f} s ({rate:.0f} audio-s/s) "
         f"on {report.device} -> {report.store}"
     )
+    for note in report.warnings[:5]:
+        click.echo(f"  warning: {note['track']} ({note['path']}): {note['warning']}", err=True)
+    if len(report.warnings) > 5:
+        click.echo(f"  ... and {len(report.warnings) - 5} more warnings in {report.store}-extract-report.json",
+                   err=True)
     for failure in report.failed:
         click.echo(f"  failed {failure['track']} ({failure['path']}): {failure['reason']}", err=True)
     if not report.ok and not keep_going:

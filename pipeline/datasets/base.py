@@ -217,6 +217,7 @@ class Probe:
     duration: float = 0.0
     problem: str = ""  # "", "missing" or "unreadable"
     reason: str = ""
+    note: str = ""  # a readable file's header disagrees with its stream (see pipeline.audio.length_note)
 
 
 def probe_audio(
@@ -235,7 +236,7 @@ def probe_audio(
     Returns:
         One :class:`Probe` per item: rate and duration, or the problem.
     """
-    from pipeline.audio import audio_info
+    from pipeline.audio import audio_info, length_note
 
     root = Path(audio_root)
 
@@ -248,12 +249,21 @@ def probe_audio(
             info = audio_info(path)
         except AudioError as exc:
             return Probe(split, clip_id, rel, problem="unreadable", reason=str(exc))
-        return Probe(split, clip_id, rel, sample_rate=info.sample_rate, duration=info.duration)
+        return Probe(split, clip_id, rel, sample_rate=info.sample_rate, duration=info.duration,
+                     note=length_note(info))
 
     if threads <= 1 or len(items) < 8:
         return [one(item) for item in items]
     with ThreadPoolExecutor(max_workers=threads) as pool:
         return list(pool.map(one, items, chunksize=32))
+
+
+def length_warnings(probes: Sequence[Probe]) -> list[str]:
+    """One warning for the files whose header length disagrees with their stream."""
+    noted = [p for p in probes if p.note and not p.problem]
+    if not noted:
+        return []
+    return [f"{len(noted)} file(s) are longer than their header says; first: {noted[0].path}: {noted[0].note}"]
 
 
 def split_probes(probes: Iterable[Probe]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:

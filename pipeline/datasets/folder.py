@@ -43,6 +43,7 @@ import numpy as np
 
 from pipeline.datasets.base import (
     BuildReport,
+    length_warnings,
     probe_audio,
     read_text,
     register_builder,
@@ -383,7 +384,8 @@ def build(
     missing, unreadable = split_probes(probes)
     return write_outputs(
         dataset=dataset, manifests_dir=manifests_dir, audio_root=root, classes=names, split_clips=clips,
-        missing=missing, unreadable=unreadable, warnings=warnings + more + ambiguous + _unlisted(index, rows, labels_csv),
+        missing=missing, unreadable=unreadable,
+        warnings=warnings + more + ambiguous + _unlisted(index, rows, labels_csv) + length_warnings(probes),
         started=started, dry_run=dry_run,
         options={"root": str(root), "labels_csv": str(labels_csv), "fractions": list(fractions), "seed": seed,
                  "split_column": columns.split is not None, "id_column": columns.id,
