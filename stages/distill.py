@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import RUNTIME_KEYS, DistillConfig, Params, to_mapping
-from pipeline.errors import ConfigError
-
-VARIANTS = ("baseline", "east-final", "east-kd")
+from pipeline.devices import resolve_device
+from pipeline.runs import probe_dir, write_json
+from pipeline.stores.lookup import checked_store, first_store_with_audio
 
 
 def run_name(cfg: DistillConfig) -> str:
@@ -61,20 +61,16 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     from pipeline.stores import open_store
     from pipeline.probe import load_probe
     from pipeline.students import build_student
-    from pipeline.train import Trainer, write_json
-    from stages.extract import checked_store, resolve_device
-    from stages.probe import probe_dir
+    from pipeline.train import Trainer
 
     cfg = params.distill
-    if cfg.variant not in VARIANTS:
-        raise ConfigError(f"distill.variant {cfg.variant!r} is not one of {', '.join(VARIANTS)}")
     torch.set_num_threads(max(1, cfg.threads))
     device = resolve_device(cfg.device)
     manifests = Path(params.data.manifests)
     classes = read_classes(manifests / "classes.json")
     use_teacher = cfg.variant != "baseline"
     teacher_store = checked_store(params, cfg.teacher) if use_teacher else None
-    cache_owner = teacher_store or _first_store_with_audio(params)
+    cache_owner = teacher_store or first_store_with_audio(params)
     stored = open_store(cache_owner) if cache_owner else None
     usable = usable_splits(manifests, ("train", "valid"), stored=stored, stage="distill")
     train_clips, valid_clips = usable["train"], usable["valid"]
@@ -86,11 +82,9 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
 
     audio_cache = usable_audio_cache(cache_owner, sample_rate)
     norm = frame_statistics(teacher_store, train_clips) if use_teacher else None
-    if cfg.loader == "memmap":  # local stores only; a store opened by URL is read directly
+    if cfg.loader == "memmap":  # a local raw copy (of a URL store too); `store` reads the stores directly
         audio_cache = hot_copy(audio_cache) if audio_cache else None
-        teacher_store = hot_copy(teacher_store) if isinstance(teacher_store, Path) else teacher_store
-    elif cfg.loader != "store":
-        raise ConfigError(f"distill.loader {cfg.loader!r} is not one of memmap, store")
+        teacher_store = hot_copy(teacher_store) if teacher_store else None
     audio = AudioSource(params.data.audio_root, sample_rate, audio_cache)
     common = {"audio": audio, "teacher_store": teacher_store, "teacher_norm": norm, "seed": cfg.seed}
     train_set = ClipDataset(train_clips, clip_seconds=clip_seconds, random_crop=True, **common)
@@ -145,14 +139,3 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     if trainer.dist.main:  # under torchrun, rank 0 writes
         write_json(folder / "metrics.json", metrics)
     return metrics
-
-
-def _first_store_with_audio(params: Params) -> Path | None:
-    """A teacher store whose audio cache the baseline can reuse (first enabled teacher)."""
-    from stages.extract import store_path
-
-    for name in params.teachers_enabled:
-        path = store_path(params, name)
-        if (path / "audio" / "teacher.json").is_file():
-            return path
-    return None

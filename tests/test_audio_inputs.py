@@ -32,8 +32,8 @@ def _blocks(path: Path, sr: int = SR, block: float = 0.25) -> np.ndarray:
 # --- 3: float audio beyond +-1 ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("suffix, subtype", [(".wav", "FLOAT"), (".wav", "DOUBLE"), (".aiff", "FLOAT")])
-def test_float_audio_beyond_one_is_scaled_by_its_peak_everywhere(tmp_path: Path, suffix: str,
-                                                                  subtype: str) -> None:
+def test_float_audio_beyond_one_is_scaled_by_its_peak_everywhere(
+        tmp_path: Path, suffix: str, subtype: str) -> None:
     signal = 4.0 * _music(1.0) / np.abs(_music(1.0)).max()  # peak exactly 4.0
     path = tmp_path / f"loud{suffix}"
     sf.write(path, signal, SR, subtype=subtype)
@@ -164,7 +164,7 @@ def test_extract_reports_every_odd_file_and_caches_the_same_signal(tmp_path: Pat
     assert np.mean(np.abs(cached) >= 32767 / 32768) < 0.001  # not 37 % clipped
 
 
-def test_predict_warns_per_degenerate_file(tmp_path: Path, tiny_pipeline) -> None:  # noqa: ANN001
+def test_predict_warns_per_degenerate_file(tmp_path: Path, tiny_pipeline) -> None:  # noqa: ANN001,F811
     from tests.stage2_fixtures import invoke
 
     paths = _degenerate(tmp_path)

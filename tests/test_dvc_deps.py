@@ -7,7 +7,6 @@ Params: the keys each stage reads, recorded while it runs on a tiny folder datas
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -122,8 +121,8 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     keys["render"] = _record(demo, lambda p: prepare.render(p, workers=1, progress=False))
     keys["prepare"] = _record(params, lambda p: prepare.run(p))
     for builder in ("demo", "openmic", "magnatagatune"):  # what prepare reads for the other datasets
-        keys["prepare"] |= _record(params, lambda p, b=builder: (prepare.data_options(p, b),
-                                                                  prepare.default_paths(p, b)))
+        keys["prepare"] |= _record(
+            params, lambda p, b=builder: (prepare.data_options(p, b), prepare.default_paths(p, b)))
     keys["extract"] = _record(params, lambda p: extract.run(p, teacher="musicnn", progress=False))
     keys["probe"] = _record(params, lambda p: probe.run(p, teacher="musicnn"))
     keys["distill"], keys["evaluate"] = set(), set()

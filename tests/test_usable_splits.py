@@ -47,8 +47,8 @@ def _params_with(tiny: TinyPipeline, tmp_path: Path, manifests: Path) -> Path:
 
 
 @pytest.mark.parametrize("split", ["train", "valid", "test"])
-def test_every_later_stage_stops_with_one_line_on_an_empty_split(tiny_pipeline: TinyPipeline,  # noqa: F811
-                                                                  tmp_path: Path, split: str) -> None:
+def test_every_later_stage_stops_with_one_line_on_an_empty_split(
+        tiny_pipeline: TinyPipeline, tmp_path: Path, split: str) -> None:  # noqa: F811
     manifests = tmp_path / "m"
     shutil.copytree(tiny_pipeline.manifests, manifests)
     write_manifest(manifests / f"{split}.jsonl", [])

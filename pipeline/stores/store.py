@@ -260,7 +260,7 @@ class EmbeddingStore:
         """``(files, bytes)`` of this store on a local disk, nested stores (``audio/``) excluded."""
         root = self.location.local_path("")
         if root is None:
-            return 0, 0
+            return self._remote_usage()
         files = size = 0
         for folder, dirs, names in os.walk(root):
             dirs[:] = [d for d in dirs if not (Path(folder) / d / TEACHER_FILE).exists() and d != TMP_DIR]
@@ -268,6 +268,16 @@ class EmbeddingStore:
                 files += 1
                 size += (Path(folder) / name).stat().st_size
         return files, size
+
+    def _remote_usage(self) -> tuple[int, int]:
+        """``(files, bytes)`` of a store behind a URL (one listing), nested stores and ``tmp/`` excluded."""
+        fs, base = self.location.fs, self.location.root
+        listing = fs.find(base, detail=True)
+        rels = {path[len(base):].lstrip("/"): info for path, info in listing.items()}
+        nested = [rel[: -len(TEACHER_FILE)] for rel in rels if rel.endswith("/" + TEACHER_FILE)]
+        skip = tuple(nested) + (f"{TMP_DIR}/",)
+        kept = [info for rel, info in rels.items() if not rel.startswith(skip)]
+        return len(kept), int(sum(int(info.get("size") or 0) for info in kept))
 
     def __getstate__(self) -> dict[str, Any]:  # picklable for workers; never ships open handles
         state = dict(self.__dict__)
