@@ -11,27 +11,26 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from pipeline.config import Params
+from pipeline.data import frame_statistics, pooled_embeddings
+from pipeline.metrics import evaluate_predictions
+from pipeline.probe import fit_probe, save_probe
 from pipeline.manifests import label_arrays, read_classes, usable_splits
 from pipeline.runs import probe_dir, write_json
+from pipeline.stores import open_store
 from pipeline.stores.lookup import checked_store
 
 
 def run(params: Params, *, teacher: str, store: str | None = None, out: str | None = None) -> dict[str, Any]:
     """Fit the probe on the train split, select on valid, score on test; returns the metrics."""
-    import torch
-
-    from pipeline.data import frame_statistics, pooled_embeddings
-    from pipeline.metrics import evaluate_predictions
-    from pipeline.probe import fit_probe, save_probe
-
     started = time.perf_counter()
     torch.set_num_threads(max(1, params.distill.threads))
     manifests = Path(params.data.manifests)
     classes = read_classes(manifests / "classes.json")
     source = checked_store(params, teacher, store)
-    from pipeline.stores import open_store
-
     splits = usable_splits(manifests, ("train", "valid", "test"), stored=open_store(source), stage="probe")
     mean, std = frame_statistics(source, splits["train"])
     pooled = {name: (pooled_embeddings(source, clips) - mean) / std for name, clips in splits.items()}
@@ -61,7 +60,7 @@ def run(params: Params, *, teacher: str, store: str | None = None, out: str | No
     return results
 
 
-def _write_per_class(path: Path, classes: list[str], values) -> None:  # noqa: ANN001
+def _write_per_class(path: Path, classes: list[str], values: np.ndarray) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["class", "average_precision"])

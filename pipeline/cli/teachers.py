@@ -1,6 +1,8 @@
 """``pipeline teachers``: what teachers exist, their settings, and whether their weights are here."""
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from pipeline.cli import load_params_from
@@ -16,7 +18,7 @@ def teachers(ctx: click.Context, as_json: bool) -> None:
     from pipeline.teachers import TEACHERS, build_teacher
 
     params = load_params_from(ctx)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in TEACHERS.names():
         settings = dict(params.teachers.get(name, {}))
         teacher = build_teacher(name, settings)
@@ -41,8 +43,8 @@ def teachers(ctx: click.Context, as_json: bool) -> None:
         present = row["weights"] == "present"
         mark = click.style("present", fg="green") if present else click.style("missing", fg="yellow")
         click.echo(f"{row['name']:<8} {row['dim']:>5}-d @ {row['sample_rate']} Hz, {geometry}; weights {mark}")
-        settings = ", ".join(f"{k}={v}" for k, v in row["settings"].items())
-        if settings:
-            click.echo(f"         settings: {settings}")
+        listed = ", ".join(f"{k}={v}" for k, v in row["settings"].items())
+        if listed:
+            click.echo(f"         settings: {listed}")
         if row["hint"]:
             click.echo(f"         get them: {row['hint']}")
