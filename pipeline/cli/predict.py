@@ -1,7 +1,14 @@
 """``pipeline predict``: tag audio files with a trained student."""
 from __future__ import annotations
 
+import json
+
 import click
+import numpy as np
+
+from pipeline.audio import decode_notes, read_audio
+from pipeline.errors import AudioError
+from pipeline.runs import load_run, predict_audio
 
 
 @click.command(context_settings={"show_default": True})
@@ -17,14 +24,6 @@ def predict(run_dir: str, audio: tuple[str, ...], top: int, as_json: bool) -> No
     a file whose predictions mean little (silence, a few samples, stereo channels that cancel,
     float samples beyond +-1 that were scaled) gets a warning.
     """
-    import json
-
-    import numpy as np
-
-    from pipeline.audio import decode_notes, read_audio
-    from pipeline.errors import AudioError
-    from pipeline.runs import load_run, predict_audio
-
     run = load_run(run_dir)
     failed = 0
     for path in audio:
