@@ -1,12 +1,16 @@
 """``pipeline teachers``: every way to name a teacher, with its settings and whether it is usable here."""
 from __future__ import annotations
 
+import importlib.util
+import json
 from pathlib import Path
 from typing import Any
 
 import click
 
 from pipeline.cli import load_params_from
+from pipeline.stores.location import is_url
+from pipeline.teachers import BUILTINS, TEACHERS, build_teacher, load_plugins, plugin_errors, teacher_settings
 
 #: HEAR modules worth pointing at when installed (the form takes any module).
 KNOWN_HEAR_MODULES = ("hearbaseline.naive", "hear21passt.base", "torchopenl3", "pipeline.hear.musicnn",
@@ -14,8 +18,6 @@ KNOWN_HEAR_MODULES = ("hearbaseline.naive", "hear21passt.base", "torchopenl3", "
 
 
 def _model_row(name: str, kind: str, params: Any, source: str = "") -> dict[str, Any]:
-    from pipeline.teachers import build_teacher, teacher_settings
-
     settings = teacher_settings(params, name)
     row: dict[str, Any] = {"name": name, "kind": kind, "source": source, "settings": settings}
     try:
@@ -30,10 +32,6 @@ def _model_row(name: str, kind: str, params: Any, source: str = "") -> dict[str,
 
 
 def _form_rows(params: Any) -> list[dict[str, Any]]:
-    import importlib.util
-
-    from pipeline.stores.location import is_url
-
     def installed(module: str) -> bool:
         try:
             return importlib.util.find_spec(module) is not None
@@ -63,10 +61,6 @@ def _form_rows(params: Any) -> list[dict[str, Any]]:
 @click.pass_context
 def teachers(ctx: click.Context, as_json: bool) -> None:
     """List built-in and plugin teachers (weights present or not) and the hear:, run: and imported: forms."""
-    import json
-
-    from pipeline.teachers import BUILTINS, TEACHERS, load_plugins, plugin_errors
-
     params = load_params_from(ctx)
     plugins = load_plugins()
     rows = [_model_row(name, "built-in", params) for name in BUILTINS]

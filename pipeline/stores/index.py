@@ -53,13 +53,12 @@ def check_track_id(track_id: object, *, where: str) -> str:
         StoreError: naming the id and ``where``.
     """
     ok = isinstance(track_id, str) and 0 < len(track_id) <= 1024
-    if ok:
-        pieces = track_id.split("/")  # type: ignore[union-attr]
+    if isinstance(track_id, str) and ok:
         ok = not (
-            track_id.startswith("/")  # type: ignore[union-attr]
-            or ".." in pieces
-            or "\\" in track_id  # type: ignore[operator]
-            or _CONTROL.search(track_id)  # type: ignore[arg-type]
+            track_id.startswith("/")
+            or ".." in track_id.split("/")
+            or "\\" in track_id
+            or _CONTROL.search(track_id)
         )
     if not ok:
         raise StoreError(
@@ -249,11 +248,18 @@ def parse_parts_json(text: str, *, where: str) -> list[str]:
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file, fsync and ``os.replace``."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk must not leave the temporary file behind
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        raise
 
 
 class StoreIndex:
