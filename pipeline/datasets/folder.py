@@ -37,6 +37,14 @@ _TAG_SEPARATORS = re.compile(r"[;|,]")
 def _read_rows(labels_csv: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     if not labels_csv.is_file():
         raise ManifestError(f"label file {str(labels_csv)!r} not found; pass --labels PATH")
+    try:
+        return _parse_rows(labels_csv)
+    except UnicodeDecodeError as exc:  # found by benchmarks/fuzz_inputs.py
+        raise ManifestError(
+            f"{labels_csv}: byte {exc.start} is not UTF-8; save the label file as UTF-8") from None
+
+
+def _parse_rows(labels_csv: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     with open(labels_csv, newline="", encoding="utf-8-sig") as handle:
         first = handle.readline()
         handle.seek(0)
