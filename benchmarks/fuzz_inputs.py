@@ -178,7 +178,15 @@ def campaign(*, seconds: float | None, examples: int, seed: int, crashes_dir: Pa
     Returns:
         JSON-able results: per-target counts and crashes, totals, seed and wall time.
     """
+    previous = logging.root.manager.disable
     logging.disable(logging.WARNING)  # the readers' warnings about bad files are expected here
+    try:
+        return _campaign(seconds=seconds, examples=examples, seed=seed, crashes_dir=crashes_dir, batch=batch)
+    finally:
+        logging.disable(previous)
+
+
+def _campaign(*, seconds: float | None, examples: int, seed: int, crashes_dir: Path | None, batch: int) -> dict:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
         work = Path(tmp)
