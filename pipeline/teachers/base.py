@@ -105,6 +105,16 @@ class Teacher(abc.ABC):
         self.config = config if config is not None else self.config_type()
         self.device = "cpu"
         self._weights_sha256: str | None = None
+        from pipeline.teachers.precision import check_precision
+
+        check_precision(self.name, self.precision)
+
+    @property
+    def precision(self) -> str:
+        """Numeric precision of the forward pass (``teachers.<name>.precision``; float32 by default)."""
+        if isinstance(self.config, dict):
+            return str(self.config.get("precision", "float32"))
+        return str(getattr(self.config, "precision", "float32"))
 
     # ---- geometry -------------------------------------------------------------------
     @property
@@ -255,6 +265,8 @@ class Teacher(abc.ABC):
 
         config = to_mapping(self.config)
         config.pop("weights", None)  # a path is not provenance; the sha256 is
+        if config.get("precision") == "float32":
+            config.pop("precision")  # the default: stores made before the setting existed stay valid
         return {
             "name": self.name,
             "config": config,
