@@ -1,14 +1,26 @@
-"""Trained runs on disk: rebuild a student from ``config.json`` + ``best.pt`` and run it on audio."""
+"""Run folders on disk: where runs go, JSON writing, and rebuilding a student from ``config.json`` + ``best.pt``."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pipeline.config import Params
 from pipeline.errors import TrainingError
+
+
+def write_json(path: Path | str, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON, creating the folder (dataclass values allowed)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(data, indent=2, default=lambda o: asdict(o)) + "\n")
+
+
+def probe_dir(params: Params, teacher: str) -> Path:
+    """Run folder of the linear probe of ``teacher``: ``<probe.runs_root>/probe-<teacher>``."""
+    return Path(params.probe.runs_root) / f"probe-{teacher}"
 
 
 @dataclass

@@ -9,11 +9,10 @@ best validation weights, ``last.pt`` everything needed to resume after an interr
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -350,9 +349,3 @@ def _bar(total: int, desc: str, enabled: bool):  # noqa: ANN202
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="batch", leave=False, disable=not enabled)
-
-
-def write_json(path: Path | str, data: dict[str, Any]) -> None:
-    """Write ``data`` as indented JSON (dataclasses allowed)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(data, indent=2, default=lambda o: asdict(o)) + "\n")

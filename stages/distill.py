@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import DistillConfig, Params, to_mapping
+from pipeline.devices import resolve_device
 from pipeline.errors import ConfigError
+from pipeline.runs import probe_dir, write_json
+from pipeline.stores.lookup import checked_store, first_store_with_audio
 
 VARIANTS = ("baseline", "east-final", "east-kd")
 
@@ -60,9 +63,7 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     from pipeline.manifests import load_split, read_classes
     from pipeline.probe import load_probe
     from pipeline.students import build_student
-    from pipeline.train import Trainer, write_json
-    from stages.extract import checked_store, resolve_device
-    from stages.probe import probe_dir
+    from pipeline.train import Trainer
 
     cfg = params.distill
     if cfg.variant not in VARIANTS:
@@ -80,7 +81,7 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
 
     use_teacher = cfg.variant != "baseline"
     teacher_store = checked_store(params, cfg.teacher) if use_teacher else None
-    cache_owner = teacher_store or _first_store_with_audio(params)
+    cache_owner = teacher_store or first_store_with_audio(params)
     audio_cache = usable_audio_cache(cache_owner, sample_rate)
     norm = frame_statistics(teacher_store, train_clips) if use_teacher else None
     if cfg.loader == "memmap":  # local stores only; a store opened by URL is read directly
@@ -142,14 +143,3 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     if trainer.dist.main:  # under torchrun, rank 0 writes
         write_json(folder / "metrics.json", metrics)
     return metrics
-
-
-def _first_store_with_audio(params: Params) -> Path | None:
-    """A teacher store whose audio cache the baseline can reuse (first enabled teacher)."""
-    from stages.extract import store_path
-
-    for name in params.teachers_enabled:
-        path = store_path(params, name)
-        if (path / "audio" / "teacher.json").is_file():
-            return path
-    return None

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 
 from pipeline.config import Params
+from pipeline.runs import write_json
+from pipeline.stores.lookup import first_store_with_audio, store_path
 
 
 def run(params: Params, *, run_dir: str, split: str | None = None) -> dict[str, Any]:
@@ -25,16 +27,13 @@ def run(params: Params, *, run_dir: str, split: str | None = None) -> dict[str, 
     from pipeline.manifests import label_arrays, load_split
     from pipeline.metrics import evaluate_predictions
     from pipeline.runs import load_run, predict_audio
-    from pipeline.train import write_json
-    from stages.distill import _first_store_with_audio
-    from stages.extract import store_path
 
     torch.set_num_threads(max(1, params.distill.threads))
     split = split or params.evaluate.split
     loaded = load_run(run_dir)
     clips = load_split(Path(loaded.config["manifests"]), split)
     teacher = loaded.config.get("teacher")
-    owner = store_path(params, teacher) if teacher else _first_store_with_audio(params)
+    owner = store_path(params, teacher) if teacher else first_store_with_audio(params)
     audio = AudioSource(loaded.config["audio_root"], loaded.sample_rate, usable_audio_cache(owner, loaded.sample_rate))
     # Whole clips: clips longer than the training length are scored by sliding windows.
     probs = [

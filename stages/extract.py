@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from pipeline.config import ExtractConfig, Params
-from pipeline.errors import ConfigError, WeightsNotFoundError
+from pipeline.devices import resolve_device
+from pipeline.errors import WeightsNotFoundError
 from pipeline.extraction import TrackOutcome, extract_tracks
 from pipeline.manifests import Clip, load_split
+from pipeline.stores.lookup import store_path
 
 log = logging.getLogger(__name__)
 
@@ -55,31 +57,6 @@ class ExtractReport:
         data = asdict(self)
         data["audio_seconds_per_second"] = self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
         return data
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; ``cuda`` without a GPU is an error."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but no CUDA GPU is visible; use --device cpu or auto")
-    if device not in ("cpu", "cuda"):
-        raise ConfigError(f"device {device!r} is not one of auto, cpu, cuda")
-    return device
-
-
-def store_path(params: Params, teacher: str, store: str | None = None) -> Path:
-    """Where the store of ``teacher`` lives: ``--store`` or ``<extract.store_root>/<teacher>``.
-
-    A URL (``file://``, ``s3://``, ...) is kept as given (read-only stores for stage two).
-    """
-    from pipeline.stores.location import is_url
-
-    if store and is_url(store):
-        return store  # type: ignore[return-value]
-    return Path(store) if store else Path(params.extract.store_root) / teacher
 
 
 def _run_chunk(
@@ -273,41 +250,3 @@ def _write_report(report: ExtractReport, store: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report.to_json(), indent=2))
     return out
-
-
-def checked_store(params: Params, teacher: str, store: str | None = None) -> Path:
-    """The store of ``teacher``, refused unless it was made with the settings ``params`` asks for.
-
-    Stage two reads stores that may come from a teammate (``dvc pull``, a shared path). The
-    store's ``teacher.json`` must match ``teachers.<teacher>`` in ``params.yaml``, and its
-    weights fingerprint the local weights when they are present here.
-
-    Raises:
-        StoreError: no store at the path.
-        ProvenanceError: naming every difference.
-    """
-    from pipeline.config import to_mapping
-    from pipeline.errors import ProvenanceError, StoreError
-    from pipeline.stores import StoreSpec, open_store
-    from pipeline.stores.location import is_url
-    from pipeline.teachers import build_teacher
-
-    path = store_path(params, teacher, store)
-    if not is_url(path) and not (path / "teacher.json").is_file():
-        raise StoreError(f"no {teacher} store at {path}; run `pipeline extract --teacher {teacher}` first")
-    found = open_store(path).spec
-    model = build_teacher(teacher, dict(params.teachers.get(teacher, {})))
-    if model.weights_available():
-        differences = found.differences(StoreSpec.from_teacher(model, dtype=found.dtype))
-    else:  # weights only on the machine that extracted: compare the settings
-        wanted = to_mapping(model.config)
-        wanted.pop("weights", None)
-        differences = [f"config.{key}: {found.config.get(key)!r} != {value!r}"
-                       for key, value in sorted(wanted.items()) if found.config.get(key) != value]
-    if differences:
-        raise ProvenanceError(
-            f"store {path} was made with other settings than params.yaml asks for (teachers.{teacher}): "
-            f"{'; '.join(differences)}. Re-extract with `pipeline extract --teacher {teacher} --overwrite` "
-            "or change params.yaml to match"
-        )
-    return path

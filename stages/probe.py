@@ -13,11 +13,8 @@ from typing import Any
 
 from pipeline.config import Params
 from pipeline.manifests import label_arrays, load_split, read_classes
-
-
-def probe_dir(params: Params, teacher: str) -> Path:
-    """Run folder of the probe of ``teacher``."""
-    return Path(params.probe.runs_root) / f"probe-{teacher}"
+from pipeline.runs import probe_dir, write_json
+from pipeline.stores.lookup import checked_store
 
 
 def run(params: Params, *, teacher: str, store: str | None = None, out: str | None = None) -> dict[str, Any]:
@@ -27,8 +24,6 @@ def run(params: Params, *, teacher: str, store: str | None = None, out: str | No
     from pipeline.data import frame_statistics, pooled_embeddings
     from pipeline.metrics import evaluate_predictions
     from pipeline.probe import fit_probe, save_probe
-    from pipeline.train import write_json
-    from stages.extract import checked_store
 
     started = time.perf_counter()
     torch.set_num_threads(max(1, params.distill.threads))

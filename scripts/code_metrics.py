@@ -1,0 +1,261 @@
+"""Code-health figures of the ``pipeline`` and ``stages`` packages, and the import graph behind them.
+
+Usage: ``python scripts/code_metrics.py [--json] [--no-tools]``
+
+Prints:
+
+- functions over 60 lines (and how many of those carry no ``# long:`` comment saying why);
+- import cycles: strongly connected components of the module import graph (top-level and
+  function-level imports both count, since both run);
+- layer violations: imports against ``cli -> stages -> library`` (the library never imports
+  ``pipeline.cli`` or ``stages``; a stage never imports ``pipeline.cli`` or another stage);
+- mypy errors (``mypy pipeline stages``, configured in ``setup.cfg``) and flake8 findings.
+
+``tests/test_layers.py`` imports :func:`import_graph`, :func:`cycles` and :func:`layer_violations`
+from here, so the figures and the test use one definition.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("pipeline", "stages")
+LONG_LINES = 60
+#: a comment inside a long function that says why it is long
+LONG_MARK = re.compile(r"#\s*long:", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Import:
+    """One import statement: ``source`` imports ``target`` at ``line``.
+
+    ``top``: at module level; ``type_only``: under ``if TYPE_CHECKING:`` (never runs, but is
+    still a dependency of the source text, so it counts for cycles and layers).
+    """
+
+    source: str
+    target: str
+    line: int
+    top: bool
+    type_only: bool = False
+
+
+def modules(root: Path = ROOT) -> dict[str, Path]:
+    """Dotted module name -> file, for every ``.py`` file of :data:`PACKAGES`."""
+    found: dict[str, Path] = {}
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            parts = list(path.relative_to(root).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            found[".".join(parts)] = path
+    return found
+
+
+def _resolve(name: str, known: dict[str, Path]) -> str | None:
+    """The longest known module that ``name`` is or lies in (``a.b.func`` -> ``a.b``)."""
+    parts = name.split(".")
+    while parts:
+        candidate = ".".join(parts)
+        if candidate in known:
+            return candidate
+        parts.pop()
+    return None
+
+
+def _imports_of(module: str, path: Path, known: dict[str, Path]) -> list[Import]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    top_level = {id(node) for node in tree.body}
+    type_only: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            type_only.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+            top_level.update(id(stmt) for stmt in node.body if node in tree.body)
+    is_package = path.name == "__init__.py"
+    out: list[Import] = []
+    for node in ast.walk(tree):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = module.split(".") if is_package else module.split(".")[:-1]
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join(anchor + ([base] if base else []))
+            # ``from pkg import sub`` imports the submodule ``pkg.sub`` when there is one
+            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
+        for target in targets:
+            resolved = _resolve(target, known)
+            if resolved is not None and resolved != module:
+                out.append(Import(module, resolved, node.lineno, id(node) in top_level, id(node) in type_only))
+    return out
+
+
+def import_graph(root: Path = ROOT) -> list[Import]:
+    """Every import between modules of :data:`PACKAGES` (each edge once per statement)."""
+    known = modules(root)
+    edges: list[Import] = []
+    for module, path in known.items():
+        edges.extend(_imports_of(module, path, known))
+    return edges
+
+
+def cycles(edges: list[Import]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan), each sorted."""
+    graph: dict[str, set[str]] = {}
+    for edge in edges:
+        graph.setdefault(edge.source, set()).add(edge.target)
+        graph.setdefault(edge.target, set())
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = 0
+
+    def visit(node: str) -> None:
+        nonlocal counter
+        index[node] = low[node] = counter
+        counter += 1
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    sys.setrecursionlimit(max(10_000, sys.getrecursionlimit()))
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(found)
+
+
+def layer(module: str) -> str:
+    """``cli``, ``stages`` or ``library`` (``pipeline.__main__`` is the CLI's entry point)."""
+    if module in ("pipeline.cli", "pipeline.__main__") or module.startswith("pipeline.cli."):
+        return "cli"
+    if module == "stages" or module.startswith("stages."):
+        return "stages"
+    return "library"
+
+
+def layer_violations(edges: list[Import]) -> list[str]:
+    """Imports against ``cli -> stages -> library``, as ``source:line -> target (why)``."""
+    bad = []
+    for edge in edges:
+        src, dst = layer(edge.source), layer(edge.target)
+        why = ""
+        if src == "library" and dst != "library":
+            why = f"the library imports {dst}"
+        elif src == "stages" and dst == "cli":
+            why = "a stage imports the CLI"
+        elif src == "stages" and dst == "stages" and "stages" not in (edge.source, edge.target):
+            why = "a stage imports another stage"
+        if why:
+            bad.append(f"{edge.source}:{edge.line} -> {edge.target} ({why})")
+    return sorted(bad)
+
+
+@dataclass(frozen=True)
+class LongFunction:
+    where: str
+    lines: int
+    explained: bool
+
+
+def long_functions(root: Path = ROOT, limit: int = LONG_LINES) -> list[LongFunction]:
+    """Functions (methods and nested functions too) longer than ``limit`` lines, decorators excluded."""
+    found = []
+    for module, path in modules(root).items():
+        text = path.read_text()
+        source_lines = text.splitlines()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > limit:
+                    body = "\n".join(source_lines[node.lineno - 1 : node.end_lineno])
+                    found.append(LongFunction(f"{module}.{node.name}:{node.lineno}", length,
+                                              bool(LONG_MARK.search(body))))
+    return sorted(found, key=lambda f: -f.lines)
+
+
+def _tool_count(command: list[str], pattern: str) -> int | None:
+    try:
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return None
+    output = done.stdout + done.stderr
+    if "No module named" in output:
+        return None
+    if pattern == "lines":
+        return len([line for line in done.stdout.splitlines() if line.strip()])
+    match = re.search(pattern, output)
+    return int(match.group(1)) if match else 0
+
+
+def figures(*, tools: bool = True) -> dict[str, object]:
+    """All figures as a JSON-able mapping."""
+    edges = import_graph()
+    longs = long_functions()
+    result: dict[str, object] = {
+        "functions": sum(
+            isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+            for p in modules().values() for n in ast.walk(ast.parse(p.read_text()))
+        ),
+        "functions_over_60_lines": len(longs),
+        "functions_over_60_lines_unexplained": sum(not f.explained for f in longs),
+        "long_functions": [f"{f.where} ({f.lines} lines{', explained' if f.explained else ''})" for f in longs],
+        "imports_inside_functions": sum(not e.top for e in edges),
+        "import_cycles": cycles(edges),
+        "import_cycles_at_run_time": cycles([e for e in edges if not e.type_only]),
+        "layer_violations": layer_violations(edges),
+    }
+    if tools:
+        result["mypy_errors"] = _tool_count([sys.executable, "-m", "mypy", "pipeline", "stages"],
+                                            r"Found (\d+) errors?")
+        result["flake8_findings"] = _tool_count([sys.executable, "-m", "flake8", "pipeline", "stages", "tests",
+                                                 "scripts", "benchmarks"], "lines")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--no-tools", action="store_true", help="skip mypy and flake8")
+    args = parser.parse_args()
+    result = figures(tools=not args.no_tools)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    for key, value in result.items():
+        if isinstance(value, list):
+            print(f"{key}: {len(value)}")
+            for item in value:
+                print(f"    {item}")
+        else:
+            print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()
