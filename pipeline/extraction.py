@@ -3,8 +3,9 @@
 Three stages run at once, joined by bounded queues, so the teacher never waits for a file
 and a file never waits for a store commit:
 
-1. a **decoder** thread reads each file block by block (libsndfile and soxr release the
-   GIL), cuts the teacher's windows and appends the int16 audio cache block by block;
+1. **decoder** threads (one on the CPU, several for a GPU; libsndfile and soxr release the
+   GIL) read each file block by block, cut the teacher's windows and append the int16 audio
+   cache block by block;
 2. the **batcher** (the calling thread) packs windows of many tracks into one fixed-shape
    batch of ``batch_seconds`` of audio (in pinned host memory on CUDA, copied
    asynchronously), runs the teacher, and appends each window's frames to its track;
@@ -20,6 +21,7 @@ cannot be decoded is reported and skipped; the run goes on.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -40,6 +42,9 @@ BLOCK_SECONDS = 60.0
 DECODE_AHEAD = 4
 #: Finished tracks waiting for the track writer.
 WRITE_AHEAD = 8
+#: Decoder threads when the teacher runs on a GPU (a core decodes FLAC/OGG/MP3 and resamples at
+#: a few hundred times real time: benchmarks/results/decode.json).
+GPU_DECODE_WORKERS = 8
 
 
 @dataclass
@@ -167,21 +172,23 @@ class _Pipeline:
 
     def __init__(self, teacher: Teacher, audio_root: Path, writer: Any, audio_writer: Any,
                  audio_sample_rate: int, batch_seconds: float,
-                 on_track: Callable[[TrackOutcome], None] | None) -> None:
+                 on_track: Callable[[TrackOutcome], None] | None, decode_workers: int) -> None:
         self.teacher = teacher
         self.audio_root = audio_root
         self.writer = writer
         self.audio_writer = audio_writer
         self.audio_sample_rate = audio_sample_rate
         self.on_track = on_track
+        self.decode_workers = max(1, int(decode_workers))
         self.outcomes: list[TrackOutcome] = []
         self.stop = threading.Event()
-        self.decoded: queue.Queue = queue.Queue(maxsize=DECODE_AHEAD)
+        self.decoded: queue.Queue = queue.Queue(maxsize=DECODE_AHEAD * self.decode_workers)
         self.finished: queue.Queue = queue.Queue(maxsize=WRITE_AHEAD)
         self.errors: list[BaseException] = []
         self._lock = threading.Lock()
         grid = teacher.grid
         self.per_batch = 1 if grid is None else max(1, int(round(batch_seconds * grid.sample_rate / grid.window)))
+        self.batch_samples = batch_seconds * teacher.sample_rate  # clip-level: audio per forward pass
 
     # ---- shared ---------------------------------------------------------------------
     def finish(self, outcome: TrackOutcome) -> None:
@@ -202,12 +209,14 @@ class _Pipeline:
         return False
 
     # ---- stage 1: decoder thread ----------------------------------------------------
-    def decode_all(self, clips: Sequence[Clip]) -> None:
-        """Decode ``clips`` in order into ``self.decoded``; ends with ``("end",)``."""
+    def decode_all(self, clips: queue.SimpleQueue) -> None:
+        """Decode clips taken from ``clips`` into ``self.decoded`` until it is empty; ends with ``("end",)``."""
         try:
-            for clip in clips:
-                if self.stop.is_set():
-                    return
+            while not self.stop.is_set():
+                try:
+                    clip = clips.get_nowait()
+                except queue.Empty:
+                    break
                 self.decode_one(clip)
         except BaseException as exc:  # noqa: BLE001 - a bug: handed to the batcher, which raises it
             self._put(self.decoded, ("error", exc))
@@ -285,23 +294,29 @@ class _Pipeline:
     # ---- stage 2: the batcher (calling thread) --------------------------------------
     def run(self, clips: Sequence[Clip]) -> list[TrackOutcome]:
         """Run the three stages over ``clips``; returns the outcomes in completion order."""
-        decoder = threading.Thread(target=self.decode_all, args=(clips,), name="extract-decode", daemon=True)
+        todo: queue.SimpleQueue = queue.SimpleQueue()
+        for clip in clips:
+            todo.put(clip)
+        decoders = [threading.Thread(target=self.decode_all, args=(todo,), name=f"extract-decode-{i}", daemon=True)
+                    for i in range(self.decode_workers)]
         writer = threading.Thread(target=self.write_all, name="extract-write", daemon=True)
-        decoder.start()
-        writer.start()
+        for thread in [*decoders, writer]:
+            thread.start()
         batcher = _Batcher(self)
         try:
-            batcher.consume()
+            batcher.consume(len(decoders))
         except BaseException:
             self.stop.set()
-            decoder.join()  # it closes nothing; after the join no thread touches the open tracks
+            for thread in decoders:  # after the joins no other thread touches the open tracks
+                thread.join()
             batcher.drop_open()
             raise
         finally:
             self.finished.put(None)
             writer.join()
             self.stop.set()
-            decoder.join()
+            for thread in decoders:
+                thread.join()
         if self.errors:
             raise self.errors[0]
         return self.outcomes
@@ -315,6 +330,7 @@ class _Batcher:
         self.teacher = pipeline.teacher
         self.open: list[_Track] = []
         self.slots: list[tuple[_Track, int]] = []  # (track, window index) of each filled row
+        self.clips: list[tuple[_Track, np.ndarray]] = []  # clip-level: whole clips waiting for a pass
         grid = self.teacher.grid
         self.cuda = str(self.teacher.device).startswith("cuda")
         self.batch = None if grid is None else self._buffer(pipeline.per_batch, grid.window)
@@ -327,19 +343,22 @@ class _Batcher:
 
         return torch.zeros((rows, width), dtype=torch.float32).pin_memory().numpy()
 
-    def consume(self) -> None:
-        """Pull decoder events until the end; run the last (partial) batch."""
-        while True:
+    def consume(self, decoders: int) -> None:
+        """Pull decoder events until every decoder ended; run the last (partial) batch."""
+        running = decoders
+        while running:
             if self.p.errors:
                 raise self.p.errors[0]
             event = self.p.decoded.get()
             kind = event[0]
             if kind == "end":
-                break
+                running -= 1
+                continue
             if kind == "error":
                 raise event[1]
             getattr(self, f"on_{kind}")(*event[1:])
         self.run_batch()
+        self.run_clips()
         if self.open:  # cannot happen unless a teacher returned too few frames
             raise PipelineError(f"internal error: tracks left incomplete: {[t.clip.id for t in self.open]}")
 
@@ -358,9 +377,24 @@ class _Batcher:
                 self.run_batch()
 
     def on_clip(self, track: _Track, audio: np.ndarray) -> None:
-        """Clip-level teacher: one clip per forward pass (clips differ in length)."""
-        track.frames.append(self.teacher.embed_windows(audio[None])[0])
-        track.received = 1
+        """Clip-level teacher: clips of one length share a forward pass (up to ``batch_seconds``)."""
+        if self.clips and len(self.clips[0][1]) != len(audio):
+            self.run_clips()
+        self.clips.append((track, audio))
+        if len(self.clips) * len(audio) >= self.p.batch_samples:
+            self.run_clips()
+
+    def run_clips(self) -> None:
+        """Embed the held clips (all of one length) in one forward pass."""
+        if not self.clips:
+            return
+        out = self.teacher.embed_windows(np.stack([audio for _, audio in self.clips]))
+        for (track, _audio), frames in zip(self.clips, out):
+            if not track.failed:
+                track.frames.append(frames)
+                track.received = 1
+        self.clips = []
+        self.flush()
 
     def on_done(self, track: _Track) -> None:
         self.flush()
@@ -408,6 +442,7 @@ def extract_tracks(
     audio_sample_rate: int = 16000,
     batch_seconds: float = 120.0,
     on_track: Callable[[TrackOutcome], None] | None = None,
+    decode_workers: int | None = None,
 ) -> list[TrackOutcome]:
     """Run ``teacher`` over ``clips`` and add each finished track to ``writer``.
 
@@ -421,6 +456,9 @@ def extract_tracks(
         batch_seconds: audio seconds of windows per forward pass (the batch's fixed size).
         on_track: called with each track's outcome as soon as it is known (progress); it may
             be called from the track writer thread.
+        decode_workers: decoder threads (libsndfile and soxr release the GIL, so they decode in
+            parallel); ``None``: 1 on the CPU (the cores are busy with the teacher), and
+            :data:`GPU_DECODE_WORKERS` (at most the CPU count) when the teacher runs on CUDA.
 
     Returns:
         One outcome per clip, in completion order.
@@ -428,5 +466,9 @@ def extract_tracks(
     Raises:
         StoreError: a part could not be written (raised in the caller's thread).
     """
-    pipeline = _Pipeline(teacher, audio_root, writer, audio_writer, audio_sample_rate, batch_seconds, on_track)
+    if decode_workers is None:
+        cuda = str(teacher.device).startswith("cuda")
+        decode_workers = min(GPU_DECODE_WORKERS, os.cpu_count() or 1) if cuda else 1
+    pipeline = _Pipeline(teacher, audio_root, writer, audio_writer, audio_sample_rate, batch_seconds, on_track,
+                         decode_workers)
     return pipeline.run(clips)

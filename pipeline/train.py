@@ -164,11 +164,11 @@ class Trainer:
                     for key in ("total", "pred", "feat", "kd")}
             epoch_start = time.perf_counter()
             bar = _bar(len(loader), f"epoch {epoch + 1}/{cfg.epochs}", progress)
-            for step, batch in enumerate(loader, 1):
-                if cfg.mixup_alpha > 0:
-                    from pipeline.data import mixup
+            from pipeline.data import mixup, prefetch_to_device
 
-                    batch = mixup(batch, cfg.mixup_alpha, generator)
+            mix = (lambda b: mixup(b, cfg.mixup_alpha, generator)) if cfg.mixup_alpha > 0 else None
+            # batches reach the device one step ahead, on a side stream (no copy on the step's path)
+            for step, batch in enumerate(prefetch_to_device(loader, self.device, transform=mix), 1):
                 losses, _ = self._losses(batch, train=True)
                 optimiser.zero_grad(set_to_none=True)
                 losses["total"].backward()

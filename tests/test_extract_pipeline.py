@@ -100,24 +100,28 @@ def test_long_track_is_spooled_and_written_piece_by_piece(
         assert not list((store.location.local / "tmp").glob("*"))  # spools removed
 
 
-def test_a_file_failing_mid_decode_is_skipped_without_leftovers(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("decoders", [1, 3])
+def test_a_file_failing_mid_decode_is_skipped_without_leftovers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               decoders: int) -> None:
     """A truncated file fails after some of its windows were batched; it is reported, the others stored."""
     import pipeline.extraction as extraction
 
     monkeypatch.setattr(store_writer, "SPOOL_BYTES", 4096)
     monkeypatch.setattr(extraction, "BLOCK_SECONDS", 1.0)
-    clips = [_clip(tmp_path, f"c{i}", 6.0, seed=i) for i in range(3)]
+    clips = [_clip(tmp_path, f"c{i}", 6.0 - i, seed=i) for i in range(3)]
     data = (tmp_path / "c1.flac").read_bytes()
     (tmp_path / "c1.flac").write_bytes(data[: len(data) // 2])
     teacher = StatsTeacher().load("cpu")
     emb, audio = _stores(tmp_path, teacher, "zarr")
     with emb.writer() as writer, audio.writer() as audio_writer:
         outcomes = extract_tracks(teacher, clips, tmp_path, writer, audio_writer=audio_writer,
-                                  audio_sample_rate=8000, batch_seconds=0.5)
+                                  audio_sample_rate=8000, batch_seconds=0.5, decode_workers=decoders)
     status = {o.track_id: o.status for o in outcomes}
     assert status == {"c0": "done", "c1": "failed", "c2": "done"}
     assert "c1.flac" in next(o.reason for o in outcomes if o.track_id == "c1")
+    for clip in (clips[0], clips[2]):  # interleaved decoders still give each track its own frames
+        whole = read_audio(tmp_path / clip.audio_path, sample_rate=16000)
+        np.testing.assert_allclose(open_store(tmp_path / "emb").read(clip.id), teacher.embed(whole[None])[0], atol=1e-6)
     for store in (open_store(tmp_path / "emb"), open_store(tmp_path / "emb" / "audio")):
         assert sorted(store.track_ids()) == ["c0", "c2"] and store.verify().ok
         assert not list((store.location.local / "tmp").glob("*"))
@@ -132,3 +136,31 @@ def test_a_store_error_in_the_writer_thread_reaches_the_caller(tmp_path: Path) -
         with emb.writer() as writer:
             extract_tracks(teacher, clips, tmp_path, writer, batch_seconds=0.5)
     assert len(open_store(tmp_path / "emb")) == 0
+
+
+class ClipStatsTeacher(StatsTeacher):
+    """Clip level: one 4-d frame per clip."""
+
+    name = "clip-stats"
+
+    @property
+    def grid(self) -> None:  # type: ignore[override]
+        return None
+
+
+def test_clip_level_clips_of_one_length_share_a_pass(tmp_path: Path) -> None:
+    calls: list[int] = []
+    teacher = ClipStatsTeacher().load("cpu")
+    original = teacher.embed_windows
+    teacher.embed_windows = lambda w: calls.append(len(w)) or original(w)  # type: ignore[method-assign]
+    clips = [_clip(tmp_path, f"c{i}", s, rate=16000, seed=i) for i, s in enumerate([2.0, 2.0, 2.0, 3.0, 2.0])]
+    emb, audio = _stores(tmp_path, teacher, "hdf5")
+    with emb.writer() as writer, audio.writer() as audio_writer:
+        outcomes = extract_tracks(teacher, clips, tmp_path, writer, audio_writer=audio_writer,
+                                  audio_sample_rate=8000, batch_seconds=4.0)
+    assert [o.status for o in outcomes] == ["done"] * 5
+    assert calls == [2, 1, 1, 1]  # 2 x 2 s fill 4 s; the 3 s clip breaks the run; the last alone
+    store = open_store(tmp_path / "emb")
+    for clip in clips:
+        whole = read_audio(tmp_path / clip.audio_path, sample_rate=16000)
+        np.testing.assert_allclose(store.read(clip.id), original(whole[None])[0], atol=1e-6)
