@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline.config import ALIGNMENTS
 from pipeline.errors import ConfigError, TrainingError
 
-MODES = ("window", "repeat", "nearest")
+MODES = ALIGNMENTS
 #: seconds of slack when a frame centre sits on a window edge (float32 time stamps)
 TIME_TOLERANCE = 1e-6
 

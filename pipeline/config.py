@@ -13,13 +13,44 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, Literal, Mapping, TypeVar
 
 import yaml
 
+from pipeline.devices import Device
 from pipeline.errors import ConfigError
 
 C = TypeVar("C")
+
+# One source for every fixed choice: the dataclasses below are annotated with these, so a bad
+# value is refused when params.yaml is read (naming the valid ones), and the click options and
+# the library's own checks read the same tuples. Open families (teachers, dataset builders,
+# store backends by URL) come from their registries instead.
+
+#: ``distill.variant``: no teacher, + distance correlation, + KD from the teacher's probe
+Variant = Literal["baseline", "east-final", "east-kd"]
+VARIANTS: tuple[Variant, ...] = typing.get_args(Variant)
+#: ``distill.student``: the registered students (``pipeline.students.STUDENTS`` is checked against it)
+StudentName = Literal["mobile_fcn", "cp_resnet"]
+STUDENT_NAMES: tuple[str, ...] = typing.get_args(StudentName)
+#: ``distill.feature_loss``
+FeatureLoss = Literal["distance_correlation", "cosine_difference"]
+FEATURE_LOSSES: tuple[str, ...] = typing.get_args(FeatureLoss)
+#: ``distill.alignment`` (see :mod:`pipeline.alignment`)
+Alignment = Literal["window", "repeat", "nearest"]
+ALIGNMENTS: tuple[str, ...] = typing.get_args(Alignment)
+#: ``distill.schedule``
+Schedule = Literal["onecycle", "plateau"]
+SCHEDULES: tuple[str, ...] = typing.get_args(Schedule)
+#: ``distill.loader``
+Loader = Literal["memmap", "store"]
+LOADERS: tuple[str, ...] = typing.get_args(Loader)
+#: ``extract.backend``: the backends a store can be written with (memmap is an export format)
+Backend = Literal["zarr", "hdf5"]
+BACKENDS: tuple[str, ...] = typing.get_args(Backend)
+#: ``extract.dtype``: frame dtype in a store
+FrameDtype = Literal["float16", "float32"]
+FRAME_DTYPES: tuple[str, ...] = typing.get_args(FrameDtype)
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -82,12 +113,12 @@ class ExtractConfig:
     """
 
     store_root: str = "stores"
-    backend: str = "zarr"
-    device: str = "auto"
+    backend: Backend = "zarr"
+    device: Device = "auto"
     batch_seconds: float = 120.0
     workers: int = 2
     scheduler: str = ""
-    dtype: str = "float16"
+    dtype: FrameDtype = "float16"
     cache_audio: bool = True
     audio_sample_rate: int = 16000
     part_tracks: int = 256
@@ -143,28 +174,28 @@ class DistillConfig:
         runs_root: folder for run directories.
     """
 
-    student: str = "mobile_fcn"
+    student: StudentName = "mobile_fcn"
     teacher: str = "musicnn"
-    variant: str = "east-kd"
-    feature_loss: str = "distance_correlation"
+    variant: Variant = "east-kd"
+    feature_loss: FeatureLoss = "distance_correlation"
     lam: float = 0.3
     kd_weight: float = 0.3
     tau: float = 2.0
-    alignment: str = "window"
+    alignment: Alignment = "window"
     epochs: int = 12
     batch_size: int = 16
     lr: float = 3e-3
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
-    schedule: str = "onecycle"
+    schedule: Schedule = "onecycle"
     patience: int = 15
     crop_seconds: float = 0.0
     mixup_alpha: float = 0.0
     specaugment: bool = False
     seed: int = 0
-    device: str = "auto"
+    device: Device = "auto"
     amp: bool = True
-    loader: str = "memmap"
+    loader: Loader = "memmap"
     num_workers: int = 0
     threads: int = 1
     runs_root: str = "runs"
@@ -203,7 +234,7 @@ class Params:
     data: DataConfig = field(default_factory=DataConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
     teachers_enabled: tuple[str, ...] = ("musicnn",)
-    variants: tuple[str, ...] = ("baseline", "east-final", "east-kd")
+    variants: tuple[Variant, ...] = VARIANTS
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     teachers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
@@ -218,6 +249,11 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if isinstance(annotation, str):
         annotation = eval(annotation, vars(typing), {})  # noqa: S307 - our own annotations
     origin = typing.get_origin(annotation)
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        if value not in choices:
+            raise ConfigError(f"{where} must be one of {', '.join(map(str, choices))}, got {value!r}")
+        return value
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where} must be a mapping, got {value!r}")

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.alignment import MODES, align_frames
+from pipeline.config import FEATURE_LOSSES, VARIANTS
 from pipeline.errors import ConfigError, TrainingError
 
 __all__ = [
@@ -34,9 +35,6 @@ __all__ = [
     "VARIANTS",
     "FEATURE_LOSSES",
 ]
-
-VARIANTS = ("baseline", "east-final", "east-kd")
-FEATURE_LOSSES = ("distance_correlation", "cosine_difference")
 
 
 def _f32(x: torch.Tensor) -> torch.Tensor:

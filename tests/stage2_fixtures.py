@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 import yaml
 
+from pipeline.config import VARIANTS
 from pipeline.manifests import Clip
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANTS = ("baseline", "east-final", "east-kd")
 
 
 # ---- fake stores -------------------------------------------------------------------------

@@ -10,12 +10,15 @@ import importlib
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from pipeline import __version__
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    from pipeline.config import Params
 
 #: command name -> (module under pipeline.cli, attribute, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -87,11 +90,21 @@ def cli(ctx: click.Context, params_path: Path, verbose: int) -> None:
     ctx.obj["params_path"] = params_path
 
 
-def load_params_from(ctx: click.Context, overrides: dict[str, Any] | None = None):  # noqa: ANN201
-    """The :class:`~pipeline.config.Params` of the root ``--params`` file with ``overrides``."""
-    from pipeline.config import load_params
+def load_params_from(ctx: click.Context, overrides: dict[str, Any] | None = None) -> Params:
+    """The :class:`~pipeline.config.Params` of the root ``--params`` file with ``overrides``.
 
-    return load_params(ctx.obj["params_path"], overrides)
+    Fixed choices are checked by :func:`~pipeline.config.load_params` (``Literal`` fields); the
+    teacher names, an open family, against the teacher registry here, before any work starts.
+
+    Raises:
+        ConfigError: a bad key or value, naming it and the valid ones.
+    """
+    from pipeline.config import load_params
+    from pipeline.teachers import check_teacher_names
+
+    params = load_params(ctx.obj["params_path"], overrides)
+    check_teacher_names(params)
+    return params
 
 
 def main(argv: list[str] | None = None) -> None:

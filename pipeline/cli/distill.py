@@ -4,13 +4,15 @@ from __future__ import annotations
 import click
 
 from pipeline.cli import load_params_from
+from pipeline.config import STUDENT_NAMES, VARIANTS
+from pipeline.devices import DEVICES
 
 
 @click.command(context_settings={"show_default": True})
-@click.option("--student", "-s", type=click.Choice(["mobile_fcn", "cp_resnet"]), default=None,
+@click.option("--student", "-s", type=click.Choice(STUDENT_NAMES), default=None,
               help="Student network [default: distill.student]")
 @click.option("--teacher", "-t", default=None, help="Teacher whose cached frames regularise [default: distill.teacher]")
-@click.option("--variant", type=click.Choice(["baseline", "east-final", "east-kd"]), default=None,
+@click.option("--variant", type=click.Choice(VARIANTS), default=None,
               help="baseline: labels only; east-final: + distance correlation to the teacher; "
                    "east-kd: + KD from the teacher's probe [default: distill.variant]")
 @click.option("--lam", type=click.FloatRange(0.0, 1.0), default=None,
@@ -18,7 +20,7 @@ from pipeline.cli import load_params_from
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="[default: distill.epochs]")
 @click.option("--batch-size", type=click.IntRange(min=2), default=None, help="[default: distill.batch_size]")
 @click.option("--seed", type=int, default=None, help="[default: distill.seed]")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="[default: distill.device]")
+@click.option("--device", type=click.Choice(DEVICES), default=None, help="[default: distill.device]")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="Run folder [default: <runs_root>/<student>-<teacher>-<variant>]")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")

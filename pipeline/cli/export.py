@@ -5,10 +5,12 @@ from pathlib import Path
 
 import click
 
+from pipeline.export import FORMATS
+
 
 @click.command(context_settings={"show_default": True})
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="onnx")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Output file [default: RUN_DIR/model.onnx or model.ts]")
 def export(run_dir: str, fmt: str, out: str | None) -> None:

@@ -6,27 +6,24 @@ from pathlib import Path
 import click
 
 from pipeline.cli import load_params_from
-
-
-def _teacher_names() -> list[str]:
-    from pipeline.teachers import TEACHERS
-
-    return TEACHERS.names()
+from pipeline.config import BACKENDS
+from pipeline.devices import DEVICES
+from pipeline.teachers import TEACHERS
 
 
 @click.command(context_settings={"show_default": True})
-@click.option("--teacher", "-t", required=True, type=click.Choice(_teacher_names()), help="Teacher to run.")
+@click.option("--teacher", "-t", required=True, type=click.Choice(TEACHERS.names()), help="Teacher to run.")
 @click.option("--manifests", type=click.Path(file_okay=False), default=None,
               help="Manifests folder [default: data.manifests]")
 @click.option("--audio-root", type=click.Path(file_okay=False), default=None,
               help="Folder the manifests' audio paths start from [default: data.audio_root]")
 @click.option("--store", type=click.Path(file_okay=False), default=None,
               help="Store path [default: <extract.store_root>/<teacher>]")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+@click.option("--device", type=click.Choice(DEVICES), default=None,
               help="auto picks CUDA when present [default: extract.device]")
 @click.option("--batch-seconds", type=click.FloatRange(min=0.5), default=None,
               help="Audio seconds of teacher windows per forward pass [default: extract.batch_seconds]")
-@click.option("--backend", type=click.Choice(["zarr", "hdf5"]), default=None,
+@click.option("--backend", type=click.Choice(BACKENDS), default=None,
               help="Store backend for a new store [default: extract.backend]")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Local dask worker processes, 0 = in-process [default: extract.workers]")

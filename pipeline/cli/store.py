@@ -5,8 +5,8 @@ import json
 
 import click
 
-BACKEND_CHOICES = ("zarr", "hdf5")
-FORMAT_CHOICES = ("npy", "memmap")
+from pipeline.config import BACKENDS, FRAME_DTYPES
+from pipeline.stores.convert import EXPORT_FORMATS
 
 
 def _size(n: float) -> str:
@@ -117,11 +117,11 @@ def verify(path: str, no_checksums: bool) -> None:
 
 @store.command("export")
 @click.argument("path")
-@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), required=True,
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), required=True,
               help="npy: one <track>.npy per track (HEAR / official EAsT layout); "
                    "memmap: one raw .npy per part + index (fast training reads).")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Destination folder.")
-@click.option("--dtype", type=click.Choice(["float16", "float32"]), default=None,
+@click.option("--dtype", type=click.Choice(FRAME_DTYPES), default=None,
               help="npy only: cast frames (default: the stored dtype).")
 def export(path: str, fmt: str, out: str, dtype: str | None) -> None:
     """Export the store at PATH as per-track .npy files or a memory-mappable store."""
@@ -134,7 +134,7 @@ def export(path: str, fmt: str, out: str, dtype: str | None) -> None:
 
 @store.command("convert")
 @click.argument("path")
-@click.option("--backend", type=click.Choice(BACKEND_CHOICES), required=True, help="Backend of the copy.")
+@click.option("--backend", type=click.Choice(BACKENDS), required=True, help="Backend of the copy.")
 @click.option(
     "--out", "out", type=click.Path(file_okay=False), required=True, help="Folder of the new store."
 )

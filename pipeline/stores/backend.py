@@ -14,6 +14,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from pipeline.config import BACKENDS as WRITABLE
 from pipeline.errors import UnknownNameError
 from pipeline.stores.location import Location
 from pipeline.stores.spec import StoreLayout
@@ -25,7 +26,7 @@ BACKENDS: dict[str, str] = {
     "memmap": "pipeline.stores.memmap_backend:MemmapBackend",
 }
 #: backends a user can write a store with (memmap is an export format).
-WRITABLE_BACKENDS = ("zarr", "hdf5")
+WRITABLE_BACKENDS = WRITABLE
 
 
 class PartReader(abc.ABC):
