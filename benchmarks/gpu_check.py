@@ -77,7 +77,7 @@ class Sizes:
     def __init__(self, smoke: bool) -> None:
         self.smoke = smoke
         self.forward_seconds = 0.0 if smoke else 5.0
-        self.e2e_seconds = 1.0 if smoke else 15.0
+        self.e2e_seconds = 1.0 if smoke else 10.0
         self.e2e_files = 2 if smoke else 12
         self.e2e_file_seconds = 4.0 if smoke else E2E_FILE_SECONDS
         self.cpu_windows = 1 if smoke else 4

@@ -122,13 +122,27 @@ class _CacheStream:
             self.add(np.zeros(0, dtype=np.float32), last=True)
 
 
-def _iter_windows(
-    teacher: Teacher, path: Path, track: _Track, cache: _CacheStream | None, max_windows: int
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(first window index, float32 (k, window) windows)`` of one file, decoding it block by block.
+@dataclass(frozen=True)
+class _Span:
+    """Windows ``first .. first + count`` of a track, to be cut from ``audio`` (track samples from ``offset``).
 
-    Groups hold at most ``max_windows`` windows. Feeds ``cache`` each decoded block. Sets
-    ``track.n_windows`` and ``track.n_samples`` when the file is exhausted.
+    The decoder hands spans, not cut windows: overlapping windows (musicnn's 3 s every 1 s)
+    would otherwise travel three times; the batcher cuts them straight into its batch buffer.
+    """
+
+    first: int
+    count: int
+    audio: np.ndarray
+    offset: int
+
+
+def _iter_spans(
+    teacher: Teacher, path: Path, track: _Track, cache: _CacheStream | None, max_windows: int
+) -> Iterator[_Span]:
+    """Yield the window spans of one file (at most ``max_windows`` each), decoding it block by block.
+
+    Feeds ``cache`` each decoded block. Sets ``track.n_windows`` and ``track.n_samples`` when
+    the file is exhausted. Memory: one decoding block plus one window of context.
     """
     from pipeline.audio import iter_blocks
 
@@ -148,7 +162,7 @@ def _iter_windows(
             ready += 1
         for lo in range(0, ready, max_windows):
             k = min(max_windows, ready - lo)
-            yield next_window, grid.cut(buffer, next_window, k, offset=buffer_offset)
+            yield _Span(next_window, k, buffer, buffer_offset)
             next_window += k
         keep_from = max(grid.window_start(next_window), 0)  # drop samples no later window needs
         if keep_from > buffer_offset:
@@ -159,12 +173,26 @@ def _iter_windows(
     n_windows = grid.num_windows(total)
     while next_window < n_windows:
         k = min(max_windows, n_windows - next_window)
-        yield next_window, grid.cut(buffer, next_window, k, offset=buffer_offset)
+        yield _Span(next_window, k, buffer, buffer_offset)
         next_window += k
     if cache is not None:
         cache.finish()
     track.n_windows = n_windows
     track.n_samples = total
+
+
+def _cut_into(grid: Any, span: _Span, first: int, count: int, out: np.ndarray) -> None:
+    """Write windows ``first .. first + count`` of ``span`` into the rows of ``out`` (zeros outside the audio)."""
+    for row in range(count):
+        start = grid.window_start(first + row) - span.offset
+        lo, hi = max(start, 0), min(start + grid.window, len(span.audio))
+        target = out[row]
+        if lo - start > 0:
+            target[: lo - start] = 0.0
+        if hi > lo:
+            target[lo - start : hi - start] = span.audio[lo:hi]
+        if hi - start < grid.window:
+            target[max(hi - start, 0) :] = 0.0
 
 
 class _Pipeline:
@@ -242,8 +270,8 @@ class _Pipeline:
                 self.teacher.check_clip(int(round(clip.duration * self.teacher.sample_rate)))  # before decoding
                 self._put(self.decoded, ("clip", track, self._read_whole(path, track, cache)))
             else:
-                for index, windows in _iter_windows(self.teacher, path, track, cache, self.per_batch):
-                    if not self._put(self.decoded, ("windows", track, index, windows)):
+                for span in _iter_spans(self.teacher, path, track, cache, self.per_batch):
+                    if not self._put(self.decoded, ("windows", track, span)):
                         return
         except PipelineError as exc:
             self._put(self.decoded, ("failed", track, str(exc)))
@@ -365,14 +393,15 @@ class _Batcher:
     def on_start(self, track: _Track) -> None:
         self.open.append(track)
 
-    def on_windows(self, track: _Track, index: int, windows: np.ndarray) -> None:
-        """Copy windows into the batch buffer, running the teacher whenever it is full."""
-        at = 0
-        while at < len(windows):
-            take = min(len(windows) - at, len(self.batch) - len(self.slots))
-            self.batch[len(self.slots) : len(self.slots) + take] = windows[at : at + take]
-            self.slots.extend((track, index + at + i) for i in range(take))
-            at += take
+    def on_windows(self, track: _Track, span: _Span) -> None:
+        """Cut a span's windows into the batch buffer, running the teacher whenever it is full."""
+        done = 0
+        while done < span.count:
+            filled = len(self.slots)
+            take = min(span.count - done, len(self.batch) - filled)
+            _cut_into(self.teacher.grid, span, span.first + done, take, self.batch[filled : filled + take])
+            self.slots.extend((track, span.first + done + i) for i in range(take))
+            done += take
             if len(self.slots) == len(self.batch):
                 self.run_batch()
 
