@@ -1,4 +1,4 @@
-"""Pairing student feature frames with teacher frames by their time stamps (EAsT-method.md §4.2).
+"""Pairing student feature frames with teacher frames by their time stamps (docs/method.md, "Alignment").
 
 Both sides carry the centre time (seconds) of each frame. Three modes:
 

@@ -146,7 +146,7 @@ class ProbeConfig:
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """Stage two settings (``pipeline distill``); see ``docs`` for departures from the paper.
+    """Stage two settings (``pipeline distill``); departures from the paper: docs/method.md.
 
     Attributes:
         student: student name (``mobile_fcn`` or ``cp_resnet``).

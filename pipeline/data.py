@@ -91,15 +91,18 @@ class AudioSource:
         return state
 
 
-def usable_audio_cache(teacher_store: Path | str | None, sample_rate: int) -> Path | None:
+def usable_audio_cache(teacher_store: Path | str | None, sample_rate: int) -> Path | str | None:
     """The audio cache next to a teacher store when it exists at ``sample_rate``, else None."""
     if teacher_store is None:
         return None
-    path = Path(teacher_store) / "audio"
-    if not (path / "teacher.json").is_file():
-        return None
     from pipeline.stores import open_store
+    from pipeline.stores.location import Location, is_url
 
+    path: Path | str = (
+        f"{str(teacher_store).rstrip('/')}/audio" if is_url(str(teacher_store)) else Path(teacher_store) / "audio"
+    )
+    if not Location(path).exists("teacher.json"):
+        return None
     return path if open_store(path).spec.sample_rate == sample_rate else None
 
 
@@ -352,8 +355,8 @@ def mixup(batch: dict[str, Any], alpha: float, generator) -> dict[str, Any]:  # 
     n = batch["audio"].shape[0]
     beta = torch.distributions.Beta(torch.tensor(alpha), torch.tensor(alpha))
     lam = beta.sample((n,))
-    lam = torch.maximum(lam, 1 - lam)
-    partner = torch.randperm(n, generator=generator)
+    lam = torch.maximum(lam, 1 - lam).to(batch["audio"].device)  # drawn on the CPU: same numbers anywhere
+    partner = torch.randperm(n, generator=generator).to(batch["audio"].device)
     out = dict(batch)
     out["audio"] = lam[:, None] * batch["audio"] + (1 - lam[:, None]) * batch["audio"][partner]
     labels = batch["labels"] * batch["known"]
@@ -370,7 +373,8 @@ def hot_copy(store_path: Path | str, cache_root: Path | str = ".cache/memmap") -
     Reading a window through zarr costs ~1 ms of fixed overhead; the same bytes from a
     ``np.memmap`` cost microseconds (``benchmarks/bench_loader.py``: 624 vs 7,776 ten-second
     clips/s per core). The copy is keyed by the store's path and committed parts, so a store
-    that gained tracks gets a fresh copy; it lives outside the DVC-tracked store folder.
+    that gained tracks gets a fresh copy; it lives outside the DVC-tracked store folder. A
+    store given by URL (``s3://...``) is read through fsspec once, into the local copy.
 
     Returns:
         The folder of the memmap store (open it with :func:`pipeline.stores.open_store`).
@@ -381,11 +385,13 @@ def hot_copy(store_path: Path | str, cache_root: Path | str = ".cache/memmap") -
     import uuid
 
     from pipeline.stores import export_store
+    from pipeline.stores.location import Location, is_url
 
-    source = Path(store_path)
-    digest = hashlib.sha256(str(source.resolve()).encode())
+    source: Path | str = str(store_path) if is_url(str(store_path)) else Path(store_path)
+    location = Location(source)
+    digest = hashlib.sha256(str(source if isinstance(source, str) else source.resolve()).encode())
     for name in ("teacher.json", "parts.json"):
-        digest.update((source / name).read_bytes())
+        digest.update(location.read_text(name).encode())
     target = Path(cache_root) / digest.hexdigest()[:20]
     if (target / "teacher.json").is_file():
         return target

@@ -44,3 +44,7 @@ class ProvenanceError(StoreError):
 
 class TrainingError(PipelineError):
     """Training or evaluation cannot proceed (missing run, bad checkpoint, ...)."""
+
+
+class TrainingInterrupted(TrainingError):
+    """SIGTERM stopped training after saving ``last.pt``; the same command resumes the run."""

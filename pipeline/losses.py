@@ -1,4 +1,4 @@
-"""The EAsT losses (EAsT-method.md §4): masked BCE, distance correlation, cosine-distance
+"""The EAsT losses (docs/method.md, "Losses"): masked BCE, distance correlation, cosine-distance
 difference, binary KD, and the combined objective.
 
 Every loss is computed in float32 (float64 inputs stay float64), whatever the autocast
@@ -80,7 +80,7 @@ def _double_centre(a: torch.Tensor) -> torch.Tensor:
 
 
 def distance_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Squared sample distance correlation (V-statistic) of paired rows, as in §4.3.
+    """Squared sample distance correlation (V-statistic) of paired rows, as in docs/method.md, "Losses".
 
     ``a_ij = sqrt(||x_i - x_j||^2 + 1e-12)``, likewise ``b``; ``A``, ``B`` double-centred;
     ``R = mean(A*B) / sqrt(mean(A*A) * mean(B*B) + 1e-9)``, in [0, 1].
@@ -123,7 +123,7 @@ def feature_loss_dcor(s: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
 
 
 def feature_loss_cosine(s: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-    """Cosine-distance difference (§4.4): ``mean_{t,i,j} |cos(s_ti, s_tj) - cos(e_ti, e_tj)|``.
+    """Cosine-distance difference (docs/method.md, "Losses"): ``mean_{t,i,j} |cos(s_ti, s_tj) - cos(e_ti, e_tj)|``.
 
     Args:
         s: (N, T, C) aligned student frames.
@@ -166,7 +166,7 @@ FEATURE_FUNCTIONS = {"distance_correlation": feature_loss_dcor, "cosine_differen
 
 
 class EAsTObjective:
-    """``L = (1 - lam) L_pred + lam L_reg`` (§4.6).
+    """``L = (1 - lam) L_pred + lam L_reg`` (docs/method.md, "Losses").
 
     ``L_reg = L_feat`` (east-final) or ``kd_weight L_KD + (1 - kd_weight) L_feat`` (east-kd);
     ``baseline`` trains on ``L_pred`` only. ``L_feat = sum_k w_k L_k / sum_k w_k`` over the

@@ -1,4 +1,4 @@
-"""Multi-label metrics with an unknown-label mask (EAsT-method.md §5 "Metrics").
+"""Multi-label metrics with an unknown-label mask (docs/method.md, "Training and evaluation").
 
 Per class, only the entries whose label is known count. Then:
 
@@ -7,8 +7,8 @@ Per class, only the entries whose label is known count. Then:
 - ``binary_f1``: macro mean of the positive-class F1 at ``probs > threshold`` (paper: 0.4);
 - ``macro_f1``: macro mean of ``(F1_pos + F1_neg) / 2`` (the OpenMIC convention).
 
-AP and AUC are written here in numpy and match scikit-learn's
-``average_precision_score`` and ``roc_auc_score`` (ties grouped as sklearn does). A class
+AP and AUC are scikit-learn's ``average_precision_score`` and ``roc_auc_score``; the mask, the
+macro average and the skipping of classes without both kinds of label are ours. A class
 with no known positive is skipped for AP and AUC, one with no known negative for AUC;
 skipped classes are NaN in the per-class arrays and counted. An F1 whose denominator is 0
 is 0 (sklearn's and torchmetrics' default); a class with no known entry is NaN for F1.
@@ -20,56 +20,35 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from pipeline.errors import TrainingError
 
 
 def average_precision(scores: np.ndarray, positive: np.ndarray) -> float:
-    """``sum_k (R_k - R_{k-1}) P_k`` over the distinct score thresholds, highest first.
+    """Average precision, ``sum_k (R_k - R_{k-1}) P_k`` over the distinct score thresholds.
 
     Args:
         scores: float (n,).
         positive: bool (n,) with at least one True.
 
     Returns:
-        Average precision in [0, 1].
+        Average precision in [0, 1] (scikit-learn's ``average_precision_score``).
     """
-    order = np.argsort(-scores, kind="mergesort")
-    sorted_scores = scores[order]
-    hits = positive[order].astype(np.float64)
-    last_of_group = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(sorted_scores) - 1]
-    tps = np.cumsum(hits)[last_of_group]
-    predicted = last_of_group + 1.0
-    precision = tps / predicted
-    recall = tps / tps[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
-
-
-def _average_ranks(scores: np.ndarray) -> np.ndarray:
-    """1-based ranks with ties sharing their mean rank."""
-    order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    starts = np.r_[True, sorted_scores[1:] != sorted_scores[:-1]]
-    group = np.cumsum(starts) - 1
-    first = np.flatnonzero(starts)
-    counts = np.diff(np.r_[first, len(scores)])
-    mean_rank = first + (counts + 1) / 2.0
-    ranks = np.empty(len(scores), dtype=np.float64)
-    ranks[order] = mean_rank[group]
-    return ranks
+    return float(average_precision_score(positive, scores))
 
 
 def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve = P(score_pos > score_neg) + 0.5 P(tie) (Mann-Whitney).
+    """Area under the ROC curve = P(score_pos > score_neg) + 0.5 P(tie).
 
     Args:
         scores: float (n,).
         positive: bool (n,) with at least one True and one False.
+
+    Returns:
+        ROC-AUC in [0, 1] (scikit-learn's ``roc_auc_score``).
     """
-    ranks = _average_ranks(scores)
-    n_pos = int(positive.sum())
-    n_neg = len(scores) - n_pos
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(roc_auc_score(positive, scores))
 
 
 def _f1(tp: int, fp: int, fn: int) -> float:
@@ -162,41 +141,12 @@ def evaluate_predictions(
     raw = np.asarray(probs)
     # the threshold is compared in the scores' own precision (float32 0.4 is not > 0.4), as torchmetrics does
     precision = raw.dtype if raw.dtype in (np.float16, np.float32, np.float64) else np.dtype(np.float64)
-    cut = precision.type(threshold)
+    predicted = raw.astype(precision) > precision.type(threshold)
     probs = raw.astype(np.float64)
     labels = np.asarray(labels)
     known = np.ones(labels.shape, dtype=bool) if known is None else np.asarray(known, dtype=bool)
-    if probs.ndim != 2 or probs.shape != labels.shape or probs.shape != known.shape:
-        raise TrainingError(
-            f"metrics need (clips, classes) arrays of one shape, got probs {probs.shape}, "
-            f"labels {labels.shape}, known {known.shape}"
-        )
-    if not np.isfinite(probs).all():
-        raise TrainingError(f"{int((~np.isfinite(probs)).sum())} predicted scores are NaN or infinite")
-    n_classes = probs.shape[1]
-    names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(n_classes)]
-    if len(names) != n_classes:
-        raise TrainingError(f"{len(names)} class names for {n_classes} classes")
-    positive_all = labels > 0.5
-    ap, auc, f1, f1_neg = (np.full(n_classes, np.nan) for _ in range(4))
-    n_pos, n_neg = np.zeros(n_classes, dtype=np.int64), np.zeros(n_classes, dtype=np.int64)
-    for c in range(n_classes):
-        mask = known[:, c]
-        scores, positive = probs[mask, c], positive_all[mask, c]
-        n_pos[c] = int(positive.sum())
-        n_neg[c] = int(mask.sum()) - n_pos[c]
-        if n_pos[c]:
-            ap[c] = average_precision(scores, positive)
-        if n_pos[c] and n_neg[c]:
-            auc[c] = roc_auc(scores, positive)
-        if mask.any():
-            predicted = raw[mask, c].astype(precision) > cut
-            tp = int((predicted & positive).sum())
-            fp = int((predicted & ~positive).sum())
-            fn = int((~predicted & positive).sum())
-            tn = int(mask.sum()) - tp - fp - fn
-            f1[c] = _f1(tp, fp, fn)
-            f1_neg[c] = _f1(tn, fn, fp)
+    names = _checked(probs, labels, known, class_names)
+    ap, auc, f1, f1_neg, n_pos, n_neg = _per_class(probs, labels > 0.5, known, predicted)
     return Metrics(
         mAP=_nanmean(ap),
         roc_auc=_nanmean(auc),
@@ -213,3 +163,46 @@ def evaluate_predictions(
         threshold=float(threshold),
         class_names=names,
     )
+
+
+def _checked(probs: np.ndarray, labels: np.ndarray, known: np.ndarray,
+             class_names: Sequence[str] | None) -> list[str]:
+    """The class names, after checking that the arrays fit together and the scores are finite."""
+    if probs.ndim != 2 or probs.shape != labels.shape or probs.shape != known.shape:
+        raise TrainingError(
+            f"metrics need (clips, classes) arrays of one shape, got probs {probs.shape}, "
+            f"labels {labels.shape}, known {known.shape}"
+        )
+    if not np.isfinite(probs).all():
+        raise TrainingError(f"{int((~np.isfinite(probs)).sum())} predicted scores are NaN or infinite")
+    n_classes = probs.shape[1]
+    names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(n_classes)]
+    if len(names) != n_classes:
+        raise TrainingError(f"{len(names)} class names for {n_classes} classes")
+    return names
+
+
+def _per_class(probs: np.ndarray, positive_all: np.ndarray, known: np.ndarray,
+               predicted_all: np.ndarray) -> tuple[np.ndarray, ...]:
+    """AP, ROC-AUC, F1, negative-class F1 (NaN where undefined), known positives and negatives, per class."""
+    n_classes = probs.shape[1]
+    ap, auc, f1, f1_neg = (np.full(n_classes, np.nan) for _ in range(4))
+    n_pos, n_neg = np.zeros(n_classes, dtype=np.int64), np.zeros(n_classes, dtype=np.int64)
+    for c in range(n_classes):
+        mask = known[:, c]
+        scores, positive = probs[mask, c], positive_all[mask, c]
+        n_pos[c] = int(positive.sum())
+        n_neg[c] = int(mask.sum()) - n_pos[c]
+        if n_pos[c]:
+            ap[c] = average_precision(scores, positive)
+        if n_pos[c] and n_neg[c]:
+            auc[c] = roc_auc(scores, positive)
+        if mask.any():
+            predicted = predicted_all[mask, c]
+            tp = int((predicted & positive).sum())
+            fp = int((predicted & ~positive).sum())
+            fn = int((~predicted & positive).sum())
+            tn = int(mask.sum()) - tp - fp - fn
+            f1[c] = _f1(tp, fp, fn)
+            f1_neg[c] = _f1(tn, fn, fp)
+    return ap, auc, f1, f1_neg, n_pos, n_neg

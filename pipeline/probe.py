@@ -11,14 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from pipeline.errors import TrainingError
-
-
-def _torch():  # noqa: ANN202
-    import torch
-
-    return torch
 
 
 def build_probe(dim: int, n_classes: int, mean: np.ndarray, std: np.ndarray):  # noqa: ANN201
@@ -27,21 +22,22 @@ def build_probe(dim: int, n_classes: int, mean: np.ndarray, std: np.ndarray):  #
     ``mean``/``std`` (float32, (dim,)), the z-score statistics of the training frames, travel
     with the module (``normalise`` applies them) so the loader can reproduce its input.
     """
-    torch = _torch()
-
     class LinearProbe(torch.nn.Module):
+        mean: torch.Tensor
+        std: torch.Tensor
+
         def __init__(self) -> None:
             super().__init__()
             self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
             self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
             self.linear = torch.nn.Linear(dim, n_classes)
 
-        def forward(self, x: "torch.Tensor") -> "torch.Tensor":
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
             if x.dim() == 3:
                 x = x.mean(dim=1)
             return self.linear(x)
 
-        def normalise(self, frames: "torch.Tensor") -> "torch.Tensor":
+        def normalise(self, frames: torch.Tensor) -> torch.Tensor:
             return (frames - self.mean) / self.std
 
     return LinearProbe()
@@ -81,7 +77,6 @@ def fit_probe(
     Returns:
         (probe module with the best weights, :class:`ProbeFit`).
     """
-    torch = _torch()
     from pipeline.losses import masked_bce
     from pipeline.metrics import evaluate_predictions
 
@@ -115,7 +110,6 @@ def fit_probe(
 
 def save_probe(probe, path: Path | str, *, teacher: str, fit: ProbeFit) -> None:  # noqa: ANN001
     """Write the probe as a plain tensor dict (loadable with ``weights_only=True``)."""
-    torch = _torch()
     state = dict(probe.state_dict())
     state["meta.weight_decay"] = torch.tensor(fit.weight_decay)
     state["meta.steps"] = torch.tensor(fit.steps)
@@ -125,7 +119,6 @@ def save_probe(probe, path: Path | str, *, teacher: str, fit: ProbeFit) -> None:
 
 def load_probe(path: Path | str):  # noqa: ANN201
     """Load a probe written by :func:`save_probe` (never unpickles objects)."""
-    torch = _torch()
     path = Path(path)
     if not path.is_file():
         raise TrainingError(f"probe {path} not found; run `pipeline probe --teacher NAME` first")

@@ -41,9 +41,10 @@ def collect_runs(runs_root: Path, variants: list[str], probes: list[str]) -> lis
                 "parameters": metrics.get("parameters"), "cpu_ms_per_clip": None,
             }, per_class=per_class))
     for variant in variants:
-        folder = _variant_folder(runs_root, variant)
-        if folder is None:
+        found = _variant_folder(runs_root, variant)
+        if found is None:
             continue
+        folder = found
         metrics = json.loads((folder / "eval-test.json").read_text())
         train = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
         metrics.update({k: train[k] for k in ("valid_map", "best_epoch", "lam", "teacher") if k in train})

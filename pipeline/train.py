@@ -1,30 +1,50 @@
-"""The stage-two training loop: device, mixed precision, checkpoint/resume, early stopping, history.
+"""The stage-two training loop, split as a run, an epoch and a step around one saved state.
 
-One epoch streams batches of (audio, cached teacher frames, labels, mask) from the loader,
-computes the EAsT objective and steps Adam; after each epoch the student is scored on the
-validation split (macro mAP, the paper's model-selection metric). ``best.pt`` holds the
-best validation weights, ``last.pt`` everything needed to resume after an interruption,
-``history.csv`` one row per epoch.
+- :meth:`Trainer.fit` is the *run*: it builds the loader, optimiser and schedule, resumes the
+  :class:`TrainState` from ``last.pt``, and runs epochs until the epoch budget or early stopping.
+- :meth:`Trainer._train_epoch` is one *epoch*: it streams batches of (audio, cached teacher
+  frames, labels, mask), calls the step, and reads the summed losses back from the device once.
+- :meth:`Trainer._step` is one *step*: the EAsT objective, backward, clipping, Adam. It never
+  reads a value back from the device (``.item()``/``float()`` would wait for the GPU each step).
+- After each epoch the student is scored on the validation split (macro mAP, the paper's
+  model-selection metric); ``best.pt`` holds the best weights, ``last.pt`` the state and
+  everything else needed to resume, ``history.csv`` one row per epoch.
+
+SIGTERM (a scheduler's pre-emption, ``kill``, ``timeout``) during training finishes the running
+step, saves ``last.pt`` *mid-epoch* and raises :class:`TrainingInterrupted`; the same command run
+again resumes from that step and ends with the weights an uninterrupted run has (bit-exact on CPU).
 """
 from __future__ import annotations
 
 import csv
 import logging
 import math
+import signal
+import threading
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
+import torch
 
 from pipeline.config import DistillConfig
-from pipeline.errors import TrainingError
+from pipeline.distributed import agree, from_env, wrap
+from pipeline.distributed import sampler as shard_sampler
+from pipeline.errors import TrainingError, TrainingInterrupted
+from pipeline.metrics import evaluate_predictions
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
 
 log = logging.getLogger(__name__)
 
 HISTORY_FIELDS = ("epoch", "train_total", "train_pred", "train_feat", "train_kd", "valid_total",
                   "valid_map", "valid_auc", "lr", "clips_per_second", "seconds")
+#: the loss terms summed over an epoch (``history.csv`` has ``train_<key>``)
+LOSS_KEYS = ("total", "pred", "feat", "kd")
 
 
 @dataclass
@@ -39,9 +59,61 @@ class TrainResult:
     seconds: float
 
 
-def _loader(dataset, *, batch_size: int, shuffle: bool, drop_last: bool,  # noqa: ANN001, ANN202
-            num_workers: int, seed: int, sampler=None):  # noqa: ANN001
-    import torch
+@dataclass
+class TrainState:
+    """Where a run stands: saved in ``last.pt`` with the weights, optimiser and schedule.
+
+    Attributes:
+        epoch: epochs finished.
+        step: batches finished of the next epoch (0 at an epoch boundary; > 0 only after SIGTERM).
+        best_map: best validation mAP so far (``-inf`` before the first epoch).
+        best_epoch: the 1-based epoch of ``best_map`` (0 before the first).
+        stale: epochs since the last improvement (early stopping counts these).
+        sums: per-loss sums of the unfinished epoch, on the device (float64 scalars).
+    """
+
+    epoch: int = 0
+    step: int = 0
+    best_map: float = -math.inf
+    best_epoch: int = 0
+    stale: int = 0
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def stopped(self, patience: int) -> bool:
+        """True when early stopping has ended the run (no improvement for ``patience`` epochs)."""
+        return self.epoch > 0 and self.stale >= patience
+
+    def record(self, epoch_map: float) -> bool:
+        """Count one finished epoch with validation mAP ``epoch_map``; True when it is the new best."""
+        self.epoch += 1
+        self.step = 0
+        improved = epoch_map > self.best_map  # a tie is no improvement
+        if improved:
+            self.best_map, self.best_epoch, self.stale = epoch_map, self.epoch, 0
+        else:
+            self.stale += 1
+        return improved
+
+
+@dataclass
+class _Run:
+    """The objects one call of :meth:`Trainer.fit` works with."""
+
+    train_set: Any  # a ClipDataset: set_epoch() fixes its random crops per epoch
+    loader: DataLoader
+    shard: Any  # a DistributedSampler under torchrun, else None
+    optimiser: torch.optim.Optimizer
+    scheduler: Any  # OneCycleLR or ReduceLROnPlateau
+    mixup: torch.Generator  # partners of mixup, reseeded every epoch
+    state: TrainState
+    clips_seen: int = 0
+    train_seconds: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+    stop_requested: bool = False
+
+
+def _loader(dataset: Any, *, batch_size: int, shuffle: bool, drop_last: bool,
+            num_workers: int, seed: int, sampler: Any = None) -> DataLoader:
     from torch.utils.data import DataLoader
 
     from pipeline.data import collate
@@ -78,15 +150,9 @@ class Trainer:
             it was written with the same one (other settings start the run over).
     """
 
-    def __init__(self, student, objective, config: DistillConfig, run_dir: Path, *,  # noqa: ANN001
+    def __init__(self, student: torch.nn.Module, objective: Any, config: DistillConfig, run_dir: Path, *,
                  teacher_times: np.ndarray | None, teacher_window: float,
-                 probe=None, device: str = "cpu",  # noqa: ANN001
-                 fingerprint: str = "") -> None:
-        import torch
-
-        from pipeline.distributed import from_env, wrap
-
-        self.torch = torch
+                 probe: torch.nn.Module | None = None, device: str = "cpu", fingerprint: str = "") -> None:
         self.dist, device = from_env(device)
         self.student = student.to(device)
         self.model = wrap(self.student, self.dist, device)  # what the training step calls
@@ -100,9 +166,158 @@ class Trainer:
         self.amp = config.amp and device.startswith("cuda")
         self.fingerprint = fingerprint
 
-    # ---- one batch ------------------------------------------------------------------
+    # ---- the run --------------------------------------------------------------------
+    def fit(self, train_set: Any, valid_set: Any, *, progress: bool = True,
+            on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
+        """Train for ``config.epochs`` epochs (resuming from ``last.pt`` when present).
+
+        Raises:
+            TrainingError: fewer training clips than one batch.
+            TrainingInterrupted: SIGTERM arrived; ``last.pt`` was saved at the step reached.
+        """
+        run = self._start(train_set)
+        state, cfg = run.state, self.config
+        stopped_early = state.stopped(cfg.patience)  # a finished run is not trained on
+        with self._checkpoint_on_sigterm(run):
+            while not stopped_early and state.epoch < cfg.epochs:
+                stopped_early = self._run_epoch(run, valid_set, progress=progress, on_epoch=on_epoch)
+                if run.stop_requested and not stopped_early and state.epoch < cfg.epochs:
+                    raise TrainingInterrupted(
+                        f"stopped by SIGTERM after epoch {state.epoch}; {self.run_dir / 'last.pt'} holds the "
+                        "state: run the same command again to resume"
+                    )
+        if self.dist.main and not (self.run_dir / "best.pt").is_file():
+            torch.save(self.student.state_dict(), self.run_dir / "best.pt")
+        return TrainResult(
+            best_epoch=state.best_epoch,
+            best_valid_map=state.best_map,
+            epochs_run=state.epoch,
+            stopped_early=stopped_early,
+            train_clips_per_second=run.clips_seen / run.train_seconds if run.train_seconds else 0.0,
+            seconds=time.perf_counter() - run.started,
+        )
+
+    def _start(self, train_set: Any) -> _Run:
+        """Seed, build the loader, optimiser and schedule, and resume the state from ``last.pt``."""
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        shard = shard_sampler(train_set, self.dist, seed=cfg.seed)
+        loader = _loader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                         num_workers=cfg.num_workers, seed=cfg.seed, sampler=shard)
+        if len(loader) == 0:
+            raise TrainingError(
+                f"{len(train_set)} training clips are fewer than one batch of {cfg.batch_size}; "
+                "lower distill.batch_size or add clips"
+            )
+        optimiser = torch.optim.Adam(self.student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scheduler = self._scheduler(optimiser, steps_per_epoch=len(loader))
+        run = _Run(train_set, loader, shard, optimiser, scheduler, torch.Generator(), TrainState())
+        self._resume(run)
+        return run
+
+    # ---- one epoch ------------------------------------------------------------------
+    def _run_epoch(self, run: _Run, valid_set: Any, *, progress: bool,
+                   on_epoch: Callable[[dict[str, float]], None] | None) -> bool:
+        """Train one epoch, then (rank 0) validate, record and checkpoint; True to stop early."""
+        sums, seconds = self._train_epoch(run, progress=progress)
+        if not self.dist.main:  # rank 0 validates and checkpoints; the others wait for its verdict
+            run.state.epoch, run.state.step = run.state.epoch + 1, 0
+            return agree(self.dist, False)
+        valid = self.validate(valid_set)
+        if self.config.schedule == "plateau":
+            run.scheduler.step(valid["total"])
+        n_batches = len(run.loader)
+        row = {
+            "epoch": run.state.epoch + 1,
+            **{f"train_{key}": value / n_batches for key, value in sums.items()},
+            "valid_total": valid["total"],
+            "valid_map": valid["map"],
+            "valid_auc": valid["auc"],
+            "lr": run.optimiser.param_groups[0]["lr"],
+            "clips_per_second": n_batches * self.config.batch_size / seconds,
+            "seconds": seconds,
+        }
+        self._append_history(row)
+        if on_epoch is not None:
+            on_epoch(row)
+        state = run.state
+        if state.record(valid["map"]):
+            torch.save(self.student.state_dict(), self.run_dir / "best.pt")
+        self._checkpoint(run)
+        log.info("epoch %d: valid mAP %.4f (best %.4f @ %d)", state.epoch, valid["map"], state.best_map,
+                 state.best_epoch)
+        return agree(self.dist, state.stale >= self.config.patience)
+
+    def _train_epoch(self, run: _Run, *, progress: bool) -> tuple[dict[str, float], float]:
+        """One pass over the training loader (from ``state.step`` after a mid-epoch resume).
+
+        Returns:
+            The per-loss sums over the epoch's batches (read from the device once, here) and
+            the seconds this process spent on them.
+        """
+        cfg, state = self.config, run.state
+        epoch = state.epoch  # 0-based index of the epoch being trained
+        run.train_set.set_epoch(epoch)
+        # shuffling and mixup depend on (seed, epoch) only, so a resumed run repeats them exactly
+        assert run.loader.generator is not None
+        run.loader.generator.manual_seed(_epoch_seed(cfg.seed, epoch))
+        if run.shard is not None:
+            run.shard.set_epoch(epoch)
+        if state.step == 0:  # a mid-epoch resume restored these from last.pt
+            run.mixup.manual_seed(_epoch_seed(cfg.seed + 7, epoch))
+            state.sums = {key: torch.zeros((), dtype=torch.float64, device=self.device) for key in LOSS_KEYS}
+        self.student.train()
+        start = time.perf_counter()
+        bar = _bar(len(run.loader), f"epoch {epoch + 1}/{cfg.epochs}", progress)
+        bar.update(state.step)
+        batches = iter(run.loader)
+        for _ in range(state.step):  # the loader order is fixed by the seed: skip what was trained
+            next(batches)
+        from pipeline.data import prefetch_to_device
+
+        for batch in prefetch_to_device(batches, self.device):  # on CUDA: copied one step ahead
+            self._step(run, batch)
+            bar.update(1)
+            if progress:  # the rate needs no value from the device
+                bar.set_postfix_str(f"{state.step * cfg.batch_size / max(time.perf_counter() - start, 1e-9):.1f} "
+                                    "clips/s")
+            if run.stop_requested:
+                self._checkpoint(run)
+                bar.close()
+                raise TrainingInterrupted(
+                    f"stopped by SIGTERM in epoch {epoch + 1}, step {state.step}; {self.run_dir / 'last.pt'} "
+                    "holds the state: run the same command again to resume"
+                )
+        bar.close()
+        seconds = time.perf_counter() - start
+        run.train_seconds += seconds
+        sums = {key: float(value) for key, value in state.sums.items()}  # the one read-back per epoch
+        return sums, seconds
+
+    # ---- one step -------------------------------------------------------------------
+    def _step(self, run: _Run, batch: dict[str, Any]) -> None:
+        """Objective, backward, clip, Adam; the losses are added to ``state.sums`` on the device."""
+        cfg = self.config
+        if cfg.mixup_alpha > 0:
+            from pipeline.data import mixup
+
+            batch = mixup(batch, cfg.mixup_alpha, run.mixup)
+        losses, _ = self._losses(batch, train=True)
+        run.optimiser.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.grad_clip)
+        run.optimiser.step()
+        if cfg.schedule == "onecycle":
+            run.scheduler.step()
+        for key, total in run.state.sums.items():
+            if key in losses:
+                total += losses[key].detach()
+        run.state.step += 1
+        run.clips_seen += batch["audio"].shape[0]
+
     def _losses(self, batch: dict[str, Any], *, train: bool) -> tuple[dict[str, Any], Any]:
-        torch = self.torch
         audio = batch["audio"].to(self.device, non_blocking=True)
         labels = batch["labels"].to(self.device, non_blocking=True)
         known = batch["known"].to(self.device, non_blocking=True)
@@ -124,119 +339,8 @@ class Trainer:
         )
         return losses, output
 
-    # ---- epochs ---------------------------------------------------------------------
-    def fit(self, train_set, valid_set, *, progress: bool = True,  # noqa: ANN001
-            on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
-        """Train for ``config.epochs`` epochs (resuming from ``last.pt`` when present)."""
-        torch = self.torch
-        cfg = self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        torch.manual_seed(cfg.seed)
-        from pipeline.distributed import agree, sampler
-
-        shard = sampler(train_set, self.dist, seed=cfg.seed)
-        loader = _loader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                         num_workers=cfg.num_workers, seed=cfg.seed, sampler=shard)
-        if len(loader) == 0:
-            raise TrainingError(
-                f"{len(train_set)} training clips are fewer than one batch of {cfg.batch_size}; "
-                "lower distill.batch_size or add clips"
-            )
-        optimiser = torch.optim.Adam(self.student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        scheduler = self._scheduler(optimiser, steps_per_epoch=len(loader))
-        state = self._resume(optimiser, scheduler)
-        start_epoch, best_map, best_epoch, stale = state
-        generator = torch.Generator()
-        started = time.perf_counter()
-        clips_seen, train_seconds = 0, 0.0
-        epochs_run = start_epoch
-        stopped_early = start_epoch > 0 and stale >= cfg.patience  # a finished run is not trained on
-        for epoch in range(start_epoch, start_epoch if stopped_early else cfg.epochs):
-            train_set.set_epoch(epoch)
-            # shuffling and mixup depend on (seed, epoch) only, so a resumed run repeats them exactly
-            loader.generator.manual_seed(_epoch_seed(cfg.seed, epoch))
-            if shard is not None:
-                shard.set_epoch(epoch)
-            generator.manual_seed(_epoch_seed(cfg.seed + 7, epoch))
-            self.student.train()
-            # summed on the device: reading a loss every step would wait for the GPU each time
-            sums = {key: torch.zeros((), dtype=torch.float64, device=self.device)
-                    for key in ("total", "pred", "feat", "kd")}
-            epoch_start = time.perf_counter()
-            bar = _bar(len(loader), f"epoch {epoch + 1}/{cfg.epochs}", progress)
-            from pipeline.data import mixup, prefetch_to_device
-
-            mix = (lambda b: mixup(b, cfg.mixup_alpha, generator)) if cfg.mixup_alpha > 0 else None
-            # batches reach the device one step ahead, on a side stream (no copy on the step's path)
-            for step, batch in enumerate(prefetch_to_device(loader, self.device, transform=mix), 1):
-                losses, _ = self._losses(batch, train=True)
-                optimiser.zero_grad(set_to_none=True)
-                losses["total"].backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.grad_clip)
-                optimiser.step()
-                if cfg.schedule == "onecycle":
-                    scheduler.step()
-                for key in sums:
-                    if key in losses:
-                        sums[key] += losses[key].detach()
-                clips_seen += batch["audio"].shape[0]
-                rate = step * cfg.batch_size / max(time.perf_counter() - epoch_start, 1e-9)
-                bar.update(1)
-                if progress and (step % 20 == 0 or step == len(loader)):
-                    bar.set_postfix_str(f"loss {float(sums['total']) / step:.4f}, {rate:.1f} clips/s")
-            bar.close()
-            seconds = time.perf_counter() - epoch_start
-            train_seconds += seconds
-            epochs_run = epoch + 1
-            if not self.dist.main:  # rank 0 validates and checkpoints; the others wait for its verdict
-                if agree(self.dist, False):
-                    stopped_early = True
-                    break
-                continue
-            valid = self.validate(valid_set)
-            if cfg.schedule == "plateau":
-                scheduler.step(valid["total"])
-            row = {
-                "epoch": epoch + 1,
-                **{f"train_{k}": float(v) / len(loader) for k, v in sums.items()},
-                "valid_total": valid["total"],
-                "valid_map": valid["map"],
-                "valid_auc": valid["auc"],
-                "lr": optimiser.param_groups[0]["lr"],
-                "clips_per_second": len(loader) * cfg.batch_size / seconds,
-                "seconds": seconds,
-            }
-            self._append_history(row)
-            if on_epoch is not None:
-                on_epoch(row)
-            improved = valid["map"] > best_map
-            if improved:
-                best_map, best_epoch, stale = valid["map"], epoch + 1, 0
-                torch.save(self.student.state_dict(), self.run_dir / "best.pt")
-            else:
-                stale += 1
-            self._checkpoint(optimiser, scheduler, epoch + 1, best_map, best_epoch, stale)
-            log.info("epoch %d: valid mAP %.4f (best %.4f @ %d)", epoch + 1, valid["map"], best_map, best_epoch)
-            if agree(self.dist, stale >= cfg.patience):
-                stopped_early = True
-                break
-        if self.dist.main and not (self.run_dir / "best.pt").is_file():
-            torch.save(self.student.state_dict(), self.run_dir / "best.pt")
-        return TrainResult(
-            best_epoch=best_epoch,
-            best_valid_map=best_map,
-            epochs_run=epochs_run,
-            stopped_early=stopped_early,
-            train_clips_per_second=clips_seen / train_seconds if train_seconds else 0.0,
-            seconds=time.perf_counter() - started,
-        )
-
-    def validate(self, dataset) -> dict[str, float]:  # noqa: ANN001
+    def validate(self, dataset: Any) -> dict[str, float]:
         """Mean total loss, macro mAP and ROC-AUC over ``dataset`` (whole clips)."""
-        from pipeline.metrics import evaluate_predictions
-
-        torch = self.torch
         self.student.eval()
         loader = _loader(dataset, batch_size=self.config.batch_size, shuffle=False, drop_last=False,
                          num_workers=0, seed=0)
@@ -244,80 +348,108 @@ class Trainer:
         with torch.no_grad():
             for batch in loader:
                 losses, output = self._losses(batch, train=False)
-                totals.append(float(losses["total"]) * batch["audio"].shape[0])
-                probs.append(torch.sigmoid(output.logits.float()).cpu().numpy())
+                totals.append(losses["total"].detach().double() * batch["audio"].shape[0])
+                probs.append(torch.sigmoid(output.logits.float()))
                 labels.append(batch["labels"].numpy())
                 known.append(batch["known"].numpy())
-        metrics = evaluate_predictions(np.concatenate(probs), np.concatenate(labels), np.concatenate(known))
-        return {"total": sum(totals) / len(dataset), "map": metrics.mAP, "auc": metrics.roc_auc}
+        metrics = evaluate_predictions(torch.cat(probs).cpu().numpy(), np.concatenate(labels), np.concatenate(known))
+        return {"total": float(torch.stack(totals).sum()) / len(dataset), "map": metrics.mAP, "auc": metrics.roc_auc}
 
-    # ---- plumbing -------------------------------------------------------------------
-    def _scheduler(self, optimiser, *, steps_per_epoch: int):  # noqa: ANN001, ANN202
-        torch = self.torch
+    # ---- state: save, resume, interrupt ---------------------------------------------
+    def _scheduler(self, optimiser: torch.optim.Optimizer, *, steps_per_epoch: int) -> Any:
         cfg = self.config
         if cfg.schedule == "onecycle":
             return torch.optim.lr_scheduler.OneCycleLR(
                 optimiser, max_lr=cfg.lr, total_steps=max(cfg.epochs * steps_per_epoch, 1), pct_start=0.15
             )
-        if cfg.schedule == "plateau":
-            return torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.2, patience=8)
-        raise TrainingError(f"distill.schedule {cfg.schedule!r} is not one of onecycle, plateau")
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.2, patience=8)
 
-    def _checkpoint(self, optimiser, scheduler, epoch: int, best_map: float,  # noqa: ANN001
-                    best_epoch: int, stale: int) -> None:
-        torch = self.torch
-        state = {
+    def _checkpoint(self, run: _Run) -> None:
+        """Write ``last.pt`` atomically: weights, optimiser, schedule, RNGs and the :class:`TrainState`."""
+        if not self.dist.main:
+            return
+        state = run.state
+        checkpoint = {
             "model": self.student.state_dict(),
-            "optimiser": optimiser.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": torch.tensor(epoch),
-            "best_map": torch.tensor(best_map),
-            "best_epoch": torch.tensor(best_epoch),
-            "stale": torch.tensor(stale),
+            "optimiser": run.optimiser.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "epoch": torch.tensor(state.epoch),
+            "step": torch.tensor(state.step),
+            "best_map": torch.tensor(state.best_map),
+            "best_epoch": torch.tensor(state.best_epoch),
+            "stale": torch.tensor(state.stale),
+            "sums": {key: value.detach().cpu() for key, value in state.sums.items()} if state.step else {},
             "rng": torch.get_rng_state(),
+            "mixup_rng": run.mixup.get_state(),
             "cuda_rng": (torch.cuda.get_rng_state() if self.device.startswith("cuda")
                          else torch.zeros(0, dtype=torch.uint8)),
             "fingerprint": self.fingerprint,
         }
         tmp = self.run_dir / "last.pt.tmp"
-        torch.save(state, tmp)
+        torch.save(checkpoint, tmp)
         tmp.replace(self.run_dir / "last.pt")
 
-    def _resume(self, optimiser, scheduler) -> tuple[int, float, int, int]:  # noqa: ANN001
-        torch = self.torch
+    def _usable_checkpoint(self, scheduler: Any) -> dict[str, Any] | None:
+        """``last.pt`` when it belongs to this run's settings and outputs, else None (with the reason logged)."""
         path = self.run_dir / "last.pt"
-        state = torch.load(path, map_location=self.device, weights_only=True) if path.is_file() else None
-        if state is not None and state.get("fingerprint", "") != self.fingerprint:
-            log.warning("%s was trained with other settings; starting the run over", self.run_dir)
-            state = None
-        if state is not None and not (self.run_dir / "best.pt").is_file():
-            log.warning("%s has last.pt but no best.pt (outputs removed?); starting the run over",
-                        self.run_dir)
-            state = None
-        if state is not None and self.config.schedule == "onecycle" and (
-            state["scheduler"].get("total_steps") != scheduler.total_steps
-        ):
-            log.warning("%s was scheduled for %s steps, now %d (epochs, batch size or clips changed); "
-                        "starting the run over", self.run_dir, state["scheduler"].get("total_steps"),
-                        scheduler.total_steps)
-            state = None
-        if state is None:
-            if self.dist.main:
-                path.unlink(missing_ok=True)
-                (self.run_dir / "history.csv").unlink(missing_ok=True)
-                (self.run_dir / "best.pt").unlink(missing_ok=True)
-            return 0, -math.inf, 0, 0
-        self.student.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"].cpu())
-        if self.device.startswith("cuda") and state.get("cuda_rng") is not None and state["cuda_rng"].numel():
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu())
-        if self.dist.main:
-            self._truncate_history(int(state["epoch"]))
-        log.info("resuming %s after epoch %d", self.run_dir, int(state["epoch"]))
-        return int(state["epoch"]), float(state["best_map"]), int(state["best_epoch"]), int(state["stale"])
+        if not path.is_file():
+            return None
+        saved = torch.load(path, map_location=self.device, weights_only=True)
+        reason = ""
+        if saved.get("fingerprint", "") != self.fingerprint:
+            reason = "was trained with other settings"
+        elif not (self.run_dir / "best.pt").is_file():
+            reason = "has last.pt but no best.pt (outputs removed?)"
+        elif self.config.schedule == "onecycle" and saved["scheduler"].get("total_steps") != scheduler.total_steps:
+            reason = (f"was scheduled for {saved['scheduler'].get('total_steps')} steps, now "
+                      f"{scheduler.total_steps} (epochs, batch size or clips changed)")
+        if reason:
+            log.warning("%s %s; starting the run over", self.run_dir, reason)
+            return None
+        return saved
 
+    def _resume(self, run: _Run) -> None:
+        """Load ``run``'s weights, optimiser, schedule, RNGs and state from ``last.pt``, or start clean."""
+        saved = self._usable_checkpoint(run.scheduler)
+        if saved is None:
+            if self.dist.main:
+                for name in ("last.pt", "history.csv", "best.pt"):
+                    (self.run_dir / name).unlink(missing_ok=True)
+            return
+        self.student.load_state_dict(saved["model"])
+        run.optimiser.load_state_dict(saved["optimiser"])
+        run.scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["rng"].cpu())
+        if "mixup_rng" in saved:
+            run.mixup.set_state(saved["mixup_rng"].cpu())
+        if self.device.startswith("cuda") and saved.get("cuda_rng") is not None and saved["cuda_rng"].numel():
+            torch.cuda.set_rng_state(saved["cuda_rng"].cpu())
+        run.state = TrainState(
+            epoch=int(saved["epoch"]), step=int(saved.get("step", 0)), best_map=float(saved["best_map"]),
+            best_epoch=int(saved["best_epoch"]), stale=int(saved["stale"]),
+            sums={key: value.to(self.device) for key, value in saved.get("sums", {}).items()},
+        )
+        if self.dist.main:
+            self._truncate_history(run.state.epoch)
+        log.info("resuming %s after epoch %d, step %d", self.run_dir, run.state.epoch, run.state.step)
+
+    @contextmanager
+    def _checkpoint_on_sigterm(self, run: _Run) -> Iterator[None]:
+        """While training, SIGTERM asks the step loop to checkpoint and stop (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum: int, frame: Any) -> None:
+            run.stop_requested = True
+
+        previous = signal.signal(signal.SIGTERM, request_stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    # ---- history --------------------------------------------------------------------
     def _truncate_history(self, epochs: int) -> None:
         """Drop history rows after the checkpointed epoch (written before an interruption)."""
         path = self.run_dir / "history.csv"
@@ -345,7 +477,7 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2**63)
 
 
-def _bar(total: int, desc: str, enabled: bool):  # noqa: ANN202
+def _bar(total: int, desc: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="batch", leave=False, disable=not enabled)

@@ -8,6 +8,7 @@ PY=${PYTHON:-python3}
 if ! "$PY" -c "import torch" 2>/dev/null; then
   "$PY" -m pip install --quiet "torch==2.13.0"
 fi
+# test extras include the S3-protocol server the tests start (moto[server]), s3fs and dvc[s3].
 "$PY" -m pip install --quiet -e ".[test,export,dvc,tf]"
 # musicnn pins numpy<1.17 in its metadata and tinysoundfont pulls pyaudio (needs system headers):
 # we only need musicnn's checkpoint files and tinysoundfont's synth, so skip their dependencies.

@@ -12,10 +12,18 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from pipeline.config import DistillConfig, Params, to_mapping
+from pipeline.data import AudioSource, ClipDataset, frame_statistics, hot_copy, usable_audio_cache
 from pipeline.devices import resolve_device
+from pipeline.losses import EAsTObjective
+from pipeline.manifests import Clip, load_split, read_classes
+from pipeline.probe import load_probe
 from pipeline.runs import probe_dir, write_json
 from pipeline.stores.lookup import checked_store, first_store_with_audio
+from pipeline.students import STUDENTS, build_student
+from pipeline.train import Trainer
 
 
 def run_name(cfg: DistillConfig) -> str:
@@ -36,8 +44,6 @@ def student_settings(params: Params, name: str, clip_seconds: float) -> dict[str
     With ``distill.specaugment`` the paper's OpenMIC masks are added, scaled to the
     student's mel bands and clip frames (explicit ``freqm``/``timem``/... settings win).
     """
-    from pipeline.students import STUDENTS
-
     settings = dict(params.students.get(name, {}))
     settings.setdefault("sample_rate", params.extract.audio_sample_rate)
     if params.distill.specaugment:
@@ -53,15 +59,6 @@ def student_settings(params: Params, name: str, clip_seconds: float) -> dict[str
 
 def run(params: Params, *, run_dir: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Train the student described by ``params.distill``; returns the metrics written to ``metrics.json``."""
-    import torch
-
-    from pipeline.data import AudioSource, ClipDataset, frame_statistics, hot_copy, usable_audio_cache
-    from pipeline.losses import EAsTObjective
-    from pipeline.manifests import load_split, read_classes
-    from pipeline.probe import load_probe
-    from pipeline.students import build_student
-    from pipeline.train import Trainer
-
     cfg = params.distill
     torch.set_num_threads(max(1, cfg.threads))
     device = resolve_device(cfg.device)
@@ -70,31 +67,12 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     train_clips, valid_clips = load_split(manifests, "train"), load_split(manifests, "valid")
     clip_seconds = cfg.crop_seconds or statistics.median(c.duration for c in train_clips)
     settings = student_settings(params, cfg.student, clip_seconds)
-    torch.manual_seed(cfg.seed)
-    student = build_student(cfg.student, settings, n_classes=len(classes), sample_rate=settings["sample_rate"])
     sample_rate = int(settings["sample_rate"])
-
+    torch.manual_seed(cfg.seed)
+    student = build_student(cfg.student, settings, n_classes=len(classes), sample_rate=sample_rate)
+    train_set, valid_set = _datasets(params, train_clips, valid_clips, clip_seconds, sample_rate)
     use_teacher = cfg.variant != "baseline"
-    teacher_store = checked_store(params, cfg.teacher) if use_teacher else None
-    cache_owner = teacher_store or first_store_with_audio(params)
-    audio_cache = usable_audio_cache(cache_owner, sample_rate)
-    norm = frame_statistics(teacher_store, train_clips) if use_teacher else None
-    if cfg.loader == "memmap":  # local stores only; a store opened by URL is read directly
-        audio_cache = hot_copy(audio_cache) if audio_cache else None
-        teacher_store = hot_copy(teacher_store) if isinstance(teacher_store, Path) else teacher_store
-    audio = AudioSource(params.data.audio_root, sample_rate, audio_cache)
-    common = {"audio": audio, "teacher_store": teacher_store, "teacher_norm": norm, "seed": cfg.seed}
-    train_set = ClipDataset(train_clips, clip_seconds=clip_seconds, random_crop=True, **common)
-    valid_set = ClipDataset(valid_clips, clip_seconds=clip_seconds, random_crop=False, **common)
-    probe = None
-    if cfg.variant == "east-kd":
-        probe = load_probe(probe_dir(params, cfg.teacher) / "probe.pt")
-    objective = EAsTObjective(
-        variant=cfg.variant, lam=cfg.lam, kd_weight=cfg.kd_weight, tau=cfg.tau,
-        feature_loss=cfg.feature_loss, alignment=cfg.alignment,
-    )
     folder = Path(run_dir) if run_dir else Path(cfg.runs_root) / run_name(cfg)
-    folder.mkdir(parents=True, exist_ok=True)
     config = {
         "student": cfg.student,
         "student_settings": settings,
@@ -109,12 +87,14 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
         "audio_root": params.data.audio_root,
     }
     config_text = json.dumps(config, indent=2) + "\n"
+    folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(config_text)
     trainer = Trainer(
-        student, objective, cfg, folder,
+        student, _objective(cfg), cfg, folder,
         teacher_times=train_set.teacher_times() if use_teacher else None,
         teacher_window=valid_set.view.window_seconds if use_teacher and valid_set.view else 0.0,
-        probe=probe, device=device, fingerprint=hashlib.sha256(config_text.encode()).hexdigest(),
+        probe=load_probe(probe_dir(params, cfg.teacher) / "probe.pt") if cfg.variant == "east-kd" else None,
+        device=device, fingerprint=hashlib.sha256(config_text.encode()).hexdigest(),
     )
     result = trainer.fit(train_set, valid_set, progress=progress)
     metrics = {
@@ -136,3 +116,29 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     if trainer.dist.main:  # under torchrun, rank 0 writes
         write_json(folder / "metrics.json", metrics)
     return metrics
+
+
+def _datasets(params: Params, train_clips: list[Clip], valid_clips: list[Clip], clip_seconds: float,
+              sample_rate: int) -> tuple[ClipDataset, ClipDataset]:
+    """Training (random crops) and validation sets: audio (from a cache when there is one) + teacher frames."""
+    cfg = params.distill
+    use_teacher = cfg.variant != "baseline"
+    teacher_store = checked_store(params, cfg.teacher) if use_teacher else None
+    cache_owner = teacher_store or first_store_with_audio(params)
+    audio_cache = usable_audio_cache(cache_owner, sample_rate)
+    norm = frame_statistics(teacher_store, train_clips) if teacher_store is not None else None
+    if cfg.loader == "memmap":  # a local raw copy (of a URL store too); `store` reads the stores directly
+        audio_cache = hot_copy(audio_cache) if audio_cache else None
+        teacher_store = hot_copy(teacher_store) if teacher_store else None
+    audio = AudioSource(params.data.audio_root, sample_rate, audio_cache)
+    common: dict[str, Any] = {"audio": audio, "teacher_store": teacher_store, "teacher_norm": norm, "seed": cfg.seed}
+    train_set = ClipDataset(train_clips, clip_seconds=clip_seconds, random_crop=True, **common)
+    valid_set = ClipDataset(valid_clips, clip_seconds=clip_seconds, random_crop=False, **common)
+    return train_set, valid_set
+
+
+def _objective(cfg: DistillConfig) -> EAsTObjective:
+    return EAsTObjective(
+        variant=cfg.variant, lam=cfg.lam, kd_weight=cfg.kd_weight, tau=cfg.tau,
+        feature_loss=cfg.feature_loss, alignment=cfg.alignment,
+    )

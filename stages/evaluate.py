@@ -7,9 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from pipeline.config import Params
-from pipeline.runs import write_json
+from pipeline.data import AudioSource, usable_audio_cache
+from pipeline.manifests import label_arrays, load_split
+from pipeline.metrics import evaluate_predictions
+from pipeline.runs import LoadedRun, load_run, predict_audio, write_json
 from pipeline.stores.lookup import first_store_with_audio, store_path
 
 
@@ -21,13 +25,6 @@ def run(params: Params, *, run_dir: str, split: str | None = None) -> dict[str, 
 
     Also measures CPU inference time per clip (batch 1, one thread) for the report.
     """
-    import torch
-
-    from pipeline.data import AudioSource, usable_audio_cache
-    from pipeline.manifests import label_arrays, load_split
-    from pipeline.metrics import evaluate_predictions
-    from pipeline.runs import load_run, predict_audio
-
     torch.set_num_threads(max(1, params.distill.threads))
     split = split or params.evaluate.split
     loaded = load_run(run_dir)
@@ -64,10 +61,8 @@ def run(params: Params, *, run_dir: str, split: str | None = None) -> dict[str, 
     return results
 
 
-def _cpu_ms_per_clip(loaded, repeats: int = 10) -> float:  # noqa: ANN001
+def _cpu_ms_per_clip(loaded: LoadedRun, repeats: int = 10) -> float:
     """Median wall milliseconds of one forward pass on one training-length clip (CPU, current threads)."""
-    import torch
-
     x = torch.zeros(1, int(loaded.clip_seconds * loaded.sample_rate))
     times = []
     with torch.no_grad():

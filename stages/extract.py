@@ -14,12 +14,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import torch
+from tqdm.auto import tqdm
+
 from pipeline.config import ExtractConfig, Params
 from pipeline.devices import resolve_device
 from pipeline.errors import WeightsNotFoundError
 from pipeline.extraction import TrackOutcome, extract_tracks
 from pipeline.manifests import Clip, load_split
-from pipeline.stores.lookup import store_path
+from pipeline.stores import EmbeddingStore, StoreSpec, create_store, open_store
+from pipeline.stores.lookup import refuse_remote_target, store_path
+from pipeline.teachers import Teacher, build_teacher, cached_teacher
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +79,6 @@ def _run_chunk(
 
     ``on_track`` receives each outcome as it happens (in-process progress).
     """
-    import torch
-
-    from pipeline.stores import open_store
-    from pipeline.teachers import cached_teacher
-
     if config["threads"]:
         torch.set_num_threads(config["threads"])
     teacher = cached_teacher(teacher_name, settings, device)
@@ -138,78 +138,97 @@ def run(
     Raises:
         WeightsNotFoundError: before the store is touched, when the teacher's weights are missing.
     """
-    from pipeline.stores import StoreSpec, create_store
-    from pipeline.teachers import build_teacher
-
     cfg: ExtractConfig = params.extract
+    path = store_path(params, teacher, store)
+    refuse_remote_target(path)
     settings = dict(params.teachers.get(teacher, {}))
     model = build_teacher(teacher, settings)
     if not model.weights_available():
         raise WeightsNotFoundError(f"teacher {teacher!r}: weights not found. {model.weights_hint}")
     device = resolve_device(cfg.device)
-    manifests_dir = Path(manifests or params.data.manifests)
     root = Path(audio_root or params.data.audio_root)
-    clips: list[Clip] = []
-    for split in cfg.splits:
-        clips.extend(load_split(manifests_dir, split))
-    if limit is not None:
-        clips = clips[:limit]
+    clips = [clip for split in cfg.splits for clip in load_split(Path(manifests or params.data.manifests), split)]
+    clips = clips[:limit] if limit is not None else clips
 
-    path = store_path(params, teacher, store)
-    spec = StoreSpec.from_teacher(model, dtype=cfg.dtype)
-    emb_store = create_store(path, spec, backend=cfg.backend, overwrite=overwrite)
-    audio_path = None
-    if cfg.cache_audio:
-        audio_path = path / "audio"
-        create_store(audio_path, StoreSpec.for_audio(cfg.audio_sample_rate), backend=cfg.backend, overwrite=overwrite)
+    emb_store, audio_path = _open_stores(path, model, cfg, overwrite=overwrite)
     todo = [c for c in clips if c.id not in emb_store]
     report = ExtractReport(teacher=teacher, store=str(path), skipped=len(clips) - len(todo), device=device)
     log.info("%s: %d tracks, %d already stored", teacher, len(clips), report.skipped)
 
     use_dask = bool(cfg.scheduler) or (cfg.workers > 1 and device == "cpu" and len(todo) > 1)
     report.workers = cfg.workers if use_dask else 0
-    chunk_config = {
-        "batch_seconds": cfg.batch_seconds,
-        "part_tracks": cfg.part_tracks,
-        "threads": 1 if use_dask else 0,
-    }
-    start = time.perf_counter()
-    bar = _progress_bar(len(todo), teacher, enabled=progress)
+    tally = _Tally(report, len(todo), progress=progress)
+    if todo:
+        _embed(todo, tally, cfg, teacher=teacher, settings=settings, device=device, root=root, path=path,
+               audio_path=audio_path, use_dask=use_dask)
+    tally.close()
+    _write_report(report, path)
+    return report
 
-    def record(outcome: dict[str, Any]) -> None:
-        if outcome["status"] == "done":
-            report.done += 1
-            report.audio_seconds += outcome["audio_seconds"]
-        elif outcome["status"] == "failed":
-            report.failed.append({"track": outcome["track_id"], "path": outcome["path"], "reason": outcome["reason"]})
-        bar.update(1)
-        hours = report.audio_seconds / 3600
-        rate = report.audio_seconds / max(time.perf_counter() - start, 1e-9)
-        bar.set_postfix_str(f"{hours:.2f} h audio, {rate:.0f} audio-s/s, {len(report.failed)} failed")
 
-    if todo and use_dask:
+def _embed(todo: list[Clip], tally: _Tally, cfg: ExtractConfig, *, teacher: str, settings: dict[str, Any],
+           device: str, root: Path, path: Path, audio_path: Path | None, use_dask: bool) -> None:
+    """Embed ``todo`` on dask workers (``use_dask``) or in this process, one part per chunk of tracks."""
+    chunk_config = {"batch_seconds": cfg.batch_seconds, "part_tracks": cfg.part_tracks, "threads": int(use_dask)}
+    if use_dask:
         n_chunks = max(cfg.workers * 4, math.ceil(len(todo) / cfg.part_tracks))
         for outcomes in _map_on_dask(
             cfg, teacher, settings, device, _chunks(todo, n_chunks), root, path, audio_path, chunk_config
         ):
             for outcome in outcomes:
-                record(outcome)
-    elif todo:
-        audio = str(audio_path) if audio_path else None
-        for chunk in _chunks(todo, math.ceil(len(todo) / cfg.part_tracks)):
-            _run_chunk(
-                teacher, settings, device, chunk, str(root), str(path), audio, chunk_config,
-                on_track=lambda outcome: record(asdict(outcome)),
-            )
-    bar.close()
-    report.wall_seconds = time.perf_counter() - start
-    _write_report(report, path)
-    return report
+                tally.record(outcome)
+        return
+    audio = str(audio_path) if audio_path else None
+    for chunk in _chunks(todo, math.ceil(len(todo) / cfg.part_tracks)):
+        _run_chunk(
+            teacher, settings, device, chunk, str(root), str(path), audio, chunk_config,
+            on_track=lambda outcome: tally.record(asdict(outcome)),
+        )
+
+
+def _open_stores(path: Path, model: Teacher, cfg: ExtractConfig, *,
+                 overwrite: bool) -> tuple[EmbeddingStore, Path | None]:
+    """The teacher's store at ``path`` (created or resumed) and, with ``cache_audio``, its audio cache's path."""
+    emb_store = create_store(path, StoreSpec.from_teacher(model, dtype=cfg.dtype), backend=cfg.backend,
+                             overwrite=overwrite)
+    if not cfg.cache_audio:
+        return emb_store, None
+    audio_path = path / "audio"
+    create_store(audio_path, StoreSpec.for_audio(cfg.audio_sample_rate), backend=cfg.backend, overwrite=overwrite)
+    return emb_store, audio_path
+
+
+class _Tally:
+    """Counts track outcomes into the report and shows them on a progress bar."""
+
+    def __init__(self, report: ExtractReport, total: int, *, progress: bool) -> None:
+        self.report = report
+        self.start = time.perf_counter()
+        self.bar = tqdm(total=total, desc=f"extract {report.teacher}", unit="track",
+                        disable=not progress or total == 0)
+
+    def record(self, outcome: dict[str, Any]) -> None:
+        """Add one :class:`~pipeline.extraction.TrackOutcome` (as a dict)."""
+        report = self.report
+        if outcome["status"] == "done":
+            report.done += 1
+            report.audio_seconds += outcome["audio_seconds"]
+        elif outcome["status"] == "failed":
+            report.failed.append({"track": outcome["track_id"], "path": outcome["path"], "reason": outcome["reason"]})
+        self.bar.update(1)
+        hours = report.audio_seconds / 3600
+        rate = report.audio_seconds / max(time.perf_counter() - self.start, 1e-9)
+        self.bar.set_postfix_str(f"{hours:.2f} h audio, {rate:.0f} audio-s/s, {len(report.failed)} failed")
+
+    def close(self) -> None:
+        """Close the bar and stamp the wall time on the report."""
+        self.bar.close()
+        self.report.wall_seconds = time.perf_counter() - self.start
 
 
 def _map_on_dask(cfg, teacher, settings, device, chunks, root, path, audio_path, config):  # noqa: ANN001, ANN201
     """Run chunks on a local cluster (``workers`` processes) or on ``scheduler``; yield outcome lists."""
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import Client, LocalCluster, as_completed  # dask only when workers are asked for
 
     if cfg.scheduler:
         client = Client(cfg.scheduler)
@@ -237,12 +256,6 @@ def _map_on_dask(cfg, teacher, settings, device, chunks, root, path, audio_path,
         client.close()
         if cluster is not None:
             cluster.close()
-
-
-def _progress_bar(total: int, teacher: str, *, enabled: bool):  # noqa: ANN202
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=f"extract {teacher}", unit="track", disable=not enabled or total == 0)
 
 
 def _write_report(report: ExtractReport, store: Path) -> Path:

@@ -11,7 +11,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from pipeline.config import Params
+from pipeline.data import frame_statistics, pooled_embeddings
+from pipeline.metrics import evaluate_predictions
+from pipeline.probe import fit_probe, save_probe
 from pipeline.manifests import label_arrays, load_split, read_classes
 from pipeline.runs import probe_dir, write_json
 from pipeline.stores.lookup import checked_store
@@ -19,12 +25,6 @@ from pipeline.stores.lookup import checked_store
 
 def run(params: Params, *, teacher: str, store: str | None = None, out: str | None = None) -> dict[str, Any]:
     """Fit the probe on the train split, select on valid, score on test; returns the metrics."""
-    import torch
-
-    from pipeline.data import frame_statistics, pooled_embeddings
-    from pipeline.metrics import evaluate_predictions
-    from pipeline.probe import fit_probe, save_probe
-
     started = time.perf_counter()
     torch.set_num_threads(max(1, params.distill.threads))
     manifests = Path(params.data.manifests)
@@ -59,7 +59,7 @@ def run(params: Params, *, teacher: str, store: str | None = None, out: str | No
     return results
 
 
-def _write_per_class(path: Path, classes: list[str], values) -> None:  # noqa: ANN001
+def _write_per_class(path: Path, classes: list[str], values: np.ndarray) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["class", "average_precision"])

@@ -4,13 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.config import Params
+from pipeline.errors import TrainingError
+from pipeline.report import collect_runs, plot_all, write_markdown
 
 
 def run(params: Params, *, out: str | None = None, runs_root: str | None = None) -> Path:
     """Write ``<report.out>/report.md`` and its PNG plots; returns the Markdown file."""
-    from pipeline.errors import TrainingError
-    from pipeline.report import collect_runs, plot_all, write_markdown
-
     root = Path(runs_root or params.distill.runs_root)
     summaries = collect_runs(root, list(params.variants), list(params.teachers_enabled))
     if not summaries:

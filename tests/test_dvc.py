@@ -148,3 +148,36 @@ def test_second_clone_pulls_instead_of_extracting(reproduced: Path, tmp_path: Pa
 
     store = open_store(second / "stores" / "musicnn")
     assert len(store) == 72 and store.verify().ok
+
+
+def _commit_lock(clone: Path) -> None:
+    _run(["git", "add", "dvc.lock"], cwd=clone)
+    if _run(["git", "status", "--porcelain", "--", "dvc.lock"], cwd=clone).strip():
+        _run(["git", "commit", "-qm", "lock"], cwd=clone)
+
+
+def _s3_remote(clone: Path, url: str, endpoint: str) -> None:
+    """An s3:// remote in the clone's local config; credentials come from the AWS_* variables."""
+    _run(["dvc", "remote", "add", "--local", "-f", "s3team", url], cwd=clone)
+    _run(["dvc", "remote", "modify", "--local", "s3team", "endpointurl", endpoint], cwd=clone)
+
+
+@pytest.mark.slow
+def test_s3_remote_round_trip_between_two_clones(reproduced: Path, s3_server, tmp_path: Path) -> None:  # noqa: ANN001
+    """`dvc push` to a real S3-protocol server from one clone, `dvc pull` in another: nothing re-extracted."""
+    url = f"s3://{s3_server.new_bucket()}/dvc"
+    _s3_remote(reproduced, url, s3_server.endpoint)
+    _run(["dvc", "push", "-r", "s3team"], cwd=reproduced)
+    _commit_lock(reproduced)
+    second = _clone(reproduced, tmp_path / "second-s3")
+    _s3_remote(second, url, s3_server.endpoint)
+    _run(["dvc", "pull", "-r", "s3team"], cwd=second)
+    status = json.loads(_run(["dvc", "status", "--json"], cwd=second))
+    assert not any(name.startswith(("prepare", "extract")) for name in status), status
+    out = _run(["dvc", "repro"], cwd=second)
+    assert "Running stage 'extract" not in out and "Running stage 'prepare'" not in out
+    from pipeline.stores import open_store
+
+    store = open_store(second / "stores" / "musicnn")
+    assert len(store) == 72 and store.verify().ok
+    assert store.track_ids() == open_store(reproduced / "stores" / "musicnn").track_ids()

@@ -1,4 +1,4 @@
-"""Distance correlation (EAsT-method.md §4.3) and the cosine-difference variant (§4.4)."""
+"""Distance correlation and the cosine-difference variant (docs/method.md, "Losses")."""
 from __future__ import annotations
 
 import numpy as np
@@ -16,7 +16,7 @@ def _gen(seed: int) -> torch.Generator:
 
 
 def _reference_dcor(x: np.ndarray, y: np.ndarray) -> float:
-    """The §4.3 formula with explicit pairwise differences, float64."""
+    """The formula of docs/method.md ("Losses") with explicit pairwise differences, float64."""
 
     def centred(z: np.ndarray) -> np.ndarray:
         d = np.sqrt(((z[:, None, :] - z[None, :, :]) ** 2).sum(-1) + 1e-12)

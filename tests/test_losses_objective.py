@@ -1,4 +1,4 @@
-"""Masked BCE, binary KD, time alignment and the combined EAsT objective (EAsT-method.md §4)."""
+"""Masked BCE, binary KD, time alignment and the combined EAsT objective (docs/method.md, "Losses")."""
 from __future__ import annotations
 
 import math

@@ -1,4 +1,4 @@
-"""Masked multi-label metrics against scikit-learn (EAsT-method.md §5 "Metrics")."""
+"""Masked multi-label metrics against scikit-learn (docs/method.md, "Training and evaluation")."""
 from __future__ import annotations
 
 import math

@@ -95,15 +95,23 @@ def test_index_inconsistencies_are_reported(tmp_path: Path) -> None:
     _store(path)
 
     def damage(tracks: list) -> None:
-        tracks[0][1] = 10_000  # offset past the end of the array
         tracks[2][1] = tracks[1][1]  # t02... overlaps its neighbour
         tracks[3][0] = "t07"  # an id that part-000001 holds as well
 
     _edit_index(path, "part-000000", damage)
     problems = "\n".join(open_store(path).verify(checksums=False).problems)
-    assert "part-000000: track 't00' rows [10000" in problems and "outside" in problems
     assert "overlap" in problems and "'t01'" in problems and "'t02'" in problems
     assert "'t07' is listed in part-000000 and again in part-000001" in problems
+
+
+def test_rows_outside_the_part_refuse_the_part(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    _store(path)
+    _edit_index(path, "part-000000", lambda tracks: tracks[0].__setitem__(1, 10_000))  # past the array's end
+    store = open_store(path)
+    assert "t00" not in store and "t07" in store  # the damaged part is refused, the others read
+    problems = "\n".join(store.verify(checksums=False).problems)
+    assert "part-000000: refused" in problems and "offset of 't00' = 10000" in problems
 
 
 def test_missing_index_and_missing_data_are_reported(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pipeline.students.base import StudentOutput
 torch.set_num_threads(1)
 
 
-# ---- parameter counts (the paper's students, EAsT-method.md §3, checked against checkpoint sizes) ----
+# ---- parameter counts (the paper's students, the official code, checked against its checkpoint sizes) ----
 def test_cp_resnet_parameter_counts() -> None:
     assert CPResNet(CPResNetConfig(rho=7, base_channels=128), n_classes=20).num_parameters() == 5_534_612
     assert CPResNet(CPResNetConfig(rho=3, base_channels=128), n_classes=20).num_parameters() == 3_830_676

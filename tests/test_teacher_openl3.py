@@ -232,7 +232,7 @@ def test_paper_geometry() -> None:
     config = teacher.config
     assert (config.input_repr, config.content_type, teacher.embedding_dim) == ("mel128", "music", 512)
     assert teacher.hop_seconds == pytest.approx(0.96) and teacher.frame0_center_seconds == 0.0
-    # EAsT-method §2: 11 frames per OpenMIC clip, 31 per MTT clip
+    # the official code: 11 frames per OpenMIC clip, 31 per MTT clip
     assert teacher.num_frames(10 * 48000) == 11 and teacher.num_frames(int(29.1 * 48000)) == 31
 
 

@@ -150,7 +150,7 @@ def test_examples_and_times_follow_vggish_framing() -> None:
     teacher = build_teacher("vggish")
     for n in (15600, 15601, 30959, 30960, 30961, 16000 * 10, int(16000 * 29.1), 16000 * 60 + 7):
         assert teacher.num_frames(n) == (1 + (n - 400) // 160) // 96, n
-    assert teacher.num_frames(16000 * 10) == 10  # EAsT-method §2: 10 frames per OpenMIC clip
+    assert teacher.num_frames(16000 * 10) == 10  # the official code: 10 frames per OpenMIC clip
     # shorter than one example: one zero-padded window (torchvggish gives none)
     assert teacher.num_frames(15599) == 1
     times = teacher.frame_times(3)

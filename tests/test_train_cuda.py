@@ -87,9 +87,9 @@ def test_cuda_run_resumes_after_an_interruption(tmp_path: Path) -> None:
     first = _trainer(tmp_path / "resumed", epochs=3)
     original = first._checkpoint
 
-    def checkpoint(*args: Any) -> None:
-        original(*args)
-        if args[2] == 1:
+    def checkpoint(run: Any) -> None:
+        original(run)
+        if run.state.epoch == 1:
             raise KeyboardInterrupt
 
     first._checkpoint = checkpoint  # type: ignore[method-assign]

@@ -201,9 +201,9 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 def _interrupt_after_checkpoint(trainer: Trainer, epoch: int) -> None:
     original = trainer._checkpoint
 
-    def checkpoint(*args: Any) -> None:
-        original(*args)
-        if args[2] == epoch:
+    def checkpoint(run: Any) -> None:
+        original(run)
+        if run.state.epoch == epoch:
             raise KeyboardInterrupt
 
     trainer._checkpoint = checkpoint  # type: ignore[method-assign]

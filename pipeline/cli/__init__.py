@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pipeline import __version__
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, TrainingInterrupted
 
 if TYPE_CHECKING:
     from pipeline.config import Params
@@ -51,6 +52,8 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except TrainingInterrupted:  # not a user error: main() reports it and exits 143
+            raise
         except PipelineError as exc:  # user errors: one line, no traceback, exit 1
             raise click.ClickException(str(exc)) from exc
 
@@ -111,6 +114,9 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors print one line (no traceback) and exit 1."""
     try:
         code = cli.main(args=argv, prog_name="pipeline", standalone_mode=False)
+    except TrainingInterrupted as exc:  # SIGTERM: the state is saved, the same command resumes
+        click.echo(f"interrupted: {exc}", err=True)
+        sys.exit(128 + signal.SIGTERM)
     except PipelineError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)

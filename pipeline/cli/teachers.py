@@ -1,6 +1,8 @@
 """``pipeline teachers``: what teachers exist, their settings, and whether their weights are here."""
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from pipeline.cli import load_params_from
@@ -17,7 +19,7 @@ def teachers(ctx: click.Context, as_json: bool) -> None:
     from pipeline.teachers.precision import MEASURED_BF16_ERROR
 
     params = load_params_from(ctx)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in TEACHERS.names():
         settings = dict(params.teachers.get(name, {}))
         teacher = build_teacher(name, settings)
@@ -47,8 +49,8 @@ def teachers(ctx: click.Context, as_json: bool) -> None:
         if row["bf16_rel_error"] is not None:
             click.echo(f"         precision {row['precision']} (bfloat16/float16 opt-in: relative error "
                        f"<= {row['bf16_rel_error']:g} vs float32, tests/test_teacher_precision.py)")
-        settings = ", ".join(f"{k}={v}" for k, v in row["settings"].items())
-        if settings:
-            click.echo(f"         settings: {settings}")
+        listed = ", ".join(f"{k}={v}" for k, v in row["settings"].items())
+        if listed:
+            click.echo(f"         settings: {listed}")
         if row["hint"]:
             click.echo(f"         get them: {row['hint']}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -22,10 +23,50 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 
 from pipeline.errors import StoreError
+from pipeline.stores.spec import MAX_DIM
 
 PARTS_FILE = "parts.json"
 PARTS_DIR = "parts"
 INDEX_FORMAT = 1
+#: ``part-000003``: the only part names a store may list (six or more digits).
+PART_NAME = re.compile(r"part-[0-9]{6,12}")
+#: a part's data file: its name plus a backend suffix.
+PART_FILE = re.compile(r"(part-[0-9]{6,12})\.(zarr|h5|npy)")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_part_name(name: object, *, where: str) -> str:
+    """``name`` when it is a part name (``part-NNNNNN``), else a :class:`StoreError` naming ``where``."""
+    if not isinstance(name, str) or not PART_NAME.fullmatch(name):
+        raise StoreError(
+            f"{where}: part name {str(name)[:80]!r} is not of the form part-NNNNNN; "
+            "the store is damaged or hostile, refusing it"
+        )
+    return name
+
+
+def check_track_id(track_id: object, *, where: str) -> str:
+    """``track_id`` when it is a usable id: a non-empty string, not absolute, no ``..`` part,
+    no backslash or control character (ids become file names in exports).
+
+    Raises:
+        StoreError: naming the id and ``where``.
+    """
+    ok = isinstance(track_id, str) and 0 < len(track_id) <= 1024
+    if ok:
+        pieces = track_id.split("/")  # type: ignore[union-attr]
+        ok = not (
+            track_id.startswith("/")  # type: ignore[union-attr]
+            or ".." in pieces
+            or "\\" in track_id  # type: ignore[operator]
+            or _CONTROL.search(track_id)  # type: ignore[arg-type]
+        )
+    if not ok:
+        raise StoreError(
+            f"{where}: track id {str(track_id)[:80]!r} is not allowed (empty, absolute, '..', backslash "
+            "or control characters); refusing it"
+        )
+    return track_id  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -91,27 +132,75 @@ class PartIndex:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any], *, where: str) -> "PartIndex":
+    def from_json(cls, data: Mapping[str, Any], *, where: str, expect_name: str | None = None) -> "PartIndex":
+        """Parse and check a part index; every field is typed and every row lies inside the part.
+
+        Raises:
+            StoreError: a missing or mistyped field, a bad part or file name, a bad track id,
+                or sizes out of range (a store is input from someone else).
+        """
+        if not isinstance(data, Mapping):
+            raise StoreError(f"part index {where} is not a JSON object; run `pipeline store verify`")
+        unknown = sorted(set(data) - PART_KEYS)
+        if unknown:
+            raise StoreError(f"part index {where} has unknown field(s) {', '.join(map(repr, unknown))}; refusing it")
         try:
-            name = str(data["name"])
-            entries = tuple(
-                TrackEntry(str(t[0]), name, int(t[1]), int(t[2]), str(t[3]), float(t[4]), str(t[5]))
-                for t in data["tracks"]
-            )
+            name = check_part_name(data["name"], where=where)
+            if expect_name is not None and name != expect_name:
+                raise StoreError(f"part index {where} names itself {name!r}, parts.json lists {expect_name!r}")
+            file = data["file"]
+            if not isinstance(file, str) or PART_FILE.fullmatch(file) is None or not file.startswith(name + "."):
+                raise StoreError(f"part index {where}: data file {str(file)[:80]!r} is not {name}.<zarr|h5|npy>")
+            n_frames = _count(data["n_frames"], "n_frames", where, MAX_PART_ROWS)
+            dim = _count(data["dim"], "dim", where, MAX_DIM, low=1)
+            entries = tuple(_entry(row, name, n_frames, where) for row in _list(data["tracks"], "tracks", where))
             return cls(
-                name=name,
-                seq=int(data["seq"]),
-                backend=str(data["backend"]),
-                file=str(data["file"]),
-                n_frames=int(data["n_frames"]),
-                dim=int(data["dim"]),
-                dtype=str(data["dtype"]),
-                entries=entries,
+                name=name, seq=_count(data["seq"], "seq", where, 10**12), backend=_text(data["backend"], where),
+                file=file, n_frames=n_frames, dim=dim, dtype=_text(data["dtype"], where), entries=entries,
             )
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
+        except KeyError as exc:
             raise StoreError(
-                f"part index {where} is malformed ({type(exc).__name__}: {exc}); run `pipeline store verify`"
+                f"part index {where} lacks the field {exc.args[0]!r}; run `pipeline store verify`"
             ) from None
+
+
+#: fields of a part index file
+PART_KEYS = frozenset({"format", "name", "seq", "backend", "file", "n_frames", "dim", "dtype", "tracks"})
+#: rows a part may have (a 10^12-frame track is refused before anything is allocated)
+MAX_PART_ROWS = 1 << 34
+
+
+def _count(value: Any, what: str, where: str, high: int, low: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise StoreError(f"part index {where}: {what} = {repr(value)[:40]} is not an integer in [{low}, {high}]")
+    return value
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str) or len(value) > 256:
+        raise StoreError(f"part index {where}: {str(value)[:40]!r} is not a short string")
+    return value
+
+
+def _list(value: Any, what: str, where: str) -> list:
+    if not isinstance(value, list):
+        raise StoreError(f"part index {where}: {what} is not a list")
+    return value
+
+
+def _entry(row: Any, part: str, rows: int, where: str) -> "TrackEntry":
+    if not isinstance(row, list) or len(row) != 6:
+        raise StoreError(
+            f"part index {where}: track row {str(row)[:80]} is not [id, offset, frames, sha, duration, checksum]"
+        )
+    track_id = check_track_id(row[0], where=where)
+    offset = _count(row[1], f"offset of {track_id!r}", where, rows)
+    n_frames = _count(row[2], f"n_frames of {track_id!r}", where, rows - offset, low=1)
+    duration = row[4]
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 <= duration < 1e9:
+        raise StoreError(f"part index {where}: duration of {track_id!r} = {str(duration)[:40]!r} is not a finite "
+                         "number of seconds >= 0")
+    return TrackEntry(track_id, part, offset, n_frames, _text(row[3], where), float(duration), _text(row[5], where))
 
 
 def part_name(seq: int) -> str:
@@ -147,9 +236,14 @@ def parse_parts_json(text: str, *, where: str) -> list[str]:
     """Part names listed in ``parts.json`` text, in commit order."""
     try:
         data = json.loads(text)
-        return [str(row["name"]) for row in data["parts"]]
+        names = [row["name"] for row in data["parts"]]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise StoreError(f"{where} is malformed ({exc}); run `pipeline store verify`") from None
+    for name in names:
+        check_part_name(name, where=where)
+    if len(set(names)) != len(names):
+        raise StoreError(f"{where} lists a part twice; the store is damaged, run `pipeline store verify`")
+    return names
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -59,12 +59,43 @@ class Location:
         """``rel`` as a path on :attr:`fs` (or the local file system)."""
         return str(self.local / rel) if self.local is not None else f"{self.root}/{rel}"
 
+    def contained(self, rel: str) -> Path | None:
+        """The local path of ``rel``, refused when it or anything under it resolves outside the store.
+
+        A store comes from someone else: a symlink in it must not lead a reader or a writer
+        to files elsewhere. Returns None for stores that are not on a local file system.
+
+        Raises:
+            StoreError: naming the path and where it points.
+        """
+        if self.local is None and not self.is_local_fs:
+            return None
+        root = Path(self.root).resolve()
+        path = Path(self.fs_path(rel))
+        _check_inside(path, root)
+        if path.is_dir() and not path.is_symlink():
+            for folder, dirs, names in os.walk(path):
+                for name in dirs + names:
+                    entry = Path(folder) / name
+                    if entry.is_symlink():
+                        _check_inside(entry, root)
+        return path
+
     def read_text(self, rel: str) -> str:
-        """Text of ``rel``; FileNotFoundError when absent."""
-        if self.local is not None:
-            return (self.local / rel).read_text(encoding="utf-8")
-        with self.fs.open(self.fs_path(rel), "rb") as handle:
-            return handle.read().decode("utf-8")
+        """Text of ``rel``; FileNotFoundError when absent; at most :data:`MAX_JSON_BYTES` bytes."""
+        local = self.contained(rel)
+        if local is not None:
+            with open(local, "rb") as handle:
+                data = handle.read(MAX_JSON_BYTES + 1)
+        else:
+            with self.fs.open(self.fs_path(rel), "rb") as handle:
+                data = handle.read(MAX_JSON_BYTES + 1)
+        if len(data) > MAX_JSON_BYTES:
+            raise StoreError(f"{self.join(rel)} is larger than {MAX_JSON_BYTES >> 20} MiB; not a store file")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise StoreError(f"{self.join(rel)} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
     def exists(self, rel: str) -> bool:
         if self.local is not None:
@@ -84,14 +115,30 @@ class Location:
 
     def open_binary(self, rel: str) -> IO[bytes]:
         """A binary file object for ``rel`` (h5py can read from it)."""
-        if self.local is not None:
-            return open(self.local / rel, "rb")
+        local = self.contained(rel)
+        if local is not None:
+            return open(local, "rb")
         return self.fs.open(self.fs_path(rel), "rb")
 
-    def local_path(self, rel: str) -> Path | None:
-        """A local path for ``rel`` when the store is on this machine (``file://`` included)."""
+    def root_path(self) -> Path | None:
+        """The store folder on this machine (unchecked: for listing only), or None for remote stores."""
         if self.local is not None:
-            return self.local / rel
-        if self.is_local_fs:
-            return Path(self.fs_path(rel))
-        return None
+            return self.local
+        return Path(self.root) if self.is_local_fs else None
+
+    def local_path(self, rel: str) -> Path | None:
+        """A local path for ``rel`` when the store is on this machine (``file://`` included),
+        checked to stay inside the store (see :meth:`contained`)."""
+        return self.contained(rel)
+
+
+#: JSON metadata files larger than this are refused (a part index of 1M tracks is ~150 MB).
+MAX_JSON_BYTES = 512 << 20
+
+
+def _check_inside(path: Path, root: Path) -> None:
+    target = path.resolve()
+    if target != root and not target.is_relative_to(root):
+        raise StoreError(
+            f"{path} points outside its store (to {target}); a store must not link elsewhere, refusing it"
+        )

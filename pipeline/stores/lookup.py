@@ -23,7 +23,26 @@ def store_path(params: Params, teacher: str, store: str | None = None) -> Path:
     """
     if store and is_url(store):
         return store  # type: ignore[return-value]
+    if not store and is_url(params.extract.store_root):
+        return f"{params.extract.store_root.rstrip('/')}/{teacher}"  # type: ignore[return-value]
     return Path(store) if store else Path(params.extract.store_root) / teacher
+
+
+def refuse_remote_target(path: Path | str) -> None:
+    """Extraction writes local stores only: a URL target is refused before anything runs.
+
+    Object stores have no atomic rename or lock, which the part commit protocol needs; a
+    local store shared with ``dvc push`` (or copied with any S3 tool) keeps every guarantee.
+
+    Raises:
+        StoreError: naming the URL and the local-extract-then-push route.
+    """
+    if is_url(str(path)):
+        raise StoreError(
+            f"cannot extract into {path}: stores are written locally and then shared; run "
+            "`pipeline extract --store stores/<teacher>` (or set extract.store_root to a local folder), "
+            "then `dvc push` (or `aws s3 sync stores/<teacher> <url>`), and read the URL in probe/distill"
+        )
 
 
 def checked_store(params: Params, teacher: str, store: str | None = None) -> Path:
@@ -58,10 +77,12 @@ def checked_store(params: Params, teacher: str, store: str | None = None) -> Pat
     return path
 
 
-def first_store_with_audio(params: Params) -> Path | None:
+def first_store_with_audio(params: Params) -> Path | str | None:
     """A teacher store whose audio cache a run without a teacher can reuse (first enabled teacher)."""
+    from pipeline.stores.location import Location
+
     for name in params.teachers_enabled:
         path = store_path(params, name)
-        if (path / "audio" / "teacher.json").is_file():
+        if Location(path).exists("audio/teacher.json"):
             return path
     return None

@@ -27,6 +27,26 @@ RECORDED_PACKAGES = ("numpy", "zarr", "h5py", "torch", "tensorflow", "musicnn", 
 TARGET_CHUNK_BYTES = 512 << 10
 #: Longest window (seconds) a reader is assumed to ask for; a chunk is at least this long.
 MAX_WINDOW_SECONDS = 30.0
+#: longest chunk a store may declare (2^24 rows: 17 minutes of 16 kHz audio)
+MAX_CHUNK_FRAMES = 1 << 24
+
+
+#: JSON type of every teacher.json field ("number": int or float, never bool)
+_FIELD_TYPES = {
+    "kind": "str", "teacher": "str", "config": "dict", "weights_sha256": "str", "sample_rate": "int",
+    "hop_seconds": "number", "window_seconds": "number", "frame0_center_seconds": "number",
+    "clip_level": "bool", "dim": "int", "dtype": "str", "versions": "dict",
+}
+#: widest embedding a store may declare
+MAX_DIM = 1 << 16
+
+
+def _is_type(value: Any, kind: str) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, {"str": str, "dict": dict, "int": int, "number": (int, float)}[kind])
 
 
 def _plain(value: Any) -> Any:
@@ -95,8 +115,8 @@ class StoreSpec:
             raise StoreError(
                 f"store dtype {self.dtype!r} is not one of {', '.join(DTYPES)}; float16 is the default"
             )
-        if int(self.dim) < 1:
-            raise StoreError(f"store dim must be >= 1, got {self.dim!r}")
+        if not 1 <= int(self.dim) <= MAX_DIM:
+            raise StoreError(f"store dim must be in [1, {MAX_DIM}], got {self.dim!r}")
         if self.hop_seconds < 0 or (not self.clip_level and self.hop_seconds <= 0):
             raise StoreError(f"hop_seconds must be > 0 for a frame-level store, got {self.hop_seconds!r}")
         object.__setattr__(self, "config", _plain(dict(self.config)))
@@ -172,11 +192,30 @@ class StoreSpec:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], *, where: str = "teacher.json") -> "StoreSpec":
-        """Parse the mapping written by :meth:`to_json` (unknown keys are ignored)."""
+        """Parse the mapping written by :meth:`to_json`; unknown fields, wrong types and absurd values are refused."""
         names = {f.name for f in fields(cls)}
         missing = sorted(names - set(data) - {"versions", "dtype"})
         if missing:
             raise StoreError(f"{where}: missing field(s) {', '.join(missing)}; is this an embedding store?")
+        unknown = sorted(set(data) - names - {"store"})
+        if unknown:
+            raise StoreError(
+                f"{where}: unknown field(s) {', '.join(map(repr, unknown))}; written by another program or "
+                "a newer version, refusing it"
+            )
+        for name, value in data.items():
+            if name in _FIELD_TYPES and not _is_type(value, _FIELD_TYPES[name]):
+                raise StoreError(
+                    f"{where}: field {name!r} = {str(value)[:60]!r} is not {_FIELD_TYPES[name]}; the store is damaged"
+                )
+        for name in ("hop_seconds", "window_seconds", "frame0_center_seconds"):
+            if not math.isfinite(data[name]) or abs(data[name]) > 1e6:
+                raise StoreError(f"{where}: {name} = {data[name]!r} is not a finite number of seconds")
+        if not 0 < data["sample_rate"] <= 10**6 or not 0 < data["dim"] <= MAX_DIM:
+            raise StoreError(
+                f"{where}: sample_rate {data['sample_rate']!r} or dim {data['dim']!r} out of range "
+                f"(1..1000000 Hz, 1..{MAX_DIM})"
+            )
         return cls(**{k: v for k, v in data.items() if k in names})
 
     @property
@@ -204,19 +243,25 @@ class StoreLayout:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], *, where: str = "teacher.json") -> "StoreLayout":
+        if not isinstance(data, Mapping):
+            raise StoreError(f"{where}: the 'store' section is not a JSON object")
+        unknown = sorted(set(data) - {"format", "backend", "chunk_frames", "compression"})
+        if unknown:
+            raise StoreError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))} in 'store'; refusing it")
         fmt = data.get("format")
         if fmt != STORE_FORMAT:
             raise StoreError(
                 f"{where}: store format {fmt!r} is not {STORE_FORMAT!r}; this version cannot read it"
             )
         try:
-            return cls(
-                backend=str(data["backend"]),
-                chunk_frames=int(data["chunk_frames"]),
-                compression=str(data.get("compression", "none")),
-            )
+            backend, chunk, compression = data["backend"], data["chunk_frames"], data.get("compression", "none")
         except KeyError as exc:
             raise StoreError(f"{where}: store layout lacks {exc.args[0]!r}") from None
+        if not isinstance(backend, str) or compression not in COMPRESSIONS:
+            raise StoreError(f"{where}: store backend {backend!r} or compression {compression!r} is not valid")
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or not 1 <= chunk <= MAX_CHUNK_FRAMES:
+            raise StoreError(f"{where}: chunk_frames {str(chunk)[:40]!r} is not an integer in [1, {MAX_CHUNK_FRAMES}]")
+        return cls(backend=backend, chunk_frames=chunk, compression=compression)
 
 
 def default_chunk_frames(spec: StoreSpec, *, max_window_seconds: float = MAX_WINDOW_SECONDS) -> int:

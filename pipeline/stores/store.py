@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.errors import ProvenanceError, StoreError
-from pipeline.stores.backend import PartReader, get_backend
+from pipeline.stores.backend import BACKENDS, PartReader, get_backend
 from pipeline.stores.index import (
     PARTS_DIR,
     PARTS_FILE,
@@ -43,14 +43,14 @@ from pipeline.stores.spec import (
     read_teacher_json,
     teacher_json_text,
 )
-from pipeline.stores.writer import LOCK_FILE, TMP_DIR, PartWriter, clean_tmp, store_lock
+from pipeline.stores.protocol import LOCK_FILE, TEACHER_FILE, TMP_DIR, store_lock
+from pipeline.stores.writer import PartWriter, clean_tmp
 
 if TYPE_CHECKING:
     from pipeline.stores.verify import VerifyReport
 
 log = logging.getLogger(__name__)
 
-TEACHER_FILE = "teacher.json"
 #: tolerance (in frames) when mapping times to frame indices, against float round-off
 _EPS_FRAMES = 1e-6
 
@@ -76,6 +76,8 @@ class EmbeddingStore:
         self._index = StoreIndex()
         self._listed: list[str] = []
         self.missing_parts: list[str] = []
+        self.refused_parts: dict[str, str] = {}
+        self._warned: set[str] = set()
         self._readers: dict[str, PartReader] = {}
         self._pid = os.getpid()
         self.refresh()
@@ -88,7 +90,15 @@ class EmbeddingStore:
 
     # ---- metadata ---------------------------------------------------------------------
     def refresh(self) -> None:
-        """Re-read ``parts.json`` and load the index of parts committed since the last look."""
+        """Re-read ``parts.json`` and load the index of parts committed since the last look.
+
+        A listed part whose index is missing goes to :attr:`missing_parts`; one whose index is
+        malformed or hostile (bad names, types or sizes) is refused and goes to
+        :attr:`refused_parts` with the reason. Their tracks are absent; ``verify`` names them.
+
+        Raises:
+            StoreError: ``parts.json`` itself is malformed or names something that is not a part.
+        """
         try:
             text = self.location.read_text(PARTS_FILE)
         except FileNotFoundError:
@@ -96,32 +106,40 @@ class EmbeddingStore:
         else:
             names = parse_parts_json(text, where=self.location.join(PARTS_FILE))
         self._listed = names
-        missing = []
+        missing, refused = [], {}
         for name in names:
             if name in self._index.parts:
                 continue
-            rel = f"{PARTS_DIR}/{name}.json"
             try:
-                part_text = self.location.read_text(rel)
+                self._index.add(self._load_part(name))
             except FileNotFoundError:
                 missing.append(name)
-                continue
-            import json
+            except StoreError as exc:
+                refused[name] = str(exc)
+        self.missing_parts, self.refused_parts = missing, refused
+        news = [n for n in [*missing, *refused] if n not in self._warned]
+        if news:
+            self._warned.update(news)
+            log.warning("store %s: parts listed but missing or refused: %s (run `pipeline store verify`)",
+                        self.path, ", ".join(news))
 
-            try:
-                data = json.loads(part_text)
-            except json.JSONDecodeError as exc:
-                raise StoreError(
-                    f"part index {self.location.join(rel)} is not JSON ({exc}); run `pipeline store verify`"
-                ) from None
-            self._index.add(PartIndex.from_json(data, where=self.location.join(rel)))
-        self.missing_parts = missing
-        if missing:
-            log.warning(
-                "store %s: parts listed but missing: %s (run `pipeline store verify`)",
-                self.path,
-                ", ".join(missing),
+    def _load_part(self, name: str) -> PartIndex:
+        """The checked index of part ``name``; FileNotFoundError when its JSON is absent."""
+        import json
+
+        rel = f"{PARTS_DIR}/{name}.json"
+        where = self.location.join(rel)
+        try:
+            data = json.loads(self.location.read_text(rel))
+        except json.JSONDecodeError as exc:
+            raise StoreError(f"part index {where} is not JSON ({exc}); run `pipeline store verify`") from None
+        part = PartIndex.from_json(data, where=where, expect_name=name)
+        if part.dim != self.spec.dim or part.dtype != self.spec.dtype:
+            raise StoreError(
+                f"part index {where} says ({part.dim}, {part.dtype}), teacher.json says "
+                f"({self.spec.dim}, {self.spec.dtype})"
             )
+        return part
 
     def track_ids(self) -> list[str]:
         """Track ids in commit order."""
@@ -177,7 +195,19 @@ class EmbeddingStore:
             if info is None:
                 raise StoreError(f"part {part!r} is not committed in store {self.path}")
             backend = get_backend(info.backend)
+            where = self.location.join(f"{PARTS_DIR}/{info.file}")
+            if info.file != info.name + backend.suffix:
+                raise StoreError(
+                    f"part {part} of {self.path}: data file {info.file!r} is not {info.name}{backend.suffix}"
+                )
             reader = backend.open_part(self.location, f"{PARTS_DIR}/{info.file}", self.layout)
+            found = (reader.n_frames, reader.dim, np.dtype(reader.dtype))
+            if found != (info.n_frames, self.spec.dim, np.dtype(self.spec.dtype)) or info.dim != self.spec.dim:
+                reader.close()
+                raise StoreError(
+                    f"part data {where} is {found[:2]} {found[2]}, but its index and teacher.json say "
+                    f"({info.n_frames}, {self.spec.dim}) {self.spec.dtype}; run `pipeline store verify`"
+                )
             self._readers[part] = reader
         return reader
 
@@ -194,7 +224,22 @@ class EmbeddingStore:
         start = min(int(start), stop)
         if start == stop:
             return np.zeros((0, self.spec.dim), dtype=self.spec.dtype)
-        return self.part_reader(entry.part).read(entry.offset + start, entry.offset + stop)
+        reader = self.part_reader(entry.part)
+        try:
+            frames = reader.read(entry.offset + start, entry.offset + stop)
+        except Exception as exc:  # noqa: BLE001 - any decoder failure of a damaged chunk
+            raise StoreError(
+                f"track {track_id!r} in {self.path}: frames [{start}, {stop}) unreadable "
+                f"({type(exc).__name__}: {str(exc)[:200]}); run `pipeline store verify`"
+            ) from None
+        if frames.shape != (stop - start, self.spec.dim):
+            raise StoreError(f"track {track_id!r} in {self.path}: got {frames.shape} rows for [{start}, {stop})")
+        if frames.dtype.kind == "f" and not np.isfinite(frames).all():
+            raise StoreError(
+                f"track {track_id!r} in {self.path} holds NaN or Inf frames; the store is damaged "
+                "(run `pipeline store verify`) or re-extract the track"
+            )
+        return frames
 
     def frame_times(self, track_id: str) -> np.ndarray:
         """Centre time of every frame in seconds, float64 (n_frames,); clip-level: duration / 2."""
@@ -260,7 +305,7 @@ class EmbeddingStore:
         """``(files, bytes)`` of this store on a local disk, nested stores (``audio/``) excluded."""
         root = self.location.local_path("")
         if root is None:
-            return 0, 0
+            return self._remote_usage()
         files = size = 0
         for folder, dirs, names in os.walk(root):
             dirs[:] = [d for d in dirs if not (Path(folder) / d / TEACHER_FILE).exists() and d != TMP_DIR]
@@ -268,6 +313,16 @@ class EmbeddingStore:
                 files += 1
                 size += (Path(folder) / name).stat().st_size
         return files, size
+
+    def _remote_usage(self) -> tuple[int, int]:
+        """``(files, bytes)`` of a store behind a URL (one listing), nested stores and ``tmp/`` excluded."""
+        fs, base = self.location.fs, self.location.root
+        listing = fs.find(base, detail=True)
+        rels = {path[len(base):].lstrip("/"): info for path, info in listing.items()}
+        nested = [rel[: -len(TEACHER_FILE)] for rel in rels if rel.endswith("/" + TEACHER_FILE)]
+        skip = tuple(nested) + (f"{TMP_DIR}/",)
+        kept = [info for rel, info in rels.items() if not rel.startswith(skip)]
+        return len(kept), int(sum(int(info.get("size") or 0) for info in kept))
 
     def __getstate__(self) -> dict[str, Any]:  # picklable for workers; never ships open handles
         state = dict(self.__dict__)
@@ -304,7 +359,11 @@ def open_store(path_or_url: str | os.PathLike, *, mode: str = "r") -> EmbeddingS
             "run `pipeline extract` first or check the path"
         ) from None
     spec, layout = read_teacher_json(text, where=location.join(TEACHER_FILE))
-    get_backend(layout.backend)
+    if layout.backend not in BACKENDS:
+        raise StoreError(
+            f"{location.join(TEACHER_FILE)}: unknown store backend {layout.backend[:40]!r}; "
+            f"this version reads {', '.join(BACKENDS)}"
+        )
     return EmbeddingStore(location, spec, layout, mode)
 
 

@@ -4,7 +4,7 @@ Checks, per store: every part listed in ``parts.json`` has its index and data; n
 id is listed twice. Per part: the data opens, its shape and dtype match the index and
 ``teacher.json``, every track's rows lie inside the array without overlapping another
 track, and the sha256 of every track's frame bytes equals the one in the index. The part
-is read chunk by chunk, so a chunk that fails to decode (bad chunk checksum) names the
+is read chunk by chunk (NaN or Inf frames are findings too), so a chunk that fails to decode (bad chunk checksum) names the
 tracks it holds and the others are still checked. Leftovers of interrupted writers are
 reported as notes, not problems.
 """
@@ -13,16 +13,13 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.errors import PipelineError
 from pipeline.stores.backend import PartReader, get_backend
 from pipeline.stores.index import PARTS_DIR, PartIndex, TrackEntry
-
-if TYPE_CHECKING:
-    from pipeline.stores.store import EmbeddingStore
+from pipeline.stores.protocol import TMP_DIR, StoreLike
 
 #: at most this many track ids are quoted per problem line
 MAX_IDS = 20
@@ -65,7 +62,7 @@ class VerifyReport:
         return f"{self.store}: {counts} checked: {state}"
 
 
-def verify_store(store: "EmbeddingStore", *, checksums: bool = True) -> VerifyReport:
+def verify_store(store: StoreLike, *, checksums: bool = True) -> VerifyReport:
     """Check ``store`` (see the module docstring); never raises for a damaged store.
 
     Args:
@@ -76,6 +73,8 @@ def verify_store(store: "EmbeddingStore", *, checksums: bool = True) -> VerifyRe
     report = VerifyReport(store=str(store.path))
     for name in store.missing_parts:
         report.problems.append(f"{name}: listed in parts.json but {PARTS_DIR}/{name}.json is missing")
+    for name, reason in store.refused_parts.items():
+        report.problems.append(f"{name}: refused ({reason}); its tracks are treated as absent")
     for track_id, kept, ignored in store.index.duplicates:
         where = f"twice in {kept}" if kept == ignored else f"in {kept} and again in {ignored}"
         report.problems.append(f"track {track_id!r} is listed {where}; the copy in {kept} is used")
@@ -90,7 +89,7 @@ def _bad(report: VerifyReport, part: str, ids: list[str]) -> None:
     report.bad_tracks.setdefault(part, []).extend(i for i in ids if i not in report.bad_tracks.get(part, []))
 
 
-def _verify_part(store: "EmbeddingStore", part: PartIndex, report: VerifyReport, *, checksums: bool) -> None:
+def _verify_part(store: StoreLike, part: PartIndex, report: VerifyReport, *, checksums: bool) -> None:
     spec = store.spec
     entries = sorted(part.entries, key=lambda e: (e.offset, e.n_frames))
     report.tracks += len(entries)
@@ -143,7 +142,7 @@ def _verify_part(store: "EmbeddingStore", part: PartIndex, report: VerifyReport,
 
 
 def _verify_checksums(
-    store: "EmbeddingStore",
+    store: StoreLike,
     part: PartIndex,
     entries: list[TrackEntry],
     reader: PartReader,
@@ -164,6 +163,7 @@ def _verify_checksums(
 
     failures: dict[str, list[str]] = {}
     mismatched: list[str] = []
+    nonfinite: list[str] = []
     for entry in entries:
         first, last = entry.offset // block, (entry.offset + entry.n_frames - 1) // block
         for index in [i for i in cache if i < first]:
@@ -178,6 +178,8 @@ def _verify_checksums(
             lo = max(entry.offset, index * block) - index * block
             hi = min(entry.offset + entry.n_frames, (index + 1) * block) - index * block
             digest.update(data[lo:hi].tobytes())
+            if data.dtype.kind == "f" and not np.isfinite(data[lo:hi]).all() and entry.track_id not in nonfinite:
+                nonfinite.append(entry.track_id)
         if error is not None:
             failures.setdefault(error, []).append(entry.track_id)
         elif digest.hexdigest() != entry.checksum:
@@ -191,14 +193,17 @@ def _verify_checksums(
             f"{part.name} ({file}): checksum mismatch (frames changed) for tracks: {_ids(mismatched)}"
         )
         _bad(report, part.name, mismatched)
+    if nonfinite:
+        report.problems.append(f"{part.name} ({file}): NaN or Inf frames in tracks: {_ids(nonfinite)}")
+        _bad(report, part.name, nonfinite)
 
 
-def _note_leftovers(store: "EmbeddingStore", report: VerifyReport) -> None:
-    root = store.location.local_path("")
+def _note_leftovers(store: StoreLike, report: VerifyReport) -> None:
+    root = store.location.root_path()
     if root is None:
         return
     listed = set(store.listed_parts())
-    tmp = root / "tmp"
+    tmp = root / TMP_DIR
     for name in sorted(os.listdir(tmp)) if tmp.is_dir() else []:
         if not name.endswith(".lock"):
             report.notes.append(

@@ -21,10 +21,8 @@ import re
 import shutil
 import socket
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
@@ -35,6 +33,7 @@ from pipeline.stores.index import (
     PARTS_FILE,
     PartIndex,
     TrackEntry,
+    check_track_id,
     frames_checksum,
     parse_parts_json,
     part_name,
@@ -43,26 +42,9 @@ from pipeline.stores.index import (
     parts_json_text,
     write_atomic,
 )
-
-if TYPE_CHECKING:
-    from pipeline.stores.store import EmbeddingStore
+from pipeline.stores.protocol import TMP_DIR, StoreLike, store_lock
 
 log = logging.getLogger(__name__)
-
-LOCK_FILE = ".lock"
-TMP_DIR = "tmp"
-
-
-@contextmanager
-def store_lock(root: Path) -> Iterator[None]:
-    """Hold the exclusive store lock (``flock`` on ``<root>/.lock``); released on exit or death."""
-    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def read_parts_rows(root: Path) -> list[dict]:
@@ -273,12 +255,14 @@ class PartWriter:
     """
 
     def __init__(
-        self, store: "EmbeddingStore", *, part_tracks: int = 256, part_bytes: int = 256 << 20
+        self, store: StoreLike, *, part_tracks: int = 256, part_bytes: int = 256 << 20
     ) -> None:
         if store.mode != "a" or store.location.local is None:
             raise StoreError(f"store {store.path} is open read-only; open it with mode='a' to write")
         if part_tracks < 1 or part_bytes < 1:
             raise StoreError(f"part_tracks and part_bytes must be >= 1, got {part_tracks}, {part_bytes}")
+        for folder in (PARTS_DIR, TMP_DIR):  # a hostile store must not redirect our writes elsewhere
+            store.location.contained(folder)
         self.store = store
         self.root: Path = store.location.local
         self.part_tracks = int(part_tracks)
@@ -308,7 +292,7 @@ class PartWriter:
             raise StoreError(
                 f"this writer of {self.store.path} is closed; open a new one with store.writer()"
             )
-        track_id = str(track_id)
+        track_id = check_track_id(str(track_id), where=f"writer of {self.store.path}")
         if track_id in self._ids:
             log.debug("track %r is already buffered; the second copy is ignored", track_id)
             return

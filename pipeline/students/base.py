@@ -128,13 +128,15 @@ class Student(nn.Module):
 
     # ---- time geometry -------------------------------------------------------------
     def _cumulative_ops(self) -> list[list[TimeOp]]:
-        cached = self.__dict__.get("_ops_cache")
-        if cached is None:
-            cached, ops = [], []
-            for stage_ops in self._stage_time_ops():
-                ops = ops + list(stage_ops)
-                cached.append(ops)
-            self.__dict__["_ops_cache"] = cached
+        found: list[list[TimeOp]] | None = self.__dict__.get("_ops_cache")
+        if found is not None:
+            return found
+        cached: list[list[TimeOp]] = []
+        ops: list[TimeOp] = []
+        for stage_ops in self._stage_time_ops():
+            ops = ops + list(stage_ops)
+            cached.append(ops)
+        self.__dict__["_ops_cache"] = cached
         return cached
 
     @property

@@ -1,4 +1,4 @@
-"""CP-ResNet, the paper's OpenMIC student (EAsT-method.md §3.2; Koutini et al.'s
+"""CP-ResNet, the paper's OpenMIC student (docs/method.md, "Students"; Koutini et al.'s
 receptive-field-regularised ResNet).
 
 Stem conv 5x5 stride 2 -> three stages of four BasicBlocks (base, 2x base, 4x base
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -91,8 +92,14 @@ class BasicBlock(nn.Module):
         nn.init.normal_(self.conv1.weight, 0.0, n_blocks ** -0.5 * math.sqrt(2.0 / n))
         nn.init.zeros_(self.conv2.weight)
         if isinstance(self.shortcut, nn.Sequential):
-            conv = self.shortcut[0]
+            conv = cast(nn.Conv2d, self.shortcut[0])
             nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / conv.out_channels))
+
+
+def _block_ops(block: BasicBlock) -> list[TimeOp]:
+    """The time geometry of a block's two convolutions (kernel, stride 1, padding along time)."""
+    return [TimeOp(int(conv.kernel_size[1]), 1, int(cast("tuple[int, int]", conv.padding)[1]))
+            for conv in (block.conv1, block.conv2)]
 
 
 @register_student
@@ -146,16 +153,14 @@ class CPResNet(Student):
     def _stage_time_ops(self) -> list[list[TimeOp]]:
         stem = [TimeOp(5, 2, 2)]
         stage1 = []
-        for block in self.stages[0]:
+        for block in cast(nn.Sequential, self.stages[0]):
             if isinstance(block, nn.MaxPool2d):
                 stage1.append(TimeOp(2, 2, 0))
             else:
-                stage1 += [TimeOp(block.conv1.kernel_size[1], 1, block.conv1.padding[1]),
-                           TimeOp(block.conv2.kernel_size[1], 1, block.conv2.padding[1])]
+                stage1 += _block_ops(cast(BasicBlock, block))
         later = [
-            [op for b in stage for op in (TimeOp(b.conv1.kernel_size[1], 1, b.conv1.padding[1]),
-                                          TimeOp(b.conv2.kernel_size[1], 1, b.conv2.padding[1]))]
-            for stage in self.stages[1:]
+            [op for b in cast("list[BasicBlock]", list(stage)) for op in _block_ops(b)]
+            for stage in cast("list[nn.Sequential]", list(self.stages)[1:])
         ]
         return [stem + stage1, *later]
 

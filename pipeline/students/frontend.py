@@ -1,4 +1,4 @@
-"""The students' log-mel front end, as an ``nn.Module`` inside the model (EAsT-method.md §3.1).
+"""The students' log-mel front end, as an ``nn.Module`` inside the model (docs/method.md, "Students").
 
 Because the front end lives in the model it runs on the training device, and an exported
 student takes a waveform. Steps, in order (as in the official featurizer):
@@ -139,6 +139,9 @@ class LogMelFrontEnd(nn.Module):
         stft: ``"fft"`` (``torch.stft``; fast, training default) or ``"dft"`` (strided
             convolution with a DFT basis; exportable to ONNX, same values to float32 precision).
     """
+    mel_banks: torch.Tensor
+    window: torch.Tensor
+    emphasis: torch.Tensor
 
     def __init__(self, config: FrontEndConfig, stft: str = "fft") -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""Mobile-FCN, the paper's MagnaTagATune student (EAsT-method.md §3.3): Choi's FCN with
+"""Mobile-FCN, the paper's MagnaTagATune student (docs/method.md, "Students"): Choi's FCN with
 depthwise-separable blocks.
 
 | layer | block | channels | max-pool (F, T) |

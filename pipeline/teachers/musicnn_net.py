@@ -32,7 +32,7 @@ batch 1 and slow at larger batches. TensorFlow's own allocator hides the first e
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, cast
 
 import numpy as np
 import torch
@@ -104,6 +104,8 @@ class LogMel(nn.Module):
         float16_cast: round the mel power to float16 (and back to float32) before the log,
             like the float16 training data; upstream's float16 *overflow* is not reproduced.
     """
+    window: torch.Tensor
+    basis: torch.Tensor
 
     def __init__(self, float16_cast: bool = False) -> None:
         super().__init__()
@@ -128,6 +130,9 @@ def _t(array: np.ndarray) -> Tensor:
 
 class Affine(nn.Module):
     """Inference batch norm as ``x * scale + shift`` over ``dim`` (TF1 variables, epsilon 1e-3)."""
+    scale: torch.Tensor
+    shift: torch.Tensor
+    sign: torch.Tensor
 
     def __init__(self, variables: dict[str, np.ndarray], prefix: str, dim: int = 1) -> None:
         super().__init__()
@@ -157,6 +162,8 @@ class ReducedBlock(nn.Module):
     reduces the raw conv output (max over frequency, or a 2-D max-pool) between
     :meth:`conv` and :meth:`finish`.
     """
+    weight: torch.Tensor
+    bias: torch.Tensor
 
     def __init__(
         self, kernel: np.ndarray, bias: np.ndarray, bn: Affine, padding: tuple[int, int, int, int]
@@ -266,6 +273,10 @@ class MusicnnNet(nn.Module):
     Args:
         variables: TF variable name -> array (see :data:`MUSICNN_VARIABLES`).
     """
+    dense_weight: torch.Tensor
+    dense_bias: torch.Tensor
+    out_weight: torch.Tensor
+    out_bias: torch.Tensor
 
     def __init__(self, variables: dict[str, np.ndarray]) -> None:
         super().__init__()
@@ -336,7 +347,7 @@ class MusicnnNet(nn.Module):
         edge_seq = torch.cat(edges)[None, None] if edges else None
         n_start = len(start_edges)
         outs = []
-        for block in self.timbral:
+        for block in cast("list[ReducedBlock]", self.timbral):
             out = _conv_max_rows(seq, block.weight)[:, rows]  # (204, n, patch)
             if edge_seq is not None:
                 fixed = F.pad(_conv_max_rows(edge_seq, block.weight), (0, 6))
@@ -353,7 +364,7 @@ class MusicnnNet(nn.Module):
         normed = [self.input_bn(run) for run in runs]
         timbral = self.timbral_runs(normed, patch, hop)
         x = torch.cat([run.unfold(0, patch, hop).transpose(1, 2) for run in normed]).unsqueeze(1)
-        temporal = [block.reduced(x, _max_freq) for block in self.temporal]
+        temporal = [block.reduced(x, _max_freq) for block in cast("list[ReducedBlock]", self.temporal)]
         return timbral, torch.cat(temporal, 1)
 
     def midend(self, front: Tensor) -> list[Tensor]:
@@ -469,6 +480,8 @@ class VggNet(nn.Module):
         variables: TF variable name -> array (see :data:`VGG_VARIABLES`).
         model: ``MTT_vgg`` or ``MSD_vgg`` (picks the pooling, :data:`VGG_POOLS`).
     """
+    out_weight: torch.Tensor
+    out_bias: torch.Tensor
 
     def __init__(self, variables: dict[str, np.ndarray], model: str = "MTT_vgg") -> None:
         super().__init__()
@@ -484,7 +497,7 @@ class VggNet(nn.Module):
         self.register_buffer("out_bias", _t(v["dense/bias"]))
 
     def _block(self, index: int, x: Tensor) -> Tensor:
-        block = self.blocks[index]
+        block = cast(ReducedBlock, self.blocks[index])
         (pool_t, pool_f), (stride_t, stride_f) = self.pools[index]
         if pool_f == 1 and stride_f > 1:
             # a pool of width 1 keeps every stride_f-th frequency: compute only those columns

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -123,6 +123,8 @@ class OpenL3Frontend(nn.Module):
         frontend: ``librosa``, ``kapre`` or ``kapre-0.1.4`` (see the module docstring).
         pad_mode: centring pad of the ``librosa`` mel front end (``constant`` or ``reflect``).
     """
+    window: torch.Tensor
+    mel: torch.Tensor | None
 
     def __init__(self, input_repr: str = "mel128", frontend: str = "librosa",
                  pad_mode: str = "constant") -> None:
@@ -151,15 +153,17 @@ class OpenL3Frontend(nn.Module):
         x = x.to(self.window.dtype)
         if self.input_repr == "linear":
             return self._stft(x, center=False).abs()
+        mel = self.mel
+        assert mel is not None  # every representation but "linear" has its filters
         if self.frontend == "librosa":
-            return self.mel @ self._stft(x, center=True, pad_mode=self.pad_mode).abs()
+            return mel @ self._stft(x, center=True, pad_mode=self.pad_mode).abs()
         if self.frontend == "kapre":
             frames = -(-x.shape[-1] // STFT_HOP)
             x = F.pad(x, (0, (frames - 1) * STFT_HOP + self.n_fft - x.shape[-1]))
-            return self.mel @ self._stft(x, center=False).abs()
+            return mel @ self._stft(x, center=False).abs()
         x = F.pad(x, same_padding(x.shape[-1], self.n_fft, STFT_HOP))
         power = self._stft(x, center=False).abs().square()
-        return torch.sqrt(self.mel @ power)
+        return torch.sqrt(mel @ power)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args: x float32 (n, 48000). Returns: float32 (n, 1, F, T) in [-80, 0] dB."""
@@ -235,8 +239,8 @@ class OpenL3Net(nn.Module):
                 f"(expected {len(expected)}); weighted layer #{where} should be {want}, got {got}; "
                 f"give the official openl3_audio_<repr>_<content>.h5 file"
             )
-        bns = iter([self.input_bn, *self.bns])
-        convs = iter(self.convs)
+        bns = iter(cast("list[nn.BatchNorm2d]", [self.input_bn, *self.bns]))
+        convs = iter(cast("list[nn.Conv2d]", list(self.convs)))
         with torch.no_grad():
             for (_name, arrays), (kind, _shapes) in zip(layers, expected):
                 values = [torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
@@ -244,11 +248,11 @@ class OpenL3Net(nn.Module):
                 if kind == "bn":
                     bn = next(bns)
                     for param, value in zip((bn.weight, bn.bias, bn.running_mean, bn.running_var), values):
-                        param.copy_(value)
+                        cast(torch.Tensor, param).copy_(value)
                 else:
                     conv = next(convs)
                     conv.weight.copy_(values[0].permute(3, 2, 0, 1))  # Keras HWIO -> torch OIHW
-                    conv.bias.copy_(values[1])
+                    cast(torch.Tensor, conv.bias).copy_(values[1])
 
 
 _BN_NAMES = ("gamma", "beta", "moving_mean", "moving_variance")

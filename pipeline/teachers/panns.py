@@ -1,6 +1,6 @@
 """PANNs teacher: CNN14 (32 kHz, ``Cnn14_mAP=0.431.pth``), its 2048-d ``embedding`` output.
 
-``level: clip`` (default, the paper's setting, EAsT-method section 2): one 2048-d frame
+``level: clip`` (default, the paper's setting, docs/method.md, "Teachers and their frames"): one 2048-d frame
 per clip, centred at half its duration, as ``panns_inference.AudioTagging.inference``
 gives for a batch of one. The whole clip goes through the network at once, so clips
 longer than ``max_clip_seconds`` are refused with a hint to use ``level: frame``

@@ -87,6 +87,8 @@ class PasstMel(nn.Module):
 
     Input float32 (batch, samples) at 32 kHz; output (batch, 128, 1 + (samples - 1) // 320).
     """
+    window: torch.Tensor
+    mel_banks: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()

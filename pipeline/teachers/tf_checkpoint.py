@@ -266,7 +266,7 @@ class CheckpointReader:
         try:
             import google_crc32c  # optional: verify the bytes when available
         except ImportError:
-            google_crc32c = None
+            google_crc32c = None  # type: ignore[assignment]  # the usual optional-import idiom
         out: dict[str, np.ndarray] = {}
         handles: dict[int, bytes] = {}
         for name in wanted:

@@ -65,7 +65,7 @@ def mel_matrix(num_bands: int = NUM_BANDS, num_bins: int = FFT_LENGTH // 2 + 1,
     Returns:
         float64 (num_bins, num_bands): ``mel = spectrogram @ matrix``.
     """
-    def to_mel(hz: np.ndarray) -> np.ndarray:
+    def to_mel(hz: np.ndarray | float) -> np.ndarray:
         return 1127.0 * np.log1p(np.asarray(hz, dtype=np.float64) / 700.0)
 
     bins_mel = to_mel(np.linspace(0.0, sample_rate / 2.0, num_bins))
@@ -80,6 +80,8 @@ def mel_matrix(num_bands: int = NUM_BANDS, num_bins: int = FFT_LENGTH // 2 + 1,
 
 class VGGishFrontend(nn.Module):
     """(n, samples) float32 at 16 kHz -> (n, 1, frames, 64) log-mel; frames = 1 + (samples - 400) // 160."""
+    window: torch.Tensor
+    mel: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()
@@ -124,6 +126,8 @@ class VGGishNet(nn.Module):
 
 class Postprocessor(nn.Module):
     """PCA (with whitening) + 8-bit quantisation of the AudioSet release: (n, 128) -> (n, 128) in 0..255."""
+    eigen_vectors: torch.Tensor
+    means: torch.Tensor
 
     def __init__(self, eigen_vectors: np.ndarray | None = None, means: np.ndarray | None = None) -> None:
         super().__init__()
