@@ -42,6 +42,17 @@ def render(seconds: float) -> np.ndarray:
     return (0.5 * np.concatenate(parts)[: int(seconds * RATE)]).astype(np.float32)
 
 
+def write_chunked(path: Path, audio: np.ndarray) -> None:
+    """Write in 10 s pieces: libsndfile 1.2's Vorbis encoder crashes (SIGSEGV) on one long write."""
+    import soundfile as sf
+
+    formats = {".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS"), ".mp3": ("MP3", "MPEG_LAYER_III")}
+    fmt, subtype = formats[path.suffix]
+    with sf.SoundFile(str(path), "w", samplerate=RATE, channels=1, format=fmt, subtype=subtype) as handle:
+        for lo in range(0, len(audio), RATE * 10):
+            handle.write(audio[lo : lo + RATE * 10])
+
+
 def cpu_rate(path: Path, rate: int, seconds: float, repeats: int) -> float:
     """Best audio-s per CPU-s of reading ``path`` block by block at ``rate`` over ``repeats`` runs."""
     from pipeline.audio import iter_blocks
@@ -62,14 +73,12 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/decode.json"))
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from pipeline.audio import write_audio
-
     audio = render(args.seconds)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for suffix in (".flac", ".ogg", ".mp3"):
             path = Path(tmp) / f"music{suffix}"
-            write_audio(path, audio, RATE)
+            write_chunked(path, audio)
             row = {"format": suffix[1:], "file_rate": RATE, "bytes": path.stat().st_size,
                    "decode_audio_s_per_cpu_s": cpu_rate(path, RATE, args.seconds, args.repeats)}
             for target in TARGETS:

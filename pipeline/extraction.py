@@ -42,9 +42,10 @@ BLOCK_SECONDS = 60.0
 DECODE_AHEAD = 4
 #: Finished tracks waiting for the track writer.
 WRITE_AHEAD = 8
-#: Decoder threads when the teacher runs on a GPU (a core decodes FLAC/OGG/MP3 and resamples at
-#: a few hundred times real time: benchmarks/results/decode.json).
-GPU_DECODE_WORKERS = 8
+#: Decoder threads when the teacher runs on a GPU, at most (and at most the CPU count minus two,
+#: for the batcher and the writer): one core decodes and resamples FLAC/OGG/MP3 at only ~600-1,100x
+#: real time (benchmarks/results/decode.json), so 10,000 audio-s/s need about ten.
+GPU_DECODE_WORKERS = 16
 
 
 @dataclass
@@ -497,7 +498,7 @@ def extract_tracks(
     """
     if decode_workers is None:
         cuda = str(teacher.device).startswith("cuda")
-        decode_workers = min(GPU_DECODE_WORKERS, os.cpu_count() or 1) if cuda else 1
+        decode_workers = max(1, min(GPU_DECODE_WORKERS, (os.cpu_count() or 1) - 2)) if cuda else 1
     pipeline = _Pipeline(teacher, audio_root, writer, audio_writer, audio_sample_rate, batch_seconds, on_track,
                          decode_workers)
     return pipeline.run(clips)
