@@ -113,7 +113,8 @@ def main() -> None:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"peak RSS {rows[0]['peak_rss_mb']:.0f} MB -> {rows[-1]['peak_rss_mb']:.0f} MB: x{ratio:.3f} (target <= 1.10)")
+    first, last = rows[0]["peak_rss_mb"], rows[-1]["peak_rss_mb"]
+    print(f"peak RSS {first:.0f} MB -> {last:.0f} MB: x{ratio:.3f} (target <= 1.10)")
 
 
 if __name__ == "__main__":

@@ -353,7 +353,8 @@ def step_ratio(device: str, sizes: Sizes, batch_size: int, amp: bool) -> dict:
 
         rate = timed_rate(step, 1, 0.0 if sizes.smoke else 4.0, device)
         result[f"{variant}_steps_per_second"] = rate
-    result["east_over_baseline_throughput"] = result["east-final_steps_per_second"] / result["baseline_steps_per_second"]
+    east, baseline = result["east-final_steps_per_second"], result["baseline_steps_per_second"]
+    result["east_over_baseline_throughput"] = east / baseline
     result.update(batch_size=batch_size, amp_bf16=amp)
     return result
 
@@ -368,7 +369,7 @@ def prepare(folder: Path, sizes: Sizes) -> None:
     target = folder / "MTT_musicnn"
     target.mkdir(parents=True, exist_ok=True)
     for path in Path(prefix).parent.iterdir():
-        if path.is_file():
+        if path.is_file() and path.suffix != ".py":  # the checkpoint files only
             shutil.copy2(path, target / path.name)
     print(f"prepared {folder}: {sizes.e2e_files} files, musicnn weights")
 

@@ -116,7 +116,8 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     for part, key in (("extraction", "teacher_batch_top_ops"), ("training_step", "top_ops")):
         print(part, [(r["op"], round(r["share"], 3)) for r in result[part][key][:6]])
-    print("extraction python", [(r["function"], round(r["share"], 3)) for r in result["extraction"]["cprofile_top"][:6]])
+    python = result["extraction"]["cprofile_top"][:6]
+    print("extraction python", [(r["function"], round(r["share"], 3)) for r in python])
 
 
 if __name__ == "__main__":

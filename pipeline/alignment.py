@@ -116,33 +116,43 @@ def align_frames(
 
     explicit_repeat = mode == "repeat" and student_expand is not None and teacher_expand is not None
     if teacher_window <= 0 and not explicit_repeat:
-        if teacher.shape[1] != 1:
-            raise TrainingError(
-                f"a clip-level teacher (window {teacher_window}) must have one frame, got {teacher.shape[1]}"
-            )
-        if clip_level == "mean":
-            return student.mean(dim=1, keepdim=True), teacher
-        if clip_level != "broadcast":
-            raise ConfigError(f"clip_level must be 'broadcast' or 'mean', got {clip_level!r}")
-        return student, teacher.expand(-1, student.shape[1], -1)
-
+        return _clip_level(student, teacher, teacher_window, clip_level)
     if mode == "repeat":
-        if student_expand is None or teacher_expand is None:
-            derived = hop_ratio_expands(st, tt)
-            student_expand = derived[0] if student_expand is None else student_expand
-            teacher_expand = derived[1] if teacher_expand is None else teacher_expand
-        if (student_expand == -1) != (teacher_expand == -1):
-            raise ConfigError("expand -1 (mean over time) must be given for both student and teacher")
-        s, e = _expand(student, student_expand), _expand(teacher, teacher_expand)
-        length = min(s.shape[1], e.shape[1])
-        return s[:, :length], e[:, :length]
-
+        return _repeat(student, st, teacher, tt, student_expand, teacher_expand)
     plan = _plan(mode, st, tt, float(teacher_window), student.device, teacher.device, student.dtype)
     if mode == "window":
         weights, keep = plan
         return torch.einsum("kt,ntc->nkc", weights, student), teacher.index_select(1, keep)
     s_index, e_index = plan
     return student.index_select(1, s_index), teacher.index_select(1, e_index)
+
+
+def _clip_level(student: torch.Tensor, teacher: torch.Tensor, teacher_window: float,
+                clip_level: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A one-frame teacher against every student frame (``broadcast``) or the time-averaged student (``mean``)."""
+    if teacher.shape[1] != 1:
+        raise TrainingError(
+            f"a clip-level teacher (window {teacher_window}) must have one frame, got {teacher.shape[1]}"
+        )
+    if clip_level == "mean":
+        return student.mean(dim=1, keepdim=True), teacher
+    if clip_level != "broadcast":
+        raise ConfigError(f"clip_level must be 'broadcast' or 'mean', got {clip_level!r}")
+    return student, teacher.expand(-1, student.shape[1], -1)
+
+
+def _repeat(student: torch.Tensor, student_times: np.ndarray, teacher: torch.Tensor, teacher_times: np.ndarray,
+            student_expand: int | None, teacher_expand: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paper's repeat-and-truncate; missing factors come from the hop ratio."""
+    if student_expand is None or teacher_expand is None:
+        derived = hop_ratio_expands(student_times, teacher_times)
+        student_expand = derived[0] if student_expand is None else student_expand
+        teacher_expand = derived[1] if teacher_expand is None else teacher_expand
+    if (student_expand == -1) != (teacher_expand == -1):
+        raise ConfigError("expand -1 (mean over time) must be given for both student and teacher")
+    s, e = _expand(student, student_expand), _expand(teacher, teacher_expand)
+    length = min(s.shape[1], e.shape[1])
+    return s[:, :length], e[:, :length]
 
 
 #: alignment plans by geometry: a training run reuses one, so no host-to-device copy (and no

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from pipeline.errors import TrainingError
+from pipeline.losses import masked_bce
+from pipeline.metrics import evaluate_predictions
 
 
 def build_probe(dim: int, n_classes: int, mean: np.ndarray, std: np.ndarray):  # noqa: ANN201
@@ -77,9 +79,6 @@ def fit_probe(
     Returns:
         (probe module with the best weights, :class:`ProbeFit`).
     """
-    from pipeline.losses import masked_bce
-    from pipeline.metrics import evaluate_predictions
-
     if len(x_train) == 0 or len(x_valid) == 0:
         raise TrainingError("the probe needs train and valid clips; the manifests have none")
     xt, yt, kt = (torch.as_tensor(a) for a in (x_train, y_train, known_train))

@@ -25,19 +25,19 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from pipeline.config import DistillConfig
+from pipeline.data import collate, mixup
 from pipeline.distributed import agree, from_env, wrap
 from pipeline.distributed import sampler as shard_sampler
 from pipeline.errors import TrainingError, TrainingInterrupted
 from pipeline.metrics import evaluate_predictions
-
-if TYPE_CHECKING:
-    from torch.utils.data import DataLoader
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +114,6 @@ class _Run:
 
 def _loader(dataset: Any, *, batch_size: int, shuffle: bool, drop_last: bool,
             num_workers: int, seed: int, sampler: Any = None) -> DataLoader:
-    from torch.utils.data import DataLoader
-
-    from pipeline.data import collate
-
     generator = torch.Generator()
     generator.manual_seed(seed)
     return DataLoader(
@@ -300,8 +296,6 @@ class Trainer:
         """Objective, backward, clip, Adam; the losses are added to ``state.sums`` on the device."""
         cfg = self.config
         if cfg.mixup_alpha > 0:
-            from pipeline.data import mixup
-
             batch = mixup(batch, cfg.mixup_alpha, run.mixup)
         losses, _ = self._losses(batch, train=True)
         run.optimiser.zero_grad(set_to_none=True)
@@ -478,6 +472,4 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 
 def _bar(total: int, desc: str, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc=desc, unit="batch", leave=False, disable=not enabled)

@@ -101,8 +101,9 @@ def test_long_track_is_spooled_and_written_piece_by_piece(
 
 
 @pytest.mark.parametrize("decoders", [1, 3])
-def test_a_file_failing_mid_decode_is_skipped_without_leftovers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                               decoders: int) -> None:
+def test_a_file_failing_mid_decode_is_skipped_without_leftovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decoders: int
+) -> None:
     """A truncated file fails after some of its windows were batched; it is reported, the others stored."""
     import pipeline.extraction as extraction
 

@@ -12,6 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,3 +92,23 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(tmp_path: Path) -> Non
     for key in a:
         assert torch.equal(a[key], b[key]), key
     assert (run / "history.csv").read_text().count("\n") == 4
+
+
+def test_the_cli_reports_an_interruption_in_one_line_with_status_143(monkeypatch: pytest.MonkeyPatch,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Through the real group and ``main``: not a user error (exit 1), not a traceback."""
+    import click
+
+    from pipeline import cli as cli_module
+    from pipeline.errors import TrainingInterrupted
+
+    @click.command()
+    def boom() -> None:
+        raise TrainingInterrupted("stopped by SIGTERM in epoch 2, step 1; runs/x/last.pt holds the state")
+
+    monkeypatch.setattr(cli_module.LazyGroup, "get_command", lambda self, ctx, name: boom)
+    with pytest.raises(SystemExit) as stopped:
+        cli_module.main(["boom"])
+    assert stopped.value.code == 143
+    err = capsys.readouterr().err
+    assert err.strip() == "interrupted: stopped by SIGTERM in epoch 2, step 1; runs/x/last.pt holds the state"

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from pipeline.export import FORMATS
+from pipeline.export import FORMATS, export_run
+from pipeline.runs import load_run
 
 
 @click.command(context_settings={"show_default": True})
@@ -15,9 +16,6 @@ from pipeline.export import FORMATS
               help="Output file [default: RUN_DIR/model.onnx or model.ts]")
 def export(run_dir: str, fmt: str, out: str | None) -> None:
     """Export RUN_DIR's best student (front end included): waveform in, probabilities out."""
-    from pipeline.export import export_run
-    from pipeline.runs import load_run
-
     run = load_run(run_dir)
     target = Path(out) if out else Path(run_dir) / ("model.onnx" if fmt == "onnx" else "model.ts")
     path = export_run(run, target, fmt=fmt)

@@ -1,7 +1,14 @@
 """``pipeline predict``: tag audio files with a trained student."""
 from __future__ import annotations
 
+import json
+
 import click
+import numpy as np
+
+from pipeline.audio import read_audio
+from pipeline.errors import AudioError
+from pipeline.runs import load_run, predict_audio
 
 
 @click.command(context_settings={"show_default": True})
@@ -15,14 +22,6 @@ def predict(run_dir: str, audio: tuple[str, ...], top: int, as_json: bool) -> No
     Files longer than the training clips are scored in sliding windows (half overlap)
     whose probabilities are averaged. A file that cannot be read is reported and skipped.
     """
-    import json
-
-    import numpy as np
-
-    from pipeline.audio import read_audio
-    from pipeline.errors import AudioError
-    from pipeline.runs import load_run, predict_audio
-
     run = load_run(run_dir)
     failed = 0
     for path in audio:

@@ -6,6 +6,8 @@ import json
 import click
 
 from pipeline.config import BACKENDS, FRAME_DTYPES
+from pipeline.errors import StoreError
+from pipeline.stores import convert_store, export_store, open_store
 from pipeline.stores.convert import EXPORT_FORMATS
 
 
@@ -19,8 +21,6 @@ def _size(n: float) -> str:
 
 def store_info(path: str) -> dict:
     """The facts ``pipeline store info`` prints, as a JSON-able mapping."""
-    from pipeline.stores import open_store
-
     store = open_store(path)
     spec = store.spec
     parts = store.parts()
@@ -99,16 +99,12 @@ def info(path: str, as_json: bool) -> None:
 @click.option("--no-checksums", is_flag=True, help="Only check index <-> data consistency (no frame reads).")
 def verify(path: str, no_checksums: bool) -> None:
     """Recompute checksums and check index <-> data consistency; exit 1 listing the problems."""
-    from pipeline.stores import open_store
-
     report = open_store(path).verify(checksums=not no_checksums)
     for note in report.notes:
         click.echo(f"note: {note}")
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     if not report.ok:  # a PipelineError: one error line and exit status 1, also under `pipeline` itself
-        from pipeline.errors import StoreError
-
         raise StoreError(
             f"{report.summary()}; re-extract the named tracks (or restore the parts) and verify again"
         )
@@ -125,8 +121,6 @@ def verify(path: str, no_checksums: bool) -> None:
               help="npy only: cast frames (default: the stored dtype).")
 def export(path: str, fmt: str, out: str, dtype: str | None) -> None:
     """Export the store at PATH as per-track .npy files or a memory-mappable store."""
-    from pipeline.stores import export_store, open_store
-
     source = open_store(path)
     dest = export_store(source, out, format=fmt, dtype=dtype)
     click.echo(f"exported {len(source)} tracks of {source.path} as {fmt} to {dest}")
@@ -141,8 +135,6 @@ def export(path: str, fmt: str, out: str, dtype: str | None) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at --out.")
 def convert(path: str, backend: str, out: str, overwrite: bool) -> None:
     """Copy the store at PATH into a new store with another backend (parts and checksums kept)."""
-    from pipeline.stores import convert_store, open_store
-
     source = open_store(path)
     target = convert_store(source, out, backend=backend, overwrite=overwrite)
     click.echo(

@@ -1,11 +1,13 @@
 """``pipeline teachers``: what teachers exist, their settings, and whether their weights are here."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import click
 
 from pipeline.cli import load_params_from
+from pipeline.teachers import TEACHERS, build_teacher
 
 
 @click.command()
@@ -13,10 +15,7 @@ from pipeline.cli import load_params_from
 @click.pass_context
 def teachers(ctx: click.Context, as_json: bool) -> None:
     """List every registered teacher with its params.yaml settings, geometry and weights status."""
-    import json
-
-    from pipeline.teachers import TEACHERS, build_teacher
-    from pipeline.teachers.precision import MEASURED_BF16_ERROR
+    from pipeline.teachers.base import MEASURED_BF16_ERROR  # torch-free, like the rest of this command
 
     params = load_params_from(ctx)
     rows: list[dict[str, Any]] = []

@@ -53,13 +53,12 @@ def check_track_id(track_id: object, *, where: str) -> str:
         StoreError: naming the id and ``where``.
     """
     ok = isinstance(track_id, str) and 0 < len(track_id) <= 1024
-    if ok:
-        pieces = track_id.split("/")  # type: ignore[union-attr]
+    if isinstance(track_id, str) and ok:
         ok = not (
-            track_id.startswith("/")  # type: ignore[union-attr]
-            or ".." in pieces
-            or "\\" in track_id  # type: ignore[operator]
-            or _CONTROL.search(track_id)  # type: ignore[arg-type]
+            track_id.startswith("/")
+            or ".." in track_id.split("/")
+            or "\\" in track_id
+            or _CONTROL.search(track_id)
         )
     if not ok:
         raise StoreError(

@@ -46,7 +46,8 @@ def _is_type(value: Any, kind: str) -> bool:
         return isinstance(value, bool)
     if isinstance(value, bool):
         return False
-    return isinstance(value, {"str": str, "dict": dict, "int": int, "number": (int, float)}[kind])
+    types: dict[str, type | tuple[type, ...]] = {"str": str, "dict": dict, "int": int, "number": (int, float)}
+    return isinstance(value, types[kind])
 
 
 def _plain(value: Any) -> Any:

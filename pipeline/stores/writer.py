@@ -23,6 +23,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Iterator
 
 import numpy as np
 
@@ -153,7 +154,7 @@ class TrackBuffer:
         self._memory: list[np.ndarray] = []
         self._memory_bytes = 0
         self._spool: Path | None = None
-        self._spool_handle = None  # noqa: ANN001 - binary file
+        self._spool_handle: IO[bytes] | None = None
         self._lock_fd: int | None = None
 
     @property

@@ -402,8 +402,9 @@ class MusicnnNet(nn.Module):
             As :meth:`forward`.
         """
         x = self.input_bn(logmel).unsqueeze(1)  # (n, 1, T, 96); the input BN is one scalar affine
-        timbral = torch.cat([block.finish(block.conv(x).amax(dim=3)) for block in self.timbral], 1)
-        temporal = torch.cat([block.finish(block.conv(x).amax(dim=3)) for block in self.temporal], 1)
+        blocks = cast("list[ReducedBlock]", [*self.timbral, *self.temporal])
+        maps = [block.finish(block.conv(x).amax(dim=3)) for block in blocks]
+        timbral, temporal = torch.cat(maps[: len(self.timbral)], 1), torch.cat(maps[len(self.timbral) :], 1)
         return self._back(timbral, temporal, layer)
 
     def forward_runs(self, runs: list[Tensor], patch: int, hop: int, layer: str) -> Tensor:

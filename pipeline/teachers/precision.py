@@ -21,6 +21,11 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from pipeline.teachers.base import MEASURED_BF16_ERROR, PRECISIONS, check_precision
+
+__all__ = ["MEASURED_BF16_ERROR", "PRECISIONS", "check_precision", "exact_float32", "forward_in_chunks",
+           "precision_mode"]
+
 
 @contextlib.contextmanager
 def exact_float32() -> Iterator[None]:
@@ -39,29 +44,6 @@ def exact_float32() -> Iterator[None]:
             yield
     finally:
         torch.set_float32_matmul_precision(matmul)
-
-
-#: The values of ``teachers.<name>.precision``.
-PRECISIONS = ("float32", "tf32", "bfloat16", "float16")
-#: Relative error (max |x - x_fp32| / max |x_fp32|) of each teacher's frames in bfloat16, measured on
-#: CPU by tests/test_teacher_precision.py on 4 s of a tone plus noise (2026-11-29: musicnn 0.0042,
-#: openl3 0.0073, vggish 0.0118 = 3 steps of its 8-bit output, PaSST and CNN14 0.006 and 0.003 on
-#: shrunken random networks). These are the bounds that test asserts; benchmarks/gpu_check.py
-#: measures the full-size networks on a GPU in bfloat16 and float16.
-MEASURED_BF16_ERROR = {"musicnn": 0.01, "openl3": 0.02, "vggish": 0.02, "passt": 0.02, "panns": 0.02}
-
-
-def check_precision(teacher: str, value: str) -> str:
-    """Validate ``teachers.<teacher>.precision``.
-
-    Raises:
-        ConfigError: not one of :data:`PRECISIONS`.
-    """
-    from pipeline.errors import ConfigError
-
-    if value not in PRECISIONS:
-        raise ConfigError(f"teachers.{teacher}.precision {value!r} is not one of {', '.join(PRECISIONS)}")
-    return value
 
 
 @contextlib.contextmanager
@@ -112,6 +94,7 @@ def forward_in_chunks(
         float32 (n, 1, dim): one frame per window, the teacher contract's shape.
     """
     out = np.empty((len(windows), 1, dim), dtype=np.float32)
+    mode: contextlib.AbstractContextManager[None]
     if precision is not None:
         mode = precision_mode(precision, device)
     else:
