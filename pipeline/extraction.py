@@ -291,12 +291,12 @@ class _Pipeline:
 
     # ---- stage 3: track writer thread -----------------------------------------------
     def write_all(self) -> None:
-        """Add finished tracks to the store until ``None``; after an error, only drain the queue."""
+        """Add finished tracks to the store until ``None``; after a store error, only drain the queue."""
         while True:
             track = self.finished.get()
             if track is None:
                 return
-            if self.errors or self.stop.is_set():
+            if self.errors:  # after an interrupt, finished tracks are still written (they are whole)
                 self._drop(track)
                 continue
             try:

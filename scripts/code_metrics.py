@@ -200,9 +200,22 @@ def long_functions(root: Path = ROOT, limit: int = LONG_LINES) -> list[LongFunct
     return sorted(found, key=lambda f: -f.lines)
 
 
-def _tool_count(command: list[str], pattern: str) -> int | None:
+def imports_inside_functions(root: Path = ROOT) -> int:
+    """Import statements inside functions (any module, third-party too; ``TYPE_CHECKING`` blocks excluded)."""
+    count = 0
+    for path in modules(root).values():
+        tree = ast.parse(path.read_text())
+        inside: set[int] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                inside.update(id(n) for n in ast.walk(node) if isinstance(n, (ast.Import, ast.ImportFrom)))
+        count += len(inside)
+    return count
+
+
+def _tool_count(command: list[str], pattern: str, root: Path) -> int | None:
     try:
-        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+        done = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
     except FileNotFoundError:
         return None
     output = done.stdout + done.stderr
@@ -214,28 +227,29 @@ def _tool_count(command: list[str], pattern: str) -> int | None:
     return int(match.group(1)) if match else 0
 
 
-def figures(*, tools: bool = True) -> dict[str, object]:
-    """All figures as a JSON-able mapping."""
-    edges = import_graph()
-    longs = long_functions()
+def figures(*, tools: bool = True, root: Path = ROOT) -> dict[str, object]:
+    """All figures of the checkout at ``root`` as a JSON-able mapping."""
+    edges = import_graph(root)
+    longs = long_functions(root)
     result: dict[str, object] = {
         "functions": sum(
             isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-            for p in modules().values() for n in ast.walk(ast.parse(p.read_text()))
+            for p in modules(root).values() for n in ast.walk(ast.parse(p.read_text()))
         ),
         "functions_over_60_lines": len(longs),
         "functions_over_60_lines_unexplained": sum(not f.explained for f in longs),
         "long_functions": [f"{f.where} ({f.lines} lines{', explained' if f.explained else ''})" for f in longs],
-        "imports_inside_functions": sum(not e.top for e in edges),
+        "import_statements_inside_functions": imports_inside_functions(root),
+        "project_imports_inside_functions": sum(not e.top for e in edges),
         "import_cycles": cycles(edges),
         "import_cycles_at_run_time": cycles([e for e in edges if not e.type_only]),
         "layer_violations": layer_violations(edges),
     }
     if tools:
         result["mypy_errors"] = _tool_count([sys.executable, "-m", "mypy", "pipeline", "stages"],
-                                            r"Found (\d+) errors?")
+                                            r"Found (\d+) errors?", root)
         result["flake8_findings"] = _tool_count([sys.executable, "-m", "flake8", "pipeline", "stages", "tests",
-                                                 "scripts", "benchmarks"], "lines")
+                                                 "scripts", "benchmarks"], "lines", root)
     return result
 
 
@@ -243,8 +257,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--no-tools", action="store_true", help="skip mypy and flake8")
+    parser.add_argument("--root", type=Path, default=ROOT, help="checkout to measure (default: this one)")
     args = parser.parse_args()
-    result = figures(tools=not args.no_tools)
+    result = figures(tools=not args.no_tools, root=args.root.resolve())
     if args.json:
         print(json.dumps(result, indent=2))
         return

@@ -23,6 +23,7 @@ from pipeline.errors import WeightsNotFoundError
 from pipeline.extraction import TrackOutcome, extract_tracks
 from pipeline.manifests import Clip, load_split
 from pipeline.stores import EmbeddingStore, StoreSpec, create_store, open_store
+from pipeline.interrupts import sigterm_as_interrupt
 from pipeline.stores.lookup import refuse_remote_target, store_path
 from pipeline.teachers import Teacher, build_teacher, cached_teacher
 
@@ -159,8 +160,9 @@ def run(
     report.workers = cfg.workers if use_dask else 0
     tally = _Tally(report, len(todo), progress=progress)
     if todo:
-        _embed(todo, tally, cfg, teacher=teacher, settings=settings, device=device, root=root, path=path,
-               audio_path=audio_path, use_dask=use_dask)
+        with sigterm_as_interrupt():  # Ctrl-C or SIGTERM: the writers commit the whole tracks computed, then exit
+            _embed(todo, tally, cfg, teacher=teacher, settings=settings, device=device, root=root, path=path,
+                   audio_path=audio_path, use_dask=use_dask)
     tally.close()
     _write_report(report, path)
     return report
@@ -229,6 +231,7 @@ class _Tally:
 def _map_on_dask(cfg, teacher, settings, device, chunks, root, path, audio_path, config):  # noqa: ANN001, ANN201
     """Run chunks on a local cluster (``workers`` processes) or on ``scheduler``; yield outcome lists."""
     from dask.distributed import Client, LocalCluster, as_completed  # dask only when workers are asked for
+    from distributed.scheduler import KilledWorker
 
     if cfg.scheduler:
         client = Client(cfg.scheduler)
@@ -243,15 +246,19 @@ def _map_on_dask(cfg, teacher, settings, device, chunks, root, path, audio_path,
         )
         client = Client(cluster)
     try:
-        futures = [
+        futures = {
             client.submit(
                 _run_chunk, teacher, settings, device, chunk, str(root), str(path),
                 str(audio_path) if audio_path else None, config, pure=False,
-            )
+            ): chunk
             for chunk in chunks
-        ]
+        }
         for future in as_completed(futures):
-            yield future.result()
+            try:
+                yield future.result()
+            except KilledWorker as exc:  # its workers kept dying: the others go on, a rerun does these tracks
+                yield [{"track_id": clip.id, "status": "failed", "audio_seconds": 0.0, "path": str(clip.audio_path),
+                        "reason": f"dask worker died ({exc}); rerun to extract it"} for clip in futures[future]]
     finally:
         client.close()
         if cluster is not None:

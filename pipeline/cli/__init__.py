@@ -120,9 +120,11 @@ def main(argv: list[str] | None = None) -> None:
     except PipelineError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:  # Ctrl-C (130) or SIGTERM during extraction (143)
+        from pipeline.interrupts import Terminated
+
         click.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(128 + signal.SIGTERM if isinstance(exc.__cause__, Terminated) else 130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
