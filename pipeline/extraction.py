@@ -37,7 +37,7 @@ from pipeline.teachers.base import Teacher
 log = logging.getLogger(__name__)
 
 #: Decoding block length for long files, seconds.
-BLOCK_SECONDS = 60.0
+BLOCK_SECONDS = 15.0
 #: Window groups the decoder may run ahead of the teacher (each at most one batch).
 DECODE_AHEAD = 4
 #: Finished tracks waiting for the track writer.

@@ -79,8 +79,9 @@ class PartBackend(abc.ABC):
         self.write_part(path, frames, layout)
 
 
-#: Bytes per region when a part is written piece by piece (bounds the writer's memory).
-STREAM_BYTES = 8 << 20
+#: Bytes per region (and per zarr shard file) when a part is written piece by piece: bounds the
+#: writer's memory; a one-hour 16 kHz audio-cache track becomes about 30 shard files.
+STREAM_BYTES = 4 << 20
 
 
 def regroup(pieces: Iterable[np.ndarray], rows: int) -> Iterator[np.ndarray]:

@@ -130,9 +130,9 @@ def _lock_is_free(path: Path) -> bool:
 
 
 #: A track buffer keeps up to this many bytes in memory, then moves its rows to a file in ``tmp/``.
-SPOOL_BYTES = 4 << 20
+SPOOL_BYTES = 1 << 20
 #: Rows read back from a spool file at a time are about this many bytes.
-_READ_BYTES = 4 << 20
+_READ_BYTES = 1 << 20
 
 
 class TrackBuffer:
