@@ -49,6 +49,7 @@ class ExtractReport:
     done: int = 0
     skipped: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
     workers: int = 0
@@ -80,6 +81,9 @@ def _run_chunk(
 
     ``on_track`` receives each outcome as it happens (in-process progress).
     """
+    if on_track is not None:
+        callback = on_track
+        on_track = lambda outcome: callback(_with_notes(asdict(outcome), audio_root))  # noqa: E731
     if config["threads"]:
         torch.set_num_threads(config["threads"])
     teacher = cached_teacher(teacher_name, settings, device)
@@ -102,7 +106,16 @@ def _run_chunk(
                     batch_seconds=config["batch_seconds"],
                     on_track=on_track,
                 )
-    return [asdict(o) for o in outcomes]
+    return [_with_notes(asdict(o), audio_root) for o in outcomes]
+
+
+def _with_notes(outcome: dict[str, Any], audio_root: str) -> dict[str, Any]:
+    """The outcome with the decoder's notes on its file (level scaling, silence, cancelling channels, ...)."""
+    from pipeline.audio import decode_notes
+
+    path = Path(outcome["path"])
+    notes = decode_notes(path) or decode_notes(Path(audio_root) / path)
+    return {**outcome, "warnings": list(notes)}
 
 
 def _chunks(clips: Sequence[Clip], n_chunks: int) -> list[list[Clip]]:
@@ -184,7 +197,7 @@ def _embed(todo: list[Clip], tally: _Tally, cfg: ExtractConfig, *, teacher: str,
     for chunk in _chunks(todo, math.ceil(len(todo) / cfg.part_tracks)):
         _run_chunk(
             teacher, settings, device, chunk, str(root), str(path), audio, chunk_config,
-            on_track=lambda outcome: tally.record(asdict(outcome)),
+            on_track=tally.record,
         )
 
 
@@ -217,6 +230,8 @@ class _Tally:
             report.audio_seconds += outcome["audio_seconds"]
         elif outcome["status"] == "failed":
             report.failed.append({"track": outcome["track_id"], "path": outcome["path"], "reason": outcome["reason"]})
+        for note in outcome.get("warnings", []) if outcome["status"] == "done" else []:
+            report.warnings.append({"track": outcome["track_id"], "path": outcome["path"], "warning": note})
         self.bar.update(1)
         hours = report.audio_seconds / 3600
         rate = report.audio_seconds / max(time.perf_counter() - self.start, 1e-9)
@@ -260,9 +275,12 @@ def _map_on_dask(cfg, teacher, settings, device, chunks, root, path, audio_path,
                 yield [{"track_id": clip.id, "status": "failed", "audio_seconds": 0.0, "path": str(clip.audio_path),
                         "reason": f"dask worker died ({exc}); rerun to extract it"} for clip in futures[future]]
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        from pipeline.logs import quiet_shutdown
+
+        with quiet_shutdown():
+            client.close()
+            if cluster is not None:
+                cluster.close()
 
 
 def _write_report(report: ExtractReport, store: Path) -> Path:
