@@ -365,12 +365,12 @@ def prepare(folder: Path, sizes: Sizes) -> None:
     from pipeline.teachers import build_teacher
 
     render_files(folder / "audio", sizes.e2e_files, sizes.e2e_file_seconds)
-    prefix = build_teacher("musicnn", {}).checkpoint_prefix()
     target = folder / "MTT_musicnn"
     target.mkdir(parents=True, exist_ok=True)
-    for path in Path(prefix).parent.iterdir():
-        if path.is_file() and path.suffix != ".py":  # the checkpoint files only
-            shutil.copy2(path, target / path.name)
+    for path in build_teacher("musicnn", {}).weight_files():  # the checkpoint's .index and .data files
+        shutil.copy2(path, target / path.name)
+    copy = build_teacher("musicnn", {"weights": str(target)})
+    assert copy.weights_sha256 == build_teacher("musicnn", {}).weights_sha256, "musicnn weights copy differs"
     print(f"prepared {folder}: {sizes.e2e_files} files, musicnn weights")
 
 
@@ -452,7 +452,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/gpu_check.json"))
     args = parser.parse_args()
     if args.prepare:
-        prepare(Path(args.prepare), Sizes(False))
+        prepare(Path(args.prepare), Sizes(args.smoke))
         return
     start = time.perf_counter()
     results = run_all(args)
