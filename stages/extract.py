@@ -75,14 +75,16 @@ def _run_chunk(
     store: str,
     audio_store: str | None,
     config: dict[str, Any],
-    on_track: Callable[[TrackOutcome], None] | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One task: embed ``clips`` into parts of ``store`` (in a dask worker process or in-process).
 
-    ``on_track`` receives each outcome as it happens (in-process progress).
+    ``on_record`` receives each outcome (as a dict, with the decoder's notes on its file) as it
+    happens (in-process progress).
     """
-    if on_track is not None:
-        callback = on_track
+    on_track: Callable[[TrackOutcome], None] | None = None
+    if on_record is not None:
+        callback = on_record
         on_track = lambda outcome: callback(_with_notes(asdict(outcome), audio_root))  # noqa: E731
     if config["threads"]:
         torch.set_num_threads(config["threads"])
@@ -197,7 +199,7 @@ def _embed(todo: list[Clip], tally: _Tally, cfg: ExtractConfig, *, teacher: str,
     for chunk in _chunks(todo, math.ceil(len(todo) / cfg.part_tracks)):
         _run_chunk(
             teacher, settings, device, chunk, str(root), str(path), audio, chunk_config,
-            on_track=tally.record,
+            on_record=tally.record,
         )
 
 

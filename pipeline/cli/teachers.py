@@ -10,6 +10,7 @@ import click
 
 from pipeline.cli import load_params_from
 from pipeline.stores.location import is_url
+from pipeline.teachers.base import MEASURED_BF16_ERROR  # torch-free, like the rest of this command
 from pipeline.teachers import BUILTINS, TEACHERS, build_teacher, load_plugins, plugin_errors, teacher_settings
 
 #: HEAR modules worth pointing at when installed (the form takes any module).
@@ -25,7 +26,9 @@ def _model_row(name: str, kind: str, params: Any, source: str = "") -> dict[str,
         available = teacher.weights_available()
         row.update(usable=available, dim=teacher.embedding_dim, sample_rate=teacher.sample_rate,
                    hop_seconds=teacher.hop_seconds, window_seconds=teacher.window_seconds,
-                   clip_level=teacher.grid is None, note="" if available else teacher.weights_hint)
+                   clip_level=teacher.grid is None, precision=teacher.precision,
+                   bf16_rel_error=MEASURED_BF16_ERROR.get(name),
+                   note="" if available else teacher.weights_hint)
     except Exception as exc:  # noqa: BLE001 - a broken plugin is listed, not fatal
         row.update(usable=False, note=f"{type(exc).__name__}: {exc}")
     return row
@@ -81,6 +84,9 @@ def teachers(ctx: click.Context, as_json: bool) -> None:
             facts = row["kind"]
         origin = f" ({row['kind']}: {row['source']})" if row.get("source") else ""
         click.echo(f"{row['name']:<16} {facts}; {mark}{origin}")
+        if row.get("bf16_rel_error") is not None:
+            click.echo(f"{'':<17}precision {row['precision']} (bfloat16/float16 opt-in: relative error "
+                       f"<= {row['bf16_rel_error']:g} vs float32, tests/test_teacher_precision.py)")
         settings = ", ".join(f"{k}={v}" for k, v in row["settings"].items())
         if settings:
             click.echo(f"{'':<17}settings: {settings}")

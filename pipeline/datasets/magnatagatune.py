@@ -213,11 +213,11 @@ def build(
             f"no MagnaTagATune split lists found (looked in {', '.join(DEFAULT_SPLIT_DIRS)}); "
             f"pass --split-dir DIR, or --random-split for a seeded random split; {WHERE_SPLITS}")
     seen: dict[int, str] = {}
-    for split, rows in split_rows.items():
-        for row in rows:
-            if row in seen and seen[row] != split:
-                raise ManifestError(f"clip {ids[row]} is in both the {seen[row]} and the {split} list")
-            seen[row] = split
+    for split, split_list in split_rows.items():
+        for index in split_list:
+            if index in seen and seen[index] != split:
+                raise ManifestError(f"clip {ids[index]} is in both the {seen[index]} and the {split} list")
+            seen[index] = split
 
     def rel(row: int) -> str:
         return str(prefix / mp3_paths[row]) if prefix else mp3_paths[row]
