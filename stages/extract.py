@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -226,7 +226,9 @@ class _Tally:
         self.report.wall_seconds = time.perf_counter() - self.start
 
 
-def _map_on_dask(cfg, teacher, settings, device, chunks, root, path, audio_path, config):  # noqa: ANN001, ANN201
+def _map_on_dask(cfg: ExtractConfig, teacher: str, settings: dict[str, Any], device: str, chunks: list[list[Clip]],
+                 root: Path, path: Path, audio_path: Path | None,
+                 config: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
     """Run chunks on a local cluster (``workers`` processes) or on ``scheduler``; yield outcome lists."""
     from dask.distributed import Client, LocalCluster, as_completed  # dask only when workers are asked for
 
