@@ -12,13 +12,25 @@ down; more channels are taken to be a mistake (a multitrack recording, a raw sen
 
 Reading a time window seeks to it (``sf.SoundFile.seek``), so only the window is decoded;
 :func:`iter_blocks` streams a long file block by block with a stateful resampler.
+
+**One level policy everywhere.** Float PCM files (WAV/AIFF/... ``FLOAT``/``DOUBLE``) may hold
+samples beyond +-1; such a file is scaled by ``1 / peak`` of its mono mix (the peak is found by
+one pass over the file, cached per process), every other decoded sample is clipped to +-1
+(lossy decoders overshoot a little). Whatever reads the audio (teacher, int16 cache, training
+crops, predict) therefore sees the same signal. **Notes per file.** A whole-file decode
+(:func:`read_audio` without a window, :func:`iter_blocks`) records what the user should know
+about the file in :func:`decode_notes`: the level scaling, digital silence, a file too short to
+hold music, stereo channels that cancel when mixed down, and an MP3 whose header gets its
+length wrong (a VBR file without a Xing/Info header: libsndfile decodes only the length the
+first frame's bitrate suggests; :func:`mpeg_stream_seconds` counts the real frames).
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import tempfile
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -37,6 +49,18 @@ MAX_SAMPLE_RATE = 768_000
 SOXR_QUALITY = "HQ"
 
 _SF_ERRORS = (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError)
+
+#: libsndfile subtypes whose samples may lie beyond +-1.
+FLOAT_SUBTYPES = frozenset({"FLOAT", "DOUBLE"})
+#: A file shorter than this (seconds) is reported as too short to hold music.
+MIN_USEFUL_SECONDS = 0.5
+#: RMS below this (about -80 dBFS) is reported as (near) silence.
+SILENCE_RMS = 1e-4
+#: A mono mix this far below the channels' RMS (-15 dB; uncorrelated channels give -3 dB, a
+#: phase-inverted channel -oo, or about -19 dB after Vorbis) is reported as cancelling channels.
+CANCEL_RATIO = 10 ** (-15 / 20)
+#: A header length off from the MPEG frame count by more than this share is reported.
+LENGTH_TOLERANCE = 0.02
 
 #: libsndfile format and subtype written for each file suffix.
 _WRITE_FORMATS: dict[str, tuple[str, str]] = {
@@ -58,6 +82,7 @@ class AudioInfo:
         channels: channel count.
         duration: ``frames / sample_rate`` in seconds.
         format: libsndfile container name (``WAV``, ``FLAC``, ``OGG``, ``MP3``, ...).
+        subtype: libsndfile subtype (``PCM_16``, ``FLOAT``, ``VORBIS``, ...).
     """
 
     path: Path
@@ -66,6 +91,7 @@ class AudioInfo:
     channels: int
     duration: float
     format: str
+    subtype: str = ""
 
 
 def _fail(path: Path | str, problem: str, advice: str) -> AudioError:
@@ -118,6 +144,7 @@ def audio_info(path: Path | str) -> AudioInfo:
         channels=int(info.channels),
         duration=float(info.frames) / float(info.samplerate),
         format=str(info.format),
+        subtype=str(info.subtype),
     )
 
 
@@ -140,6 +167,166 @@ def _check_finite(path: Path, audio: np.ndarray) -> None:
         bad = int(np.count_nonzero(~np.isfinite(audio)))
         raise _fail(path, f"{bad} non-finite sample(s) (NaN or inf)",
                     "the file is corrupt or was written from a broken signal; re-export it")
+
+
+# --- level policy and per-file notes ---------------------------------------------------------------
+
+_NOTES: dict[str, tuple[str, ...]] = {}
+_GAINS: dict[tuple[str, int, int], tuple[float, float]] = {}
+_LOCK = threading.Lock()
+
+
+def decode_notes(path: Path | str) -> tuple[str, ...]:
+    """What the last whole-file decode of ``path`` in this process found worth a warning (may be empty)."""
+    with _LOCK:
+        return _NOTES.get(str(Path(path)), ())
+
+
+def _set_notes(path: Path, notes: list[str]) -> None:
+    with _LOCK:
+        _NOTES[str(path)] = tuple(notes)
+
+
+def level_gain(info: AudioInfo) -> tuple[float, float]:
+    """``(gain, peak)``: the factor every sample of the file is scaled by, and its mono peak.
+
+    Float PCM files whose mono mix peaks above 1 get ``1 / peak`` (one pass over the file,
+    cached per process by path, size and modification time); every other file gets 1.
+    """
+    if info.subtype not in FLOAT_SUBTYPES:
+        return 1.0, 0.0
+    stat = info.path.stat()
+    key = (str(info.path), stat.st_size, stat.st_mtime_ns)
+    with _LOCK:
+        if key in _GAINS:
+            return _GAINS[key]
+    peak = 0.0
+    try:
+        with sf.SoundFile(str(info.path)) as handle:
+            for block in handle.blocks(blocksize=1 << 18, dtype="float32", always_2d=True):
+                mono = _to_mono(block)
+                if mono.size:
+                    peak = max(peak, float(np.max(np.abs(mono[np.isfinite(mono)]), initial=0.0)))
+    except _SF_ERRORS as exc:
+        raise _fail(info.path, f"decoding failed ({_short(exc)})",
+                    "the file is probably truncated or corrupt; re-encode or remove it") from None
+    result = (1.0 / peak if peak > 1.0 else 1.0, peak)
+    with _LOCK:
+        _GAINS[key] = result
+    return result
+
+
+def _apply_level(mono: np.ndarray, gain: float) -> np.ndarray:
+    if gain != 1.0:
+        mono = mono * np.float32(gain)
+    return np.clip(mono, -1.0, 1.0, out=mono if mono.flags.writeable else None)
+
+
+@dataclass
+class SignalStats:
+    """Running statistics of a decoded file (at its native rate), for the per-file notes."""
+
+    frames: int = 0
+    channels: int = 1
+    peak: float = 0.0
+    mono_energy: float = 0.0
+    channel_energy: float = 0.0
+    clipped: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, block: np.ndarray, mono: np.ndarray, gain: float) -> None:
+        """Account for one ``(frames, channels)`` block and its mono mix (before level and clipping)."""
+        if not len(mono):
+            return
+        self.frames += len(mono)
+        self.channels = block.shape[1] if block.ndim == 2 else 1
+        scaled = np.abs(mono) * gain
+        self.peak = max(self.peak, float(scaled.max()))
+        self.clipped += int(np.count_nonzero(scaled > 1.0))
+        self.mono_energy += float(np.square(mono, dtype=np.float64).sum()) * gain * gain
+        if self.channels > 1:
+            self.channel_energy += float(np.square(block, dtype=np.float64).mean(axis=1).sum()) * gain * gain
+
+    def finish(self, info: AudioInfo, gain: float, peak: float) -> list[str]:
+        """The notes for this file (also kept for :func:`decode_notes`)."""
+        notes = list(self.notes)
+        rate = info.sample_rate
+        if gain != 1.0:
+            notes.append(f"float samples peak at {peak:.2f} (beyond +-1): scaled by {gain:.3g} "
+                         f"({20 * np.log10(gain):.1f} dB) for every stage")
+        elif self.clipped:
+            notes.append(f"{self.clipped} decoded sample(s) beyond +-1 were clipped")
+        rms = np.sqrt(self.mono_energy / max(self.frames, 1))
+        if self.frames and self.frames < MIN_USEFUL_SECONDS * rate:
+            notes.append(f"only {self.frames} sample(s) ({self.frames / rate:.3f} s): too short to hold music; "
+                         "its embedding and predictions mean little")
+        channel_rms = np.sqrt(self.channel_energy / max(self.frames, 1))
+        if self.frames and self.peak == 0.0:
+            notes.append("digital silence (every sample is 0); its embedding and predictions mean nothing")
+        elif self.channels > 1 and channel_rms > SILENCE_RMS and rms < CANCEL_RATIO * channel_rms:
+            notes.append(f"its {self.channels} channels cancel when mixed to mono (the mix is "
+                         f"{20 * np.log10(max(rms, 1e-12) / channel_rms):.0f} dB below the channels): one is "
+                         "probably phase-inverted; fix it or pick one channel (ffmpeg -i IN -af pan=mono|c0=c0 OUT)")
+        elif self.frames and rms < SILENCE_RMS:
+            notes.append(f"near silence (RMS {20 * np.log10(max(rms, 1e-12)):.0f} dBFS)")
+        return notes
+
+
+def length_note(info: AudioInfo) -> str:
+    """A note when an MP3's real frame count disagrees with the length libsndfile reports."""
+    if "MP" not in info.format.upper() and info.path.suffix.lower() != ".mp3":
+        return ""
+    real = mpeg_stream_seconds(info.path)
+    if real is None or abs(real - info.duration) <= max(LENGTH_TOLERANCE * max(real, info.duration), 0.5):
+        return ""
+    return (f"the header gives {info.duration:.2f} s but the MPEG stream holds {real:.2f} s (a VBR MP3 "
+            f"without a Xing/Info header?); only {info.duration:.2f} s can be decoded here: re-encode it "
+            "(e.g. `ffmpeg -i IN OUT.flac`) to use all of it")
+
+
+_MPEG_BITRATES = {  # (version 1?, layer) -> kbit/s by index
+    (True, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 3): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def mpeg_stream_seconds(path: Path | str) -> float | None:
+    """Length in seconds of an MPEG layer III stream, counted frame by frame (no decoding).
+
+    Skips an ID3v2 tag and the Xing/Info frame; returns None when the file does not start
+    (after the tag) with a layer III frame.
+    """
+    data = Path(path).read_bytes()
+    pos = 0
+    if data[:3] == b"ID3" and len(data) >= 10:
+        pos = 10 + ((data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7 | (data[9] & 0x7F))
+    samples = 0
+    rate = 0
+    frames = 0
+    while pos + 4 <= len(data):
+        b1, b2, b3 = data[pos + 1], data[pos + 2], data[pos + 3]
+        if data[pos] != 0xFF or (b1 & 0xE0) != 0xE0:
+            if frames == 0 and pos < 4096:
+                pos += 1  # junk before the first frame
+                continue
+            break
+        version, layer = (b1 >> 3) & 3, (b1 >> 1) & 3
+        bitrate_index, rate_index, padding = b2 >> 4, (b2 >> 2) & 3, (b2 >> 1) & 1
+        if version == 1 or layer != 1 or bitrate_index in (0, 15) or rate_index == 3:
+            break
+        v1 = version == 3
+        kbps = _MPEG_BITRATES[(v1, 3)][bitrate_index]
+        rate = _MPEG_RATES[version][rate_index]
+        per_frame = 1152 if v1 else 576
+        length = (144 if v1 else 72) * kbps * 1000 // rate + padding
+        side = (32 if (b3 >> 6) != 3 else 17) if v1 else ((17 if (b3 >> 6) != 3 else 9))
+        tag = data[pos + 4 + side: pos + 8 + side]
+        if not (frames == 0 and tag in (b"Xing", b"Info")):
+            samples += per_frame
+        frames += 1
+        pos += max(length, 1)
+    return samples / rate if rate and samples else None
 
 
 def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -201,6 +388,7 @@ def read_audio(
     wanted = info.frames - first
     if duration is not None:
         wanted = min(wanted, max(1, int(round(duration * info.sample_rate))))
+    gain, peak = level_gain(info)
     try:
         with sf.SoundFile(str(path)) as handle:
             if first:
@@ -215,6 +403,13 @@ def read_audio(
                     "re-encode or remove it")
     audio = _to_mono(block)
     _check_finite(path, audio)
+    if first == 0 and duration is None:  # a whole file: note what the user should know
+        stats = SignalStats()
+        stats.add(block, audio, gain)
+        note = length_note(info)
+        stats.notes = [note] if note else []
+        _set_notes(path, stats.finish(info, gain, peak))
+    audio = _apply_level(audio, gain)
     if sample_rate is not None and int(sample_rate) != info.sample_rate:
         audio = resample(audio, info.sample_rate, int(sample_rate))
     out_sr = int(sample_rate) if sample_rate is not None else info.sample_rate
@@ -260,6 +455,8 @@ def iter_blocks(
     pending_len = 0
     offset = 0
     read_total = 0
+    gain, peak = level_gain(info)
+    stats = SignalStats()
     try:
         handle = sf.SoundFile(str(path))
     except _SF_ERRORS as exc:
@@ -275,6 +472,8 @@ def iter_blocks(
             last = block.shape[0] < in_block or read_total >= info.frames
             mono = _to_mono(block)
             _check_finite(path, mono)
+            stats.add(block, mono, gain)
+            mono = _apply_level(mono, gain)
             out = stream.resample_chunk(mono, last=last) if stream is not None else mono
             if out.shape[0]:
                 pending.append(np.asarray(out, dtype=np.float32))
@@ -290,6 +489,9 @@ def iter_blocks(
     if read_total < info.frames:
         raise _fail(path, f"got {read_total} of {info.frames} frames",
                     "the file is truncated; re-encode or remove it")
+    note = length_note(info)
+    stats.notes = [note] if note else []
+    _set_notes(path, stats.finish(info, gain, peak))
     if pending_len:
         yield offset, np.concatenate(pending)
     elif offset == 0:

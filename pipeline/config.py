@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, TypeVar
+from typing import Any, Literal, Mapping, Optional, TypeVar
 
 import yaml
 
@@ -54,20 +54,50 @@ FRAME_DTYPES: tuple[str, ...] = typing.get_args(FrameDtype)
 
 DEFAULT_PARAMS = Path("params.yaml")
 
+#: Settings that change how fast a stage runs or where it runs, never what it writes: they are
+#: not DVC params of any stage (dvc.yaml) and not part of a run's recorded configuration.
+RUNTIME_KEYS = frozenset({
+    "extract.workers", "extract.scheduler", "extract.device", "extract.batch_seconds",
+    "distill.device", "distill.threads", "distill.num_workers", "distill.loader",
+    "evaluate.batch_size",
+})
+
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which dataset the stages work on.
+    """Which dataset the stages work on, and how ``pipeline prepare`` builds it.
 
     Attributes:
-        dataset: builder name (demo, folder, openmic, magnatagatune).
-        audio_root: folder the manifests' relative audio paths start from.
+        dataset: builder name (demo, folder, openmic, magnatagatune); ``pipeline prepare``
+            without a subcommand runs it.
+        audio_root: folder the manifests' relative audio paths start from; the dataset root
+            of the folder, openmic and magnatagatune builders; where the demo is rendered.
         manifests: folder holding ``{train,valid,test}.jsonl`` and ``classes.json``.
+        render: datasets ``dvc repro`` renders into ``audio_root`` first (``[demo]``; empty
+            for audio you bring). Only ``dvc.yaml`` reads it.
+        labels: the label file (folder: the CSV; demo: ``<audio_root>/labels.csv``, written by
+            the render; openmic/magnatagatune: the dataset's own label file, a DVC dependency).
+        classes: folder: class names and order (empty: from the CSV).
+        fractions: folder: train/valid/test shares of the random split (no split column).
+        seed: folder/magnatagatune: random split seed (null: the builder's default).
+        split_dir: openmic/magnatagatune: folder of split lists (empty: the builder's search).
+        label_rule: openmic: ``mask`` or ``paper``.
+        n_tags: magnatagatune: most frequent tags kept as classes.
+        random_split: magnatagatune: seeded 70/15/15 split when there are no split lists.
     """
 
     dataset: str = "demo"
     audio_root: str = "data/demo"
     manifests: str = "data_manifests/demo"
+    render: tuple[str, ...] = ()
+    labels: str = ""
+    classes: tuple[str, ...] = ()
+    fractions: tuple[float, ...] = (0.7, 0.15, 0.15)
+    seed: Optional[int] = None
+    split_dir: str = ""
+    label_rule: str = "mask"
+    n_tags: int = 50
+    random_split: bool = False
 
 
 @dataclass(frozen=True)

@@ -245,3 +245,55 @@ def label_arrays(clips: Sequence[Clip]) -> tuple[np.ndarray, np.ndarray]:
     labels = np.asarray([c.labels for c in clips], dtype=np.float32)
     known = np.asarray([c.known for c in clips], dtype=bool)
     return labels, known
+
+
+def usable_splits(
+    manifests_dir: Path | str,
+    splits: Sequence[str],
+    *,
+    stored: Any = None,
+    stage: str = "this stage",
+) -> dict[str, list[Clip]]:
+    """The clips of ``splits`` that a later stage can use, with one warning for those it cannot.
+
+    Clips that extraction could not decode (listed in ``<store>-extract-report.json``) are not
+    in the store; they are left out here, with ONE warning for all splits together, instead
+    of blocking every later stage.
+
+    Args:
+        manifests_dir: the manifests folder.
+        splits: split names, e.g. ``("train", "valid")``.
+        stored: a container of the track ids that were extracted (an open store), or None.
+        stage: the stage's name for the messages (``distill``, ...).
+
+    Returns:
+        Split name -> usable clips (never empty).
+
+    Raises:
+        ManifestError: a split is missing or has no usable clip, naming the split and what to do.
+    """
+    import logging
+
+    out: dict[str, list[Clip]] = {}
+    left_out: list[str] = []
+    for split in splits:
+        clips = load_split(manifests_dir, split)
+        if not clips:
+            raise ManifestError(
+                f"split {split!r} in {manifests_dir} has no clips, and {stage} needs it; add clips to it "
+                "or rebuild the manifests with another split (a split column, data.fractions), then "
+                "`pipeline prepare`")
+        kept = clips if stored is None else [c for c in clips if c.id in stored]
+        left_out += [f"{split}/{c.id}" for c in clips if stored is not None and c.id not in stored]
+        if not kept:
+            raise ManifestError(
+                f"none of the {len(clips)} clip(s) of split {split!r} is in the store (all failed "
+                f"extraction); {stage} needs them: see the extract report, fix or replace the files, and "
+                "run `pipeline extract` again")
+        out[split] = kept
+    if left_out:
+        logging.getLogger("pipeline").warning(
+            "%s: %d clip(s) are not in the store (extraction could not decode them; see the extract "
+            "report) and are left out: %s%s", stage, len(left_out), ", ".join(left_out[:3]),
+            " ..." if len(left_out) > 3 else "")
+    return out

@@ -14,13 +14,14 @@ from typing import Any
 
 import torch
 
-from pipeline.config import DistillConfig, Params, to_mapping
+from pipeline.config import RUNTIME_KEYS, DistillConfig, Params, to_mapping
 from pipeline.data import AudioSource, ClipDataset, frame_statistics, hot_copy, usable_audio_cache
 from pipeline.devices import resolve_device
 from pipeline.losses import EAsTObjective
-from pipeline.manifests import Clip, load_split, read_classes
+from pipeline.manifests import Clip, read_classes, usable_splits
 from pipeline.probe import load_probe
 from pipeline.runs import probe_dir, write_json
+from pipeline.stores import open_store
 from pipeline.stores.lookup import checked_store, first_store_with_audio
 from pipeline.students import STUDENTS, build_student
 from pipeline.train import Trainer
@@ -64,7 +65,7 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     device = resolve_device(cfg.device)
     manifests = Path(params.data.manifests)
     classes = read_classes(manifests / "classes.json")
-    train_clips, valid_clips = load_split(manifests, "train"), load_split(manifests, "valid")
+    train_clips, valid_clips = _usable_clips(params, manifests)
     clip_seconds = cfg.crop_seconds or statistics.median(c.duration for c in train_clips)
     settings = student_settings(params, cfg.student, clip_seconds)
     sample_rate = int(settings["sample_rate"])
@@ -82,7 +83,7 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
         "clip_seconds": clip_seconds,
         "teacher": cfg.teacher if use_teacher else None,
         "variant": cfg.variant,
-        "distill": to_mapping(cfg),
+        "distill": {k: v for k, v in to_mapping(cfg).items() if f"distill.{k}" not in RUNTIME_KEYS},
         "manifests": str(manifests),
         "audio_root": params.data.audio_root,
     }
@@ -116,6 +117,15 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     if trainer.dist.main:  # under torchrun, rank 0 writes
         write_json(folder / "metrics.json", metrics)
     return metrics
+
+
+def _usable_clips(params: Params, manifests: Path) -> tuple[list[Clip], list[Clip]]:
+    """Train and valid clips, without those extraction could not decode (one warning for them)."""
+    cfg = params.distill
+    owner = checked_store(params, cfg.teacher) if cfg.variant != "baseline" else first_store_with_audio(params)
+    usable = usable_splits(manifests, ("train", "valid"), stored=open_store(owner) if owner else None,
+                           stage="distill")
+    return usable["train"], usable["valid"]
 
 
 def _datasets(params: Params, train_clips: list[Clip], valid_clips: list[Clip], clip_seconds: float,

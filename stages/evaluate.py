@@ -11,9 +11,10 @@ import torch
 
 from pipeline.config import Params
 from pipeline.data import AudioSource, usable_audio_cache
-from pipeline.manifests import label_arrays, load_split
+from pipeline.manifests import label_arrays, usable_splits
 from pipeline.metrics import evaluate_predictions
 from pipeline.runs import LoadedRun, load_run, predict_audio, write_json
+from pipeline.stores import open_store
 from pipeline.stores.lookup import first_store_with_audio, store_path
 
 
@@ -28,9 +29,10 @@ def run(params: Params, *, run_dir: str, split: str | None = None) -> dict[str, 
     torch.set_num_threads(max(1, params.distill.threads))
     split = split or params.evaluate.split
     loaded = load_run(run_dir)
-    clips = load_split(Path(loaded.config["manifests"]), split)
     teacher = loaded.config.get("teacher")
     owner = store_path(params, teacher) if teacher else first_store_with_audio(params)
+    stored = open_store(owner) if owner is not None and Path(owner, "teacher.json").is_file() else None
+    clips = usable_splits(Path(loaded.config["manifests"]), (split,), stored=stored, stage="evaluate")[split]
     audio = AudioSource(loaded.config["audio_root"], loaded.sample_rate, usable_audio_cache(owner, loaded.sample_rate))
     # Whole clips: clips longer than the training length are scored by sliding windows.
     probs = [

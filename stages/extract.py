@@ -23,6 +23,7 @@ from pipeline.errors import WeightsNotFoundError
 from pipeline.extraction import TrackOutcome, extract_tracks
 from pipeline.manifests import Clip, load_split
 from pipeline.stores import EmbeddingStore, StoreSpec, create_store, open_store
+from pipeline.interrupts import sigterm_as_interrupt
 from pipeline.stores.lookup import refuse_remote_target, store_path
 from pipeline.teachers import Teacher, build_teacher, cached_teacher
 
@@ -48,6 +49,7 @@ class ExtractReport:
     done: int = 0
     skipped: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
     workers: int = 0
@@ -79,6 +81,9 @@ def _run_chunk(
 
     ``on_track`` receives each outcome as it happens (in-process progress).
     """
+    if on_track is not None:
+        callback = on_track
+        on_track = lambda outcome: callback(_with_notes(asdict(outcome), audio_root))  # noqa: E731
     if config["threads"]:
         torch.set_num_threads(config["threads"])
     teacher = cached_teacher(teacher_name, settings, device)
@@ -101,7 +106,16 @@ def _run_chunk(
                     batch_seconds=config["batch_seconds"],
                     on_track=on_track,
                 )
-    return [asdict(o) for o in outcomes]
+    return [_with_notes(asdict(o), audio_root) for o in outcomes]
+
+
+def _with_notes(outcome: dict[str, Any], audio_root: str) -> dict[str, Any]:
+    """The outcome with the decoder's notes on its file (level scaling, silence, cancelling channels, ...)."""
+    from pipeline.audio import decode_notes
+
+    path = Path(outcome["path"])
+    notes = decode_notes(path) or decode_notes(Path(audio_root) / path)
+    return {**outcome, "warnings": list(notes)}
 
 
 def _chunks(clips: Sequence[Clip], n_chunks: int) -> list[list[Clip]]:
@@ -159,8 +173,9 @@ def run(
     report.workers = cfg.workers if use_dask else 0
     tally = _Tally(report, len(todo), progress=progress)
     if todo:
-        _embed(todo, tally, cfg, teacher=teacher, settings=settings, device=device, root=root, path=path,
-               audio_path=audio_path, use_dask=use_dask)
+        with sigterm_as_interrupt():  # Ctrl-C or SIGTERM: the writers commit the whole tracks computed, then exit
+            _embed(todo, tally, cfg, teacher=teacher, settings=settings, device=device, root=root, path=path,
+                   audio_path=audio_path, use_dask=use_dask)
     tally.close()
     _write_report(report, path)
     return report
@@ -182,7 +197,7 @@ def _embed(todo: list[Clip], tally: _Tally, cfg: ExtractConfig, *, teacher: str,
     for chunk in _chunks(todo, math.ceil(len(todo) / cfg.part_tracks)):
         _run_chunk(
             teacher, settings, device, chunk, str(root), str(path), audio, chunk_config,
-            on_track=lambda outcome: tally.record(asdict(outcome)),
+            on_track=tally.record,
         )
 
 
@@ -215,6 +230,8 @@ class _Tally:
             report.audio_seconds += outcome["audio_seconds"]
         elif outcome["status"] == "failed":
             report.failed.append({"track": outcome["track_id"], "path": outcome["path"], "reason": outcome["reason"]})
+        for note in outcome.get("warnings", []) if outcome["status"] == "done" else []:
+            report.warnings.append({"track": outcome["track_id"], "path": outcome["path"], "warning": note})
         self.bar.update(1)
         hours = report.audio_seconds / 3600
         rate = report.audio_seconds / max(time.perf_counter() - self.start, 1e-9)
@@ -231,6 +248,7 @@ def _map_on_dask(cfg: ExtractConfig, teacher: str, settings: dict[str, Any], dev
                  config: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
     """Run chunks on a local cluster (``workers`` processes) or on ``scheduler``; yield outcome lists."""
     from dask.distributed import Client, LocalCluster, as_completed  # dask only when workers are asked for
+    from distributed.scheduler import KilledWorker
 
     if cfg.scheduler:
         client = Client(cfg.scheduler)
@@ -245,19 +263,26 @@ def _map_on_dask(cfg: ExtractConfig, teacher: str, settings: dict[str, Any], dev
         )
         client = Client(cluster)
     try:
-        futures = [
+        futures = {
             client.submit(
                 _run_chunk, teacher, settings, device, chunk, str(root), str(path),
                 str(audio_path) if audio_path else None, config, pure=False,
-            )
+            ): chunk
             for chunk in chunks
-        ]
+        }
         for future in as_completed(futures):
-            yield future.result()
+            try:
+                yield future.result()
+            except KilledWorker as exc:  # its workers kept dying: the others go on, a rerun does these tracks
+                yield [{"track_id": clip.id, "status": "failed", "audio_seconds": 0.0, "path": str(clip.audio_path),
+                        "reason": f"dask worker died ({exc}); rerun to extract it"} for clip in futures[future]]
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        from pipeline.logs import quiet_shutdown
+
+        with quiet_shutdown():
+            client.close()
+            if cluster is not None:
+                cluster.close()
 
 
 def _write_report(report: ExtractReport, store: Path) -> Path:

@@ -18,8 +18,9 @@ from pipeline.config import Params
 from pipeline.data import frame_statistics, pooled_embeddings
 from pipeline.metrics import evaluate_predictions
 from pipeline.probe import fit_probe, save_probe
-from pipeline.manifests import label_arrays, load_split, read_classes
+from pipeline.manifests import label_arrays, read_classes, usable_splits
 from pipeline.runs import probe_dir, write_json
+from pipeline.stores import open_store
 from pipeline.stores.lookup import checked_store
 
 
@@ -30,7 +31,7 @@ def run(params: Params, *, teacher: str, store: str | None = None, out: str | No
     manifests = Path(params.data.manifests)
     classes = read_classes(manifests / "classes.json")
     source = checked_store(params, teacher, store)
-    splits = {name: load_split(manifests, name) for name in ("train", "valid", "test")}
+    splits = usable_splits(manifests, ("train", "valid", "test"), stored=open_store(source), stage="probe")
     mean, std = frame_statistics(source, splits["train"])
     pooled = {name: (pooled_embeddings(source, clips) - mean) / std for name, clips in splits.items()}
     labels = {name: label_arrays(clips) for name, clips in splits.items()}

@@ -1,4 +1,5 @@
-"""Faults of a real extraction: kill -9 at random points, two extractors on one store."""
+"""Faults of a real extraction: kill -9 at random points, two extractors on one store, Ctrl-C and SIGTERM,
+a dask worker killed mid-task."""
 from __future__ import annotations
 
 import json
@@ -82,3 +83,89 @@ def test_two_extractors_on_one_store_stay_consistent(tmp_path: Path) -> None:
     assert len(tracks) == len(set(tracks))
     report = store.verify()
     assert report.ok, report.problems
+
+
+def _watch_progress(proc: subprocess.Popen, seen: list[int]) -> None:
+    """Read the progress bar from stderr: ``seen`` gets each 'n/N' count as it is drawn."""
+    import re
+
+    buffer = b""
+    while True:
+        data = proc.stderr.read1(256) if proc.stderr else b""  # type: ignore[union-attr]
+        if not data:
+            return
+        buffer = (buffer + data)[-400:]
+        seen.extend(int(n) for n in re.findall(rb"\| *(\d+)/%d" % N_CLIPS, data))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_commits_the_tracks_computed_then_exits(tmp_path: Path, sig: signal.Signals) -> None:
+    """Ctrl-C or SIGTERM with the default part_tracks (256): the finished tracks are committed, not discarded."""
+    import threading
+
+    params = make_dataset(tmp_path, n_clips=N_CLIPS, seconds=3.0, part_tracks=256)
+    store = tmp_path / "stores" / "musicnn"
+    cmd = [c for c in _extract_cmd(params) if c != "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen: list[int] = []
+    reader = threading.Thread(target=_watch_progress, args=(proc, seen), daemon=True)
+    reader.start()
+    deadline = time.time() + 180
+    while proc.poll() is None and time.time() < deadline and max(seen, default=0) < 3:
+        time.sleep(0.02)
+    assert proc.poll() is None, "extraction ended before it could be interrupted"
+    done_at_signal = max(seen)
+    os.kill(proc.pid, sig)
+    proc.wait(timeout=120)
+    reader.join(timeout=10)
+    assert proc.returncode == (130 if sig == signal.SIGINT else 143)
+    kept = _stored(store)
+    assert done_at_signal <= len(kept) < N_CLIPS  # every track finished before the signal is kept
+    assert open_store(store).verify().ok and open_store(store / "audio").verify().ok
+    assert sorted(open_store(store / "audio").track_ids()) == sorted(kept)
+    final = subprocess.run(_extract_cmd(params), capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    report = json.loads((tmp_path / "stores" / "musicnn-extract-report.json").read_text())
+    assert report["skipped"] == len(kept) and report["done"] == N_CLIPS - len(kept)
+
+
+def _worker_pids(parent: int) -> list[int]:
+    import psutil
+
+    return [p.pid for p in psutil.Process(parent).children(recursive=True)
+            if "multiprocessing" not in " ".join(p.cmdline()) or "spawn_main" in " ".join(p.cmdline())]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("retries", ["default", "none"])
+def test_a_dask_worker_killed_mid_task(tmp_path: Path, retries: str) -> None:
+    """kill -9 of one of two dask workers mid-run: the other finishes, the store stays whole, a rerun fills the gap.
+
+    With dask's default retries the lost task runs again on a restarted worker; with none
+    (``allowed-failures: 0``) its tracks are reported failed and the rerun extracts them.
+    """
+    params = make_dataset(tmp_path, n_clips=N_CLIPS, seconds=3.0, part_tracks=1, workers=2)
+    store = tmp_path / "stores" / "musicnn"
+    env = dict(os.environ)
+    if retries == "none":
+        env["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] = "0"
+    proc = subprocess.Popen(_extract_cmd(params), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    deadline = time.time() + 240
+    while proc.poll() is None and time.time() < deadline and len(_stored(store)) < 1:
+        time.sleep(0.05)  # both workers have loaded the model and are embedding
+    workers = _worker_pids(proc.pid)
+    assert proc.poll() is None and len(workers) >= 2, workers
+    os.kill(workers[0], signal.SIGKILL)
+    _out, err = proc.communicate(timeout=300)
+    after = _stored(store)
+    assert len(after) == len(set(after)) and open_store(store).verify().ok  # whole tracks only, each once
+    if retries == "none":
+        assert proc.returncode == 2 and "dask worker died" in err and len(after) < N_CLIPS
+    final = subprocess.run(_extract_cmd(params), capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    assert sorted(_stored(store)) == [f"clip{i:03d}" for i in range(N_CLIPS)]
+    assert open_store(store).verify().ok and open_store(store / "audio").verify().ok
+    report = json.loads((tmp_path / "stores" / "musicnn-extract-report.json").read_text())
+    assert report["skipped"] == len(after) and report["done"] == N_CLIPS - len(after)

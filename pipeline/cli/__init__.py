@@ -7,7 +7,6 @@ before calling a function in ``stages``. Subcommands are imported on first use, 
 from __future__ import annotations
 
 import importlib
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -72,7 +71,8 @@ class LazyGroup(click.Group):
     show_default=True,
     help="Parameter file; every option not given on the command line is read from it.",
 )
-@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.option("-v", "--verbose", count=True,
+              help="More log output (-v info, -vv debug), third-party libraries' too; a good run is quiet without it.")
 @click.version_option(__version__, prog_name="pipeline")
 @click.pass_context
 def cli(ctx: click.Context, params_path: Path, verbose: int) -> None:
@@ -87,8 +87,9 @@ def cli(ctx: click.Context, params_path: Path, verbose: int) -> None:
       pipeline evaluate runs/<run>
     or simply `dvc repro`, which runs all stages named in dvc.yaml.
     """
-    level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    from pipeline.logs import configure
+
+    configure(verbose)
     ctx.ensure_object(dict)
     ctx.obj["params_path"] = params_path
 
@@ -120,9 +121,11 @@ def main(argv: list[str] | None = None) -> None:
     except PipelineError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:  # Ctrl-C (130) or SIGTERM during extraction (143)
+        from pipeline.interrupts import Terminated
+
         click.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(128 + signal.SIGTERM if isinstance(exc.__cause__, Terminated) else 130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -42,8 +42,9 @@ def distill(ctx: click.Context, student: str | None, teacher: str | None, varian
         "distill.seed": seed, "distill.device": device,
     })
     metrics = run(params, run_dir=run_dir, progress=not no_progress)
+    folder = run_dir or f"{params.distill.runs_root}/{metrics['run']}"
     click.echo(
         f"{metrics['run']}: best valid mAP {metrics['valid_map']:.4f} at epoch {metrics['best_epoch']} "
-        f"({metrics['parameters']:,} parameters, {metrics['train_clips_per_second']:.1f} clips/s "
-        f"on {metrics['device']})"
+        f"({metrics['parameters']:,} parameters, {metrics['epochs_run']} epochs in {metrics['train_seconds']:.1f} s, "
+        f"{metrics['train_clips_per_second']:.1f} clips/s on {metrics['device']}) -> {folder}"
     )

@@ -1,6 +1,8 @@
 """``pipeline evaluate``: score a trained run."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from pipeline.cli import load_params_from
@@ -20,4 +22,5 @@ def evaluate(ctx: click.Context, run_dir: str, split: str | None) -> None:
     params = load_params_from(ctx)
     m = run(params, run_dir=run_dir, split=split)
     click.echo(f"{m['run']} on {m['split']} ({m['clips']} clips): mAP {m['map']:.4f}, ROC-AUC {m['roc_auc']:.4f}, "
-               f"macro F1 {m['f1_macro']:.4f}; {m['cpu_ms_per_clip']:.1f} ms per clip on CPU")
+               f"macro F1 {m['f1_macro']:.4f}; {m['cpu_ms_per_clip']:.1f} ms per clip on CPU "
+               f"-> {Path(run_dir) / ('eval-' + m['split'] + '.json')}")

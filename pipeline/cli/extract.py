@@ -34,11 +34,14 @@ from pipeline.teachers import TEACHERS
 @click.option("--overwrite", is_flag=True, help="Delete an existing store first instead of resuming it.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N tracks (smoke runs).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--keep-going", is_flag=True,
+              help="Exit 0 even when files failed: they stay listed in the report, and the later stages "
+                   "leave them out with one warning (what dvc repro uses).")
 @click.pass_context
 def extract(ctx: click.Context, teacher: str, manifests: str | None, audio_root: str | None, store: str | None,
             device: str | None, batch_seconds: float | None, backend: str | None, workers: int | None,
             scheduler: str | None, weights: str | None, splits: tuple[str, ...], overwrite: bool,
-            limit: int | None, no_progress: bool) -> None:
+            limit: int | None, no_progress: bool, keep_going: bool) -> None:
     """Run TEACHER once over the dataset and cache its time-stamped embeddings.
 
     Tracks already in the store are skipped, so an interrupted run resumes where it
@@ -65,7 +68,12 @@ def extract(ctx: click.Context, teacher: str, manifests: str | None, audio_root:
         f"{report.audio_seconds / 3600:.2f} h audio in {report.wall_seconds:.1f} s ({rate:.0f} audio-s/s) "
         f"on {report.device} -> {report.store}"
     )
+    for note in report.warnings[:5]:
+        click.echo(f"  warning: {note['track']} ({note['path']}): {note['warning']}", err=True)
+    if len(report.warnings) > 5:
+        click.echo(f"  ... and {len(report.warnings) - 5} more warnings in {report.store}-extract-report.json",
+                   err=True)
     for failure in report.failed:
         click.echo(f"  failed {failure['track']} ({failure['path']}): {failure['reason']}", err=True)
-    if not report.ok:
+    if not report.ok and not keep_going:
         ctx.exit(2)

@@ -6,7 +6,7 @@ import json
 import click
 import numpy as np
 
-from pipeline.audio import read_audio
+from pipeline.audio import decode_notes, read_audio
 from pipeline.errors import AudioError
 from pipeline.runs import load_run, predict_audio
 
@@ -20,7 +20,9 @@ def predict(run_dir: str, audio: tuple[str, ...], top: int, as_json: bool) -> No
     """Print the most likely tags of each AUDIO file using RUN_DIR's student.
 
     Files longer than the training clips are scored in sliding windows (half overlap)
-    whose probabilities are averaged. A file that cannot be read is reported and skipped.
+    whose probabilities are averaged. A file that cannot be read is reported and skipped;
+    a file whose predictions mean little (silence, a few samples, stereo channels that cancel,
+    float samples beyond +-1 that were scaled) gets a warning.
     """
     run = load_run(run_dir)
     failed = 0
@@ -31,6 +33,8 @@ def predict(run_dir: str, audio: tuple[str, ...], top: int, as_json: bool) -> No
             click.echo(f"skipped: {exc}", err=True)
             failed += 1
             continue
+        for note in decode_notes(path):
+            click.echo(f"warning: {path}: {note}", err=True)
         probs = predict_audio(run, waveform)
         if as_json:
             click.echo(json.dumps({"file": path, "probabilities": dict(zip(run.classes, map(float, probs)))}))

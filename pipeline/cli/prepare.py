@@ -48,13 +48,24 @@ def _common(name: str):  # noqa: ANN202 - a click decorator stack
     return decorate
 
 
-@click.group(context_settings={"show_default": True})
-def prepare() -> None:
+@click.group(context_settings={"show_default": True}, invoke_without_command=True)
+@click.option("--dry-run", is_flag=True, help="Check and plan everything, write nothing.")
+@click.pass_context
+def prepare(ctx: click.Context, dry_run: bool) -> None:
     """Build manifests: {train,valid,test}.jsonl + classes.json + report.json.
 
-    Clips whose audio is missing or unreadable are left out and listed in report.json
-    (and summarised here); nothing is dropped silently.
+    Without a subcommand, builds the dataset that data.dataset of params.yaml names, with the
+    options in data.* (what `dvc repro` runs; the demo then reads the audio its render stage
+    wrote). Clips whose audio is missing or unreadable are left out and listed in
+    report.json (and summarised here); nothing is dropped silently.
     """
+    if ctx.invoked_subcommand is not None:
+        return
+    from stages.prepare import run
+
+    params = load_params_from(ctx)
+    report = run(params, dry_run=dry_run)
+    _finish(ctx, params, report, params.data.dataset)
 
 
 @prepare.command(context_settings={"show_default": True})
@@ -81,11 +92,13 @@ def prepare() -> None:
 @_common("demo")
 @click.option("--workers", type=click.IntRange(min=1), default=2, help="Render processes.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.option("--audio-only", is_flag=True,
+              help="Only render the audio and labels.csv (dvc repro's render stage); no manifests.")
 @click.pass_context
 def demo(ctx: click.Context, n_train: int | None, n_valid: int | None, n_test: int | None, seed: int | None,
          clip_seconds: float | None, sample_rate: int | None, min_instruments: int | None,
          max_instruments: int | None, unknown_fraction: float | None, audio_root: str | None,
-         manifests: str | None, dry_run: bool, workers: int, progress: bool) -> None:
+         manifests: str | None, dry_run: bool, workers: int, progress: bool, audio_only: bool) -> None:
     """Render the demo set: OpenMIC-style multi-instrument clips from a GM SoundFont.
 
     Sizes and seed come from the `demo` section of params.yaml; flags override them. The
@@ -95,6 +108,15 @@ def demo(ctx: click.Context, n_train: int | None, n_valid: int | None, n_test: i
                  "demo.clip_seconds": clip_seconds, "demo.sample_rate": sample_rate,
                  "demo.min_instruments": min_instruments, "demo.max_instruments": max_instruments,
                  "demo.unknown_fraction": unknown_fraction}
+    if audio_only:
+        import time
+
+        from stages.prepare import render
+
+        started = time.perf_counter()
+        line = render(load_params_from(ctx, overrides), audio_root=audio_root, workers=workers, progress=progress)
+        click.echo(f"{line} in {time.perf_counter() - started:.1f} s")
+        return
     _run(ctx, "demo", overrides, audio_root=audio_root, manifests_dir=manifests, workers=workers,
          progress=progress, dry_run=dry_run)
 
@@ -110,11 +132,12 @@ def _fractions(_ctx: click.Context, _param: click.Parameter, value: str) -> tupl
 
 
 @prepare.command(context_settings={"show_default": True})
-@click.option("--root", type=click.Path(file_okay=False, exists=True), required=True,
-              help="Audio folder; the CSV's paths are relative to it.")
+@click.option("--audio", "--root", "root", type=click.Path(file_okay=False, exists=True), required=True,
+              help="Audio folder; the CSV's paths are relative to it, ids are searched below it.")
 @click.option("--labels", "labels_csv", type=click.Path(dir_okay=False, exists=True), required=True,
-              help="CSV with a file column and either a 'tags' column (';', '|' or ',' separated) or one "
-                   "column per class (1/0/empty=unknown); optional 'split' column.")
+              help="CSV with a file column (path) or an id column (id, sample_key, clip_id, ...: the file "
+                   "<id>.<ext> anywhere below --audio), and a 'tags' column (';', '|' or ',' separated) "
+                   "and/or one column per class (1/0/empty=unknown); optional 'split' column.")
 @click.option("--classes", default=None, help="Comma-separated class names and order [default: from the CSV]")
 @click.option("--fractions", default="0.7,0.15,0.15", callback=_fractions,
               help="train,valid,test shares of the random split (used without a split column).")

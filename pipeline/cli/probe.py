@@ -21,12 +21,13 @@ def probe(ctx: click.Context, teacher: str, store: str | None, out: str | None, 
     teacher's reference row (how well its embedding alone does) and the frozen KD teacher
     used by `pipeline distill --variant east-kd`.
     """
-    from stages.probe import run
+    from stages.probe import probe_dir, run
 
     params = load_params_from(ctx, {"probe.steps": steps})
     metrics = run(params, teacher=teacher, store=store, out=out)
     click.echo(
         f"probe-{teacher}: valid mAP {metrics['valid_map']:.4f}, test mAP {metrics['test_map']:.4f}, "
         f"test ROC-AUC {metrics['test_roc_auc']:.4f} "
-        f"(weight decay {metrics['weight_decay']:g}, {metrics['steps']} steps)"
+        f"(weight decay {metrics['weight_decay']:g}, {metrics['steps']} steps, {metrics['seconds']:.1f} s) "
+        f"-> {out or probe_dir(params, teacher)}"
     )

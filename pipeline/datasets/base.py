@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from pipeline.errors import AudioError
+from pipeline.errors import AudioError, ManifestError
 from pipeline.manifests import CLASSES_FILE, SPLITS, Clip, atomic_write_text, write_classes, write_manifest
 from pipeline.registry import Registry
 
@@ -98,6 +98,37 @@ def register_builder(name: str) -> Callable[[Callable[..., BuildReport]], Callab
     return BUILDERS.register(name)
 
 
+#: The fallback encoding of text files that are not UTF-8 (what Excel writes on Windows).
+FALLBACK_ENCODING = "cp1252"
+
+
+def read_text(path: Path) -> tuple[str, str | None]:
+    """A text file's content: UTF-8 (a BOM is dropped), else Windows-1252 with a warning.
+
+    Returns:
+        ``(text, warning)``; ``warning`` is None for UTF-8 and names the first non-UTF-8 byte
+        (file and byte offset) when the fallback was used.
+
+    Raises:
+        ManifestError: the file is neither UTF-8 nor Windows-1252, naming the file, the byte
+            offset and the fix.
+    """
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError as exc:
+        offset, byte = exc.start, data[exc.start]
+    try:
+        text = data.decode(FALLBACK_ENCODING)
+    except UnicodeDecodeError as exc:
+        raise ManifestError(
+            f"{path}: byte {exc.start} (0x{data[exc.start]:02x}) is neither UTF-8 nor Windows-1252; "
+            "save the file as UTF-8 (e.g. `iconv -f LATIN1 -t UTF-8 IN > OUT`)") from None
+    warning = (f"{path} is not UTF-8 (byte {offset}: 0x{byte:02x}); read it as Windows-1252 (cp1252). "
+               "Save it as UTF-8 to be sure of the names")
+    return text, warning
+
+
 def label_stats(clips: Sequence[Clip], n_classes: int) -> dict[str, list[int]]:
     """Known positives, known negatives and unknowns per class."""
     if not clips:
@@ -118,6 +149,9 @@ def coverage_warnings(stats: Mapping[str, Mapping[str, list[int]]], classes: Seq
     for split, counts in stats.items():
         total = sum(np.asarray(counts[k]) for k in ("positives", "negatives", "unknown"))
         if not total.any():
+            if split in SPLITS:
+                warnings.append(f"split {split!r} is empty: probe, distill and evaluate need clips in "
+                                "train, valid and test (add clips, or change the split column or fractions)")
             continue
         absent = [classes[i] for i, n in enumerate(counts["positives"]) if n == 0]
         if absent:
@@ -183,6 +217,7 @@ class Probe:
     duration: float = 0.0
     problem: str = ""  # "", "missing" or "unreadable"
     reason: str = ""
+    note: str = ""  # a readable file's header disagrees with its stream (see pipeline.audio.length_note)
 
 
 def probe_audio(
@@ -201,7 +236,7 @@ def probe_audio(
     Returns:
         One :class:`Probe` per item: rate and duration, or the problem.
     """
-    from pipeline.audio import audio_info
+    from pipeline.audio import audio_info, length_note
 
     root = Path(audio_root)
 
@@ -214,12 +249,21 @@ def probe_audio(
             info = audio_info(path)
         except AudioError as exc:
             return Probe(split, clip_id, rel, problem="unreadable", reason=str(exc))
-        return Probe(split, clip_id, rel, sample_rate=info.sample_rate, duration=info.duration)
+        return Probe(split, clip_id, rel, sample_rate=info.sample_rate, duration=info.duration,
+                     note=length_note(info))
 
     if threads <= 1 or len(items) < 8:
         return [one(item) for item in items]
     with ThreadPoolExecutor(max_workers=threads) as pool:
         return list(pool.map(one, items, chunksize=32))
+
+
+def length_warnings(probes: Sequence[Probe]) -> list[str]:
+    """One warning for the files whose header length disagrees with their stream."""
+    noted = [p for p in probes if p.note and not p.problem]
+    if not noted:
+        return []
+    return [f"{len(noted)} file(s) are longer than their header says; first: {noted[0].path}: {noted[0].note}"]
 
 
 def split_probes(probes: Iterable[Probe]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:

@@ -29,7 +29,7 @@ import numpy as np
 from pipeline.config import DemoConfig, to_mapping
 from pipeline.datasets.base import BuildReport, register_builder, write_outputs
 from pipeline.datasets.demo_music import OPENMIC_CLASSES, Context, compose, draw_context, synthesize
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, ManifestError
 from pipeline.manifests import SPLITS, Clip
 
 __all__ = ["OPENMIC_CLASSES", "render_instrument", "render_clip", "render_mix", "plan_demo", "build"]
@@ -263,6 +263,42 @@ def _remove_stale(audio_root: Path, plans: list[ClipPlan]) -> int:
     return removed
 
 
+LABELS_FILE = "labels.csv"
+
+
+def write_labels_csv(path: Path, plans: Sequence[ClipPlan]) -> None:
+    """The demo's labels as a folder-builder CSV: ``id,split,<20 classes>`` (1, 0, empty = unknown)."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["id", "split", *OPENMIC_CLASSES])
+    for plan in plans:
+        cells = [str(v) if k else "" for v, k in zip(plan.labels, plan.known)]
+        writer.writerow([plan.id, plan.split, *cells])
+    from pipeline.manifests import atomic_write_text
+
+    atomic_write_text(path, out.getvalue())
+
+
+def render_audio(config: DemoConfig, audio_root: Path | str, *, workers: int = 2,
+                 progress: bool = True) -> tuple[list[ClipPlan], list[str]]:
+    """Render the demo's FLAC files and ``labels.csv`` into ``audio_root`` (no manifests).
+
+    Returns:
+        ``(plans, warnings)``.
+    """
+    audio_root = Path(audio_root)
+    plans = plan_demo(config)
+    audio_root.mkdir(parents=True, exist_ok=True)
+    removed = _remove_stale(audio_root, plans)
+    warnings = [f"removed {removed} stale demo file(s) from an earlier, larger render"] if removed else []
+    _render_all(plans, audio_root, config, workers, progress)
+    write_labels_csv(audio_root / LABELS_FILE, plans)
+    return plans, warnings
+
+
 @register_builder("demo")
 def build(
     *,
@@ -272,31 +308,44 @@ def build(
     workers: int = 2,
     progress: bool = True,
     dry_run: bool = False,
+    render: bool = True,
+    labels_csv: Path | str | None = None,
+    threads: int = 4,
 ) -> BuildReport:
     """Render the demo set and write its manifests.
 
     Args:
         config: sizes, seed and mixing settings (``params.yaml`` section ``demo``).
-        audio_root: FLAC files go to ``<audio_root>/<split>/<id>.flac``.
+        audio_root: FLAC files go to ``<audio_root>/<split>/<id>.flac``, labels to ``labels.csv``.
         manifests_dir: where ``{train,valid,test}.jsonl``, ``classes.json``, ``report.json`` go.
         workers: render processes (1 renders in this process).
         progress: show a tqdm progress bar.
         dry_run: plan only; write nothing.
+        render: False reads audio rendered before (``dvc repro``'s ``render`` stage) through
+            its ``labels.csv`` with the folder builder, instead of rendering.
+        labels_csv: with ``render=False``, the labels file (default ``<audio_root>/labels.csv``).
+        threads: with ``render=False``, concurrent audio header reads.
 
     Returns:
         The :class:`BuildReport` (also written to ``<manifests_dir>/report.json``).
     """
+    if not render:
+        from pipeline.datasets.folder import build as build_folder
+
+        labels_csv = Path(labels_csv or Path(audio_root) / LABELS_FILE)
+        if not labels_csv.is_file():
+            raise ManifestError(f"{labels_csv} not found: the demo audio has not been rendered there; run "
+                                "`pipeline prepare demo` (renders and writes manifests) or `dvc repro`")
+        return build_folder(root=audio_root, labels_csv=labels_csv,
+                            manifests_dir=manifests_dir, classes=OPENMIC_CLASSES, threads=threads,
+                            dry_run=dry_run, dataset="demo")
     started = time.perf_counter()
     config = config or DemoConfig()
     audio_root = Path(audio_root)
     plans = plan_demo(config)
     warnings: list[str] = []
     if not dry_run:
-        audio_root.mkdir(parents=True, exist_ok=True)
-        removed = _remove_stale(audio_root, plans)
-        if removed:
-            warnings.append(f"removed {removed} stale demo file(s) from an earlier, larger render")
-        _render_all(plans, audio_root, config, workers, progress)
+        plans, warnings = render_audio(config, audio_root, workers=workers, progress=progress)
     clips: dict[str, list[Clip]] = {split: [] for split in SPLITS}
     for plan in plans:
         clips[plan.split].append(Clip(

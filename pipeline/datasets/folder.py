@@ -1,60 +1,173 @@
 """A user's own data: a folder of audio files and a CSV of labels.
 
-Two CSV layouts are understood (first row is the header; the audio column may be called
-``file``, ``path``, ``filename``, ``audio`` or ``audio_path``; paths are relative to the folder):
+The CSV's first row is the header. Each row names its audio in one of two ways:
 
-* **tags**: a ``tags`` column holding the positive classes of the file, separated by ``;``,
-  ``|`` or ``,`` (quote the field in the CSV when using commas). Every other class is a
-  known negative. Classes are the sorted union of all tags unless given explicitly.
+* a **file column** (``file``, ``path``, ``filename``, ``audio``, ``audio_path``): a path
+  relative to the folder, or an absolute path;
+* an **id column** (``id``, ``sample_key``, ``clip_id``, ``track_id``, ``key``): the
+  file is ``<id>.<any readable extension>`` found anywhere below the folder (searched
+  recursively; when several files share the id, the first of :data:`AUDIO_SUFFIXES` wins and
+  a warning says so).
+
+Labels, in either layout (or both):
+
+* **tags**: a ``tags`` column holding the positive classes, separated by ``;``, ``|`` or ``,``
+  (quote the field when using commas). Every other class is a known negative. Classes are
+  the sorted union of all tags unless given explicitly.
 * **one column per class**: ``1`` positive, ``0`` negative, empty (or ``?``) unknown.
+* both: the class columns win; rows whose tags disagree with them are counted in a warning.
 
 An optional ``split`` column (``train``/``valid``/``test``; ``val``/``validation`` accepted)
 assigns splits; without it a seeded random split with the given fractions is made.
-Files listed but absent or unreadable are reported and left out; audio files in the folder
-that the CSV does not list are counted in a warning.
+
+What users hand over is accepted as it is: a UTF-8 BOM, CRLF line ends, ``,``/``;``/tab
+separators (the header decides), names in either Unicode normal form (a CSV typed in NFC
+matches files copied from macOS in NFD). A CSV that is not UTF-8 is read as Windows-1252
+(what Excel writes on Windows) with a warning naming the first non-UTF-8 byte; one that is
+neither is an error naming the file and the byte offset. Files listed but absent or
+unreadable are reported and left out; audio files in the folder that the CSV does not list
+are counted in a warning.
 """
 from __future__ import annotations
 
 import csv
+import io
 import re
 import time
+import unicodedata
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 import numpy as np
 
-from pipeline.datasets.base import BuildReport, probe_audio, register_builder, split_probes, write_outputs
+from pipeline.datasets.base import (
+    BuildReport,
+    length_warnings,
+    probe_audio,
+    read_text,
+    register_builder,
+    split_probes,
+    write_outputs,
+)
 from pipeline.errors import ManifestError
 from pipeline.manifests import SPLITS, Clip
 
 FILE_COLUMNS = ("file", "path", "filename", "audio", "audio_path")
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
+ID_COLUMNS = ("id", "sample_key", "clip_id", "track_id", "key")
+#: Readable audio suffixes, in the order that breaks ties between files sharing an id.
+AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".m4a")
 _SPLIT_NAMES = {"train": "train", "training": "train", "valid": "valid", "val": "valid",
                 "validation": "valid", "dev": "valid", "test": "test", "eval": "test", "evaluation": "test"}
 _TAG_SEPARATORS = re.compile(r"[;|,]")
+_UNKNOWN = ("", "?", "-", "na", "nan", "unknown")
 
 
-def _read_rows(labels_csv: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+def nfc(text: str) -> str:
+    """``text`` in Unicode normal form C (how names are compared)."""
+    return unicodedata.normalize("NFC", text)
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which header column plays which role."""
+
+    file: str | None
+    id: str | None
+    split: str | None
+    tags: str | None
+    classes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One CSV row, parsed.
+
+    Attributes:
+        line: line number in the CSV (the header is line 1).
+        clip_id: the clip's id (the id column, else the path without suffix).
+        audio_path: path relative to the audio folder (posix), or absolute; empty until resolved.
+        labels: one 0/1 per class.
+        known: one bool per class (False = unknown).
+        split: ``train``/``valid``/``test``, or None until assigned.
+    """
+
+    line: int
+    clip_id: str
+    audio_path: str
+    labels: tuple[int, ...]
+    known: tuple[bool, ...]
+    split: str | None
+
+
+# --- step 1: the table ---------------------------------------------------------------------------
+
+def read_table(labels_csv: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]], list[str]]:
+    """``(header, [(line, row)], warnings)`` of the CSV; all text NFC-normalised and stripped."""
     if not labels_csv.is_file():
         raise ManifestError(f"label file {str(labels_csv)!r} not found; pass --labels PATH")
-    with open(labels_csv, newline="", encoding="utf-8-sig") as handle:
-        first = handle.readline()
-        handle.seek(0)
-        # the header decides the delimiter (tab, comma or semicolon), so tag lists may hold ';'
-        delimiter = max("\t,;", key=first.count) if any(d in first for d in "\t,;") else ","
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        header = [h.strip() for h in (reader.fieldnames or [])]
-        reader.fieldnames = header
-        rows = [(number, {k: (v or "").strip() for k, v in row.items() if k is not None})
-                for number, row in enumerate(reader, start=2)]
-    if not header:
+    text, warning = read_text(labels_csv)
+    text = nfc(text)
+    first = text.splitlines()[0] if text.strip() else ""
+    # the header decides the delimiter (tab, comma or semicolon), so tag lists may hold ';'
+    delimiter = max("\t,;", key=first.count) if any(d in first for d in "\t,;") else ","
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    if not any(header):
         raise ManifestError(f"{labels_csv} is empty; it needs a header row")
-    return header, rows
+    reader.fieldnames = header
+    rows = [(number, {k: (v or "").strip() for k, v in row.items() if k is not None})
+            for number, row in enumerate(reader, start=2)]
+    return header, [r for r in rows if any(r[1].values())], [warning] if warning else []
 
+
+def find_columns(header: Sequence[str], labels_csv: Path) -> Columns:
+    """The role of each column; the audio is named by a file column or an id column."""
+    def pick(names: Sequence[str]) -> str | None:
+        return next((h for name in names for h in header if h.lower() == name), None)
+
+    file_col, id_col = pick(FILE_COLUMNS), pick(ID_COLUMNS)
+    if file_col is None and id_col is None:
+        raise ManifestError(
+            f"{labels_csv}: no audio file column; name a file column ({', '.join(FILE_COLUMNS)}) or an id "
+            f"column ({', '.join(ID_COLUMNS)}; files are then <id>.<ext> anywhere below the folder) "
+            f"(header is {list(header)})")
+    split_col, tags_col = pick(["split"]), pick(["tags"])
+    roles = {file_col, id_col, split_col, tags_col}
+    return Columns(file_col, id_col, split_col, tags_col, tuple(h for h in header if h and h not in roles))
+
+
+def _tags(row: dict[str, str], column: str | None) -> list[str]:
+    return [t.strip() for t in _TAG_SEPARATORS.split(row.get(column, "") if column else "") if t.strip()]
+
+
+def class_names(columns: Columns, rows: Sequence[tuple[int, dict[str, str]]], classes: Sequence[str] | None,
+                labels_csv: Path) -> list[str]:
+    """Class names in label order: given, else the class columns, else the union of the tags."""
+    given = [nfc(c) for c in classes] if classes else None
+    if columns.classes:
+        names = given or list(columns.classes)
+        absent = [c for c in names if c not in columns.classes]
+        if absent:
+            raise ManifestError(f"{labels_csv}: no column for class(es) {', '.join(absent)}")
+    elif columns.tags is not None:
+        seen = sorted({t for _, row in rows for t in _tags(row, columns.tags)})
+        names = given or seen
+        unknown = sorted(set(seen) - set(names))
+        if unknown:
+            raise ManifestError(f"{labels_csv}: tag(s) {', '.join(unknown)} are not in the given classes")
+    else:
+        names = []
+    if not names:
+        raise ManifestError(f"{labels_csv}: no classes found (need a 'tags' column or one column per class)")
+    return names
+
+
+# --- step 2: rows --------------------------------------------------------------------------------
 
 def _parse_cell(value: str, where: str) -> tuple[int, bool]:
     """A per-class cell -> (label, known)."""
-    if value in ("", "?", "-", "na", "nan", "unknown"):
+    if value.lower() in _UNKNOWN:
         return 0, False
     try:
         number = float(value)
@@ -63,6 +176,130 @@ def _parse_cell(value: str, where: str) -> tuple[int, bool]:
     if number not in (0.0, 1.0):
         raise ManifestError(f"{where}: label {value!r} is not 1, 0 or empty (unknown)")
     return int(number), True
+
+
+def _row_labels(row: dict[str, str], number: int, columns: Columns, names: Sequence[str],
+                labels_csv: Path) -> tuple[tuple[int, ...], tuple[bool, ...], bool]:
+    """``(labels, known, tags_disagree)`` of one row."""
+    tags = set(_tags(row, columns.tags))
+    if not columns.classes:
+        return tuple(int(n in tags) for n in names), (True,) * len(names), False
+    parsed = [_parse_cell(row.get(c, ""), f"{labels_csv}:{number} column {c!r}") for c in names]
+    labels, known = tuple(p[0] for p in parsed), tuple(p[1] for p in parsed)
+    if columns.tags is None:
+        return labels, known, False
+    from_columns = {n for n, lab, kn in zip(names, labels, known) if kn and lab}
+    unknown_names = {n for n, kn in zip(names, known) if not kn}
+    disagree = (tags - unknown_names) != from_columns
+    return labels, known, disagree
+
+
+def _split_of(row: dict[str, str], number: int, column: str | None, labels_csv: Path) -> str | None:
+    if column is None:
+        return None
+    value = row.get(column, "").lower()
+    if value not in _SPLIT_NAMES:
+        raise ManifestError(f"{labels_csv}:{number}: split {value!r} is not one of train, valid, test")
+    return _SPLIT_NAMES[value]
+
+
+def _relative(written: str, root: Path) -> str:
+    """A CSV path as posix, relative to ``root`` when it lies below it (absolute otherwise)."""
+    path = PurePosixPath(written.replace("\\", "/"))
+    if path.is_absolute():
+        resolved = Path(path).resolve()
+        if resolved.is_relative_to(root.resolve()):
+            return resolved.relative_to(root.resolve()).as_posix()
+    return path.as_posix()
+
+
+def _clip_id(row: dict[str, str], number: int, columns: Columns, root: Path,
+             labels_csv: Path) -> tuple[str, str]:
+    """``(clip id, path relative to root (or absolute), or '' with an id column)``."""
+    if columns.file is not None and row.get(columns.file):
+        rel = _relative(row[columns.file], root)
+        clip_id = row.get(columns.id, "") if columns.id else ""
+        return clip_id or str(PurePosixPath(rel).with_suffix("")).lstrip("/"), rel
+    if columns.id is not None and row.get(columns.id):
+        return row[columns.id], ""
+    raise ManifestError(f"{labels_csv}:{number}: empty {columns.file or columns.id!r}")
+
+
+def parse_rows(rows: Sequence[tuple[int, dict[str, str]]], columns: Columns, names: Sequence[str],
+               root: Path, labels_csv: Path) -> tuple[list[Row], dict[str, str], list[str]]:
+    """Rows with ids, labels and splits; ``written`` maps ids to the path the CSV gave."""
+    parsed: list[Row] = []
+    written: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    disagreeing: list[int] = []
+    for number, row in rows:
+        clip_id, rel = _clip_id(row, number, columns, root, labels_csv)
+        if clip_id in seen:
+            raise ManifestError(f"{labels_csv}:{number}: {clip_id!r} repeats line {seen[clip_id]} "
+                                "(ids are the id column, else paths without suffix, and must be unique)")
+        seen[clip_id] = number
+        labels, known, disagree = _row_labels(row, number, columns, names, labels_csv)
+        if disagree:
+            disagreeing.append(number)
+        written[clip_id] = rel
+        parsed.append(Row(number, clip_id, "", labels, known, _split_of(row, number, columns.split, labels_csv)))
+    warnings = []
+    if disagreeing:
+        warnings.append(f"{len(disagreeing)} row(s) of {labels_csv.name} have a 'tags' column that disagrees "
+                        f"with the class columns (first: line {disagreeing[0]}); the class columns win")
+    return parsed, written, warnings
+
+
+# --- step 3: files -------------------------------------------------------------------------------
+
+@dataclass
+class AudioIndex:
+    """The audio files below a folder, by NFC relative path and by NFC stem."""
+
+    root: Path
+    by_path: dict[str, str]
+    by_stem: dict[str, list[str]]
+
+    @classmethod
+    def scan(cls, root: Path) -> "AudioIndex":
+        by_path: dict[str, str] = {}
+        by_stem: dict[str, list[str]] = {}
+        for path in sorted(root.rglob("*")):
+            if path.suffix.lower() not in AUDIO_SUFFIXES or not path.is_file():
+                continue
+            rel = path.relative_to(root).as_posix()
+            by_path[nfc(rel)] = rel
+            for key in {nfc(path.stem), nfc(str(PurePosixPath(rel).with_suffix("")))}:
+                by_stem.setdefault(key, []).append(rel)
+        rank = {s: i for i, s in enumerate(AUDIO_SUFFIXES)}
+        for candidates in by_stem.values():
+            candidates.sort(key=lambda r: (rank.get(PurePosixPath(r).suffix.lower(), 99), r))
+        return cls(root, by_path, by_stem)
+
+
+def resolve_paths(rows: Sequence[Row], written: dict[str, str], index: AudioIndex) -> tuple[list[Row], list[str]]:
+    """Each row's audio path: the CSV's path (matched after NFC), or the file ``<id>.<ext>``.
+
+    Paths that match no file are kept as written, so the probe reports them missing.
+    """
+    out, ambiguous = [], []
+    for row in rows:
+        rel = written[row.clip_id]
+        if rel:
+            path = index.by_path.get(nfc(rel), rel)
+        else:
+            candidates = index.by_stem.get(nfc(row.clip_id), [])
+            if not candidates and nfc(row.clip_id) in index.by_path:  # an id written with its suffix
+                candidates = [index.by_path[nfc(row.clip_id)]]
+            if len(candidates) > 1:
+                ambiguous.append(f"{row.clip_id} ({', '.join(candidates[:3])})")
+            path = candidates[0] if candidates else f"{row.clip_id}.*"
+        out.append(replace(row, audio_path=path))
+    warnings = []
+    if ambiguous:
+        warnings.append(f"{len(ambiguous)} id(s) match several files, the first suffix of "
+                        f"{', '.join(AUDIO_SUFFIXES)} was used: {'; '.join(ambiguous[:3])}")
+    return out, warnings
 
 
 def _random_split(ids: Sequence[str], fractions: tuple[float, float, float], seed: int) -> dict[str, str]:
@@ -80,6 +317,23 @@ def _random_split(ids: Sequence[str], fractions: tuple[float, float, float], see
     return assigned
 
 
+def assign_splits(rows: Sequence[Row], fractions: tuple[float, float, float], seed: int) -> list[Row]:
+    """Rows without a split column get a seeded random split."""
+    if all(r.split is not None for r in rows):
+        return list(rows)
+    assigned = _random_split([r.clip_id for r in rows], tuple(fractions), seed)  # type: ignore[arg-type]
+    return [replace(r, split=assigned[r.clip_id]) for r in rows]
+
+
+def _unlisted(index: AudioIndex, rows: Sequence[Row], labels_csv: Path) -> list[str]:
+    listed = {nfc(r.audio_path) for r in rows}
+    extra = [rel for key, rel in index.by_path.items() if key not in listed]
+    if not extra:
+        return []
+    return [f"{len(extra)} audio file(s) in {index.root} are not in {labels_csv.name} and were ignored "
+            f"(e.g. {extra[0]})"]
+
+
 @register_builder("folder")
 def build(
     *,
@@ -91,6 +345,7 @@ def build(
     seed: int = 0,
     threads: int = 4,
     dry_run: bool = False,
+    dataset: str = "folder",
 ) -> BuildReport:
     """Build manifests for a folder of audio and a label CSV (layouts in the module doc).
 
@@ -98,95 +353,41 @@ def build(
         root: the audio folder; manifests' paths are relative to it.
         labels_csv: the CSV of labels.
         manifests_dir: output folder.
-        classes: class names and order; default: from the CSV (tag union, or class columns).
+        classes: class names and order; default: from the CSV (class columns, or tag union).
         fractions: train/valid/test shares for the random split (without a split column).
         seed: random split seed.
         threads: concurrent audio header reads.
         dry_run: check everything, write nothing.
+        dataset: the name the report gives the dataset.
 
     Raises:
-        ManifestError: missing CSV, no audio column, bad label values, duplicate files,
-            unknown split names, or tags not among explicit ``classes``.
+        ManifestError: missing CSV, undecodable CSV, no audio or id column, bad label values,
+            duplicate ids, unknown split names, or tags not among explicit ``classes``.
     """
     started = time.perf_counter()
     root, labels_csv = Path(root), Path(labels_csv)
     if not root.is_dir():
-        raise ManifestError(f"audio folder {str(root)!r} not found; pass --root DIR")
-    header, rows = _read_rows(labels_csv)
-    file_col = next((h for h in header if h.lower() in FILE_COLUMNS), None)
-    if file_col is None:
-        raise ManifestError(f"{labels_csv}: no audio file column; name one of {', '.join(FILE_COLUMNS)} "
-                            f"(header is {header})")
-    split_col = next((h for h in header if h.lower() == "split"), None)
-    tags_col = next((h for h in header if h.lower() == "tags"), None)
-    class_cols = [h for h in header if h not in (file_col, split_col, tags_col) and h]
-
-    records: list[tuple[str, str, tuple[int, ...], tuple[bool, ...], str | None]] = []
-    if tags_col is not None:
-        tag_lists = {n: [t.strip() for t in _TAG_SEPARATORS.split(row.get(tags_col, "")) if t.strip()]
-                     for n, row in rows}
-        names = list(classes) if classes else sorted({t for tags in tag_lists.values() for t in tags})
-        unknown_tags = sorted({t for tags in tag_lists.values() for t in tags} - set(names))
-        if unknown_tags:
-            raise ManifestError(
-                f"{labels_csv}: tag(s) {', '.join(unknown_tags)} are not in the given classes")
-    else:
-        if classes:
-            absent = [c for c in classes if c not in class_cols]
-            if absent:
-                raise ManifestError(f"{labels_csv}: no column for class(es) {', '.join(absent)}")
-        names = list(classes) if classes else class_cols
-    if not names:
-        raise ManifestError(f"{labels_csv}: no classes found (need a 'tags' column or one column per class)")
-
-    seen: dict[str, int] = {}
-    for number, row in rows:
-        rel = row.get(file_col, "")
-        if not rel:
-            raise ManifestError(f"{labels_csv}:{number}: empty {file_col!r}")
-        rel = PurePosixPath(rel.replace("\\", "/")).as_posix()
-        clip_id = str(PurePosixPath(rel).with_suffix(""))
-        if clip_id in seen:
-            raise ManifestError(f"{labels_csv}:{number}: {rel!r} repeats line {seen[clip_id]} "
-                                "(ids are paths without suffix and must be unique)")
-        seen[clip_id] = number
-        if tags_col is not None:
-            present = set(tag_lists[number])
-            labels = tuple(int(n in present) for n in names)
-            known = (True,) * len(names)
-        else:
-            parsed = [_parse_cell(row.get(c, ""), f"{labels_csv}:{number} column {c!r}") for c in names]
-            labels = tuple(p[0] for p in parsed)
-            known = tuple(p[1] for p in parsed)
-        split = None
-        if split_col is not None:
-            value = row.get(split_col, "").lower()
-            if value not in _SPLIT_NAMES:
-                raise ManifestError(
-                    f"{labels_csv}:{number}: split {value!r} is not one of train, valid, test")
-            split = _SPLIT_NAMES[value]
-        records.append((clip_id, rel, labels, known, split))
-
-    if split_col is None:
-        assigned = _random_split([r[0] for r in records], tuple(fractions), seed)  # type: ignore[arg-type]
-        records = [(i, p, lab, kn, assigned[i]) for i, p, lab, kn, _ in records]
-    probes = probe_audio(root, [(r[4] or "train", r[0], r[1]) for r in records], threads=threads)
+        raise ManifestError(f"audio folder {str(root)!r} not found; pass --audio DIR")
+    header, table, warnings = read_table(labels_csv)
+    columns = find_columns(header, labels_csv)
+    names = class_names(columns, table, classes, labels_csv)
+    rows, written, more = parse_rows(table, columns, names, root, labels_csv)
+    index = AudioIndex.scan(root)
+    rows, ambiguous = resolve_paths(rows, written, index)
+    rows = assign_splits(rows, fractions, seed)
+    probes = probe_audio(root, [(r.split or "train", r.clip_id, r.audio_path) for r in rows], threads=threads)
     clips: dict[str, list[Clip]] = {s: [] for s in SPLITS}
-    for (clip_id, rel, labels, known, split), probe in zip(records, probes):
+    for row, probe in zip(rows, probes):
         if not probe.problem:
-            clip = Clip(clip_id, rel, probe.duration, probe.sample_rate, labels, known)
-            clips[split or "train"].append(clip)
+            clips[row.split or "train"].append(
+                Clip(row.clip_id, row.audio_path, probe.duration, probe.sample_rate, row.labels, row.known))
     missing, unreadable = split_probes(probes)
-    listed = {r[1] for r in records}
-    extra = [p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES
-             and p.relative_to(root).as_posix() not in listed]
-    warnings = []
-    if extra:
-        warnings.append(f"{len(extra)} audio file(s) in {root} are not in {labels_csv.name} and were ignored "
-                        f"(e.g. {extra[0].relative_to(root).as_posix()})")
     return write_outputs(
-        dataset="folder", manifests_dir=manifests_dir, audio_root=root, classes=names, split_clips=clips,
-        missing=missing, unreadable=unreadable, warnings=warnings, started=started, dry_run=dry_run,
+        dataset=dataset, manifests_dir=manifests_dir, audio_root=root, classes=names, split_clips=clips,
+        missing=missing, unreadable=unreadable,
+        warnings=warnings + more + ambiguous + _unlisted(index, rows, labels_csv) + length_warnings(probes),
+        started=started, dry_run=dry_run,
         options={"root": str(root), "labels_csv": str(labels_csv), "fractions": list(fractions), "seed": seed,
-                 "split_column": split_col is not None, "layout": "tags" if tags_col else "columns"},
+                 "split_column": columns.split is not None, "id_column": columns.id,
+                 "layout": "+".join(k for k, v in (("tags", columns.tags), ("columns", columns.classes)) if v)},
     )

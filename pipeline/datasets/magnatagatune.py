@@ -25,15 +25,26 @@ at least one top-50 tag (like the paper repository's ``split_magna.py``; not the
 from __future__ import annotations
 
 import csv
+import io
+import logging
 import re
 import time
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from pipeline.datasets.base import BuildReport, probe_audio, register_builder, split_probes, write_outputs
+from pipeline.datasets.base import (
+    BuildReport,
+    probe_audio,
+    read_text,
+    register_builder,
+    split_probes,
+    write_outputs,
+)
 from pipeline.errors import ManifestError
 from pipeline.manifests import SPLITS, Clip
+
+log = logging.getLogger(__name__)
 
 ANNOTATIONS = "annotations_final.csv"
 #: Searched in order when no --split-dir is given (relative paths start at the working directory).
@@ -48,8 +59,10 @@ def read_annotations(path: Path) -> tuple[list[str], list[str], list[str], np.nd
     """``(clip_ids, mp3_paths, tag_names, tags (n, 188) uint8)`` of ``annotations_final.csv``."""
     if not path.is_file():
         raise ManifestError(f"{str(path)!r} not found; --root must be the MagnaTagATune folder")
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle, delimiter="\t"))
+    text, warning = read_text(path)
+    if warning:
+        log.warning(warning)
+    rows = list(csv.reader(io.StringIO(text, newline=""), delimiter="\t"))
     if not rows or "clip_id" not in rows[0] or "mp3_path" not in rows[0]:
         raise ManifestError(f"{path}: header must hold clip_id and mp3_path (tab-separated)")
     header = rows[0]
@@ -84,7 +97,12 @@ def _read_split_file(path: Path) -> list[str]:
             return [str(x) for x in np.load(path, allow_pickle=False).reshape(-1)]
         except ValueError as exc:
             raise ManifestError(f"{path} is not a numpy string array ({exc})") from None
-    text = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix == ".cP":  # a pickle's string opcodes are Latin-1 bytes
+        text = path.read_text(encoding="latin-1")
+    else:
+        text, warning = read_text(path)
+        if warning:
+            log.warning(warning)
     if path.suffix == ".cP":  # protocol-0 pickle of a list of str: read the string opcodes only
         return [m.group(1) for line in text.splitlines() if (m := _PICKLE_STRING.match(line)) and m.group(1)]
     return [line.split(",")[0].strip() for line in text.splitlines() if line.strip()]

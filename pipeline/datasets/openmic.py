@@ -25,6 +25,7 @@ Labels, two rules (``label_rule``):
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from pathlib import Path
@@ -32,9 +33,18 @@ from pathlib import Path
 import numpy as np
 
 import pipeline
-from pipeline.datasets.base import BuildReport, probe_audio, register_builder, split_probes, write_outputs
+from pipeline.datasets.base import (
+    BuildReport,
+    probe_audio,
+    read_text,
+    register_builder,
+    split_probes,
+    write_outputs,
+)
 from pipeline.errors import ConfigError, ManifestError
 from pipeline.manifests import SPLITS, Clip
+
+log = logging.getLogger(__name__)
 
 LABEL_RULES = ("mask", "paper")
 SPLIT_FILES = {"train": "split01_train.csv", "test": "split01_test.csv"}
@@ -50,8 +60,11 @@ def read_partition(path: Path) -> list[str]:
         raise ManifestError(f"OpenMIC partition {str(path)!r} not found; it ships in the dataset archive "
                             "under partitions/ (or pass --split-dir DIR holding split01_train.csv and "
                             "split01_test.csv)")
+    text, warning = read_text(path)
+    if warning:
+        log.warning(warning)
     keys = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         key = line.strip().split(",")[0].strip()
         if not key or (number == 1 and key.lower() == "sample_key"):
             continue

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import StoreError
+from pipeline.interrupts import signals_deferred
 from pipeline.stores.backend import get_backend
 from pipeline.stores.index import (
     PARTS_DIR,
@@ -251,6 +252,13 @@ class PartWriter:
         """
         items = self._buffer
         self.discard()
+        with signals_deferred():  # an interrupt arrives after the commit, never inside it
+            try:
+                return self._commit(items)
+            except OSError as exc:
+                raise _write_error(self.store, items, exc) from exc
+
+    def _commit(self, items: list[_Pending]) -> list[str]:
         if not items:
             return []
         store = self.store
@@ -325,9 +333,14 @@ class PartWriter:
             import json
 
             os.rename(data_tmp, parts_dir / part.file)
-            write_atomic(parts_dir / f"{name}.json", json.dumps(part.to_json()) + "\n")
-            rows.append(part_row(part))
-            write_atomic(self.root / PARTS_FILE, parts_json_text(rows))
+            try:
+                write_atomic(parts_dir / f"{name}.json", json.dumps(part.to_json()) + "\n")
+                rows.append(part_row(part))
+                write_atomic(self.root / PARTS_FILE, parts_json_text(rows))  # the commit point
+            except BaseException:  # not listed: take the part back out at once (disk full, ...)
+                for leftover in (parts_dir / part.file, parts_dir / f"{name}.json"):
+                    _remove(leftover)
+                raise
             _fsync_dir(parts_dir)
             _fsync_dir(self.root)
         log.debug("store %s: committed %s with %d tracks", self.root, name, len(keep))
@@ -346,6 +359,12 @@ class PartWriter:
     def __exit__(self, exc_type, exc, tb) -> None:  # noqa: ANN001
         if exc_type is None:
             self.close()
+        elif issubclass(exc_type, KeyboardInterrupt):  # Ctrl-C or SIGTERM: keep the whole tracks computed
+            count = len(self._buffer)
+            self.close()
+            if count:
+                log.warning("interrupted: committed %d computed track(s) to %s; rerun to do the rest",
+                            count, self.store.path)
         else:
             dropped = self.discard()
             if dropped:
@@ -353,6 +372,16 @@ class PartWriter:
                     "writer of %s: %d uncommitted track(s) discarded after an error", self.store.path, dropped
                 )
             self._closed = True
+
+
+def _write_error(store: StoreLike, items: list[_Pending], exc: OSError) -> StoreError:
+    """One line for a commit that the file system refused (disk full, quota, permissions...)."""
+    what = "no space left on device" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+    return StoreError(
+        f"store {store.path}: {what} while committing a part of {len(items)} track(s) "
+        f"({type(exc).__name__} errno {exc.errno}); the store is unchanged and keeps its committed tracks. "
+        "Free space (or fix the folder) and rerun: extraction resumes with the missing tracks"
+    )
 
 
 def _fsync_dir(path: Path) -> None:
