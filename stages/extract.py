@@ -75,15 +75,17 @@ def _run_chunk(
     store: str,
     audio_store: str | None,
     config: dict[str, Any],
-    on_track: Callable[[TrackOutcome], None] | None = None,
+    on_track: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One task: embed ``clips`` into parts of ``store`` (in a dask worker process or in-process).
 
-    ``on_track`` receives each outcome as it happens (in-process progress).
+    ``on_track`` receives each outcome (as a dict with its notes) as it happens (in-process progress).
     """
-    if on_track is not None:
-        callback = on_track
-        on_track = lambda outcome: callback(_with_notes(asdict(outcome), audio_root))  # noqa: E731
+    def with_notes(outcome: TrackOutcome) -> None:
+        assert on_track is not None
+        on_track(_with_notes(asdict(outcome), audio_root))
+
+    on_outcome = with_notes if on_track is not None else None
     if config["threads"]:
         torch.set_num_threads(config["threads"])
     teacher = cached_teacher(teacher_name, settings, device)
@@ -92,7 +94,7 @@ def _run_chunk(
     with emb_store.writer(part_tracks=config["part_tracks"]) as writer:
         if audio_cache is None:
             outcomes = extract_tracks(
-                teacher, clips, Path(audio_root), writer, batch_seconds=config["batch_seconds"], on_track=on_track
+                teacher, clips, Path(audio_root), writer, batch_seconds=config["batch_seconds"], on_track=on_outcome
             )
         else:
             with audio_cache.writer(part_tracks=config["part_tracks"]) as audio_writer:
@@ -104,7 +106,7 @@ def _run_chunk(
                     audio_writer=audio_writer,
                     audio_sample_rate=audio_cache.spec.sample_rate,
                     batch_seconds=config["batch_seconds"],
-                    on_track=on_track,
+                    on_track=on_outcome,
                 )
     return [_with_notes(asdict(o), audio_root) for o in outcomes]
 
