@@ -147,7 +147,7 @@ def coverage_warnings(stats: Mapping[str, Mapping[str, list[int]]], classes: Seq
     """Warnings for classes with no known positive in a non-empty split."""
     warnings = []
     for split, counts in stats.items():
-        total = sum(np.asarray(counts[k]) for k in ("positives", "negatives", "unknown"))
+        total = np.sum([np.asarray(counts[k]) for k in ("positives", "negatives", "unknown")], axis=0)
         if not total.any():
             if split in SPLITS:
                 warnings.append(f"split {split!r} is empty: probe, distill and evaluate need clips in "

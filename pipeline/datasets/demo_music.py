@@ -120,7 +120,8 @@ def _melody(ctx: Context, rng: np.random.Generator, low: int, high: int, legato:
     idx = int(rng.integers(len(keys)))
     base_vel = int(rng.integers(60, 111))
     lengths = np.array([0.5, 1.0, 1.0, 1.5, 2.0, 0.5])
-    notes, t, rested = [], float(rng.uniform(0, 0.25)) * ctx.beat, False
+    notes: list[Note] = []
+    t, rested = float(rng.uniform(0, 0.25)) * ctx.beat, False
     while t < ctx.seconds:
         dur = float(rng.choice(lengths)) * ctx.beat
         if notes and not rested and rng.random() < 0.1:  # a short rest now and then, never two in a row

@@ -200,9 +200,9 @@ def build(
                 else:
                     split_rows[split].append(row)
     elif random_split:
-        rows = np.flatnonzero(labels.any(axis=1))
-        perm = rows[np.random.default_rng(seed).permutation(len(rows))]
-        n_valid = n_test = int(round(0.15 * len(rows)))
+        labelled = np.flatnonzero(labels.any(axis=1))
+        perm = labelled[np.random.default_rng(seed).permutation(len(labelled))]
+        n_valid = n_test = int(round(0.15 * len(labelled)))
         split_rows = {"valid": sorted(perm[:n_valid].tolist()),
                       "test": sorted(perm[n_valid:n_valid + n_test].tolist()),
                       "train": sorted(perm[n_valid + n_test:].tolist())}
@@ -213,8 +213,8 @@ def build(
             f"no MagnaTagATune split lists found (looked in {', '.join(DEFAULT_SPLIT_DIRS)}); "
             f"pass --split-dir DIR, or --random-split for a seeded random split; {WHERE_SPLITS}")
     seen: dict[int, str] = {}
-    for split, rows in split_rows.items():
-        for row in rows:
+    for split, split_list in split_rows.items():
+        for row in split_list:
             if row in seen and seen[row] != split:
                 raise ManifestError(f"clip {ids[row]} is in both the {seen[row]} and the {split} list")
             seen[row] = split

@@ -88,7 +88,8 @@ def validation_split(
 ) -> tuple[list[str], list[str]]:
     """Split ``train_keys`` into (train, valid) like the EAsT code: one uniform draw per key."""
     draw = random.Random(seed)
-    train, valid = [], []
+    train: list[str] = []
+    valid: list[str] = []
     for key in train_keys:
         (valid if draw.uniform(0, 1) < fraction else train).append(key)
     return train, valid
