@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -296,6 +296,52 @@ def collate(items: Sequence[dict[str, np.ndarray]]) -> dict[str, Any]:
     return batch
 
 
+def prefetch_to_device(
+    batches: Iterable[dict[str, Any]], device: str, transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Yield ``batches`` with their tensors on ``device``, the next batch copied while this one trains.
+
+    On CUDA each batch (from a ``pin_memory`` loader) is copied on a side stream with
+    ``non_blocking=True`` one step ahead, so the copy overlaps the previous step's kernels and
+    no host round trip happens per step; the consuming stream waits on the copy's event only.
+    On CPU batches pass through (``transform`` still applied).
+
+    Args:
+        batches: host batches (dicts of tensors; other values pass through).
+        device: ``cpu`` or ``cuda[:i]``.
+        transform: applied on the host before the copy (e.g. mixup), or None.
+    """
+    import torch
+
+    def host(batch: dict[str, Any]) -> dict[str, Any]:
+        return transform(batch) if transform is not None else batch
+
+    if not str(device).startswith("cuda"):
+        for batch in batches:
+            yield host(batch)
+        return
+    stream = torch.cuda.Stream(device=device)
+
+    def send(batch: dict[str, Any]) -> dict[str, Any]:
+        batch = host(batch)
+        with torch.cuda.stream(stream):
+            moved = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        return moved
+
+    iterator = iter(batches)
+    ahead = next(iterator, None)
+    pending = None if ahead is None else send(ahead)
+    while pending is not None:
+        torch.cuda.current_stream(device).wait_stream(stream)
+        for value in pending.values():  # the caching allocator must not reuse these before use
+            if isinstance(value, torch.Tensor):
+                value.record_stream(torch.cuda.current_stream(device))
+        current = pending
+        ahead = next(iterator, None)
+        pending = None if ahead is None else send(ahead)
+        yield current
+
+
 def mixup(batch: dict[str, Any], alpha: float, generator) -> dict[str, Any]:  # noqa: ANN001
     """Mix each item with a random partner of the batch (audio, teacher frames and labels).
 
@@ -309,8 +355,8 @@ def mixup(batch: dict[str, Any], alpha: float, generator) -> dict[str, Any]:  # 
     n = batch["audio"].shape[0]
     beta = torch.distributions.Beta(torch.tensor(alpha), torch.tensor(alpha))
     lam = beta.sample((n,))
-    lam = torch.maximum(lam, 1 - lam)
-    partner = torch.randperm(n, generator=generator)
+    lam = torch.maximum(lam, 1 - lam).to(batch["audio"].device)  # drawn on the CPU: same numbers anywhere
+    partner = torch.randperm(n, generator=generator).to(batch["audio"].device)
     out = dict(batch)
     out["audio"] = lam[:, None] * batch["audio"] + (1 - lam[:, None]) * batch["audio"][partner]
     labels = batch["labels"] * batch["known"]

@@ -270,7 +270,9 @@ class Trainer:
         batches = iter(run.loader)
         for _ in range(state.step):  # the loader order is fixed by the seed: skip what was trained
             next(batches)
-        for batch in batches:
+        from pipeline.data import prefetch_to_device
+
+        for batch in prefetch_to_device(batches, self.device):  # on CUDA: copied one step ahead
             self._step(run, batch)
             bar.update(1)
             if progress:  # the rate needs no value from the device

@@ -220,3 +220,16 @@ def test_mixup_mixes_audio_teacher_and_labels_with_one_lambda() -> None:
         assert torch.equal(out["known"][i], batch["known"][i] | batch["known"][j])
     assert mixed >= n // 2
     assert mixup(batch, 0.0, torch.Generator()) is batch  # alpha 0 disables
+
+
+def test_prefetch_to_device_yields_every_batch_transformed_in_order() -> None:
+    """On CPU the prefetcher passes batches through, applying the host transform (mixup's slot)."""
+    import torch
+
+    from pipeline.data import prefetch_to_device
+
+    batches = [{"audio": torch.full((2, 3), float(i)), "id": i} for i in range(4)]
+    out = list(prefetch_to_device(iter(batches), "cpu", transform=lambda b: {**b, "audio": b["audio"] + 1}))
+    assert [b["id"] for b in out] == [0, 1, 2, 3]
+    assert all(torch.equal(b["audio"], torch.full((2, 3), i + 1.0)) for i, b in enumerate(out))
+    assert list(prefetch_to_device(iter([]), "cpu")) == []

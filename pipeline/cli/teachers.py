@@ -15,6 +15,8 @@ from pipeline.teachers import TEACHERS, build_teacher
 @click.pass_context
 def teachers(ctx: click.Context, as_json: bool) -> None:
     """List every registered teacher with its params.yaml settings, geometry and weights status."""
+    from pipeline.teachers.base import MEASURED_BF16_ERROR  # torch-free, like the rest of this command
+
     params = load_params_from(ctx)
     rows: list[dict[str, Any]] = []
     for name in TEACHERS.names():
@@ -29,6 +31,8 @@ def teachers(ctx: click.Context, as_json: bool) -> None:
             "hop_seconds": teacher.hop_seconds,
             "window_seconds": teacher.window_seconds,
             "clip_level": teacher.grid is None,
+            "precision": teacher.precision,
+            "bf16_rel_error": MEASURED_BF16_ERROR.get(name),
             "settings": settings,
             "hint": "" if available else teacher.weights_hint,
         })
@@ -41,6 +45,9 @@ def teachers(ctx: click.Context, as_json: bool) -> None:
         present = row["weights"] == "present"
         mark = click.style("present", fg="green") if present else click.style("missing", fg="yellow")
         click.echo(f"{row['name']:<8} {row['dim']:>5}-d @ {row['sample_rate']} Hz, {geometry}; weights {mark}")
+        if row["bf16_rel_error"] is not None:
+            click.echo(f"         precision {row['precision']} (bfloat16/float16 opt-in: relative error "
+                       f"<= {row['bf16_rel_error']:g} vs float32, tests/test_teacher_precision.py)")
         listed = ", ".join(f"{k}={v}" for k, v in row["settings"].items())
         if listed:
             click.echo(f"         settings: {listed}")

@@ -10,6 +10,7 @@ import abc
 import importlib
 import os
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -65,6 +66,39 @@ class PartBackend(abc.ABC):
     def chunk_rows(self, layout: StoreLayout, n_frames: int) -> int:
         """Rows per chunk of a part of ``n_frames`` rows (the unit of reading)."""
         return max(1, min(layout.chunk_frames, n_frames))
+
+    def write_part_pieces(
+        self, path: Path, pieces: Iterable[np.ndarray], n_frames: int, dim: int, dtype: np.dtype, layout: StoreLayout
+    ) -> None:
+        """Write a part given as consecutive row blocks (N = ``n_frames`` rows in all).
+
+        Backends that can write a part region by region override this so that a part
+        holding a long track never sits in memory whole; this default concatenates.
+        """
+        frames = np.concatenate(list(pieces), axis=0) if n_frames else np.zeros((0, dim), dtype=dtype)
+        self.write_part(path, frames, layout)
+
+
+#: Bytes per region (and per zarr shard file) when a part is written piece by piece: bounds the
+#: writer's memory; a one-hour 16 kHz audio-cache track becomes about 30 shard files.
+STREAM_BYTES = 4 << 20
+
+
+def regroup(pieces: Iterable[np.ndarray], rows: int) -> Iterator[np.ndarray]:
+    """Re-cut consecutive (n_i, dim) blocks into blocks of exactly ``rows`` rows (the last may be shorter)."""
+    held: list[np.ndarray] = []
+    count = 0
+    for piece in pieces:
+        while len(piece):
+            take = min(rows - count, len(piece))
+            held.append(piece[:take])
+            count += take
+            piece = piece[take:]
+            if count == rows:
+                yield held[0] if len(held) == 1 else np.concatenate(held, axis=0)
+                held, count = [], 0
+    if count:
+        yield held[0] if len(held) == 1 else np.concatenate(held, axis=0)
 
 
 _instances: dict[str, PartBackend] = {}

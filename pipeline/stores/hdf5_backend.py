@@ -8,11 +8,12 @@ drops its handles when it finds itself in a new process).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
 from pipeline.errors import StoreError
-from pipeline.stores.backend import PartBackend, PartReader, fsync_tree
+from pipeline.stores.backend import STREAM_BYTES, PartBackend, PartReader, fsync_tree, regroup
 from pipeline.stores.location import Location
 from pipeline.stores.spec import StoreLayout
 
@@ -60,6 +61,29 @@ class HDF5Backend(PartBackend):
             handle.create_dataset(
                 DATASET, data=frames, chunks=(self.chunk_rows(layout, n), dim), fletcher32=True, **options
             )
+        fsync_tree(path)
+
+    def write_part_pieces(
+        self, path: Path, pieces: Iterable[np.ndarray], n_frames: int, dim: int, dtype: np.dtype, layout: StoreLayout
+    ) -> None:
+        """Write the part region by region (whole chunks at a time), never holding it whole."""
+        import h5py
+
+        chunk = self.chunk_rows(layout, n_frames)
+        options = {}
+        if layout.compression != "none":
+            options = {"compression": "gzip", "compression_opts": GZIP_LEVEL}
+        rows = chunk * max(1, STREAM_BYTES // (chunk * dim * np.dtype(dtype).itemsize))
+        with h5py.File(path, "w") as handle:
+            data = handle.create_dataset(
+                DATASET, shape=(n_frames, dim), dtype=dtype, chunks=(chunk, dim), fletcher32=True, **options
+            )
+            at = 0
+            for block in regroup(pieces, rows):
+                data[at : at + len(block)] = block
+                at += len(block)
+        if at != n_frames:
+            raise StoreError(f"part {path}: got {at} rows, expected {n_frames}")
         fsync_tree(path)
 
     def open_part(self, location: Location, rel: str, layout: StoreLayout) -> PartReader:

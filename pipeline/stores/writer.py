@@ -23,6 +23,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Iterator
 
 import numpy as np
 
@@ -128,10 +129,116 @@ def _lock_is_free(path: Path) -> bool:
     return True
 
 
+#: A track buffer keeps up to this many bytes in memory, then moves its rows to a file in ``tmp/``.
+SPOOL_BYTES = 1 << 20
+#: Rows read back from a spool file at a time are about this many bytes.
+_READ_BYTES = 1 << 20
+
+
+class TrackBuffer:
+    """The rows of one track, appended block by block (see :meth:`PartWriter.open_track`).
+
+    Rows are validated and cast to the store dtype as they come and checksummed
+    incrementally. Up to :data:`SPOOL_BYTES` stay in memory; beyond that they go to
+    ``<store>/tmp/<token>.spool`` (guarded by ``<token>.lock`` like a part being written),
+    so a track of any length costs bounded memory. The part is later written from the
+    spool region by region.
+    """
+
+    def __init__(self, writer: "PartWriter", track_id: str) -> None:
+        import hashlib
+
+        self.writer = writer
+        self.track_id = track_id
+        self.n_rows = 0
+        self._digest = hashlib.sha256()
+        self._memory: list[np.ndarray] = []
+        self._memory_bytes = 0
+        self._spool: Path | None = None
+        self._spool_handle: IO[bytes] | None = None
+        self._lock_fd: int | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held in memory (not counting what was spooled to disk)."""
+        return self._memory_bytes
+
+    @property
+    def checksum(self) -> str:
+        """sha256 of the rows appended so far, as :func:`frames_checksum` of their concatenation."""
+        return self._digest.hexdigest()
+
+    def append(self, rows: np.ndarray) -> None:
+        """Append (n, dim) rows (audio stores: (n,) or (n, 1) int16); ``n`` may be 0.
+
+        Raises:
+            StoreError: as :meth:`PartWriter.add` (shape, dtype, range, non-finite values).
+        """
+        if len(rows) == 0:
+            return
+        data = self.writer._prepare(self.track_id, rows)
+        self._digest.update(data.tobytes())
+        self.n_rows += len(data)
+        if self._spool_handle is not None:
+            self._spool_handle.write(data.tobytes())
+            return
+        self._memory.append(data)
+        self._memory_bytes += data.nbytes
+        if self._memory_bytes > SPOOL_BYTES:
+            self._start_spool()
+
+    def _start_spool(self) -> None:
+        tmp = self.writer.root / TMP_DIR
+        tmp.mkdir(exist_ok=True)
+        token = _token()
+        lock_path = tmp / f"{token}.lock"
+        with store_lock(self.writer.root):  # clean_tmp must never see the spool without a held lock
+            self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._spool = tmp / f"{token}.spool"
+        self._spool_handle = open(self._spool, "wb")
+        for data in self._memory:
+            self._spool_handle.write(data.tobytes())
+        self._memory, self._memory_bytes = [], 0
+
+    def pieces(self) -> Iterator[np.ndarray]:
+        """The rows in order, as blocks of bounded size."""
+        if self._spool_handle is None:
+            yield from self._memory
+            return
+        self._spool_handle.flush()
+        dtype = np.dtype(self.writer.store.spec.dtype).newbyteorder("<")
+        dim = self.writer.store.spec.dim
+        rows = max(1, _READ_BYTES // (dim * dtype.itemsize))
+        with open(self._spool, "rb") as handle:  # type: ignore[arg-type]
+            for _ in range(0, self.n_rows, rows):
+                block = np.fromfile(handle, dtype=dtype, count=rows * dim)
+                yield block.reshape(-1, dim)
+
+    def close(self) -> None:
+        """Drop the rows and remove the spool file (idempotent)."""
+        self._memory, self._memory_bytes = [], 0
+        if self._spool_handle is not None:
+            self._spool_handle.close()
+            self._spool_handle = None
+            _remove(self._spool)  # type: ignore[arg-type]
+        if self._lock_fd is not None:
+            lock = self._spool.with_suffix(".lock")  # type: ignore[union-attr]
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            try:
+                lock.unlink()
+            except FileNotFoundError:
+                pass
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+
 @dataclass
 class _Pending:
     track_id: str
-    frames: np.ndarray
+    frames: np.ndarray | TrackBuffer
     audio_sha256: str
     duration: float
     checksum: str
@@ -199,6 +306,35 @@ class PartWriter:
         if len(self._buffer) >= self.part_tracks or self._bytes >= self.part_bytes:
             self.commit()
 
+    def open_track(self, track_id: str) -> TrackBuffer:
+        """A buffer to append one track's rows block by block; hand it to :meth:`add_buffer` when whole.
+
+        Memory stays bounded whatever the track's length (long rows go to a spool file).
+        Call ``buffer.close()`` to drop a track that will not be added.
+        """
+        return TrackBuffer(self, str(track_id))
+
+    def add_buffer(self, buffer: TrackBuffer, *, audio_sha256: str, duration: float) -> None:
+        """Add the track built in ``buffer`` (as :meth:`add`); the writer owns and closes the buffer.
+
+        Raises:
+            StoreError: the buffer holds no rows, or the writer is closed.
+        """
+        if self._closed:
+            buffer.close()
+            raise StoreError(f"this writer of {self.store.path} is closed; open a new one with store.writer()")
+        if buffer.n_rows == 0:
+            buffer.close()
+            raise StoreError(f"track {buffer.track_id!r} has no frames; a stored track needs at least one frame")
+        if buffer.track_id in self._ids:
+            buffer.close()
+            return
+        self._buffer.append(_Pending(buffer.track_id, buffer, str(audio_sha256), float(duration), buffer.checksum))
+        self._ids.add(buffer.track_id)
+        self._bytes += max(buffer.nbytes, 1) if buffer._spool is None else self.part_bytes  # spooled: commit now
+        if len(self._buffer) >= self.part_tracks or self._bytes >= self.part_bytes:
+            self.commit()
+
     def _prepare(self, track_id: str, frames: np.ndarray) -> np.ndarray:
         spec = self.store.spec
         arr = np.asarray(frames)
@@ -240,6 +376,9 @@ class PartWriter:
     def discard(self) -> int:
         """Drop the buffered tracks; returns how many were dropped."""
         count = len(self._buffer)
+        for item in self._buffer:
+            if isinstance(item.frames, TrackBuffer):
+                item.frames.close()
         self._buffer, self._ids, self._bytes = [], set(), 0
         return count
 
@@ -251,12 +390,16 @@ class PartWriter:
         copy wins), so the store lists every track once.
         """
         items = self._buffer
-        self.discard()
+        self._buffer, self._ids, self._bytes = [], set(), 0  # track buffers stay open until written
         with signals_deferred():  # an interrupt arrives after the commit, never inside it
             try:
                 return self._commit(items)
             except OSError as exc:
                 raise _write_error(self.store, items, exc) from exc
+            finally:
+                for item in items:
+                    if isinstance(item.frames, TrackBuffer):
+                        item.frames.close()
 
     def _commit(self, items: list[_Pending]) -> list[str]:
         if not items:
@@ -278,10 +421,15 @@ class PartWriter:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
         try:
             offsets = np.cumsum([0] + [len(t.frames) for t in fresh])
-            frames = np.concatenate([t.frames for t in fresh], axis=0)
-            backend.write_part(data_tmp, frames, store.layout)
-            n_frames = int(frames.shape[0])
-            del frames
+            n_frames = int(offsets[-1])
+            if all(isinstance(t.frames, np.ndarray) for t in fresh):
+                frames = np.concatenate([t.frames for t in fresh], axis=0)  # type: ignore[misc]
+                backend.write_part(data_tmp, frames, store.layout)
+                del frames
+            else:
+                spec = store.spec
+                dtype = np.dtype(spec.dtype).newbyteorder("<")
+                backend.write_part_pieces(data_tmp, _pieces(fresh), n_frames, spec.dim, dtype, store.layout)
             done = self._publish(fresh, offsets, n_frames, data_tmp, backend.suffix, backend.name)
         finally:
             if data_tmp.exists():
@@ -372,6 +520,14 @@ class PartWriter:
                     "writer of %s: %d uncommitted track(s) discarded after an error", self.store.path, dropped
                 )
             self._closed = True
+
+
+def _pieces(items: list[_Pending]) -> Iterator[np.ndarray]:
+    for item in items:
+        if isinstance(item.frames, TrackBuffer):
+            yield from item.frames.pieces()
+        else:
+            yield item.frames
 
 
 def _write_error(store: StoreLike, items: list[_Pending], exc: OSError) -> StoreError:

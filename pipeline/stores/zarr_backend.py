@@ -9,11 +9,12 @@ crc32c, so a corrupted chunk raises instead of returning wrong frames.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
 from pipeline.errors import StoreError
-from pipeline.stores.backend import PartBackend, PartReader, fsync_tree
+from pipeline.stores.backend import STREAM_BYTES, PartBackend, PartReader, fsync_tree, regroup
 from pipeline.stores.location import Location
 from pipeline.stores.spec import StoreLayout
 
@@ -68,6 +69,38 @@ class ZarrBackend(PartBackend):
             config={"write_empty_chunks": True},
         )
         array[:] = frames
+        fsync_tree(path)
+
+    def write_part_pieces(
+        self, path: Path, pieces: Iterable[np.ndarray], n_frames: int, dim: int, dtype: np.dtype, layout: StoreLayout
+    ) -> None:
+        """Write the part shard by shard (shards of about :data:`STREAM_BYTES`), never holding it whole.
+
+        Such a part has one shard file per ~8 MiB instead of one; readers see the same array.
+        """
+        import zarr
+        from zarr.storage import LocalStore
+
+        chunk = self.chunk_rows(layout, n_frames)
+        shard = chunk * max(1, STREAM_BYTES // (chunk * dim * np.dtype(dtype).itemsize))
+        array = zarr.create_array(
+            store=LocalStore(str(path)),
+            shape=(n_frames, dim),
+            dtype=dtype,
+            chunks=(chunk, dim),
+            shards=(min(shard, -(-n_frames // chunk) * chunk), dim),
+            compressors=_codecs(layout),
+            fill_value=0,
+            zarr_format=3,
+            dimension_names=("frame", "dim"),
+            config={"write_empty_chunks": True},
+        )
+        at = 0
+        for block in regroup(pieces, shard):
+            array[at : at + len(block)] = block
+            at += len(block)
+        if at != n_frames:
+            raise StoreError(f"part {path}: got {at} rows, expected {n_frames}")
         fsync_tree(path)
 
     def open_part(self, location: Location, rel: str, layout: StoreLayout) -> PartReader:

@@ -22,8 +22,29 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pipeline.errors import TeacherError
+from pipeline.errors import ConfigError, TeacherError
 from pipeline.registry import Registry
+
+
+#: The values of ``teachers.<name>.precision``.
+PRECISIONS = ("float32", "tf32", "bfloat16", "float16")
+#: Relative error (max |x - x_fp32| / max |x_fp32|) of each teacher's frames in bfloat16, measured on
+#: CPU by tests/test_teacher_precision.py on 4 s of a tone plus noise (2026-11-29: musicnn 0.0042,
+#: openl3 0.0073, vggish 0.0118 = 3 steps of its 8-bit output, PaSST and CNN14 0.006 and 0.003 on
+#: shrunken random networks). These are the bounds that test asserts; benchmarks/gpu_check.py
+#: measures the full-size networks on a GPU in bfloat16 and float16.
+MEASURED_BF16_ERROR = {"musicnn": 0.01, "openl3": 0.02, "vggish": 0.02, "passt": 0.02, "panns": 0.02}
+
+
+def check_precision(teacher: str, value: str) -> str:
+    """Validate ``teachers.<teacher>.precision``.
+
+    Raises:
+        ConfigError: not one of :data:`PRECISIONS`.
+    """
+    if value not in PRECISIONS:
+        raise ConfigError(f"teachers.{teacher}.precision {value!r} is not one of {', '.join(PRECISIONS)}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -105,6 +126,14 @@ class Teacher(abc.ABC):
         self.config = config if config is not None else self.config_type()
         self.device = "cpu"
         self._weights_sha256: str | None = None
+        check_precision(self.name, self.precision)
+
+    @property
+    def precision(self) -> str:
+        """Numeric precision of the forward pass (``teachers.<name>.precision``; float32 by default)."""
+        if isinstance(self.config, dict):
+            return str(self.config.get("precision", "float32"))
+        return str(getattr(self.config, "precision", "float32"))
 
     # ---- geometry -------------------------------------------------------------------
     @property
@@ -255,6 +284,8 @@ class Teacher(abc.ABC):
 
         config = to_mapping(self.config)
         config.pop("weights", None)  # a path is not provenance; the sha256 is
+        if config.get("precision") == "float32":
+            config.pop("precision")  # the default: stores made before the setting existed stay valid
         return {
             "name": self.name,
             "config": config,

@@ -390,6 +390,23 @@ class MusicnnNet(nn.Module):
         """
         return self.forward_runs(list(logmel.unbind(0)), logmel.shape[1], logmel.shape[1], layer)
 
+    def forward_patches(self, logmel: Tensor, layer: str) -> Tensor:
+        """:meth:`forward` as a few batched kernels (the GPU shape): every conv runs on the whole
+        (n, 1, T, 96) batch at once; nothing is shared between overlapping patches.
+
+        Args:
+            logmel: (n, T, 96) float32 log-mel patches.
+            layer: as in :meth:`forward`.
+
+        Returns:
+            As :meth:`forward`.
+        """
+        x = self.input_bn(logmel).unsqueeze(1)  # (n, 1, T, 96); the input BN is one scalar affine
+        blocks = cast("list[ReducedBlock]", [*self.timbral, *self.temporal])
+        maps = [block.finish(block.conv(x).amax(dim=3)) for block in blocks]
+        timbral, temporal = torch.cat(maps[: len(self.timbral)], 1), torch.cat(maps[len(self.timbral) :], 1)
+        return self._back(timbral, temporal, layer)
+
     def forward_runs(self, runs: list[Tensor], patch: int, hop: int, layer: str) -> Tensor:
         """Compute one layer for the patches of runs (see :meth:`timbral_runs`).
 
@@ -403,6 +420,10 @@ class MusicnnNet(nn.Module):
             As :meth:`forward`, for all patches of all runs in order.
         """
         timbral, temporal = self.frontend_runs(runs, patch, hop)
+        return self._back(timbral, temporal, layer)
+
+    def _back(self, timbral: Tensor, temporal: Tensor, layer: str) -> Tensor:
+        """Front-end maps (n, 408, T), (n, 153, T) -> the requested layer (mid end, pooling, dense)."""
         if layer == "timbral":
             return timbral.transpose(1, 2)
         if layer == "temporal":
@@ -493,6 +514,10 @@ class VggNet(nn.Module):
     def forward_runs(self, runs: list[Tensor], patch: int, hop: int, layer: str) -> Tensor:
         """Like :meth:`MusicnnNet.forward_runs` (the VGG shares nothing between patches)."""
         return self(torch.cat([run.unfold(0, patch, hop).transpose(1, 2) for run in runs]), layer)
+
+    def forward_patches(self, logmel: Tensor, layer: str) -> Tensor:
+        """Like :meth:`MusicnnNet.forward_patches`: :meth:`forward` (already batched off the CPU)."""
+        return self(logmel, layer)
 
     def forward(self, logmel: Tensor, layer: str) -> Tensor:
         """(n, 187, 96) log-mel -> (n, dim) for ``layer`` in :data:`VGG_PATCH_LAYERS`."""

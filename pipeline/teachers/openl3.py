@@ -72,6 +72,7 @@ class OpenL3Config:
     pad_mode: str = "constant"
     backend: str = "auto"
     weights: str | None = None
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         _choice(self.content_type, CONTENT_TYPES, "content_type")
@@ -160,6 +161,9 @@ class OpenL3Teacher(Teacher):
         path = self._check_files()
         self._backend = self.resolved_backend()
         if self._backend == "openl3":
+            if self.precision != "float32":
+                raise ConfigError(f"teachers.openl3.precision {self.precision!r} needs backend: torch "
+                                  "(the openl3 TensorFlow package runs in float32 only)")
             self._model = _load_keras(path, self.config)
             return
         from pipeline.teachers.openl3_net import OpenL3Model
@@ -190,7 +194,7 @@ class OpenL3Teacher(Teacher):
         from pipeline.teachers.precision import forward_in_chunks
 
         return forward_in_chunks(self._model, windows, device=self.device, rows=CHUNK_WINDOWS,
-                                 dim=self.embedding_dim, exact=True)
+                                 dim=self.embedding_dim, precision=self.precision)
 
     def describe(self) -> dict[str, Any]:
         """Provenance; ``backend: auto`` is replaced by the backend that actually runs.

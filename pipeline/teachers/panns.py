@@ -61,6 +61,7 @@ class PannsConfig:
     window_seconds: float = 2.0
     hop_seconds: float = 1.0
     max_clip_seconds: float = 60.0
+    precision: str = "float32"
 
 
 @register_teacher
@@ -181,4 +182,5 @@ class PannsTeacher(Teacher):
         from pipeline.teachers.precision import forward_in_chunks
 
         rows = max(1, int(self.pass_seconds * SAMPLE_RATE) // windows.shape[1])
-        return forward_in_chunks(self._net.embed, windows, device=self.device, rows=rows, dim=self.embedding_dim)
+        return forward_in_chunks(self._net.embed, windows, device=self.device, rows=rows, dim=self.embedding_dim,
+                                 precision=self.precision)

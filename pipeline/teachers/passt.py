@@ -56,6 +56,7 @@ class PasstConfig:
     weights: str | None = None
     window_seconds: float = 0.96
     hop_seconds: float = 0.96
+    precision: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -156,4 +157,5 @@ class PasstTeacher(Teacher):
         from pipeline.teachers.precision import forward_in_chunks
 
         return forward_in_chunks(lambda batch: self._net.embed(self._mel(batch)), windows, device=self.device,
-                                 rows=self.batch_windows, dim=self.embedding_dim)
+                                 rows=self.batch_windows, dim=self.embedding_dim,
+                                 precision=self.precision)

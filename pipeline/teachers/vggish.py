@@ -56,6 +56,7 @@ class VGGishConfig:
     postprocess: bool = True
     weights: str | None = None
     pca_weights: str | None = None
+    precision: str = "float32"
 
 
 def _pick(folder: Path, names: tuple[str, ...]) -> Path:
@@ -157,7 +158,7 @@ class VGGishTeacher(Teacher):
         from pipeline.teachers.precision import forward_in_chunks
 
         return forward_in_chunks(self._model, windows, device=self.device, rows=CHUNK_WINDOWS,
-                                 dim=EMBEDDING_SIZE, exact=True)
+                                 dim=EMBEDDING_SIZE, precision=self.precision)
 
     def describe(self) -> dict[str, Any]:
         """Provenance, plus the loader normalisation the paper applies to post-processed frames."""
