@@ -77,7 +77,7 @@ class Sizes:
     def __init__(self, smoke: bool) -> None:
         self.smoke = smoke
         self.forward_seconds = 0.0 if smoke else 5.0
-        self.e2e_seconds = 1.0 if smoke else 10.0
+        self.e2e_seconds = 1.0 if smoke else 6.0
         self.e2e_files = 2 if smoke else 12
         self.e2e_file_seconds = 4.0 if smoke else E2E_FILE_SECONDS
         self.cpu_windows = 1 if smoke else 4
@@ -238,7 +238,7 @@ def end_to_end(name: str, settings: dict, device: str, sizes: Sizes, files: list
 
     audio_seconds = forward_rate * audio_per_unit * sizes.e2e_seconds
     seconds = sizes.e2e_file_seconds
-    entries = int(min(4000, max(len(files), math.ceil(audio_seconds / seconds))))
+    entries = int(min(1500, max(len(files), math.ceil(audio_seconds / seconds))))  # <= 12.5 h of audio
     clips = [Clip(f"t{i:05d}", files[i % len(files)].name, seconds, 22050, (0,), (True,)) for i in range(entries)]
     manifests = work / f"manifests-{name}"
     write_manifest(manifests / "train.jsonl", clips)
@@ -294,8 +294,8 @@ def make_stores(root: Path, n_clips: int, seconds: float, sr: int) -> tuple[Path
     return root / "teacher", clips
 
 
-def training_row(device: str, sizes: Sizes, batch_size: int, amp: bool) -> dict:
-    """CP-ResNet EAsT-Final training fed by the real loader; clips/s of the 2nd epoch."""
+def training_row(device: str, sizes: Sizes, batch_size: int, amp: bool, store: Path, clips: list) -> dict:
+    """CP-ResNet EAsT-Final training fed by the real loader from ``store``; clips/s of the 2nd epoch."""
     from pipeline.config import DistillConfig
     from pipeline.data import AudioSource, ClipDataset
     from pipeline.losses import EAsTObjective
@@ -305,8 +305,7 @@ def training_row(device: str, sizes: Sizes, batch_size: int, amp: bool) -> dict:
     sr, seconds = 32000, (1.0 if sizes.smoke else 10.0)
     workers = 2 if sizes.smoke else min(12, max(1, (os.cpu_count() or 2) - 2))
     with tempfile.TemporaryDirectory() as tmp:
-        store, clips = make_stores(Path(tmp), sizes.train_clips, seconds, sr)
-        audio = AudioSource(tmp, sr, store / "audio")
+        audio = AudioSource(str(store.parent), sr, store / "audio")
         train = ClipDataset(clips, audio, clip_seconds=seconds, teacher_store=store, random_crop=True)
         valid = ClipDataset(clips[: min(64, len(clips))], audio, clip_seconds=seconds, teacher_store=store)
         cfg = DistillConfig(student="cp_resnet", variant="east-final", lam=0.3, epochs=2, batch_size=batch_size,
@@ -365,12 +364,12 @@ def prepare(folder: Path, sizes: Sizes) -> None:
     from pipeline.teachers import build_teacher
 
     render_files(folder / "audio", sizes.e2e_files, sizes.e2e_file_seconds)
-    prefix = build_teacher("musicnn", {}).checkpoint_prefix()
     target = folder / "MTT_musicnn"
     target.mkdir(parents=True, exist_ok=True)
-    for path in Path(prefix).parent.iterdir():
-        if path.is_file() and path.suffix != ".py":  # the checkpoint files only
-            shutil.copy2(path, target / path.name)
+    for path in build_teacher("musicnn", {}).weight_files():  # the checkpoint's .index and .data files
+        shutil.copy2(path, target / path.name)
+    copy = build_teacher("musicnn", {"weights": str(target)})
+    assert copy.weights_sha256 == build_teacher("musicnn", {}).weights_sha256, "musicnn weights copy differs"
     print(f"prepared {folder}: {sizes.e2e_files} files, musicnn weights")
 
 
@@ -406,8 +405,10 @@ def run_all(args: argparse.Namespace) -> dict:
             results["teachers"].append(row)
             report_teacher(row)
     if not args.no_training:
-        results["training"] = [training_row(device, sizes, 8 if args.smoke else 16, False),
-                               training_row(device, sizes, 8 if args.smoke else 64, True)]
+        with tempfile.TemporaryDirectory() as tmp:  # one store (int16 audio + 768-d frames) for both runs
+            store, clips = make_stores(Path(tmp), sizes.train_clips, 1.0 if args.smoke else 10.0, 32000)
+            results["training"] = [training_row(device, sizes, 8 if args.smoke else 16, False, store, clips),
+                                   training_row(device, sizes, 8 if args.smoke else 64, True, store, clips)]
         results["step"] = [step_ratio(device, sizes, 8 if args.smoke else 16, False),
                            step_ratio(device, sizes, 8 if args.smoke else 16, True)]
         report_training(results)
@@ -452,7 +453,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/gpu_check.json"))
     args = parser.parse_args()
     if args.prepare:
-        prepare(Path(args.prepare), Sizes(False))
+        prepare(Path(args.prepare), Sizes(args.smoke))
         return
     start = time.perf_counter()
     results = run_all(args)

@@ -144,6 +144,10 @@ def _datasets(params: Params, train_clips: list[Clip], valid_clips: list[Clip], 
     common: dict[str, Any] = {"audio": audio, "teacher_store": teacher_store, "teacher_norm": norm, "seed": cfg.seed}
     train_set = ClipDataset(train_clips, clip_seconds=clip_seconds, random_crop=True, **common)
     valid_set = ClipDataset(valid_clips, clip_seconds=clip_seconds, random_crop=False, **common)
+    # Clips of different lengths: the validation loss pairs valid items with the training items'
+    # teacher times, so both serve the frames that every clip of either split has.
+    shared = min(train_set.n_teacher_frames, valid_set.n_teacher_frames)
+    train_set.n_teacher_frames = valid_set.n_teacher_frames = shared
     return train_set, valid_set
 
 

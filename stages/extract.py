@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -75,17 +75,17 @@ def _run_chunk(
     store: str,
     audio_store: str | None,
     config: dict[str, Any],
-    on_track: Callable[[dict[str, Any]], None] | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One task: embed ``clips`` into parts of ``store`` (in a dask worker process or in-process).
 
-    ``on_track`` receives each outcome (as a dict with its notes) as it happens (in-process progress).
+    ``on_record`` receives each outcome (as a dict, with the decoder's notes on its file) as it
+    happens (in-process progress).
     """
-    def with_notes(outcome: TrackOutcome) -> None:
-        assert on_track is not None
-        on_track(_with_notes(asdict(outcome), audio_root))
-
-    on_outcome = with_notes if on_track is not None else None
+    on_track: Callable[[TrackOutcome], None] | None = None
+    if on_record is not None:
+        callback = on_record
+        on_track = lambda outcome: callback(_with_notes(asdict(outcome), audio_root))  # noqa: E731
     if config["threads"]:
         torch.set_num_threads(config["threads"])
     teacher = cached_teacher(teacher_name, settings, device)
@@ -94,7 +94,7 @@ def _run_chunk(
     with emb_store.writer(part_tracks=config["part_tracks"]) as writer:
         if audio_cache is None:
             outcomes = extract_tracks(
-                teacher, clips, Path(audio_root), writer, batch_seconds=config["batch_seconds"], on_track=on_outcome
+                teacher, clips, Path(audio_root), writer, batch_seconds=config["batch_seconds"], on_track=on_track
             )
         else:
             with audio_cache.writer(part_tracks=config["part_tracks"]) as audio_writer:
@@ -106,7 +106,7 @@ def _run_chunk(
                     audio_writer=audio_writer,
                     audio_sample_rate=audio_cache.spec.sample_rate,
                     batch_seconds=config["batch_seconds"],
-                    on_track=on_outcome,
+                    on_track=on_track,
                 )
     return [_with_notes(asdict(o), audio_root) for o in outcomes]
 
@@ -199,7 +199,7 @@ def _embed(todo: list[Clip], tally: _Tally, cfg: ExtractConfig, *, teacher: str,
     for chunk in _chunks(todo, math.ceil(len(todo) / cfg.part_tracks)):
         _run_chunk(
             teacher, settings, device, chunk, str(root), str(path), audio, chunk_config,
-            on_track=tally.record,
+            on_record=tally.record,
         )
 
 
@@ -245,9 +245,7 @@ class _Tally:
         self.report.wall_seconds = time.perf_counter() - self.start
 
 
-def _map_on_dask(cfg: ExtractConfig, teacher: str, settings: dict[str, Any], device: str, chunks: list[list[Clip]],
-                 root: Path, path: Path, audio_path: Path | None,
-                 config: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+def _map_on_dask(cfg, teacher, settings, device, chunks, root, path, audio_path, config):  # noqa: ANN001, ANN201
     """Run chunks on a local cluster (``workers`` processes) or on ``scheduler``; yield outcome lists."""
     from dask.distributed import Client, LocalCluster, as_completed  # dask only when workers are asked for
     from distributed.scheduler import KilledWorker

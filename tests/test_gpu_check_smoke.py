@@ -17,6 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_gpu_check_smoke_writes_every_row(tmp_path: Path) -> None:
     out = tmp_path / "gpu_check.json"
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    prepared = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--smoke",
+                               "--prepare", str(tmp_path / "assets")], env=env, capture_output=True, text=True,
+                              timeout=300)  # the musicnn checkpoint copy the device run loads
+    assert prepared.returncode == 0, prepared.stderr[-3000:]
+    assert (tmp_path / "assets" / "MTT_musicnn" / ".index").is_file()
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--smoke",
                              "--assets", str(tmp_path / "assets"), "--out", str(out)],
                             env=env, capture_output=True, text=True, timeout=900)

@@ -110,3 +110,41 @@ def test_stage_run_fills_defaults_from_params(tmp_path: Path, params_file) -> No
     report = prepare_run(params, builder="demo", dry_run=True, workers=None)
     assert report.options["seed"] == 9 and report.manifests_dir == str(tmp_path / "m")
     assert report.audio_root == str(tmp_path / "a")
+
+
+def test_bare_prepare_builds_the_dataset_params_names(tmp_path: Path, params_file) -> None:
+    import numpy as np
+
+    from pipeline.audio import write_audio
+
+    for i in range(4):
+        write_audio(tmp_path / "mine" / "sub" / f"k{i}.flac", np.full(800, 0.1, np.float32), 8000)
+    (tmp_path / "mine" / "labels.csv").write_text(
+        "id,split,tags\nk0,train,a\nk1,train,b\nk2,valid,a\nk3,test,b\n")
+    data = {"dataset": "folder", "audio_root": str(tmp_path / "mine"), "labels": str(tmp_path / "mine" / "labels.csv"),
+            "manifests": str(tmp_path / "m"), "render": []}
+    result = _invoke("--params", str(params_file(data=data)), "prepare")
+    assert result.exit_code == 0, result.output
+    assert "folder: wrote 4 clips (train 2, valid 1, test 1), 2 classes" in result.output
+    assert "set in params.yaml" not in result.output
+    result = CliRunner().invoke(cli, ["--params", str(params_file(data={**data, "labels": ""})), "prepare"])
+    assert result.exit_code == 1 and "data.labels is empty" in result.output
+    demo = {"dataset": "demo", "audio_root": str(tmp_path / "nothing"), "manifests": str(tmp_path / "d"),
+            "labels": str(tmp_path / "nothing" / "labels.csv")}
+    result = CliRunner().invoke(cli, ["--params", str(params_file(data=demo)), "prepare"])
+    assert result.exit_code == 1 and "run `pipeline prepare demo`" in result.output
+
+
+def test_demo_audio_only_then_bare_prepare_gives_the_same_manifests(tmp_path: Path, params_file) -> None:
+    data = {"dataset": "demo", "audio_root": str(tmp_path / "a"), "manifests": str(tmp_path / "m2"),
+            "labels": str(tmp_path / "a" / "labels.csv")}
+    params = params_file(demo=TINY_DEMO, data=data)
+    rendered = _invoke("--params", str(params), "prepare", "demo", "--audio-only", "--no-progress", "--workers", "1")
+    assert rendered.exit_code == 0 and "rendered 8 clips and labels.csv" in rendered.output
+    assert not (tmp_path / "m2").exists()
+    assert _invoke("--params", str(params), "prepare").exit_code == 0
+    direct = _invoke("--params", str(params), "prepare", "demo", "--no-progress", "--workers", "1",
+                     "--out", str(tmp_path / "m1"))
+    assert direct.exit_code == 0
+    for name in ("train.jsonl", "valid.jsonl", "test.jsonl", "classes.json"):
+        assert (tmp_path / "m1" / name).read_text() == (tmp_path / "m2" / name).read_text(), name

@@ -148,7 +148,7 @@ def coverage_warnings(stats: Mapping[str, Mapping[str, list[int]]], classes: Seq
     warnings = []
     for split, counts in stats.items():
         total = np.sum([np.asarray(counts[k]) for k in ("positives", "negatives", "unknown")], axis=0)
-        if not total.any():
+        if not np.any(total):
             if split in SPLITS:
                 warnings.append(f"split {split!r} is empty: probe, distill and evaluate need clips in "
                                 "train, valid and test (add clips, or change the split column or fractions)")

@@ -117,7 +117,7 @@ def render_mix(classes: Sequence[str], *, seconds: float, sample_rate: int, seed
     peak_rng = np.random.default_rng([seed, 99])
     scale = float(peak_rng.uniform(*PEAK)) / max(float(np.max(np.abs(mix))), 1e-9)
     stems = {name: (stem * scale).astype(np.float32) for name, stem in stems.items()}
-    return RenderedClip(mix=(mix * scale).astype(np.float32), stems=stems, gains_db=gains_db)
+    return RenderedClip(mix=np.asarray(mix * scale, dtype=np.float32), stems=stems, gains_db=gains_db)
 
 
 def render_clip(classes: Sequence[str], *, seconds: float, sample_rate: int, seed: int) -> np.ndarray:

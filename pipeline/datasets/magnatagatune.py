@@ -200,9 +200,9 @@ def build(
                 else:
                     split_rows[split].append(row)
     elif random_split:
-        labelled = np.flatnonzero(labels.any(axis=1))
-        perm = labelled[np.random.default_rng(seed).permutation(len(labelled))]
-        n_valid = n_test = int(round(0.15 * len(labelled)))
+        rows = np.flatnonzero(labels.any(axis=1))
+        perm = rows[np.random.default_rng(seed).permutation(len(rows))]
+        n_valid = n_test = int(round(0.15 * len(rows)))
         split_rows = {"valid": sorted(perm[:n_valid].tolist()),
                       "test": sorted(perm[n_valid:n_valid + n_test].tolist()),
                       "train": sorted(perm[n_valid + n_test:].tolist())}
@@ -214,10 +214,10 @@ def build(
             f"pass --split-dir DIR, or --random-split for a seeded random split; {WHERE_SPLITS}")
     seen: dict[int, str] = {}
     for split, split_list in split_rows.items():
-        for row in split_list:
-            if row in seen and seen[row] != split:
-                raise ManifestError(f"clip {ids[row]} is in both the {seen[row]} and the {split} list")
-            seen[row] = split
+        for index in split_list:
+            if index in seen and seen[index] != split:
+                raise ManifestError(f"clip {ids[index]} is in both the {seen[index]} and the {split} list")
+            seen[index] = split
 
     def rel(row: int) -> str:
         return str(prefix / mp3_paths[row]) if prefix else mp3_paths[row]
