@@ -19,12 +19,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from pipeline.errors import StoreError
 from pipeline.manifests import Clip
+
+if TYPE_CHECKING:
+    from pipeline.stores import EmbeddingStore
 
 
 @dataclass(frozen=True)
@@ -55,9 +58,9 @@ class AudioSource:
         self.audio_root = Path(audio_root)
         self.sample_rate = sample_rate
         self.cache_path = str(cache_path) if cache_path else None
-        self._cache = None
+        self._cache: EmbeddingStore | None = None
 
-    def _store(self):  # noqa: ANN202
+    def _store(self) -> EmbeddingStore | None:
         if self.cache_path and self._cache is None:
             from pipeline.stores import open_store
 
@@ -140,7 +143,7 @@ class ClipDataset:
         self.random_crop = random_crop
         self.seed = seed
         self.epoch = 0
-        self._teacher = None
+        self._teacher: EmbeddingStore | None = None
         self.view = teacher_view(self.teacher_path) if self.teacher_path else None
         if self.view is not None:
             missing = [c.id for c in self.clips if c.id not in self._teacher_store()]
@@ -202,10 +205,11 @@ class ClipDataset:
     def __len__(self) -> int:
         return len(self.clips)
 
-    def _teacher_store(self):  # noqa: ANN202
+    def _teacher_store(self) -> EmbeddingStore:
         if self._teacher is None:
             from pipeline.stores import open_store
 
+            assert self.teacher_path is not None, "a dataset without a teacher store has no teacher frames"
             self._teacher = open_store(self.teacher_path)
         return self._teacher
 
@@ -281,7 +285,7 @@ def frame_statistics(store_path: Path | str, clips: Sequence[Clip]) -> tuple[np.
         total = frames.sum(0) if total is None else total + frames.sum(0)
         total_sq = (frames**2).sum(0) if total_sq is None else total_sq + (frames**2).sum(0)
         count += len(frames)
-    if not count:
+    if not count or total is None or total_sq is None:
         raise StoreError(f"no frames to normalise with in {store_path}")
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
