@@ -20,7 +20,7 @@ import shutil
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -63,6 +63,26 @@ def _subset(size: int) -> None:
     MANIFESTS["data.manifests"] = str(dst)
 
 
+def _run_dir(arm: str, seed: int) -> Path:
+    return WORK / "students" / f"{arm.split(':')[0].replace(' ', '_')}-seed{seed}"
+
+
+def collect(seeds: list[int]) -> list[dict]:
+    """Every finished student run on disk (``eval-test.json``), also those of earlier invocations."""
+    runs = []
+    for arm, (variant, teacher) in ARMS.items():
+        for seed in seeds:
+            folder = _run_dir(arm, seed)
+            if (folder / "eval-test.json").is_file() and (folder / "metrics.json").is_file():
+                tested = json.loads((folder / "eval-test.json").read_text())
+                trained = json.loads((folder / "metrics.json").read_text())
+                runs.append({"arm": arm, "variant": variant, "teacher": teacher if variant != "baseline" else None,
+                             "seed": seed, "test_map": tested["map"], "test_roc_auc": tested["roc_auc"],
+                             "valid_map": trained["valid_map"], "best_epoch": trained["best_epoch"],
+                             "train_seconds": trained.get("train_seconds")})
+    return runs
+
+
 def _student_job(args: tuple[str, int, int, dict]) -> dict:
     arm, seed, epochs, manifests = args
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -72,7 +92,7 @@ def _student_job(args: tuple[str, int, int, dict]) -> dict:
     variant, teacher = ARMS[arm]
     params = _params({"distill.variant": variant, "distill.teacher": teacher, "distill.seed": seed,
                       "distill.epochs": epochs, "distill.device": "cpu"})
-    run_dir = WORK / "students" / f"{arm.split(':')[0].replace(' ', '_')}-seed{seed}"
+    run_dir = _run_dir(arm, seed)
     shutil.rmtree(run_dir, ignore_errors=True)
     start = time.perf_counter()
     trained = distill.run(params, run_dir=str(run_dir), progress=False)
@@ -98,7 +118,7 @@ def _prepare_teachers(teacher_epochs: int, log: dict) -> None:
     log["teacher_test"] = {k: v for k, v in evaluate.run(_params({}), run_dir=str(TEACHER_DIR)).items()
                            if isinstance(v, (int, float, str))}
     report = extract.run(_params({"extract.device": "cpu", "extract.workers": 0}), teacher=RUN_TEACHER,
-                         progress=False)
+                         progress=False, overwrite=True)  # cheap; always the current teacher and code
     log["run_teacher_extracted"] = report.to_json()
     for teacher in ("musicnn", RUN_TEACHER):
         log[f"probe {teacher}"] = probe.run(_params({}), teacher=teacher)
@@ -140,6 +160,8 @@ def main() -> None:
     parser.add_argument("--teacher-epochs", type=int, default=12)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--train-clips", type=int, default=0, help="first N train clips only (0: all)")
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS),
+                        help="arms to (re)train now; finished runs of the others are read from disk")
     args = parser.parse_args()
     if args.train_clips:
         _subset(args.train_clips)
@@ -160,15 +182,21 @@ def main() -> None:
         "log": {}, "runs": [], "complete": False,
     }
     _prepare_teachers(args.teacher_epochs, result["log"])
+    result["runs"] = collect(args.seeds)
+    result.update(summarise(result["runs"]))
     _write(result)
-    jobs = [(arm, seed, args.epochs, dict(MANIFESTS)) for seed in args.seeds for arm in ARMS]
+    jobs = [(arm, seed, args.epochs, dict(MANIFESTS)) for seed in args.seeds for arm in args.arms]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for run in pool.map(_student_job, jobs):
-            result["runs"].append(run)
+        futures = [pool.submit(_student_job, job) for job in jobs]
+        for future in as_completed(futures):
+            error = future.exception()
+            if error is not None:
+                result["log"].setdefault("failed", []).append(f"{type(error).__name__}: {error}")
+            result["runs"] = collect(args.seeds)
             result.update(summarise(result["runs"]))
             result["wall_seconds"] = time.perf_counter() - started
             _write(result)
-    result["complete"] = True
+    result["complete"] = len(result["runs"]) == len(ARMS) * len(args.seeds)
     result["machine"]["loadavg_after"] = os.getloadavg()
     _write(result)
     print(json.dumps({k: result[k] for k in ("arms", "paired_differences")}, indent=2))

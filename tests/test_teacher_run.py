@@ -61,6 +61,7 @@ def test_store_frames_equal_the_model_run_directly(tmp_path: Path, layer: int) -
     stage = spec.config["layer"]
     assert spec.hop_seconds == pytest.approx(model.frame_hop_seconds[stage])
     assert spec.frame0_center_seconds == pytest.approx(model.frame0_center_seconds[stage])
+    assert spec.window_seconds == spec.hop_seconds and not spec.clip_level
     for track in store.track_ids():
         audio = read_audio(tmp_path / "audio" / f"{track}.flac", sample_rate=16000)
         expected, times = _direct(model, audio, stage)

@@ -32,6 +32,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     params["teachers_enabled"] = []
     params["extract"].update(workers=0, store_root=str(root / "stores"), device="cpu", dtype="float32")
     params["teachers"]["hear"].update(window_seconds=2.0, context_seconds=0.1)
+    params["teachers"]["run"].update(layer=0)  # 0.96-s frames: several per clip (the last map has one)
     params["probe"].update(steps=30, runs_root=str(root / "runs"))
     params["distill"].update(epochs=1, batch_size=6, runs_root=str(root / "runs"), device="cpu", amp=False)
     params["students"]["mobile_fcn"] = {"n_mels": 32, "dropout": 0.0}
@@ -55,7 +56,7 @@ def _direct(name: str, root: Path, audio_path: Path) -> np.ndarray:
     run = load_run(root / "runs" / "big")
     with torch.no_grad():
         out = run.model(torch.from_numpy(read_audio(audio_path, sample_rate=run.sample_rate)[None]))
-    return out.features[-1][0].numpy()
+    return out.features[0][0].numpy()
 
 
 @pytest.mark.parametrize("kind", ["hear", "run"])
@@ -67,6 +68,9 @@ def test_teacher_through_extract_probe_and_distill(demo: tuple[Path, Path], kind
     assert extracted.exit_code == 0, extracted.output
     store = open_store(root / "stores" / slug)
     assert len(store) == 24 and store.verify().ok
+    spec = store.spec
+    assert not spec.clip_level and spec.window_seconds == spec.hop_seconds > 0  # a frame stands for one hop
+    assert store.entry(store.track_ids()[0]).n_frames > 1
     clip = json.loads((root / "manifests" / "test.jsonl").read_text().splitlines()[0])
     expected = _direct(name, root, root / "audio" / clip["audio_path"])
     np.testing.assert_allclose(store.read(clip["id"])[: len(expected)], expected, rtol=1e-5, atol=1e-5)

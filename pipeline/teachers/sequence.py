@@ -175,7 +175,12 @@ class SequenceTeacher(Teacher):
 
     @property
     def window_seconds(self) -> float:
-        return float(self.config.window_seconds) if self.config.mode == "window" else 0.0
+        """The span one frame stands for: its hop (a model's receptive field is not declared).
+
+        Stage two's ``window`` alignment averages the student frames within it; 0 would
+        mean a clip-level teacher.
+        """
+        return self.geometry.hop
 
     def _hop_samples(self) -> int:
         exact = self.geometry.hop * self.sample_rate
