@@ -1,7 +1,7 @@
 """Stage-two loader: audio crops streamed with the cached teacher frames of the same span.
 
 For clip ``i`` and a crop ``[t, t + L)`` an item holds the waveform crop (float32,
-``(samples,)``), the teacher frames whose centres fall in the span (``(frames, dim)``)
+``(samples,)``), the teacher frames whose centers fall in the span (``(frames, dim)``)
 with their times relative to the crop start, and the labels with their known-mask.
 Teacher inference never runs here: frames come from the store of stage one.
 
@@ -11,7 +11,7 @@ at another rate, from the audio files themselves. Store handles are opened lazil
 each worker process, never shared across ``fork``.
 
 Training crops start on the teacher's frame grid, so every item of a batch holds the
-same number of teacher frames at the same relative times (those centred inside the
+same number of teacher frames at the same relative times (those centered inside the
 crop that every clip of the split has); evaluation uses whole clips.
 """
 from __future__ import annotations
@@ -36,8 +36,8 @@ class TeacherView:
 
     Attributes:
         dim: frame size.
-        hop_seconds: seconds between frame centres (0 for clip-level).
-        frame0_center_seconds: centre of frame 0.
+        hop_seconds: seconds between frame centers (0 for clip-level).
+        frame0_center_seconds: center of frame 0.
         window_seconds: audio seconds one frame summarises (0 = whole clip).
     """
 
@@ -156,7 +156,7 @@ class ClipDataset:
 
     # ---- geometry -------------------------------------------------------------------
     def _frames_per_item(self) -> int:
-        """Teacher frames per item: those centred inside ``[0, L)`` that every clip has."""
+        """Teacher frames per item: those centered inside ``[0, L)`` that every clip has."""
         view = self.view
         if view is None:
             return 0
@@ -168,7 +168,7 @@ class ClipDataset:
         return max(1, min(fit, stored))
 
     def teacher_times(self) -> np.ndarray:
-        """Centre times (seconds, relative to the item start) of the teacher frames of every item."""
+        """Center times (seconds, relative to the item start) of the teacher frames of every item."""
         view = self.view
         if view is None:
             return np.zeros(0)
