@@ -349,6 +349,30 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
+#: frames decoded per read call: memory follows the audio actually decoded, not the header's claim
+READ_BLOCK_FRAMES = 1 << 20
+
+
+def _read_frames(handle: sf.SoundFile, wanted: int) -> np.ndarray:
+    """Up to ``wanted`` frames as float32 ``(n, channels)``, read in bounded blocks.
+
+    A header that claims hours of audio in a 5 KB file would otherwise make libsndfile
+    allocate the whole claim at once (found by ``benchmarks/fuzz_inputs.py``: 256 GiB).
+    """
+    blocks, got = [], 0
+    while got < wanted:
+        ask = min(READ_BLOCK_FRAMES, wanted - got)
+        block = handle.read(frames=ask, dtype="float32", always_2d=True)
+        if block.shape[0]:
+            blocks.append(block)
+            got += block.shape[0]
+        if block.shape[0] < ask:
+            break
+    if len(blocks) == 1:
+        return blocks[0]
+    return np.concatenate(blocks) if blocks else np.zeros((0, handle.channels), dtype=np.float32)
+
+
 def read_audio(
     path: Path | str,
     *,
@@ -393,7 +417,7 @@ def read_audio(
         with sf.SoundFile(str(path)) as handle:
             if first:
                 handle.seek(first)
-            block = handle.read(frames=wanted, dtype="float32", always_2d=True)
+            block = _read_frames(handle, wanted)
     except _SF_ERRORS as exc:
         raise _fail(path, f"decoding failed ({_short(exc)})",
                     "the file is probably truncated or corrupt; re-encode or remove it") from None

@@ -153,23 +153,30 @@ def read_manifest(path: Path | str) -> list[Clip]:
         raise ManifestError(f"manifest {str(path)!r} not found; run `pipeline prepare ...` first")
     clips: list[Clip] = []
     seen: dict[str, int] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                clip = Clip.from_json(json.loads(line))
-            except (ValueError, KeyError, TypeError, ManifestError) as exc:
-                raise ManifestError(
-                    f"{path}:{number}: bad manifest line ({exc}); fix or regenerate the manifest") from None
-            if clip.id in seen:
-                raise ManifestError(f"{path}:{number}: clip id {clip.id!r} already on line {seen[clip.id]}")
-            if clips and len(clip.labels) != len(clips[0].labels):
-                raise ManifestError(
-                    f"{path}:{number}: {len(clip.labels)} labels, but line 1 has {len(clips[0].labels)}"
-                )
-            seen[clip.id] = number
-            clips.append(clip)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:  # found by benchmarks/fuzz_inputs.py
+        line_number = data[: exc.start].count(b"\n") + 1
+        raise ManifestError(
+            f"{path}:{line_number}: byte {exc.start} (0x{data[exc.start]:02x}) is not UTF-8; manifests are UTF-8 "
+            "JSON lines: regenerate it with `pipeline prepare`") from None
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            clip = Clip.from_json(json.loads(line))
+        except (ValueError, KeyError, TypeError, ManifestError) as exc:
+            raise ManifestError(
+                f"{path}:{number}: bad manifest line ({exc}); fix or regenerate the manifest") from None
+        if clip.id in seen:
+            raise ManifestError(f"{path}:{number}: clip id {clip.id!r} already on line {seen[clip.id]}")
+        if clips and len(clip.labels) != len(clips[0].labels):
+            raise ManifestError(
+                f"{path}:{number}: {len(clip.labels)} labels, but line 1 has {len(clips[0].labels)}"
+            )
+        seen[clip.id] = number
+        clips.append(clip)
     return clips
 
 
