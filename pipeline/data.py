@@ -1,7 +1,7 @@
 """Stage-two loader: audio crops streamed with the cached teacher frames of the same span.
 
 For clip ``i`` and a crop ``[t, t + L)`` an item holds the waveform crop (float32,
-``(samples,)``), the teacher frames whose centres fall in the span (``(frames, dim)``)
+``(samples,)``), the teacher frames whose centers fall in the span (``(frames, dim)``)
 with their times relative to the crop start, and the labels with their known-mask.
 Teacher inference never runs here: frames come from the store of stage one.
 
@@ -11,7 +11,7 @@ at another rate, from the audio files themselves. Store handles are opened lazil
 each worker process, never shared across ``fork``.
 
 Training crops start on the teacher's frame grid, so every item of a batch holds the
-same number of teacher frames at the same relative times (those centred inside the
+same number of teacher frames at the same relative times (those centered inside the
 crop that every clip of the split has); evaluation uses whole clips.
 """
 from __future__ import annotations
@@ -36,8 +36,8 @@ class TeacherView:
 
     Attributes:
         dim: frame size.
-        hop_seconds: seconds between frame centres (0 for clip-level).
-        frame0_center_seconds: centre of frame 0.
+        hop_seconds: seconds between frame centers (0 for clip-level).
+        frame0_center_seconds: center of frame 0.
         window_seconds: audio seconds one frame summarises (0 = whole clip).
     """
 
@@ -72,8 +72,8 @@ class AudioSource:
         out = np.zeros(n, dtype=np.float32)
         cache = self._store()
         if cache is not None and clip.id in cache:
-            total = cache.entry(clip.id).n_frames
-            stop = min(start + n, total)
+            n_samples = cache.entry(clip.id).n_frames  # the audio cache holds one row per sample
+            stop = min(start + n, n_samples)
             if stop > start:
                 out[: stop - start] = cache.read(clip.id, start, stop)[:, 0].astype(np.float32) / 32768.0
             return out
@@ -156,7 +156,7 @@ class ClipDataset:
 
     # ---- geometry -------------------------------------------------------------------
     def _frames_per_item(self) -> int:
-        """Teacher frames per item: those centred inside ``[0, L)`` that every clip has."""
+        """Teacher frames per item: those centered inside ``[0, L)`` that every clip has."""
         view = self.view
         if view is None:
             return 0
@@ -168,7 +168,7 @@ class ClipDataset:
         return max(1, min(fit, stored))
 
     def teacher_times(self) -> np.ndarray:
-        """Centre times (seconds, relative to the item start) of the teacher frames of every item."""
+        """Center times (seconds, relative to the item start) of the teacher frames of every item."""
         view = self.view
         if view is None:
             return np.zeros(0)
@@ -349,8 +349,9 @@ def prefetch_to_device(
 def mixup(batch: dict[str, Any], alpha: float, generator) -> dict[str, Any]:  # noqa: ANN001
     """Mix each item with a random partner of the batch (audio, teacher frames and labels).
 
-    ``lam ~ Beta(alpha, alpha)``, ``lam = max(lam, 1 - lam)`` as in the official code; unknown
-    labels count as 0 and the known-mask is OR-ed (paper behaviour, see README).
+    Each item keeps a share ``w ~ Beta(alpha, alpha)``, ``w = max(w, 1 - w)`` of itself, as in the
+    official code (which calls it lambda; here ``lam`` is only the loss weight of ``distill.lam``);
+    unknown labels count as 0 and the known-mask is OR-ed (paper behaviour, see README).
     """
     import torch
 
@@ -358,16 +359,17 @@ def mixup(batch: dict[str, Any], alpha: float, generator) -> dict[str, Any]:  # 
         return batch
     n = batch["audio"].shape[0]
     beta = torch.distributions.Beta(torch.tensor(alpha), torch.tensor(alpha))
-    lam = beta.sample((n,))
-    lam = torch.maximum(lam, 1 - lam).to(batch["audio"].device)  # drawn on the CPU: same numbers anywhere
+    share = beta.sample((n,))
+    share = torch.maximum(share, 1 - share).to(batch["audio"].device)  # drawn on the CPU: same numbers anywhere
     partner = torch.randperm(n, generator=generator).to(batch["audio"].device)
     out = dict(batch)
-    out["audio"] = lam[:, None] * batch["audio"] + (1 - lam[:, None]) * batch["audio"][partner]
+    out["audio"] = share[:, None] * batch["audio"] + (1 - share[:, None]) * batch["audio"][partner]
     labels = batch["labels"] * batch["known"]
-    out["labels"] = lam[:, None] * labels + (1 - lam[:, None]) * labels[partner]
+    out["labels"] = share[:, None] * labels + (1 - share[:, None]) * labels[partner]
     out["known"] = batch["known"] | batch["known"][partner]
     if "teacher" in batch:
-        out["teacher"] = lam[:, None, None] * batch["teacher"] + (1 - lam[:, None, None]) * batch["teacher"][partner]
+        out["teacher"] = (share[:, None, None] * batch["teacher"]
+                          + (1 - share[:, None, None]) * batch["teacher"][partner])
     return out
 
 

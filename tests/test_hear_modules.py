@@ -3,7 +3,7 @@
 musicnn runs with its real weights; PaSST and PANNs with tiny random networks in the official
 checkpoint formats (as their teacher tests do), VGGish with full-size random weights in the
 torchvggish release format. Each passes the official ``hearvalidator`` and a test of the
-spec's rules: shapes, float32, timestamps in milliseconds at the teacher's frame centres,
+spec's rules: shapes, float32, timestamps in milliseconds at the teacher's frame centers,
 batch independence, scene = mean of timestamps.
 """
 from __future__ import annotations

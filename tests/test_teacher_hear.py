@@ -56,7 +56,7 @@ def test_store_frames_equal_the_module_called_directly(tmp_path: Path, mode: str
         n = len(expected)
         np.testing.assert_allclose(stored[:n], expected, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(store.frame_times(track)[:n], stamps, atol=1e-6)
-        extra = len(stored) - n  # window mode rounds up to whole windows (centres past the end)
+        extra = len(stored) - n  # window mode rounds up to whole windows (centers past the end)
         per_window = build_teacher(NAME, {"window_seconds": 2.0, "context_seconds": 0.1}).frames_per_window
         assert extra == 0 if mode == "clip" else 0 <= extra < per_window
 

@@ -1,6 +1,6 @@
 """A small HEAR-2021-API module written for the tests (``--teacher hear:tests.toy_hear``).
 
-Frames of 1,024 samples, centred every 25 ms (400 samples at 16 kHz) from 0 ms, zero-padded
+Frames of 1,024 samples, centered every 25 ms (400 samples at 16 kHz) from 0 ms, zero-padded
 at both ends like ``hearbaseline``; each frame's log power spectrum projected to 8 dims by a
 seeded random matrix (the "weights", loadable from a ``.pt`` state dict).
 """

@@ -155,9 +155,9 @@ def convert(path: str, backend: str, out: str, overwrite: bool) -> None:
 @click.option("--manifests", type=click.Path(file_okay=False), default=None,
               help="Manifests whose clip ids the file names are matched to [default: data.manifests]")
 @click.option("--hop", type=click.FloatRange(min=0.0, min_open=True), default=None,
-              help="Seconds between frame centres (npy: required; others: checked against the files).")
+              help="Seconds between frame centers (npy: required; others: checked against the files).")
 @click.option("--frame0", type=click.FloatRange(min=0.0), default=None,
-              help="Centre of frame 0 in seconds (npy: required; others: checked against the files).")
+              help="Center of frame 0 in seconds (npy: required; others: checked against the files).")
 @click.option("--window", type=click.FloatRange(min=0.0, min_open=True), default=None,
               help="Seconds of audio one frame sees [default: the hop; openl3: 1.0]")
 @click.option("--sample-rate", type=click.IntRange(min=0), default=None,

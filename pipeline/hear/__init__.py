@@ -10,7 +10,7 @@ can evaluate the ports, and the official validator accepts them::
     hear-validator pipeline.hear.vggish --model vggish-10086976.pth
 
 ``model_file_path`` is the teacher's weight file (``weights`` in ``params.yaml``); keyword
-settings are the teacher's ``params.yaml`` settings. Timestamps are frame centres in
+settings are the teacher's ``params.yaml`` settings. Timestamps are frame centers in
 milliseconds; scene embeddings are the mean of the timestamp embeddings. PaSST and PANNs run
 at 32 kHz, which the HEAR 2021 rules do not allow: their modules declare 48 kHz and
 resample to 32 kHz inside (soxr, HQ).

@@ -65,7 +65,7 @@ def timestamp_embeddings(audio: torch.Tensor, model: HearModel) -> tuple[torch.T
 
     Returns:
         float32 embeddings (n_sounds, T, D) and float32 timestamps (n_sounds, T): frame
-        centres in milliseconds; on ``audio``'s device.
+        centers in milliseconds; on ``audio``'s device.
     """
     x = _as_input(audio, model)
     teacher = model.teacher

@@ -1,4 +1,4 @@
-"""HEAR 2021 API module of the pipeline's openl3 port: mel128 music 512-d, hop 0.96 s, centred.
+"""HEAR 2021 API module of the pipeline's openl3 port: mel128 music 512-d, hop 0.96 s, centered.
 
 ``load_model(model_file_path="", **settings)`` takes the weight file and the
 ``params.yaml: teachers.openl3`` settings; see :mod:`pipeline.hear`.

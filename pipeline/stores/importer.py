@@ -228,7 +228,7 @@ def import_cache(
         clips: the manifests' clips (every split) the names are matched against.
         fmt: ``openl3``, ``hear`` or ``npy``.
         label: names the teacher ``imported:<label>``.
-        hop, frame0: seconds between frame centres and centre of frame 0; required for ``npy``,
+        hop, frame0: seconds between frame centers and center of frame 0; required for ``npy``,
             otherwise measured from the first file and then checked on every file.
         window: seconds of audio a frame sees (default: the hop).
         sample_rate: the teacher's rate in Hz when known (recorded only). 0 = unknown: the

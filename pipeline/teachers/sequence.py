@@ -1,7 +1,7 @@
 """Teachers whose geometry is found by running them: HEAR modules and trained runs.
 
 A *sequence model* takes whole waveforms ``(n, samples)`` and returns frames
-``(n, T, D)`` with their centre times (seconds). Its frame hop and the time of frame 0
+``(n, T, D)`` with their center times (seconds). Its frame hop and the time of frame 0
 are not declared up front; :class:`SequenceTeacher` measures them once after loading (a
 call on silence), checks that they form a regular grid, and then runs the model in one of
 two modes (``mode`` in its settings):
@@ -9,12 +9,12 @@ two modes (``mode`` in its settings):
 - ``window`` (the engine's batched path): the track is cut into windows of
   ``frames_per_window`` frame hops plus ``context_seconds`` of audio on each side (zeros
   outside the track); the model runs on a batch of windows (many files per call, long
-  files block by block) and the frames whose centres lie in each window's middle are kept.
+  files block by block) and the frames whose centers lie in each window's middle are kept.
   For a model whose frame ``i`` depends only on audio within ``context_seconds`` of its
-  centre, and that zero-pads its input, these frames equal the frames of one call on the
+  center, and that zero-pads its input, these frames equal the frames of one call on the
   whole track. The store holds ``frames_per_window * ceil(T / frames_per_window)`` frames
-  for a track whose centres fall in ``[0, duration]``: the first ``T`` are the model's,
-  the rest (centres past the end, on zeros) are never inside a training crop.
+  for a track whose centers fall in ``[0, duration]``: the first ``T`` are the model's,
+  the rest (centers past the end, on zeros) are never inside a training crop.
 - ``clip``: one call per whole track; the stored frames are exactly the model's (any model,
   also transformers that look at the whole clip). No batching across files; a long file is
   decoded whole.
@@ -41,8 +41,8 @@ class FrameGrid(WindowGrid):
 
     Attributes:
         frames_per_window: frames kept per window.
-        frame_hop: samples between frame centres.
-        frame0: centre of frame 0 in samples.
+        frame_hop: samples between frame centers.
+        frame0: center of frame 0 in samples.
     """
 
     frames_per_window: int = 1
@@ -50,14 +50,14 @@ class FrameGrid(WindowGrid):
     frame0: float = 0.0
 
     def num_windows(self, n_samples: int) -> int:
-        """Windows whose kept frames cover every frame centred inside ``[0, n_samples]``."""
+        """Windows whose kept frames cover every frame centered inside ``[0, n_samples]``."""
         frames = max(1, math.floor((n_samples - self.frame0) / self.frame_hop) + 1)
         return max(1, math.ceil(frames / self.frames_per_window))
 
 
 @dataclass(frozen=True)
 class Geometry:
-    """Measured frame geometry: ``hop`` seconds between centres, frame 0 at ``t0`` seconds."""
+    """Measured frame geometry: ``hop`` seconds between centers, frame 0 at ``t0`` seconds."""
 
     hop: float
     t0: float
@@ -134,7 +134,7 @@ class SequenceTeacher(Teacher):
         raise NotImplementedError
 
     def _run(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """float32 (n, samples) -> (float32 (n, T, D) frames, float64 (n, T) centre times in seconds)."""
+        """float32 (n, samples) -> (float32 (n, T, D) frames, float64 (n, T) center times in seconds)."""
         raise NotImplementedError
 
     def _describe_config(self) -> dict[str, Any]:
