@@ -1,11 +1,11 @@
 """Pairing student feature frames with teacher frames by their time stamps (docs/method.md, "Alignment").
 
-Both sides carry the centre time (seconds) of each frame. Three modes:
+Both sides carry the center time (seconds) of each frame. Three modes:
 
 - ``"window"`` (default): each teacher frame summarises ``[t - window/2, t + window/2)``;
-  the student frames whose centres fall inside it are averaged. Teacher frames with no
+  the student frames whose centers fall inside it are averaged. Teacher frames with no
   student frame inside are dropped. Output rate = teacher rate.
-- ``"nearest"``: each student frame is paired with the teacher frame whose centre is
+- ``"nearest"``: each student frame is paired with the teacher frame whose center is
   nearest, if it lies inside that frame's window (otherwise dropped). Output rate =
   student rate (the teacher is repeated).
 - ``"repeat"``: the paper's scheme: ``repeat_interleave`` both sides along time (factors
@@ -30,7 +30,7 @@ from pipeline.config import ALIGNMENTS
 from pipeline.errors import ConfigError, TrainingError
 
 MODES = ALIGNMENTS
-#: seconds of slack when a frame centre sits on a window edge (float32 time stamps)
+#: seconds of slack when a frame center sits on a window edge (float32 time stamps)
 TIME_TOLERANCE = 1e-6
 
 
@@ -89,9 +89,9 @@ def align_frames(
 
     Args:
         student: (N, Ts, C) student features.
-        student_times: (Ts,) centre times in seconds (array, tensor or sequence).
+        student_times: (Ts,) center times in seconds (array, tensor or sequence).
         teacher: (N, Tt, D) teacher frames.
-        teacher_times: (Tt,) centre times in seconds, same origin as ``student_times``.
+        teacher_times: (Tt,) center times in seconds, same origin as ``student_times``.
         teacher_window: seconds one teacher frame summarises; ``<= 0`` marks a clip-level teacher.
         mode: ``"window"``, ``"repeat"`` or ``"nearest"`` (see the module docstring).
         student_expand, teacher_expand: ``"repeat"`` only; ``None`` derives them from the hops.
@@ -203,6 +203,6 @@ def _no_pairs(st: np.ndarray, tt: np.ndarray, window: float) -> str:
     if len(st) == 0 or len(tt) == 0:
         return f"nothing to align: {len(st)} student and {len(tt)} teacher frames"
     return (
-        f"no student frame (centres {st.min():.3f}..{st.max():.3f} s) falls inside any teacher window "
-        f"(centres {tt.min():.3f}..{tt.max():.3f} s, {window:.3f} s wide); check the crop and frame times"
+        f"no student frame (centers {st.min():.3f}..{st.max():.3f} s) falls inside any teacher window "
+        f"(centers {tt.min():.3f}..{tt.max():.3f} s, {window:.3f} s wide); check the crop and frame times"
     )

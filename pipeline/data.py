@@ -1,7 +1,7 @@
 """Stage-two loader: audio crops streamed with the cached teacher frames of the same span.
 
 For clip ``i`` and a crop ``[t, t + L)`` an item holds the waveform crop (float32,
-``(samples,)``), the teacher frames whose centres fall in the span (``(frames, dim)``)
+``(samples,)``), the teacher frames whose centers fall in the span (``(frames, dim)``)
 with their times relative to the crop start, and the labels with their known-mask.
 Teacher inference never runs here: frames come from the store of stage one.
 
@@ -11,7 +11,7 @@ at another rate, from the audio files themselves. Store handles are opened lazil
 each worker process, never shared across ``fork``.
 
 Training crops start on the teacher's frame grid, so every item of a batch holds the
-same number of teacher frames at the same relative times (those centred inside the
+same number of teacher frames at the same relative times (those centered inside the
 crop that every clip of the split has); evaluation uses whole clips.
 """
 from __future__ import annotations
@@ -19,12 +19,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from pipeline.errors import StoreError
 from pipeline.manifests import Clip
+
+if TYPE_CHECKING:
+    from pipeline.stores import EmbeddingStore
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,8 @@ class TeacherView:
 
     Attributes:
         dim: frame size.
-        hop_seconds: seconds between frame centres (0 for clip-level).
-        frame0_center_seconds: centre of frame 0.
+        hop_seconds: seconds between frame centers (0 for clip-level).
+        frame0_center_seconds: center of frame 0.
         window_seconds: audio seconds one frame summarises (0 = whole clip).
     """
 
@@ -55,9 +58,9 @@ class AudioSource:
         self.audio_root = Path(audio_root)
         self.sample_rate = sample_rate
         self.cache_path = str(cache_path) if cache_path else None
-        self._cache = None
+        self._cache: EmbeddingStore | None = None
 
-    def _store(self):  # noqa: ANN202
+    def _store(self) -> EmbeddingStore | None:
         if self.cache_path and self._cache is None:
             from pipeline.stores import open_store
 
@@ -69,8 +72,8 @@ class AudioSource:
         out = np.zeros(n, dtype=np.float32)
         cache = self._store()
         if cache is not None and clip.id in cache:
-            total = cache.entry(clip.id).n_frames
-            stop = min(start + n, total)
+            n_samples = cache.entry(clip.id).n_frames  # the audio cache holds one row per sample
+            stop = min(start + n, n_samples)
             if stop > start:
                 out[: stop - start] = cache.read(clip.id, start, stop)[:, 0].astype(np.float32) / 32768.0
             return out
@@ -140,7 +143,7 @@ class ClipDataset:
         self.random_crop = random_crop
         self.seed = seed
         self.epoch = 0
-        self._teacher = None
+        self._teacher: EmbeddingStore | None = None
         self.view = teacher_view(self.teacher_path) if self.teacher_path else None
         if self.view is not None:
             missing = [c.id for c in self.clips if c.id not in self._teacher_store()]
@@ -153,7 +156,7 @@ class ClipDataset:
 
     # ---- geometry -------------------------------------------------------------------
     def _frames_per_item(self) -> int:
-        """Teacher frames per item: those centred inside ``[0, L)`` that every clip has."""
+        """Teacher frames per item: those centered inside ``[0, L)`` that every clip has."""
         view = self.view
         if view is None:
             return 0
@@ -165,7 +168,7 @@ class ClipDataset:
         return max(1, min(fit, stored))
 
     def teacher_times(self) -> np.ndarray:
-        """Centre times (seconds, relative to the item start) of the teacher frames of every item."""
+        """Center times (seconds, relative to the item start) of the teacher frames of every item."""
         view = self.view
         if view is None:
             return np.zeros(0)
@@ -202,10 +205,11 @@ class ClipDataset:
     def __len__(self) -> int:
         return len(self.clips)
 
-    def _teacher_store(self):  # noqa: ANN202
+    def _teacher_store(self) -> EmbeddingStore:
         if self._teacher is None:
             from pipeline.stores import open_store
 
+            assert self.teacher_path is not None, "a dataset without a teacher store has no teacher frames"
             self._teacher = open_store(self.teacher_path)
         return self._teacher
 
@@ -281,7 +285,7 @@ def frame_statistics(store_path: Path | str, clips: Sequence[Clip]) -> tuple[np.
         total = frames.sum(0) if total is None else total + frames.sum(0)
         total_sq = (frames**2).sum(0) if total_sq is None else total_sq + (frames**2).sum(0)
         count += len(frames)
-    if not count:
+    if not count or total is None or total_sq is None:
         raise StoreError(f"no frames to normalise with in {store_path}")
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
@@ -345,8 +349,9 @@ def prefetch_to_device(
 def mixup(batch: dict[str, Any], alpha: float, generator) -> dict[str, Any]:  # noqa: ANN001
     """Mix each item with a random partner of the batch (audio, teacher frames and labels).
 
-    ``lam ~ Beta(alpha, alpha)``, ``lam = max(lam, 1 - lam)`` as in the official code; unknown
-    labels count as 0 and the known-mask is OR-ed (paper behaviour, see README).
+    Each item keeps a share ``w ~ Beta(alpha, alpha)``, ``w = max(w, 1 - w)`` of itself, as in the
+    official code (which calls it lambda; here ``lam`` is only the loss weight of ``distill.lam``);
+    unknown labels count as 0 and the known-mask is OR-ed (paper behaviour, see README).
     """
     import torch
 
@@ -354,16 +359,17 @@ def mixup(batch: dict[str, Any], alpha: float, generator) -> dict[str, Any]:  # 
         return batch
     n = batch["audio"].shape[0]
     beta = torch.distributions.Beta(torch.tensor(alpha), torch.tensor(alpha))
-    lam = beta.sample((n,))
-    lam = torch.maximum(lam, 1 - lam).to(batch["audio"].device)  # drawn on the CPU: same numbers anywhere
+    share = beta.sample((n,))
+    share = torch.maximum(share, 1 - share).to(batch["audio"].device)  # drawn on the CPU: same numbers anywhere
     partner = torch.randperm(n, generator=generator).to(batch["audio"].device)
     out = dict(batch)
-    out["audio"] = lam[:, None] * batch["audio"] + (1 - lam[:, None]) * batch["audio"][partner]
+    out["audio"] = share[:, None] * batch["audio"] + (1 - share[:, None]) * batch["audio"][partner]
     labels = batch["labels"] * batch["known"]
-    out["labels"] = lam[:, None] * labels + (1 - lam[:, None]) * labels[partner]
+    out["labels"] = share[:, None] * labels + (1 - share[:, None]) * labels[partner]
     out["known"] = batch["known"] | batch["known"][partner]
     if "teacher" in batch:
-        out["teacher"] = lam[:, None, None] * batch["teacher"] + (1 - lam[:, None, None]) * batch["teacher"][partner]
+        out["teacher"] = (share[:, None, None] * batch["teacher"]
+                          + (1 - share[:, None, None]) * batch["teacher"][partner])
     return out
 
 

@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.errors import ConfigError
 from pipeline.runs import LoadedRun
 
+if TYPE_CHECKING:
+    import torch
+
 FORMATS = ("onnx", "torchscript")
 
 
-def _wrapped(run: LoadedRun):  # noqa: ANN202
-    import torch
+def _wrapped(run: LoadedRun) -> torch.nn.Module:
+    import torch  # `pipeline export --help` (which reads FORMATS) stays free of torch
 
     class Tagger(torch.nn.Module):
         """(batch, samples) float32 waveform at the run's rate -> (batch, classes) probabilities."""

@@ -227,7 +227,7 @@ class _Pipeline:
             if self.on_track is not None:
                 self.on_track(outcome)
 
-    def _put(self, q: queue.Queue, item: tuple) -> bool:
+    def _put(self, q: queue.Queue, item: Any) -> bool:
         """Put unless the run is stopping; returns False when it is."""
         while not self.stop.is_set():
             try:
@@ -362,7 +362,8 @@ class _Batcher:
         self.clips: list[tuple[_Track, np.ndarray]] = []  # clip-level: whole clips waiting for a pass
         grid = self.teacher.grid
         self.cuda = str(self.teacher.device).startswith("cuda")
-        self.batch = None if grid is None else self._buffer(pipeline.per_batch, grid.window)
+        # clip-level teachers (no grid) batch whole clips in ``self.clips`` and never use this buffer
+        self.batch = np.zeros((0, 0), np.float32) if grid is None else self._buffer(pipeline.per_batch, grid.window)
 
     def _buffer(self, rows: int, width: int) -> np.ndarray:
         """The batch buffer: pinned host memory on CUDA (asynchronous copies), plain numpy on CPU."""

@@ -9,7 +9,7 @@ Departures from the official code, on purpose:
   exact and finite for any logit; the official code applies BCE to sigmoid probabilities
   (clamped logs) and adds 1e-9 inside the KD logs.
 - :func:`distance_correlation` forms squared distances by a batched matrix product on
-  batch-centred rows (distances are translation invariant) instead of broadcasting the
+  batch-centered rows (distances are translation invariant) instead of broadcasting the
   differences, so memory stays O(N^2) for any dimension. The statistic is unchanged.
 """
 from __future__ import annotations
@@ -74,7 +74,7 @@ def _distance_matrices(x: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(d2.clamp_min(0.0) * off_diagonal + 1e-12)
 
 
-def _double_centre(a: torch.Tensor) -> torch.Tensor:
+def _double_center(a: torch.Tensor) -> torch.Tensor:
     rows, cols = a.mean(dim=-1, keepdim=True), a.mean(dim=-2, keepdim=True)
     return a - rows - cols + a.mean(dim=(-2, -1), keepdim=True)
 
@@ -82,7 +82,7 @@ def _double_centre(a: torch.Tensor) -> torch.Tensor:
 def distance_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Squared sample distance correlation (V-statistic) of paired rows, as in docs/method.md, "Losses".
 
-    ``a_ij = sqrt(||x_i - x_j||^2 + 1e-12)``, likewise ``b``; ``A``, ``B`` double-centred;
+    ``a_ij = sqrt(||x_i - x_j||^2 + 1e-12)``, likewise ``b``; ``A``, ``B`` double-centered;
     ``R = mean(A*B) / sqrt(mean(A*A) * mean(B*B) + 1e-9)``, in [0, 1].
     Invariant to rotation, scaling and translation of either side. It is biased upward
     for small N and high dimension (independent 512-d rows at N=16 give about 0.98).
@@ -100,8 +100,8 @@ def distance_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         )
     x, y = _f32(x), _f32(y)
     y = y.to(x.dtype)
-    a = _double_centre(_distance_matrices(x))
-    b = _double_centre(_distance_matrices(y))
+    a = _double_center(_distance_matrices(x))
+    b = _double_center(_distance_matrices(y))
     xy = (a * b).mean(dim=(-2, -1))
     xx = (a * a).mean(dim=(-2, -1))
     yy = (b * b).mean(dim=(-2, -1))
@@ -271,7 +271,7 @@ class EAsTObjective:
             targets: (B, C) labels in [0, 1].
             known: (B, C) bool mask of known labels.
             teacher: (B, Tt, D) teacher frames (any float dtype), or None.
-            teacher_times: (Tt,) centre times in seconds, same origin as the student's frames.
+            teacher_times: (Tt,) center times in seconds, same origin as the student's frames.
             teacher_window: seconds one teacher frame summarises (<= 0: clip-level teacher).
             teacher_logits: (B, C) probe logits for KD, or None.
 

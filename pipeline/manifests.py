@@ -157,9 +157,9 @@ def read_manifest(path: Path | str) -> list[Clip]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:  # found by benchmarks/fuzz_inputs.py
-        line = data[: exc.start].count(b"\n") + 1
+        line_number = data[: exc.start].count(b"\n") + 1
         raise ManifestError(
-            f"{path}:{line}: byte {exc.start} (0x{data[exc.start]:02x}) is not UTF-8; manifests are UTF-8 "
+            f"{path}:{line_number}: byte {exc.start} (0x{data[exc.start]:02x}) is not UTF-8; manifests are UTF-8 "
             "JSON lines: regenerate it with `pipeline prepare`") from None
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():

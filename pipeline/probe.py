@@ -18,31 +18,39 @@ from pipeline.losses import masked_bce
 from pipeline.metrics import evaluate_predictions
 
 
-def build_probe(dim: int, n_classes: int, mean: np.ndarray, std: np.ndarray):  # noqa: ANN201
-    """A ``torch.nn.Module`` mapping z-scored pooled frames (B, dim) or frames (B, T, dim) to logits (B, C).
+class LinearProbe(torch.nn.Module):
+    """``Linear(dim, classes)`` on z-scored frames, time-pooled when given ``(B, T, dim)``.
 
-    ``mean``/``std`` (float32, (dim,)), the z-score statistics of the training frames, travel
-    with the module (``normalise`` applies them) so the loader can reproduce its input.
+    Args:
+        dim: embedding size.
+        n_classes: output classes.
+        mean, std: float32 ``(dim,)`` z-score statistics of the training frames; they travel with
+            the module (``normalise`` applies them) so the loader can reproduce its input.
     """
-    class LinearProbe(torch.nn.Module):
-        mean: torch.Tensor
-        std: torch.Tensor
 
-        def __init__(self) -> None:
-            super().__init__()
-            self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
-            self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
-            self.linear = torch.nn.Linear(dim, n_classes)
+    mean: torch.Tensor
+    std: torch.Tensor
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            if x.dim() == 3:
-                x = x.mean(dim=1)
-            return self.linear(x)
+    def __init__(self, dim: int, n_classes: int, mean: np.ndarray, std: np.ndarray) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+        self.linear = torch.nn.Linear(dim, n_classes)
 
-        def normalise(self, frames: torch.Tensor) -> torch.Tensor:
-            return (frames - self.mean) / self.std
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, dim) pooled or (B, T, dim) z-scored frames -> (B, C) logits."""
+        if x.dim() == 3:
+            x = x.mean(dim=1)
+        return self.linear(x)
 
-    return LinearProbe()
+    def normalise(self, frames: torch.Tensor) -> torch.Tensor:
+        """Raw frames (..., dim) -> z-scored with the training statistics."""
+        return (frames - self.mean) / self.std
+
+
+def build_probe(dim: int, n_classes: int, mean: np.ndarray, std: np.ndarray) -> LinearProbe:
+    """A :class:`LinearProbe` mapping z-scored pooled frames (B, dim) or frames (B, T, dim) to logits (B, C)."""
+    return LinearProbe(dim, n_classes, mean, std)
 
 
 @dataclass
@@ -68,7 +76,7 @@ def fit_probe(
     steps: int,
     weight_decays: tuple[float, ...],
     seed: int,
-):  # noqa: ANN201
+) -> tuple[LinearProbe, ProbeFit]:
     """Full-batch Adam on the masked BCE; weight decay and step count picked on validation mAP.
 
     Args:
@@ -107,7 +115,7 @@ def fit_probe(
     return probe, ProbeFit(weight_decay=decay, steps=step, valid_map=float(score))
 
 
-def save_probe(probe, path: Path | str, *, teacher: str, fit: ProbeFit) -> None:  # noqa: ANN001
+def save_probe(probe: LinearProbe, path: Path | str, *, teacher: str, fit: ProbeFit) -> None:
     """Write the probe as a plain tensor dict (loadable with ``weights_only=True``)."""
     state = dict(probe.state_dict())
     state["meta.weight_decay"] = torch.tensor(fit.weight_decay)
@@ -116,7 +124,7 @@ def save_probe(probe, path: Path | str, *, teacher: str, fit: ProbeFit) -> None:
     torch.save(state, path)
 
 
-def load_probe(path: Path | str):  # noqa: ANN201
+def load_probe(path: Path | str) -> LinearProbe:
     """Load a probe written by :func:`save_probe` (never unpickles objects)."""
     path = Path(path)
     if not path.is_file():

@@ -20,7 +20,9 @@ def write_json(path: Path | str, data: dict[str, Any]) -> None:
 
 def probe_dir(params: Params, teacher: str) -> Path:
     """Run folder of the linear probe of ``teacher``: ``<probe.runs_root>/probe-<teacher>``."""
-    return Path(params.probe.runs_root) / f"probe-{teacher}"
+    from pipeline.teachers.names import teacher_slug
+
+    return Path(params.probe.runs_root) / f"probe-{teacher_slug(teacher)}"
 
 
 @dataclass

@@ -138,7 +138,7 @@ class Trainer:
         objective: ``pipeline.losses.EAsTObjective``.
         config: the ``distill`` settings.
         run_dir: where checkpoints, history and metrics go.
-        teacher_times: centre times (s, relative to item start) of the items' teacher frames.
+        teacher_times: center times (s, relative to item start) of the items' teacher frames.
         teacher_window: seconds one teacher frame summarises.
         probe: frozen linear probe for KD (east-kd), or None.
         device: ``cpu`` or ``cuda``.

@@ -17,3 +17,6 @@ fi
 # weight downloads are never triggered): hear21passt (PaSST), panns_inference + torchlibrosa
 # (PANNs CNN14), torchvggish (VGGish).
 "$PY" -m pip install --quiet --no-deps "hear21passt==0.0.26" "panns_inference==0.1.1" "torchlibrosa==0.1.0" "torchvggish==0.2"
+# HEAR-API modules for the hear: teacher tests: hearbaseline (a third-party module) and the official
+# submission validator the pipeline.hear ports are checked with.
+"$PY" -m pip install --quiet --no-deps "hearbaseline==2021.1.1" "hearvalidator==2021.0.2"

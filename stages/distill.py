@@ -31,7 +31,9 @@ def run_name(cfg: DistillConfig) -> str:
     """Default run folder name for a configuration."""
     if cfg.variant == "baseline":
         return f"{cfg.student}-baseline"
-    return f"{cfg.student}-{cfg.teacher}-{cfg.variant}"
+    from pipeline.teachers import teacher_slug
+
+    return f"{cfg.student}-{teacher_slug(cfg.teacher)}-{cfg.variant}"
 
 
 #: The paper's OpenMIC augmentation (CP-ResNet, 128 mels, 10 s = 1,000 frames at 32 kHz):

@@ -25,7 +25,7 @@ from pipeline.manifests import Clip, load_split
 from pipeline.stores import EmbeddingStore, StoreSpec, create_store, open_store
 from pipeline.interrupts import sigterm_as_interrupt
 from pipeline.stores.lookup import refuse_remote_target, store_path
-from pipeline.teachers import Teacher, build_teacher, cached_teacher
+from pipeline.teachers import Teacher, build_teacher, cached_teacher, teacher_settings
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def run(
     cfg: ExtractConfig = params.extract
     path = store_path(params, teacher, store)
     refuse_remote_target(path)
-    settings = dict(params.teachers.get(teacher, {}))
+    settings = teacher_settings(params, teacher)
     model = build_teacher(teacher, settings)
     if not model.weights_available():
         raise WeightsNotFoundError(f"teacher {teacher!r}: weights not found. {model.weights_hint}")

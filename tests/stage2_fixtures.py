@@ -57,7 +57,7 @@ class FakeData:
 
 
 def frames_in(duration: float, hop: float, frame0: float) -> int:
-    """Frames whose centres ``frame0 + i * hop`` fall inside ``[0, duration)``."""
+    """Frames whose centers ``frame0 + i * hop`` fall inside ``[0, duration)``."""
     return max(1, math.ceil((duration - frame0) / hop - 1e-9))
 
 

@@ -31,11 +31,11 @@ def _crop_start(data, item) -> int:  # noqa: ANN001
     return find_offset(whole, item["audio"])
 
 
-def test_items_hold_the_store_frames_centred_in_the_crop(tmp_path: Path) -> None:
+def test_items_hold_the_store_frames_centered_in_the_crop(tmp_path: Path) -> None:
     data = make_fake_data(tmp_path, [7.0, 9.5, 12.0, 8.0], hop=0.5, frame0=0.25)
     store = open_store(data.store)
     ds = _dataset(data, clip_seconds=3.0, random_crop=True, seed=3)
-    assert ds.n_teacher_frames == 6  # centres 0.25 .. 2.75 s of a 3 s crop
+    assert ds.n_teacher_frames == 6  # centers 0.25 .. 2.75 s of a 3 s crop
     rel = ds.teacher_times()
     starts = []
     for epoch in range(3):

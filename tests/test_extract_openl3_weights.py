@@ -26,7 +26,7 @@ def test_extract_openl3_from_an_official_h5(tmp_path: Path, tmp_path_factory: py
     assert result.exit_code == 0, result.output
     store = open_store(tmp_path / "stores" / "openl3")
     assert store.spec.dim == 512 and store.spec.sample_rate == 48000
-    # centred 0.96 s hop on 2.5 s: openl3 pads 0.5 s in front and the tail to a full hop
+    # centered 0.96 s hop on 2.5 s: openl3 pads 0.5 s in front and the tail to a full hop
     assert store.entry("clip000").n_frames == 1 + int(np.ceil((2.5 + 0.5 - 1.0) / 0.96))
     np.testing.assert_allclose(store.frame_times("clip000")[:3], [0.0, 0.96, 1.92], atol=1e-9)
     assert np.isfinite(store.read("clip000").astype(np.float32)).all()

@@ -18,11 +18,11 @@ def _gen(seed: int) -> torch.Generator:
 def _reference_dcor(x: np.ndarray, y: np.ndarray) -> float:
     """The formula of docs/method.md ("Losses") with explicit pairwise differences, float64."""
 
-    def centred(z: np.ndarray) -> np.ndarray:
+    def centered(z: np.ndarray) -> np.ndarray:
         d = np.sqrt(((z[:, None, :] - z[None, :, :]) ** 2).sum(-1) + 1e-12)
         return d - d.mean(0, keepdims=True) - d.mean(1, keepdims=True) + d.mean()
 
-    a, b = centred(x), centred(y)
+    a, b = centered(x), centered(y)
     return float((a * b).mean() / np.sqrt((a * a).mean() * (b * b).mean() + 1e-9))
 
 

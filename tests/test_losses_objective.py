@@ -141,7 +141,7 @@ def test_window_mode_with_overlapping_teacher_windows() -> None:
     """musicnn-like: 3-s windows every 1 s over a 5-s crop; student frames of 0.96 s at 0.47 s."""
     s = torch.arange(5.0).reshape(1, 5, 1)
     sa, ea = align_frames(s, _times(5, 0.96, 0.47), torch.zeros(1, 3, 2), _times(3, 1.0, 1.5), 3.0)
-    # windows [0, 3), [1, 4), [2, 5) hold student centres
+    # windows [0, 3), [1, 4), [2, 5) hold student centers
     # {0.47, 1.43, 2.39}, {1.43, 2.39, 3.35}, {2.39, 3.35, 4.31}
     assert sa[0, :, 0].tolist() == pytest.approx([1.0, 2.0, 3.0])
 

@@ -58,15 +58,15 @@ def test_round_trip_float16_default_and_float32(tmp_path: Path, backend: str) ->
         s16.entry("nope")
 
 
-def test_windows_by_time_follow_frame_centres(tmp_path: Path) -> None:
+def test_windows_by_time_follow_frame_centers(tmp_path: Path) -> None:
     frames = np.arange(40 * 8, dtype=np.float32).reshape(40, 8)
     store = _fill(tmp_path / "s", {"t": frames})
     times = store.frame_times("t")
     np.testing.assert_allclose(times, 0.25 + 0.5 * np.arange(40))
-    got, at = store.read_window("t", 1.25, 3.0)  # centres 1.25, 1.75, 2.25, 2.75 ([t0, t1): 3.25 excluded)
+    got, at = store.read_window("t", 1.25, 3.0)  # centers 1.25, 1.75, 2.25, 2.75 ([t0, t1): 3.25 excluded)
     np.testing.assert_allclose(at, [1.25, 1.75, 2.25, 2.75])
     np.testing.assert_array_equal(got, frames[2:6].astype(np.float16))
-    assert store.read_window("t", 1.3, 1.7)[0].shape == (0, 8)  # no centre inside
+    assert store.read_window("t", 1.3, 1.7)[0].shape == (0, 8)  # no center inside
     assert store.frame_range("t", -5.0, 0.3) == (0, 1) and store.frame_range("t", 19.0, 99.0) == (38, 40)
     audio = create_store(tmp_path / "audio", StoreSpec.for_audio(16000))
     samples = (np.arange(48000) % 30000).astype(np.int16)

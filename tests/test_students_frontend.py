@@ -19,12 +19,12 @@ def _kaldi_loop(n_mels: int, n_fft: int, sr: float, fmin: float, fmax: float) ->
     delta = (hi - lo) / (n_mels + 1)
     out = np.zeros((n_mels, n_fft // 2 + 1))
     for b in range(n_mels):
-        left, centre, right = lo + b * delta, lo + (b + 1) * delta, lo + (b + 2) * delta
+        left, center, right = lo + b * delta, lo + (b + 1) * delta, lo + (b + 2) * delta
         for i in range(n_fft // 2):
             mel = 1127.0 * math.log(1 + i * sr / n_fft / 700)
             if left < mel < right:
-                rising = (mel - left) / (centre - left)
-                out[b, i] = rising if mel <= centre else (right - mel) / (right - centre)
+                rising = (mel - left) / (center - left)
+                out[b, i] = rising if mel <= center else (right - mel) / (right - center)
     return out
 
 
@@ -40,7 +40,7 @@ def test_kaldi_mel_banks_match_the_reference_loops(n_mels: int, sr: int, fmin: f
 
 def test_mel_scale_is_kaldi() -> None:
     assert float(mel_scale(700.0)) == pytest.approx(1127.0 * math.log(2.0))
-    # filter centres are equally spaced on that scale: peak of filter b at mel(fmin) + (b+1) d
+    # filter centers are equally spaced on that scale: peak of filter b at mel(fmin) + (b+1) d
     banks = kaldi_mel_banks(40, 4096, 16000, 0.0, 8000.0)
     peaks = mel_scale(np.argmax(banks[:, :-1], axis=1) * 16000 / 4096)
     spacing = np.diff(peaks)
@@ -54,17 +54,17 @@ def test_mel_band_errors_name_the_band() -> None:
         LogMelFrontEnd(FrontEndConfig(sample_rate=16000, n_mels=96, win=2048))
 
 
-def test_frame_count_and_centres() -> None:
+def test_frame_count_and_centers() -> None:
     front = LogMelFrontEnd(FrontEndConfig(sample_rate=32000, n_mels=128)).eval()
     for n in (320000, 16000, 1000):
         out = front(torch.zeros(2, n))
         assert out.shape == (2, 128, front.num_frames(n))
     assert front.num_frames(320000) == 1000  # the paper's 10-s OpenMIC clip
-    # frame m is centred on pre-emphasised sample m*hop, i.e. between input samples m*hop and m*hop+1
+    # frame m is centered on pre-emphasised sample m*hop, i.e. between input samples m*hop and m*hop+1
     assert front.frame_center_samples(3) == 3 * 320 + 0.5
 
 
-def test_frame_centre_follows_an_impulse() -> None:
+def test_frame_center_follows_an_impulse() -> None:
     """An impulse at input sample m*hop changes frame m more than any other frame."""
     front = LogMelFrontEnd(FrontEndConfig(sample_rate=16000, n_mels=64, n_fft=512, hop=160, win=400)).eval()
     base = torch.randn(1, 16000, generator=torch.Generator().manual_seed(0)) * 1e-3

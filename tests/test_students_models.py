@@ -95,13 +95,13 @@ def test_cp_resnet_paper_geometry() -> None:
 
 # ---- frame times -----------------------------------------------------------------------------------
 def test_frame_times_exact_arithmetic() -> None:
-    # Mobile-FCN: pools 4, 3, 2, 2 map output_1 frame t to mel frames [48t, 48t + 48): centre 48t + 23.5;
-    # output_2/3 pool 2 more: centre 96t + 47.5. Mel frame m is centred at sample 320 m + 0.5.
+    # Mobile-FCN: pools 4, 3, 2, 2 map output_1 frame t to mel frames [48t, 48t + 48): center 48t + 23.5;
+    # output_2/3 pool 2 more: center 96t + 47.5. Mel frame m is centered at sample 320 m + 0.5.
     fcn = build_student("mobile_fcn", {}, n_classes=20, sample_rate=16000)
     assert fcn.frame_hop_seconds == pytest.approx([0.96, 1.92, 1.92], abs=1e-12)
     assert fcn.frame0_center_seconds == pytest.approx(
         [(23.5 * 320 + 0.5) / 16000, (47.5 * 320 + 0.5) / 16000, (47.5 * 320 + 0.5) / 16000], abs=1e-12)
-    # CP-ResNet: the stem (k5, s2, p2) centres frame j on mel 2j; each 2x pool maps k to 2k + 0.5:
+    # CP-ResNet: the stem (k5, s2, p2) centers frame j on mel 2j; each 2x pool maps k to 2k + 0.5:
     # mel 4k + 1, 8k + 3, 16k + 7.
     cp = CPResNet(CPResNetConfig(base_channels=4), n_classes=20)
     assert cp.frame0_center_seconds == pytest.approx([(7 * 320 + 0.5) / 32000] * 3, abs=1e-12)
@@ -126,7 +126,7 @@ def _click_peaks(student, stage: int, seconds: float = 8.0) -> list[tuple[int, i
     return pairs
 
 
-def test_a_click_moves_the_frame_centred_on_it_most() -> None:
+def test_a_click_moves_the_frame_centered_on_it_most() -> None:
     torch.manual_seed(0)
     cp = build_student("cp_resnet", {"base_channels": 8}, n_classes=5, sample_rate=16000).eval()
     for stage in range(3):

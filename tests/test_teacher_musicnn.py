@@ -88,7 +88,7 @@ def test_patch_geometry_matches_upstream_mel_frames():
     assert (grid.sample_rate, grid.window, grid.first_start, grid.tail) == (SR, 186 * 256 + 512, -256, "drop")
     assert grid.hop == 62 * 256  # 1 s rounds to 62 mel frames, like upstream's time_to_frames
     assert t.frames_per_window == 1
-    # window k = mel frames 62k .. 62k+186 (centred at 0.016 j s): its centre is mel frame 62k + 93
+    # window k = mel frames 62k .. 62k+186 (centered at 0.016 j s): its center is mel frame 62k + 93
     assert t.frame0_center_seconds == pytest.approx(93 * 256 / SR)
     assert t.hop_seconds == pytest.approx(62 * 256 / SR)
     np.testing.assert_allclose(t.frame_times(3), (93 + 62 * np.arange(3)) * 256 / SR)

@@ -188,7 +188,7 @@ def test_mel_filters_equal_librosa(n_mels: int, htk: bool) -> None:
 
 # ---- geometry against openl3's formulas -----------------------------------------------------
 def _openl3_frames(audio: np.ndarray, hop_size: float, center: bool) -> np.ndarray:
-    """openl3 core.py ``_preprocess_audio_batch`` restated: centre pad, tail pad, framing.
+    """openl3 core.py ``_preprocess_audio_batch`` restated: center pad, tail pad, framing.
 
     ``frame_len = 48000``, ``hop_len = int(hop_size * 48000)``; with ``center`` prepend
     ``int(frame_len / 2)`` zeros; pad the end with ``frame_len - len`` zeros when shorter than a
@@ -220,7 +220,7 @@ def test_windows_and_timestamps_match_openl3(center: bool, hop_size: float) -> N
         times = teacher.frame_times(len(frames))
         hop_len = int(hop_size * 48000)
         assert np.allclose(times, np.arange(len(frames)) * hop_len / 48000 + (0.0 if center else 0.5))
-        # openl3's timestamps: centres when centred, window starts otherwise; off by < 1 sample per hop
+        # openl3's timestamps: centers when centered, window starts otherwise; off by < 1 sample per hop
         openl3_ts = np.arange(len(frames)) * hop_size
         assert np.allclose(times - (0.0 if center else 0.5), openl3_ts, atol=len(frames) / 48000)
         if hop_size * 48000 == hop_len:

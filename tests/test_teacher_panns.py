@@ -61,7 +61,7 @@ def test_registered_clip_level_by_default() -> None:
     assert TEACHERS.get("panns") is PannsTeacher
     assert (teacher.sample_rate, teacher.embedding_dim, teacher.grid) == (32000, 2048, None)
     assert teacher.num_frames(10 * SR) == teacher.num_frames(SR) == 1
-    # the one frame is centred at duration / 2
+    # the one frame is centered at duration / 2
     np.testing.assert_allclose(teacher.frame_times(1, duration_seconds=10.0), [5.0])
     assert teacher.hop_seconds == teacher.window_seconds == 0.0
 

@@ -59,8 +59,8 @@ def _randomise(net: torch.nn.Module, seed: int) -> None:
             if isinstance(module, torch.nn.BatchNorm2d):
                 size = module.num_features
                 scale = 20.0 if name == "bn0" else 0.5
-                centre = -40.0 if name == "bn0" else 0.0
-                module.running_mean.copy_(centre + scale * torch.randn(size, generator=gen))
+                center = -40.0 if name == "bn0" else 0.0
+                module.running_mean.copy_(center + scale * torch.randn(size, generator=gen))
                 module.running_var.copy_((scale**2) * (0.5 + torch.rand(size, generator=gen)))
                 module.weight.copy_(1.0 + 0.2 * torch.randn(size, generator=gen))
                 module.bias.copy_(0.1 * torch.randn(size, generator=gen))

@@ -47,7 +47,7 @@ def test_registered_with_paper_geometry() -> None:
     assert (teacher.sample_rate, teacher.embedding_dim) == (32000, 768)
     assert teacher.hop_seconds == pytest.approx(0.96)
     assert teacher.window_seconds == pytest.approx(0.96)
-    assert teacher.frame0_center_seconds == 0.0  # reflect/zero-padded by half a window: centred at k * 0.96 s
+    assert teacher.frame0_center_seconds == 0.0  # reflect/zero-padded by half a window: centered at k * 0.96 s
     # Paper section 2: 11 frames for an OpenMIC 10 s clip, 31 for an MTT 29.1 s clip.
     assert teacher.num_frames(10 * SR) == 11
     assert teacher.num_frames(int(29.1 * SR)) == 31
@@ -55,11 +55,11 @@ def test_registered_with_paper_geometry() -> None:
 
 
 @pytest.mark.parametrize("n_samples", [1, 15360, 30719, 30720, 30721, 10 * SR])
-def test_frame_centres_lie_inside_the_track(n_samples: int) -> None:
+def test_frame_centers_lie_inside_the_track(n_samples: int) -> None:
     teacher = build_teacher("passt", {})
     times = teacher.frame_times(teacher.num_frames(n_samples))
-    assert times[-1] <= n_samples / SR + 1e-9  # hear21passt counts a centre on the last sample boundary too
-    assert times[-1] + teacher.hop_seconds > n_samples / SR  # no centre inside the track is missed
+    assert times[-1] <= n_samples / SR + 1e-9  # hear21passt counts a center on the last sample boundary too
+    assert times[-1] + teacher.hop_seconds > n_samples / SR  # no center inside the track is missed
 
 
 def test_bad_settings_are_config_errors() -> None:

@@ -154,7 +154,7 @@ def test_examples_and_times_follow_vggish_framing() -> None:
     # shorter than one example: one zero-padded window (torchvggish gives none)
     assert teacher.num_frames(15599) == 1
     times = teacher.frame_times(3)
-    assert np.allclose(times, [0.4875, 1.4475, 2.4075])  # centre of samples [15360 k, 15360 k + 15600)
+    assert np.allclose(times, [0.4875, 1.4475, 2.4075])  # center of samples [15360 k, 15360 k + 15600)
     assert teacher.hop_seconds == pytest.approx(0.96) and teacher.window_seconds == pytest.approx(0.975)
 
 

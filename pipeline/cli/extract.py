@@ -8,11 +8,12 @@ import click
 from pipeline.cli import load_params_from
 from pipeline.config import BACKENDS
 from pipeline.devices import DEVICES
-from pipeline.teachers import TEACHERS
 
 
 @click.command(context_settings={"show_default": True})
-@click.option("--teacher", "-t", required=True, type=click.Choice(TEACHERS.names()), help="Teacher to run.")
+@click.option("--teacher", "-t", required=True,
+              help="Teacher to run: a built-in or plugin name (see `pipeline teachers`), hear:<module> "
+                   "(a HEAR-API module) or run:<run_dir> (a trained run).")
 @click.option("--manifests", type=click.Path(file_okay=False), default=None,
               help="Manifests folder [default: data.manifests]")
 @click.option("--audio-root", type=click.Path(file_okay=False), default=None,
@@ -29,7 +30,8 @@ from pipeline.teachers import TEACHERS
               help="Local dask worker processes, 0 = in-process [default: extract.workers]")
 @click.option("--scheduler", default=None, help="Address of an existing dask scheduler, e.g. tcp://host:8786.")
 @click.option("--weights", type=click.Path(exists=True), default=None,
-              help="Teacher weight file or folder (overrides teachers.<name>.weights).")
+              help="Teacher weight file or folder (overrides teachers.<name>.weights; for hear: the "
+                   "model_file_path, for run: a checkpoint).")
 @click.option("--split", "splits", multiple=True, help="Splits to extract (repeatable) [default: extract.splits]")
 @click.option("--overwrite", is_flag=True, help="Delete an existing store first instead of resuming it.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N tracks (smoke runs).")
@@ -48,6 +50,7 @@ def extract(ctx: click.Context, teacher: str, manifests: str | None, audio_root:
     stopped. A file that cannot be decoded is reported and skipped; the exit code is 2
     when any track failed. The report is written next to the store as JSON.
     """
+    from pipeline.teachers import settings_key
     from stages.extract import run
 
     overrides = {
@@ -57,7 +60,7 @@ def extract(ctx: click.Context, teacher: str, manifests: str | None, audio_root:
         "extract.workers": workers,
         "extract.scheduler": scheduler,
         "extract.splits": list(splits) or None,
-        f"teachers.{teacher}.weights": str(Path(weights).resolve()) if weights else None,
+        f"teachers.{settings_key(teacher)}.weights": str(Path(weights).resolve()) if weights else None,
     }
     params = load_params_from(ctx, overrides)
     report = run(params, teacher=teacher, manifests=manifests, audio_root=audio_root, store=store,

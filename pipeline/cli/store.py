@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -140,3 +141,66 @@ def convert(path: str, backend: str, out: str, overwrite: bool) -> None:
     click.echo(
         f"converted {len(target)} tracks of {source.path} ({source.backend}) to {target.path} ({backend})"
     )
+
+
+@store.command("import")
+@click.argument("source", type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["openl3", "hear", "npy"]), required=True,
+              help="openl3: <name>.npz (embedding, timestamps in s); hear: <name>.embedding.npy + "
+                   "<name>.timestamps.npy (ms); npy: <name>.npy (T, D) frames with --hop and --frame0.")
+@click.option("--teacher", "label", default=None,
+              help="Label of the imported teacher; stage two names it imported:<label> [default: the format]")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Store folder [default: <extract.store_root>/imported-<label>]")
+@click.option("--manifests", type=click.Path(file_okay=False), default=None,
+              help="Manifests whose clip ids the file names are matched to [default: data.manifests]")
+@click.option("--hop", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="Seconds between frame centers (npy: required; others: checked against the files).")
+@click.option("--frame0", type=click.FloatRange(min=0.0), default=None,
+              help="Center of frame 0 in seconds (npy: required; others: checked against the files).")
+@click.option("--window", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="Seconds of audio one frame sees [default: the hop; openl3: 1.0]")
+@click.option("--sample-rate", type=click.IntRange(min=0), default=None,
+              help="The teacher's input rate in Hz, recorded only [default: openl3 48000, else unknown: the clips' "
+                   "rate is recorded with sample_rate_known false]")
+@click.option("--dtype", type=click.Choice(["float16", "float32"]), default=None, help="[default: extract.dtype]")
+@click.option("--overwrite", is_flag=True, help="Replace an existing store instead of adding to it.")
+@click.pass_context
+def import_(ctx: click.Context, source: str, fmt: str, label: str | None, out: str | None, manifests: str | None,
+            hop: float | None, frame0: float | None, window: float | None, sample_rate: int | None,
+            dtype: str | None, overwrite: bool) -> None:
+    """Import embedding files made elsewhere (openl3 CLI, hear-eval-kit, plain .npy) as a store.
+
+    File names are matched to the manifests' clip ids (or audio paths). Files that do not match,
+    have another dimension, or timestamps that are not increasing or off the grid are listed one
+    per line and skipped (exit code 2); clips with no file are counted. The store's provenance
+    is "imported" with a fingerprint of the source files.
+    """
+    from pipeline.cli import load_params_from
+    from pipeline.manifests import load_split
+    from pipeline.stores.importer import import_cache
+    from stages.extract import store_path
+
+    params = load_params_from(ctx)
+    label = label or fmt
+    folder = Path(manifests or params.data.manifests)
+    clips = [clip for split in ("train", "valid", "test") if (folder / f"{split}.jsonl").is_file()
+             for clip in load_split(folder, split)]
+    target = Path(out) if out else store_path(params, f"imported:{label}")
+    report = import_cache(
+        source, target, clips, fmt=fmt, label=label, hop=hop, frame0=frame0,
+        window=window if window is not None else (1.0 if fmt == "openl3" else None),
+        sample_rate=sample_rate if sample_rate is not None else (48000 if fmt == "openl3" else 0),
+        dtype=dtype or params.extract.dtype, backend=params.extract.backend, overwrite=overwrite,
+    )
+    click.echo(
+        f"{report.teacher}: {len(report.imported)} imported, {len(report.skipped)} already stored, "
+        f"{len(report.refused)} files refused, {len(report.missing)} manifest clips without a file -> {target}"
+    )
+    for path, reason in report.refused:
+        click.echo(f"  refused {path}: {reason}", err=True)
+    if report.missing:
+        shown = ", ".join(report.missing[:5]) + (" ..." if len(report.missing) > 5 else "")
+        click.echo(f"  no file for {len(report.missing)} clip(s): {shown}", err=True)
+    if not report.ok:
+        ctx.exit(2)

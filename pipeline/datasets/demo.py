@@ -113,7 +113,7 @@ def render_mix(classes: Sequence[str], *, seconds: float, sample_rate: int, seed
         gain_rng = np.random.default_rng([seed, 100 + _class_index(name)])
         gains_db[name] = float(gain_rng.uniform(*GAIN_DB))
         stems[name] = _stem(name, ctx, seed, sample_rate) * np.float32(10 ** (gains_db[name] / 20))
-    mix = np.sum(list(stems.values()), axis=0, dtype=np.float64)
+    mix = np.asarray(np.sum(list(stems.values()), axis=0, dtype=np.float64))
     peak_rng = np.random.default_rng([seed, 99])
     scale = float(peak_rng.uniform(*PEAK)) / max(float(np.max(np.abs(mix))), 1e-9)
     stems = {name: (stem * scale).astype(np.float32) for name, stem in stems.items()}

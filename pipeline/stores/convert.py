@@ -147,7 +147,7 @@ def export_store(
         "frame_times": (
             "t_i = duration / 2 (one frame per clip)"
             if spec.clip_level
-            else f"t_i = {spec.frame0_center_seconds!r} + i * {spec.hop_seconds!r} seconds (frame centres)"
+            else f"t_i = {spec.frame0_center_seconds!r} + i * {spec.hop_seconds!r} seconds (frame centers)"
         ),
         "tracks": tracks,
     }

@@ -13,7 +13,7 @@ from pipeline.errors import ProvenanceError, StoreError
 from pipeline.stores.location import is_url
 from pipeline.stores.spec import StoreSpec
 from pipeline.stores.store import open_store
-from pipeline.teachers import build_teacher
+from pipeline.teachers import build_teacher, settings_key, teacher_settings, teacher_slug
 
 
 def store_path(params: Params, teacher: str, store: str | None = None) -> Path:
@@ -23,9 +23,10 @@ def store_path(params: Params, teacher: str, store: str | None = None) -> Path:
     """
     if store and is_url(store):
         return store  # type: ignore[return-value]
+    folder = teacher_slug(teacher)  # hear:a.b -> hear-a.b, run:runs/x -> run-x, imported:y -> imported-y
     if not store and is_url(params.extract.store_root):
-        return f"{params.extract.store_root.rstrip('/')}/{teacher}"  # type: ignore[return-value]
-    return Path(store) if store else Path(params.extract.store_root) / teacher
+        return f"{params.extract.store_root.rstrip('/')}/{folder}"  # type: ignore[return-value]
+    return Path(store) if store else Path(params.extract.store_root) / folder
 
 
 def refuse_remote_target(path: Path | str) -> None:
@@ -58,9 +59,14 @@ def checked_store(params: Params, teacher: str, store: str | None = None) -> Pat
     """
     path = store_path(params, teacher, store)
     if not is_url(path) and not (path / "teacher.json").is_file():
-        raise StoreError(f"no {teacher} store at {path}; run `pipeline extract --teacher {teacher}` first")
+        how = "pipeline store import" if teacher.startswith("imported:") else f"pipeline extract --teacher {teacher}"
+        raise StoreError(f"no {teacher} store at {path}; run `{how}` first")
     found = open_store(path).spec
-    model = build_teacher(teacher, dict(params.teachers.get(teacher, {})))
+    if teacher.startswith("imported:"):  # no model to compare with: the store is its own provenance
+        if found.teacher != teacher or found.config.get("provenance") != "imported":
+            raise ProvenanceError(f"store {path} holds {found.teacher!r}, not the imported teacher {teacher!r}")
+        return path
+    model = build_teacher(teacher, teacher_settings(params, teacher))
     if model.weights_available():
         differences = found.differences(StoreSpec.from_teacher(model, dtype=found.dtype))
     else:  # weights only on the machine that extracted: compare the settings
@@ -70,7 +76,7 @@ def checked_store(params: Params, teacher: str, store: str | None = None) -> Pat
                        for key, value in sorted(wanted.items()) if found.config.get(key) != value]
     if differences:
         raise ProvenanceError(
-            f"store {path} was made with other settings than params.yaml asks for (teachers.{teacher}): "
+            f"store {path} was made with other settings than params.yaml asks for (teachers.{settings_key(teacher)}): "
             f"{'; '.join(differences)}. Re-extract with `pipeline extract --teacher {teacher} --overwrite` "
             "or change params.yaml to match"
         )

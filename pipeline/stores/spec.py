@@ -87,10 +87,10 @@ class StoreSpec:
         config: teacher settings that change frames (JSON-able mapping).
         weights_sha256: sha256 of the teacher's weight files (``""`` for audio).
         sample_rate: Hz the teacher ran at (audio: the cached rate).
-        hop_seconds: seconds between frame centres (audio: ``1 / sample_rate``; clip-level: 0.0).
+        hop_seconds: seconds between frame centers (audio: ``1 / sample_rate``; clip-level: 0.0).
         window_seconds: seconds of audio one frame sees.
-        frame0_center_seconds: centre time of frame 0 in seconds.
-        clip_level: one frame per track, centred at half the duration.
+        frame0_center_seconds: center time of frame 0 in seconds.
+        clip_level: one frame per track, centered at half the duration.
         dim: embedding size (audio: 1).
         dtype: stored dtype: ``"float16"`` (default), ``"float32"`` or ``"int16"`` (audio).
         versions: library versions (recorded, not compared).

@@ -242,7 +242,7 @@ class EmbeddingStore:
         return frames
 
     def frame_times(self, track_id: str) -> np.ndarray:
-        """Centre time of every frame in seconds, float64 (n_frames,); clip-level: duration / 2."""
+        """Center time of every frame in seconds, float64 (n_frames,); clip-level: duration / 2."""
         entry = self.entry(track_id)
         if self.spec.clip_level:
             return np.full(entry.n_frames, entry.duration / 2.0)
@@ -250,7 +250,7 @@ class EmbeddingStore:
         return self.spec.frame0_center_seconds + self.spec.hop_seconds * index
 
     def frame_range(self, track_id: str, t0: float, t1: float) -> tuple[int, int]:
-        """Indices ``[i0, i1)`` of the frames whose centres fall in ``[t0, t1)`` seconds."""
+        """Indices ``[i0, i1)`` of the frames whose centers fall in ``[t0, t1)`` seconds."""
         entry = self.entry(track_id)
         if self.spec.clip_level:
             return 0, entry.n_frames
@@ -261,7 +261,7 @@ class EmbeddingStore:
         return i0, min(max(i1, i0), entry.n_frames)
 
     def read_window(self, track_id: str, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
-        """Frames whose centres fall in ``[t0, t1)`` seconds, and their centre times.
+        """Frames whose centers fall in ``[t0, t1)`` seconds, and their center times.
 
         Clip-level stores return their one frame whatever the window. A window no longer
         than the chunk touches at most two chunks.

@@ -3,11 +3,11 @@
 A student is an ``nn.Module`` whose first layer is the log-mel front end
 (:mod:`pipeline.students.frontend`), so it trains on the device and exports as a
 waveform model. ``forward`` returns a :class:`StudentOutput` whose ``features[k]``
-(the paper's ``output_{k+1}``, averaged over frequency) come with the centre time of
-every frame: frame ``t`` of stage ``k`` is centred at
+(the paper's ``output_{k+1}``, averaged over frequency) come with the center time of
+every frame: frame ``t`` of stage ``k`` is centered at
 ``frame0_center_seconds[k] + t * frame_hop_seconds[k]`` seconds from the first input
 sample. The times are exact arithmetic over the layers' time kernels, strides and
-paddings (:class:`TimeOp`): the centre of the nominal receptive span of frame ``t``.
+paddings (:class:`TimeOp`): the center of the nominal receptive span of frame ``t``.
 
 Export: :meth:`Student.forward_tensors` returns plain tensors and holds no
 data-dependent Python control flow, so it runs under ``torch.jit.trace`` and
@@ -45,10 +45,10 @@ class TimeOp:
 
 
 def compose_time_ops(ops: Sequence[TimeOp]) -> tuple[float, int]:
-    """Centre of output frame ``t`` in input frames, as ``(offset, step)``: ``offset + step * t``.
+    """Center of output frame ``t`` in input frames, as ``(offset, step)``: ``offset + step * t``.
 
     Output ``j`` of one op covers inputs ``j*stride - padding .. j*stride - padding + kernel - 1``,
-    centred at ``j*stride - padding + (kernel - 1) / 2``; composing gives an affine map.
+    centered at ``j*stride - padding + (kernel - 1) / 2``; composing gives an affine map.
     """
     offset, step = 0.0, 1
     for op in ops:
@@ -71,8 +71,8 @@ class StudentOutput:
     Attributes:
         logits: (batch, n_classes) pre-sigmoid scores.
         features: per stage, (batch, frames_k, channels_k) feature maps averaged over frequency.
-        frame_hop_seconds: per stage, seconds between frame centres.
-        frame0_center_seconds: per stage, centre time of frame 0 in seconds.
+        frame_hop_seconds: per stage, seconds between frame centers.
+        frame0_center_seconds: per stage, center time of frame 0 in seconds.
     """
 
     logits: torch.Tensor
@@ -81,7 +81,7 @@ class StudentOutput:
     frame0_center_seconds: list[float]
 
     def frame_times(self, stage: int) -> np.ndarray:
-        """Centre times in seconds, float64 (frames,), of ``features[stage]`` (0-based)."""
+        """Center times in seconds, float64 (frames,), of ``features[stage]`` (0-based)."""
         n = self.features[stage].shape[1]
         return self.frame0_center_seconds[stage] + self.frame_hop_seconds[stage] * np.arange(n)
 
@@ -141,16 +141,16 @@ class Student(nn.Module):
 
     @property
     def frame_hop_seconds(self) -> list[float]:
-        """Per stage, seconds between feature-frame centres."""
+        """Per stage, seconds between feature-frame centers."""
         hop, sr = self.frontend.config.hop, self.frontend.config.sample_rate
         return [compose_time_ops(ops)[1] * hop / sr for ops in self._cumulative_ops()]
 
     @property
     def frame0_center_seconds(self) -> list[float]:
-        """Per stage, centre time of feature frame 0 in seconds."""
+        """Per stage, center time of feature frame 0 in seconds."""
         sr = self.frontend.config.sample_rate
-        centre = self.frontend.frame_center_samples
-        return [centre(compose_time_ops(ops)[0]) / sr for ops in self._cumulative_ops()]
+        center = self.frontend.frame_center_samples
+        return [center(compose_time_ops(ops)[0]) / sr for ops in self._cumulative_ops()]
 
     def num_feature_frames(self, n_samples: int) -> list[int]:
         """Per stage, feature frames for an input of ``n_samples`` samples."""

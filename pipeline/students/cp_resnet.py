@@ -7,7 +7,7 @@ head: mean over frequency and time -> Linear. ``rho=7, base_channels=128`` with 
 has exactly 5,534,612 parameters (``rho=3``: 3,830,676).
 
 Features (``output_1..3``) all run at 16 mel frames per frame: 0.16 s at 32 kHz / hop 320
-(frame 0 centred at mel frame 7). Initialisation is the official Fixup-style pass.
+(frame 0 centered at mel frame 7). Initialisation is the official Fixup-style pass.
 
 Departure: the Fixup depth ``L`` is the number of blocks in *this* model (12). The
 official code counts blocks in a module-global variable, so a second model built in the

@@ -14,8 +14,8 @@ student takes a waveform. Steps, in order (as in the official featurizer):
    cells set to 0 in the log domain, before normalisation (as the official code);
 6. normalisation ``(x - mean) / std`` with the paper's constants (-3.7, 3.1).
 
-Time stamps: mel frame ``m`` is centred at input sample ``m * hop + 0.5`` (the STFT frame
-is centred on pre-emphasised sample ``m * hop``, which sits between the filter's two taps
+Time stamps: mel frame ``m`` is centered at input sample ``m * hop + 0.5`` (the STFT frame
+is centered on pre-emphasised sample ``m * hop``, which sits between the filter's two taps
 ``x[m*hop]`` and ``x[m*hop + 1]``).
 
 Departures from the official code, on purpose:
@@ -84,11 +84,11 @@ def kaldi_mel_banks(
     delta = (mel_high - mel_low) / (n_mels + 1)
     index = np.arange(n_mels, dtype=np.float64)[:, None]
     left = mel_low + index * delta
-    centre = mel_low + (index + 1.0) * delta
+    center = mel_low + (index + 1.0) * delta
     right = mel_low + (index + 2.0) * delta
     bin_mel = mel_scale(sample_rate / n_fft * np.arange(n_fft // 2, dtype=np.float64))[None, :]
-    up = (bin_mel - left) / (centre - left)
-    down = (right - bin_mel) / (right - centre)
+    up = (bin_mel - left) / (center - left)
+    down = (right - bin_mel) / (right - center)
     banks = np.maximum(0.0, np.minimum(up, down))
     return np.pad(banks, ((0, 0), (0, 1))).astype(np.float32)
 
@@ -132,7 +132,7 @@ class FrontEndConfig:
 class LogMelFrontEnd(nn.Module):
     """Waveform (batch, samples) -> normalised log-mel (batch, n_mels, frames).
 
-    ``frames = 1 + (samples - 1) // hop``; frame ``m`` is centred at sample ``m * hop + 0.5``.
+    ``frames = 1 + (samples - 1) // hop``; frame ``m`` is centered at sample ``m * hop + 0.5``.
 
     Args:
         config: the front-end settings.
@@ -226,7 +226,7 @@ class LogMelFrontEnd(nn.Module):
         return self.config.n_fft // 2 + 2
 
     def frame_center_samples(self, m: float) -> float:
-        """Input-sample position of the centre of mel frame ``m``."""
+        """Input-sample position of the center of mel frame ``m``."""
         return m * self.config.hop + 0.5
 
     # ---- forward -------------------------------------------------------------------

@@ -3,13 +3,13 @@
 A teacher sees audio through a *window grid*: window ``k`` covers the samples
 ``[first_start + k * hop, first_start + k * hop + window)`` of the (mono, resampled)
 track, samples outside the track being zeros. Each window gives ``frames_per_window``
-embedding frames. Frame ``i`` of the track is centred at
+embedding frames. Frame ``i`` of the track is centered at
 ``frame0_center_seconds + i * hop_seconds``. This geometry lets stage one cut long
 files into windows read one block at a time and batch windows of many files into one
 forward pass, while ``embed`` on a whole clip gives the same frames.
 
 Clip-level teachers (PANNs in the paper's setting) set ``grid`` to ``None``: they
-embed a whole clip into one frame, centred at half its duration.
+embed a whole clip into one frame, centered at half its duration.
 """
 from __future__ import annotations
 
@@ -158,7 +158,7 @@ class Teacher(abc.ABC):
 
     @property
     def hop_seconds(self) -> float:
-        """Seconds between consecutive frame centres (0.0 for clip-level teachers)."""
+        """Seconds between consecutive frame centers (0.0 for clip-level teachers)."""
         grid = self.grid
         if grid is None:
             return 0.0
@@ -172,7 +172,7 @@ class Teacher(abc.ABC):
 
     @property
     def frame0_center_seconds(self) -> float:
-        """Centre time of frame 0 in seconds (the window centre for one frame per window)."""
+        """Center time of frame 0 in seconds (the window center for one frame per window)."""
         grid = self.grid
         if grid is None:
             return 0.0
@@ -186,7 +186,7 @@ class Teacher(abc.ABC):
         return 1 if grid is None else grid.num_windows(n_samples) * self.frames_per_window
 
     def frame_times(self, n_frames: int, duration_seconds: float | None = None) -> np.ndarray:
-        """Centre times in seconds, float64 (n_frames,).
+        """Center times in seconds, float64 (n_frames,).
 
         Clip-level teachers put their one frame at ``duration_seconds / 2``.
         """
@@ -263,7 +263,7 @@ class Teacher(abc.ABC):
             audio: float32 (batch, samples) mono waveforms at :attr:`sample_rate`.
 
         Returns:
-            float32 (batch, frames, embedding_dim); frame ``i`` centred at
+            float32 (batch, frames, embedding_dim); frame ``i`` centered at
             ``frame0_center_seconds + i * hop_seconds``.
         """
         audio = np.asarray(audio, dtype=np.float32)

@@ -9,7 +9,7 @@ the original TF graph.
 Geometry (16 kHz). musicnn's input is a librosa-style log-mel (n_fft 512, hop 256, 96 Slaney
 bands to 8 kHz, power 2, periodic Hann, ``log10(10000 * S + 1)``), cut into patches of 187 mel
 frames (2.992 s). A window is ``186 * 256 + 512 = 48 128`` samples starting at sample
-``-256 + k * hop``, so its mel computed without centring equals frames ``k * hop / 256 ...
+``-256 + k * hop``, so its mel computed without centering equals frames ``k * hop / 256 ...
 +187`` of upstream's whole-clip ``center=True`` mel (librosa >= 0.10 pads with zeros, as the
 grid does). The patch hop is ``round(hop_seconds * 62.5)`` mel frames. Only whole windows are
 kept (``tail="drop"``; upstream also keeps a last patch that reaches up to 256 samples into
@@ -32,9 +32,9 @@ temporal      153    frame level: the three temporal front-end branches
 cnn1..cnn3    64     frame level: mid-end layers (cnn2/cnn3 with residuals)
 ============  =====  ================================================================
 
-Patch-level layers give one frame per window, centred on the window. Frame-level layers give
+Patch-level layers give one frame per window, centered on the window. Frame-level layers give
 the 187 frames of each window and need non-overlapping patches (``hop_seconds`` = 187 mel
-frames, 2.992 s); frame ``i`` is mel frame ``i``, centred at ``i * 0.016`` s.
+frames, 2.992 s); frame ``i`` is mel frame ``i``, centered at ``i * 0.016`` s.
 
 float16: upstream casts the mel power to float16 before ``log10(10000 * S + 1)``, which
 overflows (inf) for loud input and then returns garbage tags. By default the port computes in
@@ -184,7 +184,7 @@ class MusicnnTeacher(Teacher):
     @property
     def frame0_center_seconds(self) -> float:
         if self.frame_level:
-            return 0.0  # mel frame 0 is centred on sample 0 (center=True convention)
+            return 0.0  # mel frame 0 is centered on sample 0 (center=True convention)
         return super().frame0_center_seconds
 
     @property

@@ -98,7 +98,7 @@ def slaney_mel_basis(
 
 class LogMel(nn.Module):
     """musicnn's input: librosa-style power mel (n_fft 512, hop 256, 96 Slaney bands to 8 kHz,
-    periodic Hann, no centring inside a window) then ``log10(10000 * S + 1)``.
+    periodic Hann, no centering inside a window) then ``log10(10000 * S + 1)``.
 
     Args:
         float16_cast: round the mel power to float16 (and back to float32) before the log,
@@ -341,7 +341,7 @@ class MusicnnNet(nn.Module):
                     end_edges.append((len(starts), torch.cat([x[first + patch - 6 : first + patch], zeros])))
                 starts.append(offset + first)
             offset += x.shape[0] + 6
-        seq = torch.cat(pieces)[None, None]  # conv output row j is centred on seq row j + 3
+        seq = torch.cat(pieces)[None, None]  # conv output row j is centered on seq row j + 3
         rows = (torch.tensor(starts)[:, None] + torch.arange(patch)[None, :]).to(seq.device)
         edges = [e for _, e in start_edges] + [e for _, e in end_edges]
         edge_seq = torch.cat(edges)[None, None] if edges else None

@@ -10,7 +10,7 @@ package when it is installed.
 Geometry, as ``openl3.get_audio_embedding``: with ``center`` the track is preceded by
 0.5 s of zeros, windows of 48 000 samples start every ``int(hop_seconds * 48000)``
 samples, and the end is zero-padded to a whole hop (a short track gives one window).
-Frame ``i`` is centred at ``i * hop`` seconds when centred (openl3's timestamps), at
+Frame ``i`` is centered at ``i * hop`` seconds when centered (openl3's timestamps), at
 ``0.5 + i * hop`` otherwise (openl3 then reports window starts, ``i * hop``).
 """
 from __future__ import annotations
@@ -53,10 +53,10 @@ class OpenL3Config:
         input_repr: ``linear``, ``mel128`` or ``mel256`` spectrogram input.
         embedding_size: 512 or 6144 (max-pool sizes of openl3; same weights).
         hop_seconds: seconds between window starts (openl3 uses ``int(hop * 48000)`` samples).
-        center: prepend half a window of zeros so frame ``i`` is centred at ``i * hop``.
+        center: prepend half a window of zeros so frame ``i`` is centered at ``i * hop``.
         frontend: ``kapre`` (openl3 0.4.x default), ``librosa`` (openl3 0.4.x librosa front
             end) or ``kapre-0.1.4`` (openl3 <= 0.3.x; HTK mel); see :mod:`~pipeline.teachers.openl3_net`.
-        pad_mode: centring pad of the ``librosa`` mel front end: ``constant`` (librosa >= 0.9)
+        pad_mode: centering pad of the ``librosa`` mel front end: ``constant`` (librosa >= 0.9)
             or ``reflect`` (librosa <= 0.8). Ignored by the other front ends.
         backend: ``torch``, ``openl3`` (the TensorFlow package) or ``auto`` (the package if installed).
         weights: an official ``.h5`` file or a folder holding ``openl3_audio_<repr>_<content>.h5``;

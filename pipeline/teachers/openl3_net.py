@@ -9,7 +9,7 @@ followed by ``S -= S.max()`` and kapre 0.1.4's ``amplitude_to_decibel`` both com
 
 ============  ===============================================================================
 ``librosa``   openl3 0.4.x ``frontend="librosa"``: ``|librosa.stft(n_fft=2048, hop=242,
-              center=True)|`` (frame ``t`` centred on sample ``242 t``; ``pad_mode`` zeros
+              center=True)|`` (frame ``t`` centered on sample ``242 t``; ``pad_mode`` zeros
               as librosa >= 0.9, or ``reflect`` as librosa <= 0.8), Slaney mel filters.
               ``linear``: ``|stft(n_fft=512, hop=242, center=False)|``.
 ``kapre``     openl3 0.4.x ``frontend="kapre"`` (its default, kapre >= 0.3.5 layers):
@@ -121,7 +121,7 @@ class OpenL3Frontend(nn.Module):
     Args:
         input_repr: ``linear`` (257 x 197), ``mel128`` (128 x 199) or ``mel256`` (256 x 199).
         frontend: ``librosa``, ``kapre`` or ``kapre-0.1.4`` (see the module docstring).
-        pad_mode: centring pad of the ``librosa`` mel front end (``constant`` or ``reflect``).
+        pad_mode: centering pad of the ``librosa`` mel front end (``constant`` or ``reflect``).
     """
     window: torch.Tensor
     mel: torch.Tensor | None

@@ -1,14 +1,14 @@
 """PANNs teacher: CNN14 (32 kHz, ``Cnn14_mAP=0.431.pth``), its 2048-d ``embedding`` output.
 
 ``level: clip`` (default, the paper's setting, docs/method.md, "Teachers and their frames"): one 2048-d frame
-per clip, centred at half its duration, as ``panns_inference.AudioTagging.inference``
+per clip, centered at half its duration, as ``panns_inference.AudioTagging.inference``
 gives for a batch of one. The whole clip goes through the network at once, so clips
 longer than ``max_clip_seconds`` are refused with a hint to use ``level: frame``
 (a one-hour file must not be pushed through CNN14 in one piece).
 
 ``level: frame`` (an option for long recordings and time-aligned distillation):
-windows of ``window_seconds`` every ``hop_seconds``, centred on the hop cells, so frame
-``k`` is centred at ``(k + 0.5) * hop_seconds`` and sees ``(window - hop) / 2`` seconds
+windows of ``window_seconds`` every ``hop_seconds``, centered on the hop cells, so frame
+``k`` is centered at ``(k + 0.5) * hop_seconds`` and sees ``(window - hop) / 2`` seconds
 of context on each side (zeros beyond the track); the last frame covers the end of the
 track. Defaults 2 s / 1 s: 10 frames for a 10 s clip, one per second, each with a
 second of context (CNN14 pools time by 32, so 2 s windows keep 6 time steps before
@@ -51,7 +51,7 @@ class PannsConfig:
             ``~/panns_data`` (where ``panns_inference`` keeps it).
         level: ``clip`` (one frame per clip, the paper) or ``frame`` (windows).
         window_seconds: frame level: audio each frame sees (>= 0.32).
-        hop_seconds: frame level: seconds between frame centres.
+        hop_seconds: frame level: seconds between frame centers.
         max_clip_seconds: clip level: longest clip embedded in one piece; longer ones are
             an error suggesting ``level: frame``.
     """

@@ -1,6 +1,6 @@
 """PaSST teacher (``hear21passt`` ``passt_s_swa_p16_128_ap476``, "embed_only"), as the paper used it.
 
-768-d frames from 0.96 s windows with a 0.96 s hop, frame ``k`` centred at ``k * 0.96`` s
+768-d frames from 0.96 s windows with a 0.96 s hop, frame ``k`` centered at ``k * 0.96`` s
 (paper section 2: a locally modified ``hear21passt.load_model(mode="embed_only",
 timestamp_window=960, timestamp_hop=960)``). Each window goes through PaSST's own mel
 front end and the PaSST-S transformer; the embedding is the mean of the CLS and
@@ -8,7 +8,7 @@ distillation tokens after the final LayerNorm (:mod:`pipeline.teachers.passt_net
 
 Frame count: like hear21passt's ``get_timestamp_embeddings`` (pad ``window // 2`` on both
 sides, then slide), a track of ``n`` samples gives ``1 + (n + 2 * (window // 2) - window) // hop``
-frames, i.e. one per window centre in ``[0, n]`` samples (11 for a 10 s clip, 31 for 29.1 s).
+frames, i.e. one per window center in ``[0, n]`` samples (11 for a 10 s clip, 31 for 29.1 s).
 
 **Difference from the original at the clip edges:** hear21passt *reflect*-pads the
 half windows before the first and after the last sample; the window grid of this project
@@ -50,7 +50,7 @@ class PasstConfig:
         weights: path of ``passt-s-f128-p16-s10-ap.476-swa.pt`` (or a folder holding it);
             null looks in the torch hub cache (``$TORCH_HOME/hub/checkpoints``).
         window_seconds: audio each embedding sees (paper 0.96; at most 9.9).
-        hop_seconds: seconds between frame centres (paper 0.96).
+        hop_seconds: seconds between frame centers (paper 0.96).
     """
 
     weights: str | None = None
@@ -60,15 +60,15 @@ class PasstConfig:
 
 
 @dataclass(frozen=True)
-class CentredGrid(WindowGrid):
-    """A window grid that keeps every window whose centre lies in ``[0, n_samples]``.
+class CenteredGrid(WindowGrid):
+    """A window grid that keeps every window whose center lies in ``[0, n_samples]``.
 
     hear21passt's count for ``first_start = -(window // 2)``: ``1 + (n - first_start * 2
-    - window) // hop``. ``tail`` is recorded as ``"centre"``; cutting is inherited
+    - window) // hop``. ``tail`` is recorded as ``"center"``; cutting is inherited
     (zero padding outside the track).
     """
 
-    tail: str = "centre"
+    tail: str = "center"
 
     def num_windows(self, n_samples: int) -> int:
         """Number of windows for a track of ``n_samples`` samples (>= 1)."""
@@ -78,7 +78,7 @@ class CentredGrid(WindowGrid):
 
 @register_teacher
 class PasstTeacher(Teacher):
-    """PaSST-S AudioSet teacher: 768-d frames every 0.96 s, centred at ``k * 0.96`` s."""
+    """PaSST-S AudioSet teacher: 768-d frames every 0.96 s, centered at ``k * 0.96`` s."""
 
     name: ClassVar[str] = "passt"
     config_type: ClassVar[type] = PasstConfig
@@ -103,7 +103,7 @@ class PasstTeacher(Teacher):
             )
         if hop <= 0:
             raise ConfigError(f"teachers.passt.hop_seconds must be positive, got {cfg.hop_seconds!r}")
-        self._grid = CentredGrid(SAMPLE_RATE, window, hop, first_start=-(window // 2))
+        self._grid = CenteredGrid(SAMPLE_RATE, window, hop, first_start=-(window // 2))
         self._net: Any = None
         self._mel: Any = None
 

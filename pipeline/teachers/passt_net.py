@@ -8,7 +8,7 @@ the original's (checked in ``tests/test_teacher_passt_reference.py``).
 
 Front end (:class:`PasstMel`), input ``(batch, samples)`` at 32 kHz:
 pre-emphasis ``y[n] = x[n + 1] - 0.97 x[n]`` (one sample shorter), ``torch.stft``
-(n_fft 1024, hop 320, symmetric Hann window of 800, centred with reflect padding),
+(n_fft 1024, hop 320, symmetric Hann window of 800, centered with reflect padding),
 power, 128 Kaldi-style triangular mel filters on 0..15000 Hz, ``log(x + 1e-5)``,
 ``(x + 4.5) / 5``. Output ``(batch, 128, frames)`` with ``frames = 1 + (samples - 1) // 320``.
 
@@ -72,12 +72,12 @@ def kaldi_mel_banks(n_mels: int, n_fft: int, sample_rate: float, f_min: float, f
     delta = (mel_high - mel_low) / (n_mels + 1)
     index = torch.arange(n_mels, dtype=torch.float32).unsqueeze(1)
     left = mel_low + index * delta
-    centre = mel_low + (index + 1.0) * delta
+    center = mel_low + (index + 1.0) * delta
     right = mel_low + (index + 2.0) * delta
     freqs = (sample_rate / n_fft) * torch.arange(n_fft // 2, dtype=torch.float32)
     bin_mel = (1127.0 * (1.0 + freqs / 700.0).log()).unsqueeze(0)
-    up = (bin_mel - left) / (centre - left)
-    down = (right - bin_mel) / (right - centre)
+    up = (bin_mel - left) / (center - left)
+    down = (right - bin_mel) / (right - center)
     banks = torch.clamp(torch.minimum(up, down), min=0.0)
     return np.pad(banks.numpy(), ((0, 0), (0, 1))).astype(np.float32)
 

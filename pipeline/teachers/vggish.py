@@ -15,7 +15,7 @@ are looked for in the torch hub cache, where ``torch.hub`` would have put them.
 Geometry: VGGish frames the whole track into 25 ms / 10 ms STFT frames and groups 96 of
 them into non-overlapping examples, dropping the incomplete rest. Example ``k`` sees
 samples ``[15360 k, 15360 k + 15600)``: a window of 15 600 samples (96 frames of 400
-samples, hop 160) every 15 360 samples (0.96 s), centred at ``0.4875 + 0.96 k`` s.
+samples, hop 160) every 15 360 samples (0.96 s), centered at ``0.4875 + 0.96 k`` s.
 """
 from __future__ import annotations
 

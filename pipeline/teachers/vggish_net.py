@@ -70,9 +70,9 @@ def mel_matrix(num_bands: int = NUM_BANDS, num_bins: int = FFT_LENGTH // 2 + 1,
 
     bins_mel = to_mel(np.linspace(0.0, sample_rate / 2.0, num_bins))
     edges = np.linspace(to_mel(low_hz), to_mel(high_hz), num_bands + 2)
-    lower, centre, upper = edges[:-2], edges[1:-1], edges[2:]
-    rising = (bins_mel[:, None] - lower) / (centre - lower)
-    falling = (upper - bins_mel[:, None]) / (upper - centre)
+    lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
+    rising = (bins_mel[:, None] - lower) / (center - lower)
+    falling = (upper - bins_mel[:, None]) / (upper - center)
     weights = np.maximum(0.0, np.minimum(rising, falling))
     weights[0, :] = 0.0
     return weights
@@ -132,9 +132,9 @@ class Postprocessor(nn.Module):
     def __init__(self, eigen_vectors: np.ndarray | None = None, means: np.ndarray | None = None) -> None:
         super().__init__()
         vectors = np.eye(EMBEDDING_SIZE) if eigen_vectors is None else eigen_vectors
-        centre = np.zeros(EMBEDDING_SIZE) if means is None else means
+        center = np.zeros(EMBEDDING_SIZE) if means is None else means
         self.register_buffer("eigen_vectors", torch.as_tensor(np.asarray(vectors), dtype=torch.float32))
-        self.register_buffer("means", torch.as_tensor(np.asarray(centre).reshape(-1), dtype=torch.float32))
+        self.register_buffer("means", torch.as_tensor(np.asarray(center).reshape(-1), dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         projected = (x - self.means) @ self.eigen_vectors.T

@@ -1,0 +1,168 @@
+"""``--teacher hear:<module>``: a HEAR-API module (written in the tests, and hearbaseline) as a teacher."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+import tests.toy_hear as toy
+from pipeline.audio import read_audio
+from pipeline.cli import cli
+from pipeline.config import load_params
+from pipeline.errors import TeacherError
+from pipeline.stores import open_store
+from pipeline.teachers import build_teacher
+from pipeline.stores.lookup import checked_store
+from stages.extract import run
+from tests.extract_fixtures import make_dataset
+
+NAME = "hear:tests.toy_hear"
+
+
+def _params(tmp_path: Path, n_clips: int = 4, seconds: float = 3.5, workers: int = 0, **hear: object) -> Path:
+    path = make_dataset(tmp_path, n_clips=n_clips, seconds=seconds, dtype="float32", cache_audio=False,
+                        workers=workers)
+    data = yaml.safe_load(path.read_text())
+    data["teachers"]["hear"] = {"window_seconds": 2.0, "context_seconds": 0.1, **hear}
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _direct(audio: np.ndarray, model_file: str = "") -> tuple[np.ndarray, np.ndarray]:
+    emb, stamps = toy.get_timestamp_embeddings(torch.from_numpy(audio[None]), toy.load_model(model_file))
+    return emb[0].numpy(), stamps[0].numpy() / 1000.0
+
+
+@pytest.mark.parametrize("mode", ["window", "clip"])
+def test_store_frames_equal_the_module_called_directly(tmp_path: Path, mode: str) -> None:
+    params_path = _params(tmp_path, mode=mode)
+    result = CliRunner().invoke(cli, ["--params", str(params_path), "extract", "--teacher", NAME, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    store = open_store(tmp_path / "stores" / "hear-tests.toy_hear")
+    assert len(store) == 4 and store.verify().ok
+    spec = store.spec
+    assert (spec.teacher, spec.hop_seconds, spec.frame0_center_seconds, spec.dim) == (NAME, 0.025, 0.0, 8)
+    assert spec.config["module"] == "tests.toy_hear" and spec.config["mode"] == mode and not spec.clip_level
+    for track in store.track_ids():
+        audio = read_audio(tmp_path / "audio" / f"{track}.flac", sample_rate=16000)
+        expected, stamps = _direct(audio)
+        stored = store.read(track)
+        n = len(expected)
+        np.testing.assert_allclose(stored[:n], expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(store.frame_times(track)[:n], stamps, atol=1e-6)
+        extra = len(stored) - n  # window mode rounds up to whole windows (centers past the end)
+        per_window = build_teacher(NAME, {"window_seconds": 2.0, "context_seconds": 0.1}).frames_per_window
+        assert extra == 0 if mode == "clip" else 0 <= extra < per_window
+
+
+def test_long_file_blocks_and_batches_give_the_module_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipeline.extraction as extraction
+
+    monkeypatch.setattr(extraction, "BLOCK_SECONDS", 1.3)  # 9-s files decoded in blocks, windows cross them
+    params = load_params(_params(tmp_path, n_clips=2, seconds=9.0))
+    report = run(params, teacher=NAME, progress=False)
+    assert report.ok and report.done == 2
+    store = open_store(tmp_path / "stores" / "hear-tests.toy_hear")
+    audio = read_audio(tmp_path / "audio" / "clip001.flac", sample_rate=16000)
+    expected, _ = _direct(audio)
+    np.testing.assert_allclose(store.read("clip001")[: len(expected)], expected, rtol=1e-5, atol=1e-5)
+    again = run(params, teacher=NAME, progress=False)  # resume: nothing redone
+    assert (again.done, again.skipped) == (0, 2)
+
+
+def test_model_file_is_passed_and_fingerprinted(tmp_path: Path) -> None:
+    weights = tmp_path / "toy.pt"
+    torch.save(toy.ToyModel(seed=7).state_dict(), weights)
+    params_path = _params(tmp_path, n_clips=2)
+    result = CliRunner().invoke(cli, ["--params", str(params_path), "extract", "--teacher", NAME,
+                                      "--weights", str(weights), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    store = open_store(tmp_path / "stores" / "hear-tests.toy_hear")
+    assert store.spec.weights_sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
+    audio = read_audio(tmp_path / "audio" / "clip000.flac", sample_rate=16000)
+    expected, _ = _direct(audio, str(weights))
+    np.testing.assert_allclose(store.read("clip000")[: len(expected)], expected, rtol=1e-5, atol=1e-5)
+    # Stage two refuses the store when params.yaml names other weights (here: none).
+    with pytest.raises(Exception, match="weights_sha256"):
+        checked_store(load_params(params_path), NAME)
+
+
+def test_options_reach_load_model_and_are_provenance(tmp_path: Path) -> None:
+    teacher = build_teacher(NAME, {"options": {"seed": 3}, "mode": "clip"}).load("cpu")
+    audio = np.random.default_rng(0).uniform(-0.5, 0.5, 8000).astype(np.float32)
+    emb, _ = toy.get_timestamp_embeddings(torch.from_numpy(audio[None]), toy.load_model(seed=3))
+    np.testing.assert_allclose(teacher.embed(audio[None])[0], emb[0].numpy(), rtol=1e-6)
+    assert teacher.describe()["config"]["options"] == {"seed": 3}
+
+
+def test_irregular_timestamps_and_non_hear_modules_are_one_line_errors(tmp_path: Path) -> None:
+    package = tmp_path / "pkgs"
+    package.mkdir()
+    (package / "jittery_hear.py").write_text(
+        "import torch\n"
+        "class M(torch.nn.Module):\n    sample_rate = 16000\n    timestamp_embedding_size = 2\n"
+        "def load_model(model_file_path=''):\n    return M()\n"
+        "def get_timestamp_embeddings(audio, model):\n"
+        "    n = 1 + audio.shape[1] // 800\n"
+        "    stamps = torch.arange(n, dtype=torch.float32) * 50.0\n"
+        "    stamps[n // 2:] += 7.0\n"
+        "    return torch.zeros(audio.shape[0], n, 2), stamps.expand(audio.shape[0], -1)\n"
+    )
+    (package / "not_hear.py").write_text("x = 1\n")
+    import sys
+
+    sys.path.insert(0, str(package))
+    try:
+        with pytest.raises(TeacherError, match="not a regular grid"):
+            build_teacher("hear:jittery_hear").load("cpu")
+        with pytest.raises(TeacherError, match="does not implement the HEAR API"):
+            build_teacher("hear:not_hear").load("cpu")
+    finally:
+        sys.path.remove(str(package))
+    assert not build_teacher("hear:no_such_module_here").weights_available()
+    with pytest.raises(TeacherError, match="not an importable module name"):
+        build_teacher("hear:bad name")
+
+
+def _patch_librosa_mel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """hearbaseline 2021.1.1 calls ``librosa.filters.mel(sr, n_fft=...)``; librosa >= 0.10 wants ``sr=``."""
+    import librosa
+
+    mel = librosa.filters.mel
+    monkeypatch.setattr(librosa.filters, "mel", lambda *args, **kw: mel(**dict(zip(("sr",), args)), **kw))
+
+
+def test_hearbaseline_naive_through_extract(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    naive = pytest.importorskip("hearbaseline.naive")
+    _patch_librosa_mel(monkeypatch)
+    params = load_params(_params(tmp_path, n_clips=2, seconds=2.0))
+    report = run(params, teacher="hear:hearbaseline.naive", progress=False)
+    assert report.ok and report.done == 2, report.to_json()
+    store = open_store(tmp_path / "stores" / "hear-hearbaseline.naive")
+    spec = store.spec
+    assert (spec.sample_rate, spec.dim, spec.hop_seconds, spec.frame0_center_seconds) == (44100, 4096, 0.05, 0.0)
+    assert spec.config["package"] == "hearbaseline" and spec.config["package_version"]
+    audio = read_audio(tmp_path / "audio" / "clip001.flac", sample_rate=44100)
+    emb, _ = naive.get_timestamp_embeddings(torch.from_numpy(audio[None]), naive.load_model())
+    expected = emb[0].numpy()
+    np.testing.assert_allclose(store.read("clip001")[: len(expected)], expected, rtol=1e-4, atol=1e-3)
+    json.dumps(spec.to_json())
+
+
+@pytest.mark.slow
+def test_dask_workers_give_the_same_store(tmp_path: Path) -> None:
+    """Two local dask worker processes each import the module and load the model once."""
+    params = load_params(_params(tmp_path, n_clips=3, seconds=2.5, workers=2))
+    report = run(params, teacher=NAME, progress=False)
+    assert report.ok and report.done == 3 and report.workers == 2
+    store = open_store(tmp_path / "stores" / "hear-tests.toy_hear")
+    for track in store.track_ids():
+        audio = read_audio(tmp_path / "audio" / f"{track}.flac", sample_rate=16000)
+        expected, _ = _direct(audio)
+        np.testing.assert_allclose(store.read(track)[: len(expected)], expected, rtol=1e-5, atol=1e-5)
