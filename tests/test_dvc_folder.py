@@ -52,7 +52,7 @@ def test_repro_runs_a_folder_dataset_to_the_report(clone: tuple[Path, str]) -> N
     assert extract["done"] == 10 and [f["track"] for f in extract["failed"]] == [BROKEN]
     assert out.count("are not in the store") == 4  # one warning per later stage that reads the train split
     assert "Traceback" not in out and "CommClosedError" not in out and "INFO distributed" not in out
-    assert "Error" not in out.replace("flac decoder", "")
+    assert not any(line.startswith(("Error", "ERROR", "error:")) for line in out.splitlines())
     table = (repo / "reports" / "report.md").read_text()
     assert "EAsT-KD" in table and "Baseline" in table
     metrics = json.loads((repo / "runs" / "east-kd" / "eval-test.json").read_text())
@@ -81,5 +81,5 @@ def test_code_a_stage_imports_reruns_it(clone: tuple[Path, str]) -> None:
         changed = set(json.loads(_run(["dvc", "status", "--json"], cwd=repo)))
     finally:
         alignment.write_text(text)
-    assert {"distill@east-kd", "probe@musicnn", "evaluate@baseline"} <= changed
+    assert {"distill@baseline", "distill@east-final", "distill@east-kd"} <= changed  # the losses import it
     assert not any(name.startswith(("prepare", "extract", "report")) for name in changed)
