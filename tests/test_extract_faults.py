@@ -106,6 +106,11 @@ def test_interrupt_commits_the_tracks_computed_then_exits(tmp_path: Path, sig: s
 
     params = make_dataset(tmp_path, n_clips=N_CLIPS, seconds=3.0, part_tracks=256)
     store = tmp_path / "stores" / "musicnn"
+    # The last clip is a FIFO that nobody writes to yet: the run cannot finish before the signal.
+    last = tmp_path / "audio" / f"clip{N_CLIPS - 1:03d}.flac"
+    real_bytes = last.read_bytes()
+    last.unlink()
+    os.mkfifo(last)
     cmd = [c for c in _extract_cmd(params) if c != "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     seen: list[int] = []
@@ -117,8 +122,13 @@ def test_interrupt_commits_the_tracks_computed_then_exits(tmp_path: Path, sig: s
     assert proc.poll() is None, "extraction ended before it could be interrupted"
     done_at_signal = max(seen)
     os.kill(proc.pid, sig)
+    while proc.poll() is None and time.time() < deadline:
+        _release_fifo(last)  # a reader blocked on the FIFO gets end-of-file
+        time.sleep(0.05)
     proc.wait(timeout=120)
     reader.join(timeout=10)
+    last.unlink()
+    last.write_bytes(real_bytes)
     assert proc.returncode == (130 if sig == signal.SIGINT else 143)
     kept = _stored(store)
     assert done_at_signal <= len(kept) < N_CLIPS  # every track finished before the signal is kept
@@ -128,6 +138,13 @@ def test_interrupt_commits_the_tracks_computed_then_exits(tmp_path: Path, sig: s
     assert final.returncode == 0, final.stderr
     report = json.loads((tmp_path / "stores" / "musicnn-extract-report.json").read_text())
     assert report["skipped"] == len(kept) and report["done"] == N_CLIPS - len(kept)
+
+
+def _release_fifo(path: Path) -> None:
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:  # ENXIO: nobody has it open for reading
+        pass
 
 
 def _worker_pids(parent: int) -> list[int]:

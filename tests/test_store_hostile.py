@@ -282,3 +282,30 @@ def test_parts_json_with_wrong_types_is_refused(world: tuple[Path, Path]) -> Non
     _refused_on_open(root, "not of the form")
     (root / "parts.json").write_text('{"format": 1, "parts": "part-000000"}')
     _refused_on_open(root, "malformed")
+
+
+@pytest.mark.parametrize("how", ["external_link", "external_storage", "soft_link"])
+def test_hdf5_parts_referring_to_files_outside_are_refused(tmp_path: Path, how: str) -> None:
+    import h5py
+
+    root = tmp_path / "s"
+    store = create_store(root, _spec(), backend="hdf5", chunk_frames=CHUNK)
+    with store.writer() as writer:
+        writer.add("t0", np.ones((10, DIM)), audio_sha256="s", duration=5.0)
+    part = root / "parts" / "part-000000.h5"
+    outside = tmp_path / "outside.h5"
+    with h5py.File(part, "r") as source, h5py.File(outside, "w") as copy:
+        copy.create_dataset("frames", data=source["frames"][:])
+    raw = tmp_path / "outside.raw"
+    raw.write_bytes(np.ones((10, DIM), dtype=np.float32).tobytes())
+    part.unlink()
+    with h5py.File(part, "w") as handle:
+        if how == "external_link":
+            handle["frames"] = h5py.ExternalLink(str(outside), "frames")
+        elif how == "external_storage":
+            handle.create_dataset("frames", shape=(10, DIM), dtype="float32",
+                                  external=[(str(raw), 0, raw.stat().st_size)])
+        else:
+            handle.create_dataset("hidden", data=np.ones((10, DIM), dtype=np.float32))
+            handle["frames"] = h5py.SoftLink("/hidden")
+    _finding(root, "refers to data outside the part")

@@ -25,12 +25,23 @@ class HDF5PartReader(PartReader):
     """A part opened with h5py (local file, or a file object from fsspec)."""
 
     def __init__(self, handle, where: str) -> None:  # noqa: ANN001 - h5py.File
+        import h5py
+
         self.handle = handle
         try:
+            link = handle.get(DATASET, getlink=True)
             self.dataset = handle[DATASET]
         except KeyError:
             handle.close()
             raise StoreError(f"part data {where} has no dataset {DATASET!r}; the part is damaged") from None
+        # a part holds its frames itself: links, external raw files and virtual datasets could
+        # make a reader open files outside the store
+        if not isinstance(link, h5py.HardLink) or self.dataset.external or self.dataset.is_virtual:
+            handle.close()
+            raise StoreError(
+                f"part data {where}: {DATASET!r} refers to data outside the part (link, external or "
+                "virtual dataset); refusing it"
+            )
         self.n_frames, self.dim = (int(s) for s in self.dataset.shape)
         self.dtype = np.dtype(self.dataset.dtype)
 
