@@ -548,13 +548,26 @@ def write_audio(path: Path | str, audio: np.ndarray, sample_rate: int, *, subtyp
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
-        sf.write(tmp, np.asarray(audio), int(sample_rate), format=fmt, subtype=subtype or default_subtype)
+        _write_blocks(tmp, np.asarray(audio), int(sample_rate), fmt, subtype or default_subtype)
         os.replace(tmp, path)
     except _SF_ERRORS as exc:
         raise AudioError(f"cannot write {str(path)!r}: {_short(exc)}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+_WRITE_BLOCK_SECONDS = 10.0
+
+
+def _write_blocks(path: str, audio: np.ndarray, sample_rate: int, fmt: str, subtype: str) -> None:
+    """Write ``audio`` in blocks of 10 s: libsndfile 1.2's Vorbis encoder crashes (SIGSEGV) when
+    handed minutes of audio in one call, so no encoder ever sees more than one block."""
+    channels = 1 if audio.ndim == 1 else audio.shape[1]
+    step = max(1, int(_WRITE_BLOCK_SECONDS * sample_rate))
+    with sf.SoundFile(path, "w", samplerate=sample_rate, channels=channels, format=fmt, subtype=subtype) as out:
+        for start in range(0, len(audio), step):
+            out.write(audio[start:start + step])
 
 
 def fingerprint(path: Path | str, *, chunk_bytes: int = 1 << 20) -> str:

@@ -180,3 +180,18 @@ def test_write_audio_is_atomic_and_checks_the_suffix(tmp_path: Path, sine) -> No
     audio.write_audio(tmp_path / "sub" / "a.wav", sine(100, 0.1, 8000), 8000, subtype="FLOAT")
     assert sf.info(tmp_path / "sub" / "a.wav").subtype == "FLOAT"
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["a.wav"]  # no temporary left behind
+
+
+@pytest.mark.parametrize("suffix", [".ogg", ".flac"])
+def test_write_audio_long_stereo_file_in_blocks(tmp_path: Path, sine, suffix: str) -> None:
+    """Minutes of stereo audio: libsndfile's Vorbis encoder crashed when handed it in one call."""
+    rate = 44100
+    mono = sine(440, 95.0, rate).astype(np.float32) * 0.5
+    stereo = np.stack([mono, -0.5 * mono], axis=1)
+    path = tmp_path / f"long{suffix}"
+    audio.write_audio(path, stereo, rate)
+    info = sf.info(path)
+    assert (info.samplerate, info.channels) == (rate, 2)
+    assert abs(info.frames - len(stereo)) <= rate // 10  # Vorbis may pad the last packet
+    back, _ = sf.read(path, dtype="float32", frames=rate, start=60 * rate)
+    assert np.corrcoef(back[:, 0], stereo[60 * rate:61 * rate, 0])[0, 1] > 0.99
