@@ -23,6 +23,7 @@ from pipeline.errors import WeightsNotFoundError
 from pipeline.extraction import TrackOutcome, extract_tracks
 from pipeline.manifests import Clip, load_split
 from pipeline.stores import EmbeddingStore, StoreSpec, create_store, open_store
+from pipeline.allocator import WORKER_ENV as ALLOCATOR_ENV
 from pipeline.interrupts import sigterm_as_interrupt
 from pipeline.stores.lookup import refuse_remote_target, store_path
 from pipeline.teachers import Teacher, build_teacher, cached_teacher, teacher_settings
@@ -30,14 +31,9 @@ from pipeline.teachers import Teacher, build_teacher, cached_teacher, teacher_se
 log = logging.getLogger(__name__)
 
 #: Environment of worker processes: large tensors otherwise pay mmap/munmap churn on every
-#: allocation (measured: 48 s -> 31 s for a musicnn run), and OpenMP spinning between
-#: processes on few cores makes torch 8x slower with more than one thread per process.
-WORKER_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": "1000000000",
-    "MALLOC_TRIM_THRESHOLD_": "4000000000",
-    "MALLOC_TOP_PAD_": "268435456",
-    "OMP_NUM_THREADS": "1",
-}
+#: allocation (measured: 48 s -> 31 s for a musicnn run; see pipeline/allocator.py), and OpenMP
+#: spinning between processes on few cores makes torch 8x slower with more than one thread per process.
+WORKER_ENV = {**ALLOCATOR_ENV, "OMP_NUM_THREADS": "1"}
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pipeline import __version__
+from pipeline.allocator import tune_allocator
 from pipeline.errors import PipelineError, TrainingInterrupted
 
 if TYPE_CHECKING:
@@ -113,6 +114,7 @@ def load_params_from(ctx: click.Context, overrides: dict[str, Any] | None = None
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors print one line (no traceback) and exit 1."""
+    tune_allocator()
     try:
         code = cli.main(args=argv, prog_name="pipeline", standalone_mode=False)
     except TrainingInterrupted as exc:  # SIGTERM: the state is saved, the same command resumes
