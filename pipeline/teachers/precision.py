@@ -35,12 +35,19 @@ def exact_float32() -> Iterator[None]:
     original; without it they match to ~1e-6 and are still fast enough (measured on an H200:
     OpenL3 mel128 2 500 windows/s, VGGish 18 700 windows/s).
     """
+    with _float32_mode(allow_tf32=False):
+        yield
+
+
+@contextlib.contextmanager
+def _float32_mode(allow_tf32: bool) -> Iterator[None]:
+    """cuDNN and matmul float32 settings with or without TF32, restored after the block."""
     cudnn = torch.backends.cudnn
     matmul = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
+    torch.set_float32_matmul_precision("high" if allow_tf32 else "highest")
     try:
         with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
-                         deterministic=cudnn.deterministic, allow_tf32=False):
+                         deterministic=cudnn.deterministic, allow_tf32=allow_tf32):
             yield
     finally:
         torch.set_float32_matmul_precision(matmul)
@@ -54,15 +61,8 @@ def precision_mode(precision: str, device: str) -> Iterator[None]:
         with exact_float32():
             yield
     elif precision == "tf32":
-        cudnn = torch.backends.cudnn
-        matmul = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision("high")
-        try:
-            with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark,
-                             deterministic=cudnn.deterministic, allow_tf32=True):
-                yield
-        finally:
-            torch.set_float32_matmul_precision(matmul)
+        with _float32_mode(allow_tf32=True):
+            yield
     else:
         dtype = torch.bfloat16 if precision == "bfloat16" else torch.float16
         with torch.autocast(device_type=device_type, dtype=dtype):
