@@ -36,6 +36,12 @@ STUDENT_NAMES: tuple[str, ...] = typing.get_args(StudentName)
 #: ``distill.feature_loss``
 FeatureLoss = Literal["distance_correlation", "cosine_difference"]
 FEATURE_LOSSES: tuple[str, ...] = typing.get_args(FeatureLoss)
+#: ``distill.dcor_estimator``: the paper's V-statistic or the bias-corrected U-statistic (Székely & Rizzo 2014)
+DcorEstimator = Literal["v", "u"]
+DCOR_ESTIMATORS: tuple[str, ...] = typing.get_args(DcorEstimator)
+#: ``distill.dcor_pool``: one distance correlation per aligned frame (paper) or one over batch x frames
+DcorPool = Literal["frame", "batch"]
+DCOR_POOLS: tuple[str, ...] = typing.get_args(DcorPool)
 #: ``distill.alignment`` (see :mod:`pipeline.alignment`)
 Alignment = Literal["window", "repeat", "nearest"]
 ALIGNMENTS: tuple[str, ...] = typing.get_args(Alignment)
@@ -183,6 +189,10 @@ class DistillConfig:
         teacher: teacher whose store regularises the student.
         variant: ``baseline``, ``east-final`` or ``east-kd``.
         feature_loss: ``distance_correlation`` or ``cosine_difference``.
+        dcor_estimator: ``v`` (the paper's V-statistic) or ``u`` (bias-corrected, about 0 for
+            independent inputs at any batch size).
+        dcor_pool: ``frame`` (one estimate per aligned frame, the paper) or ``batch`` (one
+            estimate over all batch x frames rows).
         lam: lambda in ``(1 - lam) L_pred + lam L_reg``.
         kd_weight: share of KD inside ``L_reg`` for east-kd (paper 0.3).
         tau: KD temperature.
@@ -208,6 +218,8 @@ class DistillConfig:
     teacher: str = "musicnn"
     variant: Variant = "east-kd"
     feature_loss: FeatureLoss = "distance_correlation"
+    dcor_estimator: DcorEstimator = "v"
+    dcor_pool: DcorPool = "frame"
     lam: float = 0.3
     kd_weight: float = 0.3
     tau: float = 2.0

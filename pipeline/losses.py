@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.alignment import MODES, align_frames
-from pipeline.config import FEATURE_LOSSES, VARIANTS
+from pipeline.config import DCOR_ESTIMATORS, DCOR_POOLS, FEATURE_LOSSES, VARIANTS
 from pipeline.errors import ConfigError, TrainingError
 
 __all__ = [
@@ -79,46 +79,98 @@ def _double_center(a: torch.Tensor) -> torch.Tensor:
     return a - rows - cols + a.mean(dim=(-2, -1), keepdim=True)
 
 
-def distance_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Squared sample distance correlation (V-statistic) of paired rows, as in docs/method.md, "Losses".
+def _u_center(a: torch.Tensor) -> torch.Tensor:
+    """U-centred distance matrices (Székely & Rizzo 2014, Def. 1); the diagonal is 0.
 
-    ``a_ij = sqrt(||x_i - x_j||^2 + 1e-12)``, likewise ``b``; ``A``, ``B`` double-centered;
-    ``R = mean(A*B) / sqrt(mean(A*A) * mean(B*B) + 1e-9)``, in [0, 1].
-    Invariant to rotation, scaling and translation of either side. It is biased upward
-    for small N and high dimension (independent 512-d rows at N=16 give about 0.98).
+    ``A~_ij = a_ij - r_i/(n-2) - c_j/(n-2) + s/((n-1)(n-2))`` for ``i != j`` with ``r``, ``c``
+    the row and column sums and ``s`` the total (the diagonal of ``a`` taken as 0).
+    """
+    n = a.shape[-1]
+    off_diagonal = 1.0 - torch.eye(n, dtype=a.dtype, device=a.device)
+    a = a * off_diagonal
+    rows, cols = a.sum(dim=-1, keepdim=True), a.sum(dim=-2, keepdim=True)
+    total = a.sum(dim=(-2, -1), keepdim=True)
+    return (a - rows / (n - 2) - cols / (n - 2) + total / ((n - 1) * (n - 2))) * off_diagonal
+
+
+def distance_correlation(x: torch.Tensor, y: torch.Tensor, estimator: str = "v") -> torch.Tensor:
+    """Squared sample distance correlation of paired rows (docs/method.md, "Losses").
+
+    ``estimator="v"`` (the paper's, default): ``a_ij = sqrt(||x_i - x_j||^2 + 1e-12)``, likewise
+    ``b``; ``A``, ``B`` double-centred; ``R = mean(A*B) / sqrt(mean(A*A) * mean(B*B) + 1e-9)``,
+    in [0, 1]. It is biased upward for small N and high dimension: independent 256-d against
+    200-d Gaussian rows give about 0.98 at N = 16 and 0.78 at N = 256.
+
+    ``estimator="u"``: the bias-corrected distance correlation of Székely & Rizzo (2014),
+    "Partial distance correlation with methods for dissimilarities", Ann. Statist. 42(6): the
+    U-centred matrices with the inner product ``sum_{i != j} A~_ij B~_ij / (n (n - 3))``. Its
+    expectation is 0 for independent inputs at any N; it lies in [-1, 1] and equals
+    ``dcor.u_distance_correlation_sqr`` (tests/test_dcor_estimators.py). Needs N >= 4.
+
+    Both are invariant to rotation, scaling and translation of either side.
 
     Args:
         x: (..., N, D1); leading dimensions are batched.
         y: (..., N, D2) with the same N.
+        estimator: ``"v"`` or ``"u"``.
 
     Returns:
         (...) dCor^2 per batch element (a scalar for 2-D inputs).
+
+    Raises:
+        TrainingError: unpaired shapes, or N < 4 with ``"u"``.
+        ConfigError: an unknown estimator.
     """
     if x.shape[:-1] != y.shape[:-1]:
         raise TrainingError(
             f"distance correlation needs paired rows, got shapes {tuple(x.shape)} and {tuple(y.shape)}"
         )
+    if estimator not in DCOR_ESTIMATORS:
+        raise ConfigError(f"unknown dcor estimator {estimator!r}; choose one of {', '.join(DCOR_ESTIMATORS)}")
     x, y = _f32(x), _f32(y)
     y = y.to(x.dtype)
-    a = _double_center(_distance_matrices(x))
-    b = _double_center(_distance_matrices(y))
-    xy = (a * b).mean(dim=(-2, -1))
-    xx = (a * a).mean(dim=(-2, -1))
-    yy = (b * b).mean(dim=(-2, -1))
-    return xy / torch.sqrt(xx * yy + 1e-9)
+    if estimator == "v":
+        a = _double_center(_distance_matrices(x))
+        b = _double_center(_distance_matrices(y))
+        xy = (a * b).mean(dim=(-2, -1))
+        xx = (a * a).mean(dim=(-2, -1))
+        yy = (b * b).mean(dim=(-2, -1))
+        return xy / torch.sqrt(xx * yy + 1e-9)
+    n = x.shape[-2]
+    if n < 4:
+        raise TrainingError(f"the bias-corrected distance correlation needs at least 4 rows, got {n}; "
+                            "raise distill.batch_size or use distill.dcor_pool: batch")
+    a = _u_center(_distance_matrices(x))
+    b = _u_center(_distance_matrices(y))
+    xy = (a * b).sum(dim=(-2, -1))  # the common 1 / (n (n - 3)) cancels in the ratio
+    xx = (a * a).sum(dim=(-2, -1))
+    yy = (b * b).sum(dim=(-2, -1))
+    return xy / torch.sqrt((xx * yy).clamp_min(0.0) + 1e-9)
 
 
-def feature_loss_dcor(s: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-    """``mean_t (1 - dCor^2_t)``: distance correlation per aligned frame across the batch.
+def feature_loss_dcor(s: torch.Tensor, e: torch.Tensor, estimator: str = "v", pool: str = "frame") -> torch.Tensor:
+    """``1 - dCor^2`` between aligned student and teacher frames.
+
+    ``pool="frame"`` (the paper): one estimate per aligned frame across the batch (N rows),
+    averaged over frames. ``pool="batch"``: one estimate over all ``N x T`` aligned frames of
+    the batch, which gives the estimator more rows (less bias, smaller variance).
 
     Args:
         s: (N, T, C) aligned student frames.
         e: (N, T, D) aligned teacher frames (no gradient flows into them).
+        estimator: ``"v"`` (paper) or ``"u"`` (bias-corrected), see :func:`distance_correlation`.
+        pool: ``"frame"`` or ``"batch"``.
 
     Returns:
-        Scalar loss in [0, 1].
+        Scalar loss: in [0, 1] for ``"v"``, in [0, 2] for ``"u"``.
     """
-    r = distance_correlation(s.transpose(0, 1), e.detach().transpose(0, 1))  # (T,)
+    e = e.detach()
+    if pool == "batch":
+        r = distance_correlation(s.reshape(-1, s.shape[-1]), e.reshape(-1, e.shape[-1]), estimator)
+        return 1.0 - r
+    if pool != "frame":
+        raise ConfigError(f"unknown dcor pool {pool!r}; choose one of {', '.join(DCOR_POOLS)}")
+    r = distance_correlation(s.transpose(0, 1), e.transpose(0, 1), estimator)  # (T,)
     return (1.0 - r).mean()
 
 
@@ -186,6 +238,8 @@ class EAsTObjective:
         alignment: ``window``, ``repeat`` or ``nearest`` (:func:`~pipeline.alignment.align_frames`).
         student_expand, teacher_expand: ``repeat`` factors (``None``: from the hop ratio).
         clip_level: ``broadcast`` or ``mean`` for clip-level teachers.
+        dcor_estimator: ``v`` (paper) or ``u`` (bias-corrected), :func:`distance_correlation`.
+        dcor_pool: ``frame`` (paper) or ``batch``, :func:`feature_loss_dcor`.
     """
 
     def __init__(
@@ -200,6 +254,8 @@ class EAsTObjective:
         student_expand: int | None = None,
         teacher_expand: int | None = None,
         clip_level: str = "broadcast",
+        dcor_estimator: str = "v",
+        dcor_pool: str = "frame",
     ) -> None:
         if variant not in VARIANTS:
             raise ConfigError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
@@ -209,6 +265,9 @@ class EAsTObjective:
             )
         if alignment not in MODES:
             raise ConfigError(f"unknown alignment {alignment!r}; choose one of {', '.join(MODES)}")
+        if dcor_estimator not in DCOR_ESTIMATORS or dcor_pool not in DCOR_POOLS:
+            raise ConfigError(f"dcor_estimator must be one of {', '.join(DCOR_ESTIMATORS)} and dcor_pool one of "
+                              f"{', '.join(DCOR_POOLS)}; got {dcor_estimator!r}, {dcor_pool!r}")
         if not 0.0 <= lam <= 1.0:
             raise ConfigError(f"lam must be in [0, 1], got {lam}")
         if not 0.0 <= kd_weight <= 1.0:
@@ -228,6 +287,7 @@ class EAsTObjective:
         self.student_expand = student_expand
         self.teacher_expand = teacher_expand
         self.clip_level = clip_level
+        self.dcor = {"estimator": dcor_estimator, "pool": dcor_pool}
 
     def feature_term(
         self, output: Any, teacher: torch.Tensor, teacher_times: Any, teacher_window: float
@@ -239,6 +299,7 @@ class EAsTObjective:
                 f"{len(output.features)} feature stages"
             )
         function = FEATURE_FUNCTIONS[self.feature_loss]
+        options = self.dcor if self.feature_loss == "distance_correlation" else {}
         total: torch.Tensor | None = None
         for stage, weight in enumerate(self.stage_weights):
             if weight <= 0:
@@ -249,7 +310,7 @@ class EAsTObjective:
                 student_expand=self.student_expand, teacher_expand=self.teacher_expand,
                 clip_level=self.clip_level,
             )
-            term = weight * function(s, e)
+            term = weight * function(s, e, **options)
             total = term if total is None else total + term
         assert total is not None
         return total

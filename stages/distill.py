@@ -157,4 +157,5 @@ def _objective(cfg: DistillConfig) -> EAsTObjective:
     return EAsTObjective(
         variant=cfg.variant, lam=cfg.lam, kd_weight=cfg.kd_weight, tau=cfg.tau,
         feature_loss=cfg.feature_loss, alignment=cfg.alignment,
+        dcor_estimator=cfg.dcor_estimator, dcor_pool=cfg.dcor_pool,
     )
