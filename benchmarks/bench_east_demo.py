@@ -43,7 +43,7 @@ def _job(args: tuple[str, int, str, int, str]) -> dict:
     from pipeline.config import load_params
     from stages import distill, evaluate
 
-    params = load_params(params_path, {"data.manifests": manifests, "distill.variant": variant,
+    params = load_params(params_path, {"data.manifests": manifests, "distill.variant": variant, "distill.threads": 1,
                                        "distill.seed": seed, "probe.runs_root": str(WORK / f"probes-{size}")})
     run_dir = WORK / f"runs-{size}" / f"{variant}-seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -46,7 +46,7 @@ MANIFESTS: dict[str, str] = {}  # set by --train-clips: the subset manifests fol
 def _params(overrides: dict):  # noqa: ANN202
     from pipeline.config import load_params
 
-    return load_params("params.yaml", {**MANIFESTS, **overrides})
+    return load_params("params.yaml", {"distill.threads": 1, **MANIFESTS, **overrides})  # parallel jobs: 1 thread each
 
 
 def _subset(size: int) -> None:

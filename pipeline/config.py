@@ -210,7 +210,7 @@ class DistillConfig:
         loader: ``memmap`` (a raw copy of the stores under ``.cache/``, made once: fastest) or
             ``store`` (read the Zarr/HDF5 stores directly).
         num_workers: loader worker processes.
-        threads: torch threads in the training process.
+        threads: torch threads in the training process; 0 = every core it may use.
         runs_root: folder for run directories.
     """
 
@@ -239,7 +239,7 @@ class DistillConfig:
     amp: bool = True
     loader: Loader = "memmap"
     num_workers: int = 0
-    threads: int = 1
+    threads: int = 0
     runs_root: str = "runs"
 
 

@@ -16,7 +16,7 @@ import torch
 
 from pipeline.config import RUNTIME_KEYS, DistillConfig, Params, to_mapping
 from pipeline.data import AudioSource, ClipDataset, frame_statistics, hot_copy, usable_audio_cache
-from pipeline.devices import resolve_device
+from pipeline.devices import resolve_device, training_threads
 from pipeline.losses import EAsTObjective
 from pipeline.manifests import Clip, read_classes, usable_splits
 from pipeline.probe import load_probe
@@ -63,7 +63,7 @@ def student_settings(params: Params, name: str, clip_seconds: float) -> dict[str
 def run(params: Params, *, run_dir: str | None = None, progress: bool = True) -> dict[str, Any]:
     """Train the student described by ``params.distill``; returns the metrics written to ``metrics.json``."""
     cfg = params.distill
-    torch.set_num_threads(max(1, cfg.threads))
+    torch.set_num_threads(training_threads(cfg.threads))
     device = resolve_device(cfg.device)
     manifests = Path(params.data.manifests)
     classes = read_classes(manifests / "classes.json")

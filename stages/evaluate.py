@@ -11,6 +11,7 @@ import torch
 
 from pipeline.config import Params
 from pipeline.data import AudioSource, usable_audio_cache
+from pipeline.devices import training_threads
 from pipeline.manifests import label_arrays, usable_splits
 from pipeline.metrics import evaluate_predictions
 from pipeline.runs import LoadedRun, load_run, predict_audio, write_json
@@ -26,7 +27,7 @@ def run(params: Params, *, run_dir: str, split: str | None = None) -> dict[str, 
 
     Also measures CPU inference time per clip (batch 1, one thread) for the report.
     """
-    torch.set_num_threads(max(1, params.distill.threads))
+    torch.set_num_threads(training_threads(params.distill.threads))
     split = split or params.evaluate.split
     loaded = load_run(run_dir)
     teacher = loaded.config.get("teacher")

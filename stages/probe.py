@@ -16,6 +16,7 @@ import torch
 
 from pipeline.config import Params
 from pipeline.data import frame_statistics, pooled_embeddings
+from pipeline.devices import training_threads
 from pipeline.metrics import evaluate_predictions
 from pipeline.probe import fit_probe, save_probe
 from pipeline.manifests import label_arrays, read_classes, usable_splits
@@ -27,7 +28,7 @@ from pipeline.stores.lookup import checked_store
 def run(params: Params, *, teacher: str, store: str | None = None, out: str | None = None) -> dict[str, Any]:
     """Fit the probe on the train split, select on valid, score on test; returns the metrics."""
     started = time.perf_counter()
-    torch.set_num_threads(max(1, params.distill.threads))
+    torch.set_num_threads(training_threads(params.distill.threads))
     manifests = Path(params.data.manifests)
     classes = read_classes(manifests / "classes.json")
     source = checked_store(params, teacher, store)
