@@ -1,0 +1,167 @@
+"""Issue 14's study: does the teacher's knowledge reach the student, and which term carries it?
+
+On the demo set (a finished ``make demo`` / ``dvc repro`` in the current folder: manifests,
+audio, the musicnn store with its audio cache). For each labelled training-set size (the first
+N labelled train clips) the teachers' probes are fitted on those N clips; then every
+configuration below is trained with every seed and scored on the full test split. Each finished
+run is appended to ``benchmarks/results/east_study.json`` at once (a cut-off study keeps what
+finished; running the command again skips finished runs), and the table is judged per size
+against the baseline of the same seed with :mod:`pipeline.judging`'s rule.
+
+Configurations (``CONFIGS``): the baseline; EAsT-Final and EAsT-KD with the paper's V-statistic
+per frame; the same with the bias-corrected U-statistic pooled over batch x frames; EAsT-KD with
+extra unlabeled clips (``--unlabeled-manifests``: a manifest folder whose train split holds
+unlabeled clips, extracted into the same stores); EAsT-KD with two teachers (musicnn MTT +
+musicnn MSD, ``--second-teacher``).
+
+Usage: nice -n 10 python benchmarks/bench_east_study.py [--sizes 300 600] [--seeds 0 1 2]
+       [--configs baseline kd-v ...] [--jobs 2] [--epochs 12]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+WORK = Path("benchmarks/work/east_study")
+OUT = Path("benchmarks/results/east_study.json")
+U_BATCH = {"distill.dcor_estimator": "u", "distill.dcor_pool": "batch"}
+#: configuration -> distill overrides (``unlabeled`` and ``teachers`` are resolved per run)
+CONFIGS: dict[str, dict[str, Any]] = {
+    "baseline": {"distill.variant": "baseline"},
+    "final-v": {"distill.variant": "east-final"},
+    "kd-v": {"distill.variant": "east-kd"},
+    "final-u": {"distill.variant": "east-final", **U_BATCH},
+    "kd-u": {"distill.variant": "east-kd", **U_BATCH},
+    "kd-v-unlabeled": {"distill.variant": "east-kd", "unlabeled": True},
+    "kd-u-unlabeled": {"distill.variant": "east-kd", "unlabeled": True, **U_BATCH},
+    "kd-v-mtt+msd": {"distill.variant": "east-kd", "two_teachers": True},
+    "kd-u-mtt+msd": {"distill.variant": "east-kd", "two_teachers": True, **U_BATCH},
+}
+
+
+def _subset(manifests: Path, size: int, unlabeled: Path | None) -> Path:
+    """A manifest folder with the first ``size`` labelled train clips (+ every unlabeled clip given)."""
+    from pipeline.manifests import load_split, write_manifest
+
+    name = f"manifests-{size}" + ("-unlabeled" if unlabeled else "")
+    target = WORK / name
+    target.mkdir(parents=True, exist_ok=True)
+    labelled = [c for c in load_split(manifests, "train") if any(c.known)][:size]
+    extra = [c for c in load_split(unlabeled, "train") if not any(c.known)] if unlabeled else []
+    write_manifest(target / "train.jsonl", labelled + extra)
+    for file in ("valid.jsonl", "test.jsonl", "classes.json"):
+        shutil.copy(manifests / file, target / file)
+    return target
+
+
+def _overrides(config: str, size: int, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    settings = dict(CONFIGS[config])
+    unlabeled = settings.pop("unlabeled", False)
+    two = settings.pop("two_teachers", False)
+    manifests = WORK / (f"manifests-{size}" + ("-unlabeled" if unlabeled else ""))
+    out = {**settings, "data.manifests": str(manifests), "distill.seed": seed, "distill.threads": 1,
+           "distill.epochs": args.epochs, "probe.runs_root": str(WORK / f"probes-{size}")}
+    if unlabeled and args.unlabeled_per_epoch:
+        out["distill.unlabeled_per_epoch"] = args.unlabeled_per_epoch
+    if two:
+        out["distill.teachers"] = [{"name": "musicnn", "weight": 1.0}, {"name": args.second_teacher, "weight": 1.0}]
+    return out
+
+
+def _job(job: tuple[str, int, int, dict[str, Any]]) -> dict[str, Any]:
+    config, size, seed, overrides = job
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from pipeline.config import load_params
+    from pipeline.logs import configure
+    from stages import distill, evaluate
+
+    configure(0)
+    params = load_params("params.yaml", overrides)
+    run_dir = WORK / f"runs-{size}" / f"{config}-seed{seed}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    start = time.perf_counter()
+    trained = distill.run(params, run_dir=str(run_dir), progress=False)
+    tested = evaluate.run(params, run_dir=str(run_dir))
+    return {"size": size, "config": config, "seed": seed, "test_map": tested["map"],
+            "test_roc_auc": tested["roc_auc"], "valid_map": trained["valid_map"],
+            "best_epoch": trained["best_epoch"], "epochs": trained["epochs_run"],
+            "train_clips": trained.get("n_labeled"), "unlabeled_clips": trained.get("n_unlabeled"),
+            "seconds": time.perf_counter() - start, "overrides": overrides}
+
+
+def _fit_probes(size: int, teachers: list[str]) -> dict[str, float]:
+    from pipeline.config import load_params
+    from pipeline.runs import probe_dir
+    from stages import probe
+
+    params = load_params("params.yaml", {"data.manifests": str(WORK / f"manifests-{size}"),
+                                         "probe.runs_root": str(WORK / f"probes-{size}")})
+    scores = {}
+    for teacher in teachers:
+        metrics = probe_dir(params, teacher) / "metrics.json"
+        if not metrics.is_file():
+            probe.run(params, teacher=teacher)
+        scores[teacher] = json.loads(metrics.read_text())["test_map"]
+    return scores
+
+
+def _load() -> dict[str, Any]:
+    return json.loads(OUT.read_text()) if OUT.is_file() else {"runs": [], "probes": {}}
+
+
+def _save(result: dict[str, Any]) -> None:
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    tmp = OUT.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(OUT)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[300, 600])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--jobs", type=int, default=2, help="parallel training processes (1 torch thread each)")
+    parser.add_argument("--manifests", default="data_manifests/demo")
+    parser.add_argument("--unlabeled-manifests", default=None, help="folder whose train split holds unlabeled clips")
+    parser.add_argument("--unlabeled-per-epoch", type=int, default=0, help="0 = all unlabeled clips each epoch")
+    parser.add_argument("--second-teacher", default="musicnn@msd")
+    args = parser.parse_args()
+
+    result = _load()
+    done = {(r["size"], r["config"], r["seed"]) for r in result["runs"]}
+    jobs = []
+    for size in args.sizes:
+        _subset(Path(args.manifests), size, None)
+        if args.unlabeled_manifests:
+            _subset(Path(args.manifests), size, Path(args.unlabeled_manifests))
+        teachers = ["musicnn"] + ([args.second_teacher] if any("mtt+msd" in c for c in args.configs) else [])
+        result["probes"][str(size)] = _fit_probes(size, teachers)
+        jobs += [(c, size, s, _overrides(c, size, s, args)) for c in args.configs for s in args.seeds
+                 if (size, c, s) not in done]
+    result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform()}
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(_job, job) for job in jobs]
+        for future in as_completed(futures):
+            run = future.result()
+            result["runs"].append(run)
+            _save(result)
+            print(f"{run['size']:>4} {run['config']:<16} seed {run['seed']}: test mAP {run['test_map']:.4f} "
+                  f"({run['seconds']:.0f} s, {time.perf_counter() - started:.0f} s so far)", flush=True)
+    _save(result)
+
+
+if __name__ == "__main__":
+    main()
