@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import shutil
@@ -81,11 +82,13 @@ def _overrides(config: str, size: int, seed: int, args: argparse.Namespace) -> d
 def _job(job: tuple[str, int, int, dict[str, Any]]) -> dict[str, Any]:
     config, size, seed, overrides = job
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from pipeline.allocator import tune_allocator
     from pipeline.config import load_params
     from pipeline.logs import configure
     from stages import distill, evaluate
 
     configure(0)
+    tune_allocator()  # the glibc settings `pipeline` applies: without them training runs at half speed
     params = load_params("params.yaml", overrides)
     run_dir = WORK / f"runs-{size}" / f"{config}-seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -152,7 +155,7 @@ def main() -> None:
                  if (size, c, s) not in done]
     result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform()}
     started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_job, job) for job in jobs]
         for future in as_completed(futures):
             run = future.result()

@@ -181,12 +181,26 @@ class ProbeConfig:
 
 
 @dataclass(frozen=True)
+class TeacherRef:
+    """One teacher of a multi-teacher run (``distill.teachers``): a name and its weight.
+
+    In ``params.yaml`` an entry is a name (weight 1) or ``{name: ..., weight: ...}``.
+    """
+
+    name: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
 class DistillConfig:
     """Stage two settings (``pipeline distill``); departures from the paper: docs/method.md.
 
     Attributes:
         student: student name (``mobile_fcn`` or ``cp_resnet``).
         teacher: teacher whose store regularises the student.
+        teachers: several teachers at once (overrides ``teacher``): the feature term is the
+            weighted mean of the per-teacher terms; empty = ``teacher`` alone.
+        kd_teacher: whose probe gives the KD targets; "" = the mean of every teacher's probe logits.
         variant: ``baseline``, ``east-final`` or ``east-kd``.
         feature_loss: ``distance_correlation`` or ``cosine_difference``.
         dcor_estimator: ``v`` (the paper's V-statistic) or ``u`` (bias-corrected, about 0 for
@@ -216,6 +230,8 @@ class DistillConfig:
 
     student: StudentName = "mobile_fcn"
     teacher: str = "musicnn"
+    teachers: tuple[TeacherRef, ...] = ()
+    kd_teacher: str = ""
     variant: Variant = "east-kd"
     feature_loss: FeatureLoss = "distance_correlation"
     dcor_estimator: DcorEstimator = "v"
@@ -241,6 +257,19 @@ class DistillConfig:
     num_workers: int = 0
     threads: int = 0
     runs_root: str = "runs"
+
+    def __post_init__(self) -> None:
+        names = [ref.name for ref in self.teachers]
+        if len(set(names)) != len(names) or any(not ref.weight > 0 for ref in self.teachers):
+            raise ConfigError(f"distill.teachers must name each teacher once, with weights > 0; got "
+                              f"{[(ref.name, ref.weight) for ref in self.teachers]}")
+        if self.kd_teacher and self.kd_teacher not in [ref.name for ref in self.teacher_refs()]:
+            raise ConfigError(f"distill.kd_teacher {self.kd_teacher!r} is not one of the run's teachers "
+                              f"({', '.join(ref.name for ref in self.teacher_refs())}); use one of them or \"\"")
+
+    def teacher_refs(self) -> tuple[TeacherRef, ...]:
+        """The run's teachers: ``teachers``, or ``teacher`` with weight 1."""
+        return self.teachers or (TeacherRef(self.teacher),)
 
 
 @dataclass(frozen=True)
@@ -297,6 +326,8 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be one of {', '.join(map(str, choices))}, got {value!r}")
         return value
     if dataclasses.is_dataclass(annotation):
+        if isinstance(value, str) and "name" in {f.name for f in dataclasses.fields(annotation)}:
+            value = {"name": value}  # a bare name stands for {name: ...} with the defaults
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where} must be a mapping, got {value!r}")
         return from_mapping(annotation, value, where=where)  # type: ignore[arg-type]

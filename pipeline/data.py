@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from pipeline.errors import StoreError
+from pipeline.errors import StoreError, TrainingError
 from pipeline.manifests import Clip
 
 if TYPE_CHECKING:
@@ -109,18 +109,53 @@ def usable_audio_cache(teacher_store: Path | str | None, sample_rate: int) -> Pa
     return path if open_store(path).spec.sample_rate == sample_rate else None
 
 
+def teacher_key(slot: int) -> str:
+    """The item/batch key of teacher ``slot``'s frames: ``teacher``, ``teacher_1``, ``teacher_2``, ..."""
+    return "teacher" if slot == 0 else f"teacher_{slot}"
+
+
+def crop_grid(views: Sequence[TeacherView]) -> float:
+    """Seconds between allowed crop starts: the shortest multiple of every frame-level hop.
+
+    Starting crops on it gives every item of a batch each teacher's frames at the same
+    relative times. With one frame-level teacher it is that teacher's hop; with none, 0.
+
+    Raises:
+        TrainingError: hops with no common multiple below 1,000 x the first (e.g. 1.0 and 0.96 s
+            have 24 s; 1.0 and 0.7071 s none).
+    """
+    hops = [v.hop_seconds for v in views if not v.clip_level]
+    if not hops:
+        return 0.0
+    for multiple in range(1, 1001):
+        grid = hops[0] * multiple
+        if all(abs(grid / hop - round(grid / hop)) < 1e-6 * grid / hop for hop in hops):
+            return grid
+    raise TrainingError(f"teacher hops {hops} s have no common multiple within 1,000 x {hops[0]} s, so "
+                        "crops cannot start on every teacher's frame grid; drop a teacher or re-extract it "
+                        "with a commensurate hop")
+
+
 class ClipDataset:
     """A map-style dataset of clips (a ``torch.utils.data.Dataset`` by duck typing).
+
+    Several teachers may regularise one run: item key :func:`teacher_key` ``(k)`` holds teacher
+    ``k``'s frames centred inside the crop, at :meth:`teacher_times` ``(k)`` relative to its start.
+    Hops, frame-0 centres and dimensions may differ; clip-level teachers serve one frame.
 
     Args:
         clips: the clips of one split.
         audio: where audio comes from.
         clip_seconds: length of every item in seconds: the training crop, or the
             evaluation length (clips are zero-padded or cut to it).
-        teacher_store: path of the teacher's embedding store, or None (baseline).
-        teacher_norm: (mean, std) arrays of shape (dim,) for z-scoring frames, or None.
-        random_crop: draw a random grid-aligned crop start (training) instead of 0.
+        teacher_store: path of a teacher's embedding store, a list of them, or None (baseline).
+        teacher_norm: (mean, std) arrays of shape (dim,) for z-scoring frames, one per store
+            (a list), or None.
+        random_crop: draw a random crop start on :func:`crop_grid` (training) instead of 0.
         seed: crop seed; with :meth:`set_epoch` the crops are reproducible per epoch.
+
+    Raises:
+        StoreError: a clip missing from a store (one line: the store, the count, the first id).
     """
 
     def __init__(
@@ -129,8 +164,8 @@ class ClipDataset:
         audio: AudioSource,
         *,
         clip_seconds: float,
-        teacher_store: Path | str | None = None,
-        teacher_norm: tuple[np.ndarray, np.ndarray] | None = None,
+        teacher_store: Path | str | Sequence[Path | str] | None = None,
+        teacher_norm: Any = None,
         random_crop: bool = False,
         seed: int = 0,
     ) -> None:
@@ -138,56 +173,79 @@ class ClipDataset:
         self.audio = audio
         self.clip_seconds = clip_seconds
         self.n_samples = int(round(clip_seconds * audio.sample_rate))
-        self.teacher_path = str(teacher_store) if teacher_store else None
-        self.teacher_norm = teacher_norm
+        paths = [] if teacher_store is None else (
+            [teacher_store] if isinstance(teacher_store, (str, Path)) else list(teacher_store))
+        self.teacher_paths = [str(p) for p in paths]
+        norms = teacher_norm if isinstance(teacher_norm, list) else [teacher_norm] * len(paths)
+        self.teacher_norms: list[tuple[np.ndarray, np.ndarray] | None] = list(norms)
         self.random_crop = random_crop
         self.seed = seed
         self.epoch = 0
-        self._teacher: EmbeddingStore | None = None
-        self.view = teacher_view(self.teacher_path) if self.teacher_path else None
-        if self.view is not None:
-            missing = [c.id for c in self.clips if c.id not in self._teacher_store()]
+        self._stores: dict[int, EmbeddingStore] = {}
+        self.views = [teacher_view(p) for p in self.teacher_paths]
+        for slot, path in enumerate(self.teacher_paths):
+            missing = [c.id for c in self.clips if c.id not in self._teacher_store(slot)]
             if missing:
                 raise StoreError(
-                    f"{len(missing)} clip(s) of this split are not in the store {self.teacher_path} "
+                    f"{len(missing)} clip(s) of this split are not in the store {path} "
                     f"(first: {missing[0]!r}); run `pipeline extract` for them first"
                 )
-        self.n_teacher_frames = self._frames_per_item()
+        self.grid = crop_grid(self.views)
+        self.frames = [self._frames_per_item(slot) for slot in range(len(self.views))]
+
+    # ---- single-teacher views (the first teacher) -----------------------------------
+    @property
+    def view(self) -> TeacherView | None:
+        """The first teacher's geometry (None without a teacher)."""
+        return self.views[0] if self.views else None
+
+    @property
+    def n_teacher_frames(self) -> int:
+        """Frames per item of the first teacher (0 without a teacher)."""
+        return self.frames[0] if self.frames else 0
+
+    @n_teacher_frames.setter
+    def n_teacher_frames(self, value: int) -> None:
+        self.frames[0] = value
 
     # ---- geometry -------------------------------------------------------------------
-    def _frames_per_item(self) -> int:
-        """Teacher frames per item: those centered inside ``[0, L)`` that every clip has."""
-        view = self.view
-        if view is None:
-            return 0
+    def _frames_per_item(self, slot: int) -> int:
+        """Teacher ``slot``'s frames per item: those centred inside ``[0, L)`` that every clip has."""
+        view = self.views[slot]
         if view.clip_level:
             return 1
         fit = max(1, math.ceil((self.clip_seconds - view.frame0_center_seconds) / view.hop_seconds - 1e-9))
-        store = self._teacher_store()
+        store = self._teacher_store(slot)
         stored = min(store.entry(c.id).n_frames for c in self.clips) if self.clips else fit
         return max(1, min(fit, stored))
 
-    def teacher_times(self) -> np.ndarray:
-        """Center times (seconds, relative to the item start) of the teacher frames of every item."""
-        view = self.view
-        if view is None:
+    def share_frames(self, other: "ClipDataset") -> None:
+        """Serve, in both datasets, the frames per item that both can serve (per teacher)."""
+        self.frames = other.frames = [min(a, b) for a, b in zip(self.frames, other.frames)]
+
+    def teacher_times(self, slot: int = 0) -> np.ndarray:
+        """Centre times (seconds, relative to the item start) of teacher ``slot``'s frames of every item."""
+        if not self.views:
             return np.zeros(0)
+        view = self.views[slot]
         if view.clip_level:
             return np.array([self.clip_seconds / 2.0])
-        return view.frame0_center_seconds + view.hop_seconds * np.arange(self.n_teacher_frames)
+        return view.frame0_center_seconds + view.hop_seconds * np.arange(self.frames[slot])
 
-    def _crop_start_frame(self, index: int, clip: Clip) -> int:
-        """First teacher frame of the item; random crops start on the teacher's hop grid."""
-        if not self.random_crop or self.view is None or self.view.clip_level:
-            return 0
-        hop = self.view.hop_seconds
-        by_audio = int(math.floor((clip.duration - self.clip_seconds) / hop + 1e-9))
-        by_frames = self._teacher_store().entry(clip.id).n_frames - self.n_teacher_frames
-        last = min(by_audio, by_frames)
+    def _crop_start_seconds(self, index: int, clip: Clip) -> float:
+        """Start of the item: a random multiple of :attr:`grid` that keeps every teacher's frames."""
+        grid = self.grid
+        if not self.random_crop or grid <= 0:
+            return 0.0
+        last = int(math.floor((clip.duration - self.clip_seconds) / grid + 1e-9))
+        for slot, view in enumerate(self.views):
+            if not view.clip_level:
+                spare = self._teacher_store(slot).entry(clip.id).n_frames - self.frames[slot]
+                last = min(last, int(math.floor(spare * view.hop_seconds / grid + 1e-9)))
         if last <= 0:
-            return 0
+            return 0.0
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        return int(rng.integers(0, last + 1))
+        return int(rng.integers(0, last + 1)) * grid
 
     def _crop_start_seconds_plain(self, index: int, clip: Clip) -> float:
         """Random crop start without a teacher (baseline): any sample position."""
@@ -205,17 +263,16 @@ class ClipDataset:
     def __len__(self) -> int:
         return len(self.clips)
 
-    def _teacher_store(self) -> EmbeddingStore:
-        if self._teacher is None:
+    def _teacher_store(self, slot: int = 0) -> EmbeddingStore:
+        if slot not in self._stores:
             from pipeline.stores import open_store
 
-            assert self.teacher_path is not None, "a dataset without a teacher store has no teacher frames"
-            self._teacher = open_store(self.teacher_path)
-        return self._teacher
+            self._stores[slot] = open_store(self.teacher_paths[slot])
+        return self._stores[slot]
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_teacher"] = None
+        state["_stores"] = {}
         return state
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
@@ -225,22 +282,24 @@ class ClipDataset:
             "known": np.asarray(clip.known, dtype=bool),
             "index": np.asarray(index),
         }
-        if self.view is None:
+        if not self.views:
             start_s = self._crop_start_seconds_plain(index, clip)
         else:
-            first = self._crop_start_frame(index, clip)
-            start_s = first * self.view.hop_seconds
-            item["teacher"] = self._read_teacher(clip, first)
+            start_s = self._crop_start_seconds(index, clip)
+            for slot in range(len(self.views)):
+                item[teacher_key(slot)] = self._read_teacher(clip, slot, start_s)
         start = int(round(start_s * self.audio.sample_rate))
         item["audio"] = self.audio.read(clip, start, self.n_samples)
         return item
 
-    def _read_teacher(self, clip: Clip, first: int) -> np.ndarray:
-        store = self._teacher_store()
-        frames = store.read(clip.id, first, first + self.n_teacher_frames)
+    def _read_teacher(self, clip: Clip, slot: int, start_seconds: float) -> np.ndarray:
+        view = self.views[slot]
+        first = 0 if view.clip_level else int(round(start_seconds / view.hop_seconds))
+        frames = self._teacher_store(slot).read(clip.id, first, first + self.frames[slot])
         frames = frames.astype(np.float32)
-        if self.teacher_norm is not None:
-            mean, std = self.teacher_norm
+        norm = self.teacher_norms[slot]
+        if norm is not None:
+            mean, std = norm
             frames = (frames - mean) / std
         return frames
 
@@ -367,9 +426,8 @@ def mixup(batch: dict[str, Any], alpha: float, generator) -> dict[str, Any]:  # 
     labels = batch["labels"] * batch["known"]
     out["labels"] = share[:, None] * labels + (1 - share[:, None]) * labels[partner]
     out["known"] = batch["known"] | batch["known"][partner]
-    if "teacher" in batch:
-        out["teacher"] = (share[:, None, None] * batch["teacher"]
-                          + (1 - share[:, None, None]) * batch["teacher"][partner])
+    for key in [k for k in batch if k == "teacher" or k.startswith("teacher_")]:  # every teacher's frames
+        out[key] = share[:, None, None] * batch[key] + (1 - share[:, None, None]) * batch[key][partner]
     return out
 
 

@@ -315,15 +315,25 @@ class EAsTObjective:
         assert total is not None
         return total
 
+    def teachers_term(self, output: Any, teachers: Sequence[torch.Tensor], times: Sequence[Any],
+                      windows: Sequence[float], weights: Sequence[float] | None) -> torch.Tensor:
+        """``L_feat`` over several teachers: ``sum_k w_k L_feat,k / sum_k w_k`` (one teacher: its term)."""
+        terms = [self.feature_term(output, e, t, w) for e, t, w in zip(teachers, times, windows)]
+        if len(terms) == 1:
+            return terms[0]
+        w = [1.0] * len(terms) if weights is None else [float(v) for v in weights]
+        return sum(wk * term for wk, term in zip(w, terms)) / sum(w)  # type: ignore[return-value]
+
     def __call__(
         self,
         output: Any,
         targets: torch.Tensor,
         known: torch.Tensor,
-        teacher: torch.Tensor | None = None,
+        teacher: torch.Tensor | Sequence[torch.Tensor] | None = None,
         teacher_times: Any = None,
-        teacher_window: float = 0.0,
+        teacher_window: float | Sequence[float] = 0.0,
         teacher_logits: torch.Tensor | None = None,
+        teacher_weights: Sequence[float] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Loss terms of one batch.
 
@@ -331,10 +341,14 @@ class EAsTObjective:
             output: the student's :class:`~pipeline.students.base.StudentOutput`.
             targets: (B, C) labels in [0, 1].
             known: (B, C) bool mask of known labels.
-            teacher: (B, Tt, D) teacher frames (any float dtype), or None.
-            teacher_times: (Tt,) center times in seconds, same origin as the student's frames.
-            teacher_window: seconds one teacher frame summarises (<= 0: clip-level teacher).
-            teacher_logits: (B, C) probe logits for KD, or None.
+            teacher: (B, Tt, D) teacher frames (any float dtype), a list of them (one per
+                teacher; Tt and D may differ), or None.
+            teacher_times: (Tt,) centre times in seconds, same origin as the student's frames
+                (a list with one entry per teacher when ``teacher`` is a list).
+            teacher_window: seconds one teacher frame summarises (<= 0: clip-level teacher);
+                a list with one per teacher when ``teacher`` is a list.
+            teacher_logits: (B, C) probe logits for KD (the mean over teachers' probes), or None.
+            teacher_weights: one weight per teacher (None: equal).
 
         Returns:
             ``{"total", "pred", "feat", "kd"}`` scalar tensors; only ``total`` is to be
@@ -358,8 +372,13 @@ class EAsTObjective:
             )
         feat, kd = nan, nan
         if teacher is not None and teacher_times is not None:
+            several = not isinstance(teacher, torch.Tensor)
+            teachers: list[torch.Tensor] = list(teacher) if several else [teacher]  # type: ignore[list-item, arg-type]
+            times = list(teacher_times) if several else [teacher_times]
+            windows: list[float] = (list(teacher_window) if several  # type: ignore[arg-type]
+                                    else [teacher_window])  # type: ignore[list-item]
             with torch.set_grad_enabled(needs_feat and torch.is_grad_enabled()):
-                feat = self.feature_term(output, teacher, teacher_times, teacher_window)
+                feat = self.teachers_term(output, teachers, times, windows, teacher_weights)
         if teacher_logits is not None:
             with torch.set_grad_enabled(needs_kd and torch.is_grad_enabled()):
                 kd = kd_loss(logits, teacher_logits, known, self.tau)

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from pipeline.config import DistillConfig
-from pipeline.data import collate, mixup
+from pipeline.data import collate, mixup, teacher_key
 from pipeline.distributed import agree, from_env, wrap
 from pipeline.distributed import sampler as shard_sampler
 from pipeline.errors import TrainingError, TrainingInterrupted
@@ -138,17 +138,23 @@ class Trainer:
         objective: ``pipeline.losses.EAsTObjective``.
         config: the ``distill`` settings.
         run_dir: where checkpoints, history and metrics go.
-        teacher_times: center times (s, relative to item start) of the items' teacher frames.
-        teacher_window: seconds one teacher frame summarises.
-        probe: frozen linear probe for KD (east-kd), or None.
+        teacher_times: center times (s, relative to item start) of the items' teacher frames;
+            a list with one array per teacher for several teachers (batch keys ``teacher``,
+            ``teacher_1``, ...; :func:`pipeline.data.teacher_key`).
+        teacher_window: seconds one teacher frame summarises (a list for several teachers).
+        probe: frozen linear probe for KD (east-kd) on the first teacher's frames, or None.
+        probes: ``(teacher slot, probe)`` pairs whose logits are averaged for KD (overrides ``probe``).
+        teacher_weights: one weight per teacher for the feature term (None: equal).
         device: ``cpu`` or ``cuda``.
         fingerprint: digest of every setting of the run; ``last.pt`` is resumed only when
             it was written with the same one (other settings start the run over).
     """
 
     def __init__(self, student: torch.nn.Module, objective: Any, config: DistillConfig, run_dir: Path, *,
-                 teacher_times: np.ndarray | None, teacher_window: float,
-                 probe: torch.nn.Module | None = None, device: str = "cpu", fingerprint: str = "") -> None:
+                 teacher_times: np.ndarray | list[np.ndarray] | None, teacher_window: float | list[float],
+                 probe: torch.nn.Module | None = None, device: str = "cpu", fingerprint: str = "",
+                 probes: list[tuple[int, torch.nn.Module]] | None = None,
+                 teacher_weights: list[float] | None = None) -> None:
         self.dist, device = from_env(device)
         self.student = student.to(device)
         self.model = wrap(self.student, self.dist, device)  # what the training step calls
@@ -156,9 +162,13 @@ class Trainer:
         self.config = config
         self.run_dir = Path(run_dir)
         self.device = device
-        self.probe = probe.to(device) if probe is not None else None
-        self.teacher_times = None if teacher_times is None else torch.as_tensor(teacher_times, dtype=torch.float32)
-        self.teacher_window = teacher_window
+        pairs = probes if probes is not None else ([(0, probe)] if probe is not None else [])
+        self.probes = [(slot, model.to(device)) for slot, model in pairs]
+        several = isinstance(teacher_times, list)
+        times = (teacher_times if several else [teacher_times]) if teacher_times is not None else []
+        self.teacher_times = [torch.as_tensor(t, dtype=torch.float32) for t in times]  # type: ignore[union-attr]
+        self.teacher_window = list(teacher_window) if isinstance(teacher_window, list) else [teacher_window]
+        self.teacher_weights = teacher_weights
         self.amp = config.amp and device.startswith("cuda")
         self.fingerprint = fingerprint
 
@@ -315,21 +325,25 @@ class Trainer:
         audio = batch["audio"].to(self.device, non_blocking=True)
         labels = batch["labels"].to(self.device, non_blocking=True)
         known = batch["known"].to(self.device, non_blocking=True)
-        teacher = batch["teacher"].to(self.device, non_blocking=True) if "teacher" in batch else None
+        teachers = [batch[teacher_key(k)].to(self.device, non_blocking=True)
+                    for k in range(len(self.teacher_times)) if teacher_key(k) in batch]
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
             output = (self.model if train else self.student)(audio)
         teacher_logits = None
-        if self.probe is not None and teacher is not None:
-            with torch.no_grad():
-                teacher_logits = self.probe(teacher)
+        if self.probes and teachers:
+            with torch.no_grad():  # KD targets: the mean of the probes' logits
+                logits = [probe(teachers[slot]) for slot, probe in self.probes]
+                teacher_logits = logits[0] if len(logits) == 1 else torch.stack(logits).mean(dim=0)
+        single = len(teachers) == 1
         losses = self.objective(
             output,
             labels,
             known,
-            teacher=teacher,
-            teacher_times=self.teacher_times,
-            teacher_window=self.teacher_window,
+            teacher=(teachers[0] if single else teachers) if teachers else None,
+            teacher_times=(self.teacher_times[0] if single else self.teacher_times) if teachers else None,
+            teacher_window=self.teacher_window[0] if single else self.teacher_window,
             teacher_logits=teacher_logits,
+            teacher_weights=None if single else self.teacher_weights,
         )
         return losses, output
 

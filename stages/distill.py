@@ -22,7 +22,7 @@ from pipeline.manifests import Clip, read_classes, usable_splits
 from pipeline.probe import load_probe
 from pipeline.runs import probe_dir, write_json
 from pipeline.stores import open_store
-from pipeline.stores.lookup import checked_store, first_store_with_audio
+from pipeline.stores.lookup import checked_store, first_store_with_audio, store_path
 from pipeline.students import STUDENTS, build_student
 from pipeline.train import Trainer
 
@@ -33,7 +33,8 @@ def run_name(cfg: DistillConfig) -> str:
         return f"{cfg.student}-baseline"
     from pipeline.teachers import teacher_slug
 
-    return f"{cfg.student}-{teacher_slug(cfg.teacher)}-{cfg.variant}"
+    teachers = "+".join(teacher_slug(ref.name) for ref in cfg.teacher_refs())
+    return f"{cfg.student}-{teachers}-{cfg.variant}"
 
 
 #: The paper's OpenMIC augmentation (CP-ResNet, 128 mels, 10 s = 1,000 frames at 32 kHz):
@@ -83,7 +84,8 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
         "classes": classes,
         "sample_rate": sample_rate,
         "clip_seconds": clip_seconds,
-        "teacher": cfg.teacher if use_teacher else None,
+        "teacher": "+".join(ref.name for ref in cfg.teacher_refs()) if use_teacher else None,
+        "teachers": _provenance(params, train_set) if use_teacher else [],
         "variant": cfg.variant,
         "distill": {k: v for k, v in to_mapping(cfg).items() if f"distill.{k}" not in RUNTIME_KEYS},
         "manifests": str(manifests),
@@ -92,11 +94,13 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     config_text = json.dumps(config, indent=2) + "\n"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(config_text)
+    slots = range(len(train_set.views))
     trainer = Trainer(
         student, _objective(cfg), cfg, folder,
-        teacher_times=train_set.teacher_times() if use_teacher else None,
-        teacher_window=valid_set.view.window_seconds if use_teacher and valid_set.view else 0.0,
-        probe=load_probe(probe_dir(params, cfg.teacher) / "probe.pt") if cfg.variant == "east-kd" else None,
+        teacher_times=[train_set.teacher_times(k) for k in slots] if use_teacher else None,
+        teacher_window=[view.window_seconds for view in valid_set.views] if use_teacher else 0.0,
+        probes=_kd_probes(params) if cfg.variant == "east-kd" else None,
+        teacher_weights=[ref.weight for ref in cfg.teacher_refs()],
         device=device, fingerprint=hashlib.sha256(config_text.encode()).hexdigest(),
     )
     result = trainer.fit(train_set, valid_set, progress=progress)
@@ -121,10 +125,30 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     return metrics
 
 
+def _kd_probes(params: Params) -> list[tuple[int, torch.nn.Module]]:
+    """``(teacher slot, probe)`` for KD: ``distill.kd_teacher``'s probe, or every teacher's (logits averaged)."""
+    refs = params.distill.teacher_refs()
+    chosen = [k for k, ref in enumerate(refs) if not params.distill.kd_teacher or ref.name == params.distill.kd_teacher]
+    return [(k, load_probe(probe_dir(params, refs[k].name) / "probe.pt")) for k in chosen]
+
+
+def _provenance(params: Params, train_set: ClipDataset) -> list[dict[str, Any]]:
+    """Every teacher of the run: name, weight, store and the store's provenance (``teacher.json``)."""
+    rows = []
+    for ref, path in zip(params.distill.teacher_refs(), train_set.teacher_paths):
+        spec = open_store(path).spec  # a memmap copy keeps the store's teacher.json
+        rows.append({"name": ref.name, "weight": ref.weight, "store": str(store_path(params, ref.name)),
+                     "teacher": spec.teacher, "config": spec.config, "weights_sha256": spec.weights_sha256,
+                     "hop_seconds": spec.hop_seconds, "frame0_center_seconds": spec.frame0_center_seconds,
+                     "window_seconds": spec.window_seconds, "dim": spec.dim})
+    return rows
+
+
 def _usable_clips(params: Params, manifests: Path) -> tuple[list[Clip], list[Clip]]:
     """Train and valid clips, without those extraction could not decode (one warning for them)."""
     cfg = params.distill
-    owner = checked_store(params, cfg.teacher) if cfg.variant != "baseline" else first_store_with_audio(params)
+    owner = (checked_store(params, cfg.teacher_refs()[0].name) if cfg.variant != "baseline"
+             else first_store_with_audio(params))
     usable = usable_splits(manifests, ("train", "valid"), stored=open_store(owner) if owner else None,
                            stage="distill")
     return usable["train"], usable["valid"]
@@ -135,21 +159,21 @@ def _datasets(params: Params, train_clips: list[Clip], valid_clips: list[Clip], 
     """Training (random crops) and validation sets: audio (from a cache when there is one) + teacher frames."""
     cfg = params.distill
     use_teacher = cfg.variant != "baseline"
-    teacher_store = checked_store(params, cfg.teacher) if use_teacher else None
-    cache_owner = teacher_store or first_store_with_audio(params)
+    stores = [checked_store(params, ref.name) for ref in cfg.teacher_refs()] if use_teacher else []
+    cache_owner = stores[0] if stores else first_store_with_audio(params)
     audio_cache = usable_audio_cache(cache_owner, sample_rate)
-    norm = frame_statistics(teacher_store, train_clips) if teacher_store is not None else None
+    norms = [frame_statistics(store, train_clips) for store in stores]
     if cfg.loader == "memmap":  # a local raw copy (of a URL store too); `store` reads the stores directly
         audio_cache = hot_copy(audio_cache) if audio_cache else None
-        teacher_store = hot_copy(teacher_store) if teacher_store else None
+        stores = [hot_copy(store) for store in stores]
     audio = AudioSource(params.data.audio_root, sample_rate, audio_cache)
-    common: dict[str, Any] = {"audio": audio, "teacher_store": teacher_store, "teacher_norm": norm, "seed": cfg.seed}
+    common: dict[str, Any] = {"audio": audio, "teacher_store": stores or None, "teacher_norm": norms or None,
+                              "seed": cfg.seed}
     train_set = ClipDataset(train_clips, clip_seconds=clip_seconds, random_crop=True, **common)
     valid_set = ClipDataset(valid_clips, clip_seconds=clip_seconds, random_crop=False, **common)
     # Clips of different lengths: the validation loss pairs valid items with the training items'
     # teacher times, so both serve the frames that every clip of either split has.
-    shared = min(train_set.n_teacher_frames, valid_set.n_teacher_frames)
-    train_set.n_teacher_frames = valid_set.n_teacher_frames = shared
+    train_set.share_frames(valid_set)
     return train_set, valid_set
 
 

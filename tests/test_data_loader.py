@@ -169,9 +169,9 @@ def test_dataset_pickles_without_open_handles_and_feeds_two_workers(tmp_path: Pa
     ds = _dataset(data, clip_seconds=3.0, random_crop=True, seed=1)
     ds.set_epoch(2)
     expected = [ds[i] for i in range(len(ds))]  # opens the store and the cache here
-    assert ds._teacher is not None and ds.audio._cache is not None
+    assert ds._stores and ds.audio._cache is not None
     clone = pickle.loads(pickle.dumps(ds))
-    assert clone._teacher is None and clone.audio._cache is None
+    assert not clone._stores and clone.audio._cache is None
     assert b"zarr" not in pickle.dumps(ds)  # no array handle travels
     loader = DataLoader(ds, batch_size=4, shuffle=False, num_workers=2, collate_fn=collate)
     batches = list(loader)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.errors import UnknownNameError
 from pipeline.teachers.base import TEACHERS, Teacher, WindowGrid, register_teacher
-from pipeline.teachers.names import FORMS, settings_key, teacher_settings, teacher_slug
+from pipeline.teachers.names import FORMS, base_name, settings_key, teacher_settings, teacher_slug
 
 if TYPE_CHECKING:
     from pipeline.config import Params
@@ -42,6 +42,7 @@ ENTRY_POINT_GROUP = "east_pipeline.teachers"
 
 __all__ = [
     "BUILTINS", "ENTRY_POINT_GROUP", "FORMS", "TEACHERS", "Teacher", "WindowGrid", "register_teacher", "build_teacher",
+    "base_name",
     "cached_teacher", "check_teacher_names", "load_plugins", "plugin_errors", "settings_key", "teacher_settings",
     "teacher_slug",
 ]
@@ -115,10 +116,11 @@ def build_teacher(name: str, settings: dict | None = None) -> Teacher:
         return RunTeacher(name[4:], from_mapping(RunTeacherConfig, settings or {}, where="teachers.run"))
     from pipeline.errors import UnknownNameError
 
-    if name not in TEACHERS:
+    base = base_name(name)  # musicnn@msd: musicnn with the instance's settings
+    if base not in TEACHERS:
         load_plugins()
     try:
-        cls = TEACHERS.get(name)
+        cls = TEACHERS.get(base)
     except UnknownNameError as exc:
         raise UnknownNameError(
             f"{exc}; or hear:<module> (a HEAR-API module) or run:<run_dir> (a trained run)") from None
@@ -153,18 +155,20 @@ def check_teacher_names(params: Params) -> None:
     """
     named = [("distill.teacher", params.distill.teacher)] if params.distill.teacher else []
     named += [("teachers_enabled", name) for name in params.teachers_enabled]
+    named += [(f"distill.teachers[{i}]", ref.name) for i, ref in enumerate(params.distill.teachers)]
     for key, name in named:
-        if not name.startswith(FORMS) and name not in TEACHERS:
+        if not name.startswith(FORMS) and base_name(name) not in TEACHERS:
             load_plugins()
-            if name not in TEACHERS:
+            if base_name(name) not in TEACHERS:
                 raise UnknownNameError(
                     f"{key}: unknown teacher {name!r}; choose one of: {', '.join(TEACHERS.names())}, "
-                    "hear:<module>, run:<run_dir> or imported:<label>")
+                    "hear:<module>, run:<run_dir>, imported:<label>, or <teacher>@<label> for a second "
+                    "configuration of a teacher")
     sections = {form[:-1] for form in FORMS}
     for name in params.teachers:  # settings sections: a teacher name or a form's section
-        if name not in sections and name not in TEACHERS:
+        if name not in sections and base_name(name) not in TEACHERS:
             load_plugins()
-            if name not in TEACHERS:
+            if base_name(name) not in TEACHERS:
                 raise UnknownNameError(
                     f"teachers: unknown teacher {name!r}; choose one of: {', '.join(TEACHERS.names())}, "
                     f"or {', '.join(sorted(sections))} (settings of the hear:, run: and imported: forms)")

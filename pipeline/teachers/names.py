@@ -13,6 +13,18 @@ from typing import Any, Mapping
 FORMS = ("hear:", "run:", "imported:")
 
 
+#: Separates a teacher instance's label: ``musicnn@msd`` is ``musicnn`` with the settings of
+#: ``teachers.musicnn`` overlaid by those of ``teachers."musicnn@msd"`` (its own store and probe).
+INSTANCE = "@"
+
+
+def base_name(name: str) -> str:
+    """The registry name of a teacher instance (``musicnn@msd`` -> ``musicnn``); other names unchanged."""
+    if name.startswith(FORMS) or INSTANCE not in name:
+        return name
+    return name.split(INSTANCE, 1)[0]
+
+
 def settings_key(name: str) -> str:
     """The ``teachers.<key>`` section holding ``name``'s settings (``hear``, ``run`` or the name)."""
     for form in FORMS:
@@ -22,9 +34,15 @@ def settings_key(name: str) -> str:
 
 
 def teacher_settings(params: Any, name: str) -> dict[str, Any]:
-    """``name``'s raw settings from :class:`~pipeline.config.Params` (a copy)."""
+    """``name``'s raw settings from :class:`~pipeline.config.Params` (a copy).
+
+    A teacher instance (``musicnn@msd``) takes its base teacher's settings with its own on top.
+    """
     section: Mapping[str, Any] = params.teachers
-    return dict(section.get(settings_key(name), {}) or {})
+    settings = dict(section.get(settings_key(base_name(name)), {}) or {})
+    if base_name(name) != name:
+        settings.update(section.get(name, {}) or {})
+    return settings
 
 
 def teacher_slug(name: str) -> str:
