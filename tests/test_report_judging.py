@@ -209,3 +209,28 @@ def test_swapping_the_arms_flips_the_verdict(pairs: dict[int, tuple[float, float
     assert backward == {BETTER: WORSE, WORSE: BETTER, SAME: SAME}[forward]
     if len(pairs) < 3:
         assert forward == SAME
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_params_seeds_default_and_override() -> None:
+    from pipeline.config import load_params
+
+    assert load_params(ROOT / "params.yaml").seeds == (0,)  # the demo: one seed, three runs
+    assert load_params(ROOT / "params.yaml", {"seeds": [0, 1, 2]}).seeds == (0, 1, 2)
+
+
+@pytest.mark.parametrize("seeds, message", [
+    ([], r"seeds must be a non-empty list .* got \[\]"),
+    ([0, 1, 1], r"distinct .* got \[0, 1, 1\]; e.g. seeds: \[0, 1, 2\]"),
+    ([-1], r">= 0 .* got \[-1\]"),
+    ([0.5], r"seeds\[0\] must be a whole number, got 0.5"),
+    (["one"], r"seeds\[0\] must be a number, got 'one'"),
+])
+def test_bad_seeds_are_one_clear_error(seeds: list[Any], message: str) -> None:
+    from pipeline.config import load_params
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        load_params(ROOT / "params.yaml", {"seeds": seeds})
