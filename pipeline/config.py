@@ -300,12 +300,18 @@ class Params:
 
     ``teachers`` and ``students`` map plugin names to raw settings mappings; build a
     plugin's typed config with :func:`from_mapping` and the plugin's ``config_type``.
+    ``variants`` x ``seeds`` are the runs ``dvc.yaml`` trains (``distill@<variant>-<seed>`` into
+    ``<distill.runs_root>/<variant>-<seed>``); ``pipeline distill`` alone uses ``distill.seed``.
+
+    Raises:
+        ConfigError: ``seeds`` empty, repeated or negative.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
     teachers_enabled: tuple[str, ...] = ("musicnn",)
     variants: tuple[Variant, ...] = VARIANTS
+    seeds: tuple[int, ...] = (0,)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     teachers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
@@ -313,6 +319,12 @@ class Params:
     students: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+
+    def __post_init__(self) -> None:
+        seeds = list(self.seeds)
+        if not seeds or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+            raise ConfigError(f"seeds must be a non-empty list of distinct whole numbers >= 0 (one run per variant "
+                              f"and seed), got {seeds!r}; e.g. seeds: [0, 1, 2]")
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:

@@ -1,13 +1,19 @@
-"""Markdown report and PNG plots comparing the teacher probe, the baseline and the EAsT variants."""
+"""Markdown report and PNG plots comparing the teacher probe, the baseline and the EAsT variants.
+
+Two tables: one row per probe and per variant (a single run each), and the runs grouped by
+configuration over seeds, judged against the baseline of the same seeds (:mod:`pipeline.judging`).
+"""
 from __future__ import annotations
 
 import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-VARIANT_LABELS = {"baseline": "Baseline (no teacher)", "east-final": "EAsT-Final", "east-kd": "EAsT-KD"}
+from pipeline.judging import RULE, VARIANT_LABELS, Judgement, to_json
+
+__all__ = ["RunSummary", "collect_runs", "plot_all", "plot_seeds", "write_markdown", "write_judged", "VARIANT_LABELS"]
 
 
 @dataclass
@@ -47,7 +53,7 @@ def collect_runs(runs_root: Path, variants: list[str], probes: list[str]) -> lis
         folder = found
         metrics = json.loads((folder / "eval-test.json").read_text())
         train = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
-        metrics.update({k: train[k] for k in ("valid_map", "best_epoch", "lam", "teacher") if k in train})
+        metrics.update({k: train[k] for k in ("valid_map", "best_epoch", "lam", "teacher", "seed") if k in train})
         history = [{k: float(v) for k, v in row.items() if v != ""} for row in _read_csv(folder / "history.csv")]
         per_class = {r["class"]: float(r["average_precision"]) for r in _read_csv(folder / "per_class-test.csv")}
         summaries.append(RunSummary(variant, VARIANT_LABELS.get(variant, variant), metrics, history, per_class))
@@ -55,16 +61,19 @@ def collect_runs(runs_root: Path, variants: list[str], probes: list[str]) -> lis
 
 
 def _variant_folder(runs_root: Path, variant: str) -> Path | None:
-    """``runs_root/<variant>`` (dvc.yaml's run folders) when evaluated, else the latest evaluated run of
-    that variant under another name (``pipeline distill``'s default ``<student>-<teacher>-<variant>``)."""
+    """``runs_root/<variant>`` when evaluated, else the evaluated run of that variant with the lowest seed
+    (dvc.yaml's ``<variant>-<seed>``; ties and runs without a seed: the latest), under any name
+    (``pipeline distill``'s default is ``<student>-<teacher>-<variant>``)."""
     if (runs_root / variant / "eval-test.json").is_file():
         return runs_root / variant
     found = []
     for result in runs_root.glob("*/eval-test.json"):
-        config = result.parent / "config.json"
-        if config.is_file() and json.loads(config.read_text()).get("variant") == variant:
-            found.append(result)
-    return max(found, key=lambda p: p.stat().st_mtime).parent if found else None
+        config_file = result.parent / "config.json"
+        config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        if config.get("variant") == variant:
+            seed = config.get("distill", {}).get("seed")
+            found.append((seed if isinstance(seed, int) else float("inf"), -result.stat().st_mtime, result.parent))
+    return min(found)[2] if found else None
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -129,18 +138,94 @@ def plot_all(summaries: list[RunSummary], out: Path) -> list[Path]:
     return files
 
 
-def write_markdown(summaries: list[RunSummary], plots: list[Path], out: Path) -> Path:
-    """Write ``report.md`` with the comparison table and links to the plots."""
+def plot_seeds(judgements: Sequence[Judgement], out: Path) -> Path | None:
+    """Write ``seeds.png``: test mAP per configuration, mean ± std as error bars, each seed's run as a dot.
+
+    Returns None (and writes nothing) when no configuration has a run.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [j for j in judgements if j.configuration.runs]
+    if not rows:
+        return None
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(8, 1.4 + 0.45 * len(rows)))
+    for y, j in enumerate(rows):
+        values = [r.map for r in j.configuration.runs]
+        colour = "#999999" if j.configuration.variant == "baseline" else "#3b75af"
+        ax.errorbar([j.map.mean or 0.0], [y], xerr=[j.map.std or 0.0], fmt="D", color=colour, capsize=4, markersize=6)
+        ax.scatter(values, [y] * len(values), s=18, color="black", alpha=0.6, zorder=3)
+    ax.set_yticks(range(len(rows)), [f"{j.configuration.label} (n={j.map.n})" for j in rows], fontsize=8)
+    ax.set_xlabel("test macro mAP")
+    ax.set_title("Over seeds: mean ± std (diamond, bars), each seed (dot)", fontsize=9)
+    ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, out / "seeds.png")
+
+
+def _mean_std(mean: float | None, std: float | None) -> str:
+    if mean is None:
+        return "n/a"
+    return f"{mean:.4f} ± {std:.4f}" if std is not None else f"{mean:.4f}"
+
+
+def judged_rows(judgements: Sequence[Judgement]) -> list[str]:
+    """The Markdown lines of the table over seeds: the rule, one row per configuration, then notes."""
+    lines = [
+        "## Over seeds", "",
+        "Runs that differ only in their seed form one configuration. Each is compared with the baseline "
+        "run of the same seed (paired difference of test mAP).", "",
+        f"Rule: {RULE}", "",
+        "| configuration | n | seeds | test mAP, mean ± std | ROC-AUC, mean ± std | baseline | "
+        "mAP - baseline, per seed | mean ± se | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    notes = []
+    for j in judgements:
+        c, p = j.configuration, j.paired
+        seeds = ", ".join(str(r.seed) if r.seed is not None else "?" for r in c.runs)
+        per_seed = ", ".join(f"{d:+.4f}" for d in p.differences) if p and p.n else "n/a"
+        mean_se = "n/a" if p is None or p.mean is None else (
+            f"{p.mean:+.4f} ± {p.se:.4f}" if p.se is not None else f"{p.mean:+.4f}")
+        lines.append(f"| {c.label} | {j.map.n} | {seeds} | {_mean_std(j.map.mean, j.map.std)} | "
+                     f"{_mean_std(j.roc_auc.mean, j.roc_auc.std)} | {j.baseline.label if j.baseline else '-'} | "
+                     f"{per_seed} | {mean_se} | {j.verdict} |")
+        if j.candidates > 1 and j.baseline is not None:
+            notes.append(f"- {c.label}: {j.candidates} baselines qualified; compared with {j.baseline.label}, "
+                         f"which shares {j.shared} of {j.total} settings.")
+        if p is not None and p.unpaired:
+            seeds_text = ("seed " if len(p.unpaired) == 1 else "seeds ") + ", ".join(map(str, p.unpaired))
+            notes.append(f"- {c.label}: the baseline has no run of {seeds_text}; left out of the pairs "
+                         f"({p.n} pairs).")
+        if c.duplicates:
+            notes.append(f"- {c.label}: ignored older runs of a seed already covered: "
+                         f"{', '.join(sorted(d.name for d in c.duplicates))}.")
+    return lines + ([""] + notes if notes else []) + ["", "The same table as JSON: [judged.json](judged.json).", ""]
+
+
+def write_judged(judgements: Sequence[Judgement], out: Path) -> Path:
+    """Write ``judged.json`` (:func:`pipeline.judging.to_json`) into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "judged.json"
+    target.write_text(json.dumps(to_json(judgements), indent=2) + "\n")
+    return target
+
+
+def write_markdown(summaries: list[RunSummary], plots: list[Path], out: Path,
+                   judgements: Sequence[Judgement] = ()) -> Path:
+    """Write ``report.md``: the single-run table, the table over seeds (when ``judgements``), the plots."""
     lines = [
         "# EAsT pipeline report",
         "",
         "Test-split results of the teacher's linear probe, the student trained without a teacher, and the",
         "student regularised by the cached teacher embeddings (EAsT-Final) plus label KD from the probe (EAsT-KD).",
-        "Numbers are measured on this run only; differences within a few thousandths are seed noise",
-        "(see `benchmarks/` for repeated seeds).",
+        "This table shows one run per variant (the lowest seed); the table over seeds below judges them.",
         "",
-        "| model | test mAP | ROC-AUC | macro F1 | parameters | CPU ms / clip | lambda |",
-        "|---|---|---|---|---|---|---|",
+        "| model | test mAP | ROC-AUC | macro F1 | parameters | CPU ms / clip | lambda | seed |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         m = s.metrics
@@ -148,7 +233,7 @@ def write_markdown(summaries: list[RunSummary], plots: list[Path], out: Path) ->
         lines.append(
             f"| {s.label} | {_fmt(m.get('map'), '.4f')} | {_fmt(m.get('roc_auc'), '.4f')} | "
             f"{_fmt(m.get('f1_macro'), '.4f')} | {_fmt(params, ',')} | {_fmt(m.get('cpu_ms_per_clip'), '.1f')} | "
-            f"{_fmt(m.get('lam'), '.2f')} |"
+            f"{_fmt(m.get('lam'), '.2f')} | {_fmt(m.get('seed'), 'd')} |"
         )
     baseline = next((s for s in summaries if s.name == "baseline"), None)
     if baseline is not None and baseline.metrics.get("map") is not None:
@@ -158,6 +243,8 @@ def write_markdown(summaries: list[RunSummary], plots: list[Path], out: Path) ->
                 lines.append(f"- {s.label}: {s.metrics['map'] - baseline.metrics['map']:+.4f}")
     lines += ["", "The probe row's parameters count only the linear layer; the teacher itself is not needed "
               "at inference.", ""]
+    if judgements:
+        lines += judged_rows(judgements)
     for path in plots:
         lines += [f"![{path.stem}]({path.name})", ""]
     target = out / "report.md"

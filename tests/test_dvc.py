@@ -1,11 +1,13 @@
 """DVC end to end on temporary clones: repro, no-op repro, targeted re-runs, experiments, sharing."""
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -30,12 +32,15 @@ def test_every_param_a_stage_names_exists() -> None:
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     keys = _param_keys(params)
 
-    def resolve(text: str, item: str | None) -> str:
+    def resolve(text: str, item: str | dict[str, Any] | None) -> str:
         def lookup(match: re.Match) -> str:
             name = match.group(1)
             if name == "item":
-                assert item is not None, f"${{item}} outside foreach in {text!r}"
+                assert isinstance(item, str), f"${{item}} outside foreach in {text!r}"
                 return item
+            if name.startswith("item."):
+                assert isinstance(item, dict), f"${{{name}}} outside matrix in {text!r}"
+                return str(item[name[len("item."):]])
             value = params
             for part in name.split("."):
                 assert part in value, f"{name} used in dvc.yaml is not in params.yaml"
@@ -50,6 +55,11 @@ def test_every_param_a_stage_names_exists() -> None:
             items = resolve(stage["foreach"], None) if isinstance(stage["foreach"], str) else stage["foreach"]
             items = yaml.safe_load(items) if isinstance(items, str) else items
             bodies = [(stage["do"], item) for item in items]
+        elif "matrix" in stage:
+            axes = {axis: yaml.safe_load(resolve(values, None)) if isinstance(values, str) else values
+                    for axis, values in stage["matrix"].items()}
+            body = {key: value for key, value in stage.items() if key != "matrix"}
+            bodies = [(body, dict(zip(axes, combo))) for combo in itertools.product(*axes.values())]
         else:
             bodies = [(stage, None)]
         for body, item in bodies:
@@ -63,6 +73,26 @@ def test_every_param_a_stage_names_exists() -> None:
                     assert (ROOT / path).exists(), f"stage {name}: code dependency {path} does not exist"
             assert resolve(body["cmd"], item).startswith("pipeline ")
     assert checked >= 10
+
+
+def test_every_variant_trains_with_every_seed(tmp_path: Path) -> None:
+    """`seeds: [0]` (the demo) gives 3 runs; `dvc exp run -S 'seeds=[0,1,2]'` gives 9, each in runs/<variant>-<seed>."""
+    if DVC is None:
+        pytest.skip("dvc is not installed (make install)")
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert params["seeds"] == [0] and params["variants"] == ["baseline", "east-final", "east-kd"]
+    _run(["dvc", "init", "--no-scm", "-q"], cwd=tmp_path)
+    for seeds in ([0], [0, 1, 2]):
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump({**params, "seeds": seeds}, sort_keys=False))
+        names = _run(["dvc", "stage", "list", "--name-only"], cwd=tmp_path).split()
+        runs = [f"{v}-{s}" for v in params["variants"] for s in seeds]
+        assert [n for n in names if n.startswith("distill@")] == [f"distill@{r}" for r in runs], names
+        assert [n for n in names if n.startswith("evaluate@")] == [f"evaluate@{r}" for r in runs], names
+    stages = yaml.safe_load((tmp_path / "dvc.yaml").read_text())["stages"]
+    assert "--seed ${item.seed}" in stages["distill"]["cmd"]
+    assert "--run-dir ${distill.runs_root}/${item.variant}-${item.seed}" in stages["distill"]["cmd"]
+    assert stages["evaluate"]["cmd"] == "pipeline evaluate ${distill.runs_root}/${item.variant}-${item.seed}"
 
 
 def _run(args: list[str], cwd: Path, timeout: int = 900) -> str:
@@ -104,7 +134,7 @@ def test_repro_runs_everything_then_nothing(reproduced: Path) -> None:
         assert row in report
     for png in ("comparison.png", "curves.png", "per_class.png"):
         assert (reproduced / "reports" / png).stat().st_size > 5000
-    metrics = json.loads((reproduced / "runs" / "east-kd" / "eval-test.json").read_text())
+    metrics = json.loads((reproduced / "runs" / "east-kd-0" / "eval-test.json").read_text())
     assert 0.0 <= metrics["map"] <= 1.0 and metrics["clips"] == 16
     again = _run(["dvc", "repro"], cwd=reproduced)
     assert "Running stage" not in again and "up to date" in again
@@ -121,10 +151,10 @@ def test_distill_change_reruns_only_later_stages(reproduced: Path) -> None:
     finally:
         (reproduced / "params.yaml").write_text(params)
     changed = set(status)
-    assert {"distill@baseline", "distill@east-final", "distill@east-kd"} <= changed
+    assert {"distill@baseline-0", "distill@east-final-0", "distill@east-kd-0"} <= changed
     assert not any(name.startswith(("prepare", "extract", "probe")) for name in changed)
     out = _run(["dvc", "exp", "run", "-S", "distill.epochs=2"], cwd=reproduced)
-    assert "Running stage 'distill@east-kd'" in out
+    assert "Running stage 'distill@east-kd-0'" in out
     assert "Running stage 'extract" not in out and "Running stage 'prepare'" not in out
     table = json.loads(_run(["dvc", "exp", "show", "--json"], cwd=reproduced))
     experiments = [exp for rev in table for exp in (rev.get("experiments") or [])]

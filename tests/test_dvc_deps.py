@@ -7,7 +7,7 @@ Params: the keys each stage reads, recorded while it runs on a tiny folder datas
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 import pytest
 import yaml
@@ -19,32 +19,49 @@ def _params() -> dict[str, Any]:
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
-def _resolve(text: str, item: str | None, params: dict[str, Any]) -> str:
+Item = Union[str, dict[str, Any], None]
+
+
+def _resolve(text: str, item: Item, params: dict[str, Any]) -> str:
+    """``${...}`` of ``text``: ``${item}`` (foreach), ``${item.<axis>}`` (matrix), or a params.yaml key."""
     def lookup(match: re.Match) -> str:
-        if match.group(1) == "item":
+        name = match.group(1)
+        if name == "item":
             return str(item)
+        if name.startswith("item.") and isinstance(item, dict):
+            return str(item[name[len("item."):]])
         value: Any = params
-        for part in match.group(1).split("."):
+        for part in name.split("."):
             value = value[part]
         return str(value)
 
     return re.sub(r"\$\{([^}]+)\}", lookup, text)
 
 
-def _stage_bodies(params: dict[str, Any]) -> dict[str, tuple[dict[str, Any], str | None]]:
-    """dvc.yaml stage name -> (body, the item of a foreach stage: its first item, or a stand-in)."""
+def _stage_bodies(params: dict[str, Any]) -> dict[str, tuple[dict[str, Any], Item]]:
+    """dvc.yaml stage name -> (body, the item of a foreach/matrix stage: its first item, or a stand-in)."""
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    out = {}
+    out: dict[str, tuple[dict[str, Any], Item]] = {}
     for name, stage in stages.items():
         if "foreach" in stage:
             items = yaml.safe_load(_resolve(stage["foreach"], None, params))
             out[name] = (stage["do"], str(items[0]) if items else "demo")
+        elif "matrix" in stage:
+            axes = {axis: yaml.safe_load(_resolve(values, None, params)) if isinstance(values, str) else values
+                    for axis, values in stage["matrix"].items()}
+            body = {key: value for key, value in stage.items() if key != "matrix"}
+            out[name] = (body, {axis: values[0] if values else "demo" for axis, values in axes.items()})
         else:
             out[name] = (stage, None)
     return out
 
 
-def _declared_keys(entries: list[Any], item: str | None, params: dict[str, Any]) -> set[str]:
+def _item_keys(item: Item) -> set[str]:
+    """Keys a stage's item sets: the variant, and each matrix axis (``seed`` -> ``distill.seed``)."""
+    return {"distill.variant"} | ({f"distill.{axis}" for axis in item} if isinstance(item, dict) else set())
+
+
+def _declared_keys(entries: list[Any], item: Item, params: dict[str, Any]) -> set[str]:
     """dvc.yaml params entries, a whole section expanded into its keys."""
     keys = set()
     for entry in entries:
@@ -126,9 +143,9 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
     keys["extract"] = _record(params, lambda p: extract.run(p, teacher="musicnn", progress=False))
     keys["probe"] = _record(params, lambda p: probe.run(p, teacher="musicnn"))
     keys["distill"], keys["evaluate"] = set(), set()
-    for variant in data["variants"]:
-        with_variant = load_params(base / "params.yaml", {"distill.variant": variant})
-        run_dir = str(base / "runs" / variant)
+    for variant in data["variants"]:  # as dvc.yaml runs them: --variant and --seed set, runs/<variant>-<seed>
+        with_variant = load_params(base / "params.yaml", {"distill.variant": variant, "distill.seed": 0})
+        run_dir = str(base / "runs" / f"{variant}-0")
         keys["distill"] |= _record(with_variant, lambda p: distill.run(p, run_dir=run_dir, progress=False))
         keys["evaluate"] |= _record(with_variant, lambda p: evaluate.run(p, run_dir=run_dir))
     keys["report"] = _record(params, lambda p: report.run(p))
@@ -141,7 +158,7 @@ def test_params_are_the_keys_the_stage_reads(stage: str, recorded: dict[str, set
     params = _params()
     body, item = _stage_bodies(params)[stage]
     declared = _declared_keys(body.get("params", []), item, params)
-    read = {k for k in recorded[stage] if k != "distill.variant"}  # the variant is the stage's item
+    read = recorded[stage] - _item_keys(item)  # the variant (and the seed) are the stage's item
     assert declared == read, (f"dvc.yaml stage {stage!r}: params differ from the keys it reads\n"
                               f"  read, not declared: {sorted(read - declared)}\n"
                               f"  declared, not read: {sorted(declared - read)}")

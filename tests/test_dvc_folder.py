@@ -55,7 +55,7 @@ def test_repro_runs_a_folder_dataset_to_the_report(clone: tuple[Path, str]) -> N
     assert not any(line.startswith(("Error", "ERROR", "error:")) for line in out.splitlines())
     table = (repo / "reports" / "report.md").read_text()
     assert "EAsT-KD" in table and "Baseline" in table
-    metrics = json.loads((repo / "runs" / "east-kd" / "eval-test.json").read_text())
+    metrics = json.loads((repo / "runs" / "east-kd-0" / "eval-test.json").read_text())
     assert metrics["clips"] == 2
 
 
@@ -81,5 +81,5 @@ def test_code_a_stage_imports_reruns_it(clone: tuple[Path, str]) -> None:
         changed = set(json.loads(_run(["dvc", "status", "--json"], cwd=repo)))
     finally:
         alignment.write_text(text)
-    assert {"distill@baseline", "distill@east-final", "distill@east-kd"} <= changed  # the losses import it
+    assert {"distill@baseline-0", "distill@east-final-0", "distill@east-kd-0"} <= changed  # the losses import it
     assert not any(name.startswith(("prepare", "extract", "report")) for name in changed)

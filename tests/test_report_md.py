@@ -23,8 +23,9 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 def _rows(markdown: str) -> dict[str, list[str]]:
+    """The single-run table (the table over seeds follows "## Over seeds"; tests/test_report_judging.py)."""
     rows = {}
-    for line in markdown.splitlines():
+    for line in markdown.split("## Over seeds")[0].splitlines():
         if line.startswith("| ") and not line.startswith("| model"):
             cells = [c.strip() for c in line.strip("|").split("|")]
             rows[cells[0]] = cells[1:]
@@ -46,6 +47,7 @@ def test_report_has_every_row_and_real_plots(tiny_pipeline: TinyPipeline, tmp_pa
         assert cells[0] == f"{evaluated['map']:.4f}" and cells[1] == f"{evaluated['roc_auc']:.4f}"
         assert cells[3] == f"{evaluated['parameters']:,}"
         assert cells[5] == ("0.00" if variant == "baseline" else "0.30")
+        assert cells[6] == "0"  # the seed
     base = json.loads((tiny_pipeline.run_dir("baseline") / "eval-test.json").read_text())["map"]
     for variant in ("east-final", "east-kd"):
         east = json.loads((tiny_pipeline.run_dir(variant) / "eval-test.json").read_text())["map"]
@@ -56,6 +58,12 @@ def test_report_has_every_row_and_real_plots(tiny_pipeline: TinyPipeline, tmp_pa
         width, height = _png_size(path)
         assert width >= min_size[0] and height >= min_size[1], (name, width, height)
         assert f"![{name}]({name}.png)" in text
+    # one seed per variant: judged over seeds too, and never better or worse with one pair
+    assert "## Over seeds" in text and (out / "seeds.png").stat().st_size > 5_000 and "![seeds](seeds.png)" in text
+    judged = {row["variant"]: row for row in json.loads((out / "judged.json").read_text())["configurations"]}
+    assert judged["baseline"]["verdict"] == "reference (baseline)"
+    for variant in ("east-final", "east-kd"):
+        assert judged[variant]["verdict"] == "not distinguishable" and judged[variant]["paired"]["seeds"] == [0]
 
 
 def test_report_without_evaluated_runs_is_an_error(tiny_pipeline: TinyPipeline, tmp_path: Path) -> None:
@@ -80,7 +88,7 @@ def test_report_leaves_out_runs_that_are_not_evaluated(tmp_path: Path) -> None:
     plots = plot_all(summaries, tmp_path / "out")
     assert [p.name for p in plots] == ["comparison.png"]  # no history, no per-class file
     text = write_markdown(summaries, plots, tmp_path / "out").read_text()
-    assert "| Baseline (no teacher) | 0.5000 | 0.7000 | 0.3000 | 1,000 | 2.0 | n/a |" in text
+    assert "| Baseline (no teacher) | 0.5000 | 0.7000 | 0.3000 | 1,000 | 2.0 | n/a | n/a |" in text
     assert "EAsT" not in _rows(text).__repr__()
 
 

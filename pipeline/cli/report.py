@@ -12,7 +12,10 @@ from pipeline.cli import load_params_from
               help="Runs folder [default: distill.runs_root]")
 @click.pass_context
 def report(ctx: click.Context, out: str | None, runs_root: str | None) -> None:
-    """Write report.md (probe / baseline / EAsT-Final / EAsT-KD table) with PNG plots."""
+    """Write report.md (probe / baseline / EAsT-Final / EAsT-KD table; runs judged over seeds) with plots.
+
+    The judged table also goes to judged.json next to report.md.
+    """
     from stages.report import run
 
     path = run(load_params_from(ctx), out=out, runs_root=runs_root)
