@@ -352,6 +352,11 @@ def mixup(batch: dict[str, Any], alpha: float, generator) -> dict[str, Any]:  # 
     Each item keeps a share ``w ~ Beta(alpha, alpha)``, ``w = max(w, 1 - w)`` of itself, as in the
     official code (which calls it lambda; here ``lam`` is only the loss weight of ``distill.lam``);
     unknown labels count as 0 and the known-mask is OR-ed (paper behaviour, see README).
+
+    Unlabeled clips (no known label, :func:`pipeline.manifests.is_unlabeled`): their labels are
+    fake zeros, so a row whose own clip or partner is unlabeled gets a known-mask of all False
+    and drops out of the label loss (it still enters the feature term, and KD on every class
+    through :func:`pipeline.losses.kd_mask`).
     """
     import torch
 
@@ -366,7 +371,9 @@ def mixup(batch: dict[str, Any], alpha: float, generator) -> dict[str, Any]:  # 
     out["audio"] = share[:, None] * batch["audio"] + (1 - share[:, None]) * batch["audio"][partner]
     labels = batch["labels"] * batch["known"]
     out["labels"] = share[:, None] * labels + (1 - share[:, None]) * labels[partner]
-    out["known"] = batch["known"] | batch["known"][partner]
+    unlabeled = ~batch["known"].any(dim=1)
+    mixed_unlabeled = (unlabeled | unlabeled[partner])[:, None]
+    out["known"] = (batch["known"] | batch["known"][partner]) & ~mixed_unlabeled
     if "teacher" in batch:
         out["teacher"] = (share[:, None, None] * batch["teacher"]
                           + (1 - share[:, None, None]) * batch["teacher"][partner])
