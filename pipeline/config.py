@@ -90,6 +90,8 @@ class DataConfig:
         label_rule: openmic: ``mask`` or ``paper``.
         n_tags: magnatagatune: most frequent tags kept as classes.
         random_split: magnatagatune: seeded 70/15/15 split when there are no split lists.
+        unlabeled: folder: a folder under ``audio_root`` whose audio files all join the train
+            split as unlabeled clips (no known label; teacher terms only); empty: none.
     """
 
     dataset: str = "demo"
@@ -104,6 +106,7 @@ class DataConfig:
     label_rule: str = "mask"
     n_tags: int = 50
     random_split: bool = False
+    unlabeled: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,8 @@ class DemoConfig:
         sample_rate: render rate in Hz.
         min_instruments, max_instruments: instruments per clip.
         unknown_fraction: share of (clip, class) labels marked unknown, as in OpenMIC.
+        n_unlabeled: extra train clips rendered the same way but with every label unknown
+            (``unlabeled/unlabeled_<i>.flac``); they leave the labelled clips unchanged.
     """
 
     seed: int = 0
@@ -128,6 +133,7 @@ class DemoConfig:
     min_instruments: int = 1
     max_instruments: int = 4
     unknown_fraction: float = 0.25
+    n_unlabeled: int = 0
 
 
 @dataclass(frozen=True)
@@ -226,6 +232,8 @@ class DistillConfig:
         num_workers: loader worker processes.
         threads: torch threads in the training process; 0 = every core it may use.
         runs_root: folder for run directories.
+        unlabeled_per_epoch: unlabeled train clips per epoch: null = all of them; an int k = a
+            fresh seeded random subset of k each epoch (all labelled clips every epoch).
     """
 
     student: StudentName = "mobile_fcn"
@@ -257,6 +265,7 @@ class DistillConfig:
     num_workers: int = 0
     threads: int = 0
     runs_root: str = "runs"
+    unlabeled_per_epoch: Optional[int] = None
 
     def __post_init__(self) -> None:
         names = [ref.name for ref in self.teachers]

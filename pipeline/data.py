@@ -411,6 +411,11 @@ def mixup(batch: dict[str, Any], alpha: float, generator) -> dict[str, Any]:  # 
     Each item keeps a share ``w ~ Beta(alpha, alpha)``, ``w = max(w, 1 - w)`` of itself, as in the
     official code (which calls it lambda; here ``lam`` is only the loss weight of ``distill.lam``);
     unknown labels count as 0 and the known-mask is OR-ed (paper behaviour, see README).
+
+    Unlabeled clips (no known label, :func:`pipeline.manifests.is_unlabeled`): their labels are
+    fake zeros, so a row whose own clip or partner is unlabeled gets a known-mask of all False
+    and drops out of the label loss (it still enters the feature term, and KD on every class
+    through :func:`pipeline.losses.kd_mask`).
     """
     import torch
 
@@ -425,7 +430,9 @@ def mixup(batch: dict[str, Any], alpha: float, generator) -> dict[str, Any]:  # 
     out["audio"] = share[:, None] * batch["audio"] + (1 - share[:, None]) * batch["audio"][partner]
     labels = batch["labels"] * batch["known"]
     out["labels"] = share[:, None] * labels + (1 - share[:, None]) * labels[partner]
-    out["known"] = batch["known"] | batch["known"][partner]
+    unlabeled = ~batch["known"].any(dim=1)
+    mixed_unlabeled = (unlabeled | unlabeled[partner])[:, None]
+    out["known"] = (batch["known"] | batch["known"][partner]) & ~mixed_unlabeled
     for key in [k for k in batch if k == "teacher" or k.startswith("teacher_")]:  # every teacher's frames
         out[key] = share[:, None, None] * batch[key] + (1 - share[:, None, None]) * batch[key][partner]
     return out

@@ -30,6 +30,7 @@ __all__ = [
     "feature_loss_dcor",
     "feature_loss_cosine",
     "kd_loss",
+    "kd_mask",
     "align_frames",
     "EAsTObjective",
     "VARIANTS",
@@ -214,6 +215,23 @@ def kd_loss(
     return tau * tau * _masked_mean(kl, known)
 
 
+def kd_mask(known: torch.Tensor) -> torch.Tensor:
+    """The entries KD is computed on: known labels, and every class of an unlabeled row.
+
+    A labelled row keeps the paper's rule (KD on its known entries only); a row with no known
+    entry (an unlabeled clip, see :func:`pipeline.manifests.is_unlabeled`) learns the probe's
+    soft targets on every class, so unlabeled audio enters KD but never the label loss.
+
+    Args:
+        known: (B, C) bool mask of known labels.
+
+    Returns:
+        (B, C) bool mask.
+    """
+    known = known.bool()
+    return known | ~known.any(dim=-1, keepdim=True)
+
+
 FEATURE_FUNCTIONS = {"distance_correlation": feature_loss_dcor, "cosine_difference": feature_loss_cosine}
 
 
@@ -381,7 +399,7 @@ class EAsTObjective:
                 feat = self.teachers_term(output, teachers, times, windows, teacher_weights)
         if teacher_logits is not None:
             with torch.set_grad_enabled(needs_kd and torch.is_grad_enabled()):
-                kd = kd_loss(logits, teacher_logits, known, self.tau)
+                kd = kd_loss(logits, teacher_logits, kd_mask(known), self.tau)
         if self.variant == "baseline":
             total = pred
         elif self.variant == "east-final":

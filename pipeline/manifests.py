@@ -240,6 +240,20 @@ def load_split(manifests_dir: Path | str, split: str) -> list[Clip]:
     return clips
 
 
+def is_unlabeled(clip: Clip) -> bool:
+    """True for an unlabeled clip: no known label at all (``known`` all False).
+
+    Such clips feed only the teacher terms of training (feature and KD losses); they never
+    enter the label loss, the probe's fit or a metric.
+    """
+    return not any(clip.known)
+
+
+def labelled(clips: Iterable[Clip]) -> list[Clip]:
+    """The clips with at least one known label (unlabeled ones left out), in order."""
+    return [c for c in clips if not is_unlabeled(c)]
+
+
 def label_arrays(clips: Sequence[Clip]) -> tuple[np.ndarray, np.ndarray]:
     """Stack labels and the known mask.
 

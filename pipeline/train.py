@@ -38,6 +38,7 @@ from pipeline.distributed import agree, from_env, wrap
 from pipeline.distributed import sampler as shard_sampler
 from pipeline.errors import TrainingError, TrainingInterrupted
 from pipeline.metrics import evaluate_predictions
+from pipeline.sampling import unlabeled_sampler
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +114,9 @@ class _Run:
 
 
 def _loader(dataset: Any, *, batch_size: int, shuffle: bool, drop_last: bool,
-            num_workers: int, seed: int, sampler: Any = None) -> DataLoader:
-    generator = torch.Generator()
+            num_workers: int, seed: int, sampler: Any = None,
+            generator: torch.Generator | None = None) -> DataLoader:
+    generator = generator if generator is not None else torch.Generator()
     generator.manual_seed(seed)
     return DataLoader(
         dataset,
@@ -209,8 +211,12 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
         shard = shard_sampler(train_set, self.dist, seed=cfg.seed)
+        generator = torch.Generator()  # reseeded per epoch; the unlabeled-subset sampler draws from it too
+        subset = unlabeled_sampler(getattr(train_set, "clips", None), cfg.unlabeled_per_epoch, generator,
+                                   distributed=self.dist.active)
         loader = _loader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                         num_workers=cfg.num_workers, seed=cfg.seed, sampler=shard)
+                         num_workers=cfg.num_workers, seed=cfg.seed, sampler=shard if shard is not None else subset,
+                         generator=generator)
         if len(loader) == 0:
             raise TrainingError(
                 f"{len(train_set)} training clips are fewer than one batch of {cfg.batch_size}; "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import statistics
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ import torch
 from pipeline.config import RUNTIME_KEYS, DistillConfig, Params, to_mapping
 from pipeline.data import AudioSource, ClipDataset, frame_statistics, hot_copy, usable_audio_cache
 from pipeline.devices import resolve_device, training_threads
+from pipeline.errors import ManifestError
 from pipeline.losses import EAsTObjective
-from pipeline.manifests import Clip, read_classes, usable_splits
+from pipeline.manifests import Clip, is_unlabeled, labelled, read_classes, usable_splits
 from pipeline.probe import load_probe
 from pipeline.runs import probe_dir, write_json
 from pipeline.stores import open_store
@@ -69,7 +71,8 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     manifests = Path(params.data.manifests)
     classes = read_classes(manifests / "classes.json")
     train_clips, valid_clips = _usable_clips(params, manifests)
-    clip_seconds = cfg.crop_seconds or statistics.median(c.duration for c in train_clips)
+    train_clips, n_unlabeled = _unlabeled_share(cfg, train_clips)
+    clip_seconds = cfg.crop_seconds or statistics.median(c.duration for c in labelled(train_clips))
     settings = student_settings(params, cfg.student, clip_seconds)
     sample_rate = int(settings["sample_rate"])
     torch.manual_seed(cfg.seed)
@@ -119,6 +122,10 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
         "train_clips_per_second": result.train_clips_per_second,
         "train_seconds": result.seconds,
         "device": device,
+        "n_labeled": len(train_clips) - n_unlabeled,
+        "n_unlabeled": n_unlabeled,
+        "unlabeled_per_epoch": min(n_unlabeled, n_unlabeled if cfg.unlabeled_per_epoch is None
+                                   else cfg.unlabeled_per_epoch),
     }
     if trainer.dist.main:  # under torchrun, rank 0 writes
         write_json(folder / "metrics.json", metrics)
@@ -144,6 +151,29 @@ def _provenance(params: Params, train_set: ClipDataset) -> list[dict[str, Any]]:
     return rows
 
 
+def _unlabeled_share(cfg: DistillConfig, train_clips: list[Clip]) -> tuple[list[Clip], int]:
+    """The training clips and how many of them are unlabeled (logged).
+
+    Unlabeled clips feed only the teacher terms, so the baseline (label loss only) leaves them out.
+
+    Raises:
+        ManifestError: the train split has no labelled clip.
+    """
+    n_unlabeled = sum(is_unlabeled(c) for c in train_clips)
+    if n_unlabeled == len(train_clips):
+        raise ManifestError(f"the train split has no labelled clip (all {n_unlabeled} are unlabeled); "
+                            "distill needs labelled clips: add labels or labelled clips and `pipeline prepare`")
+    log = logging.getLogger("pipeline")
+    if n_unlabeled and cfg.variant == "baseline":
+        log.info("distill: %d unlabeled clip(s) left out: the baseline has no teacher term for them", n_unlabeled)
+        return labelled(train_clips), 0
+    if n_unlabeled:
+        per_epoch = "all" if cfg.unlabeled_per_epoch is None else min(cfg.unlabeled_per_epoch, n_unlabeled)
+        log.info("distill: %d labelled + %d unlabeled train clips (%s unlabeled per epoch; feature and KD "
+                 "terms only)", len(train_clips) - n_unlabeled, n_unlabeled, per_epoch)
+    return train_clips, n_unlabeled
+
+
 def _usable_clips(params: Params, manifests: Path) -> tuple[list[Clip], list[Clip]]:
     """Train and valid clips, without those extraction could not decode (one warning for them)."""
     cfg = params.distill
@@ -162,7 +192,8 @@ def _datasets(params: Params, train_clips: list[Clip], valid_clips: list[Clip], 
     stores = [checked_store(params, ref.name) for ref in cfg.teacher_refs()] if use_teacher else []
     cache_owner = stores[0] if stores else first_store_with_audio(params)
     audio_cache = usable_audio_cache(cache_owner, sample_rate)
-    norms = [frame_statistics(store, train_clips) for store in stores]
+    # labelled clips only: the probe's statistics (its input must match the loader's)
+    norms = [frame_statistics(store, labelled(train_clips)) for store in stores]
     if cfg.loader == "memmap":  # a local raw copy (of a URL store too); `store` reads the stores directly
         audio_cache = hot_copy(audio_cache) if audio_cache else None
         stores = [hot_copy(store) for store in stores]

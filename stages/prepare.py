@@ -31,6 +31,9 @@ def data_options(params: Params, builder: str) -> dict[str, Any]:
     """
     data = params.data
     root = data.audio_root
+    if data.unlabeled and builder != "folder":
+        raise ConfigError(f"data.unlabeled is {data.unlabeled!r}, but only the folder dataset takes unlabeled "
+                          f"audio (data.dataset is {builder!r}; the demo renders demo.n_unlabeled); set it to \"\"")
     if builder == "demo":
         return {"render": False, "labels_csv": data.labels or None}
     if builder == "folder":
@@ -38,7 +41,8 @@ def data_options(params: Params, builder: str) -> dict[str, Any]:
             raise ConfigError("data.labels is empty; set it to the labels CSV of your folder dataset "
                               "(e.g. `dvc exp run -S data.labels=mydata/labels.csv`)")
         return {"root": root, "labels_csv": data.labels, "classes": list(data.classes) or None,
-                "fractions": tuple(data.fractions), "seed": data.seed}
+                "fractions": tuple(data.fractions), "seed": data.seed,
+                "unlabeled": [data.unlabeled] if data.unlabeled else []}
     if builder == "openmic":
         return {"root": root, "split_dir": data.split_dir or None, "label_rule": data.label_rule}
     if builder == "magnatagatune":

@@ -15,11 +15,12 @@ import numpy as np
 import torch
 
 from pipeline.config import Params
+from pipeline.errors import ManifestError
 from pipeline.data import frame_statistics, pooled_embeddings
 from pipeline.devices import training_threads
 from pipeline.metrics import evaluate_predictions
 from pipeline.probe import fit_probe, save_probe
-from pipeline.manifests import label_arrays, read_classes, usable_splits
+from pipeline.manifests import Clip, label_arrays, labelled, read_classes, usable_splits
 from pipeline.runs import probe_dir, write_json
 from pipeline.stores import open_store
 from pipeline.stores.lookup import checked_store
@@ -32,7 +33,8 @@ def run(params: Params, *, teacher: str, store: str | None = None, out: str | No
     manifests = Path(params.data.manifests)
     classes = read_classes(manifests / "classes.json")
     source = checked_store(params, teacher, store)
-    splits = usable_splits(manifests, ("train", "valid", "test"), stored=open_store(source), stage="probe")
+    splits = _labelled_splits(usable_splits(manifests, ("train", "valid", "test"), stored=open_store(source),
+                                            stage="probe"))
     mean, std = frame_statistics(source, splits["train"])
     pooled = {name: (pooled_embeddings(source, clips) - mean) / std for name, clips in splits.items()}
     labels = {name: label_arrays(clips) for name, clips in splits.items()}
@@ -59,6 +61,20 @@ def run(params: Params, *, teacher: str, store: str | None = None, out: str | No
     results["seconds"] = time.perf_counter() - started
     write_json(folder / "metrics.json", results)
     return results
+
+
+def _labelled_splits(splits: dict[str, list[Clip]]) -> dict[str, list[Clip]]:
+    """``splits`` without unlabeled clips (no known label: nothing to fit or score).
+
+    Raises:
+        ManifestError: a split holds only unlabeled clips.
+    """
+    out = {name: labelled(clips) for name, clips in splits.items()}
+    empty = [name for name, clips in out.items() if not clips]
+    if empty:
+        raise ManifestError(f"split {empty[0]!r} has only unlabeled clips (no known label); the probe needs "
+                            "labelled clips in train, valid and test: add some and `pipeline prepare`")
+    return out
 
 
 def _write_per_class(path: Path, classes: list[str], values: np.ndarray) -> None:

@@ -86,6 +86,8 @@ def prepare(ctx: click.Context, dry_run: bool) -> None:
               help="Most instruments per clip [default: demo.max_instruments, 4]")
 @click.option("--unknown-fraction", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Share of labels marked unknown [default: demo.unknown_fraction, 0.25]")
+@click.option("--n-unlabeled", type=click.IntRange(min=0), default=None,
+              help="Extra train clips with every label unknown [default: demo.n_unlabeled, 0]")
 @click.option("--audio-root", type=click.Path(file_okay=False), default=None,
               help="Folder for the FLAC files "
                    "[default: data.audio_root when data.dataset is 'demo', else data/demo]")
@@ -97,7 +99,8 @@ def prepare(ctx: click.Context, dry_run: bool) -> None:
 @click.pass_context
 def demo(ctx: click.Context, n_train: int | None, n_valid: int | None, n_test: int | None, seed: int | None,
          clip_seconds: float | None, sample_rate: int | None, min_instruments: int | None,
-         max_instruments: int | None, unknown_fraction: float | None, audio_root: str | None,
+         max_instruments: int | None, unknown_fraction: float | None, n_unlabeled: int | None,
+         audio_root: str | None,
          manifests: str | None, dry_run: bool, workers: int, progress: bool, audio_only: bool) -> None:
     """Render the demo set: OpenMIC-style multi-instrument clips from a GM SoundFont.
 
@@ -107,7 +110,7 @@ def demo(ctx: click.Context, n_train: int | None, n_valid: int | None, n_test: i
     overrides = {"demo.n_train": n_train, "demo.n_valid": n_valid, "demo.n_test": n_test, "demo.seed": seed,
                  "demo.clip_seconds": clip_seconds, "demo.sample_rate": sample_rate,
                  "demo.min_instruments": min_instruments, "demo.max_instruments": max_instruments,
-                 "demo.unknown_fraction": unknown_fraction}
+                 "demo.unknown_fraction": unknown_fraction, "demo.n_unlabeled": n_unlabeled}
     if audio_only:
         import time
 
@@ -143,15 +146,18 @@ def _fractions(_ctx: click.Context, _param: click.Parameter, value: str) -> tupl
               help="train,valid,test shares of the random split (used without a split column).")
 @click.option("--seed", type=int, default=0, help="Random split seed.")
 @click.option("--threads", type=click.IntRange(min=1), default=4, help="Concurrent audio header reads.")
+@click.option("--unlabeled", "unlabeled", multiple=True, type=click.Path(file_okay=False),
+              help="Folder inside --audio whose audio files (recursively) all join train as unlabeled clips "
+                   "(teacher terms only); repeatable.")
 @_common("folder")
 @click.pass_context
 def folder(ctx: click.Context, root: str, labels_csv: str, classes: str | None,
-           fractions: tuple[float, float, float], seed: int, threads: int, manifests: str | None,
-           dry_run: bool) -> None:
-    """Your own folder of audio files plus a CSV of labels."""
+           fractions: tuple[float, float, float], seed: int, threads: int, unlabeled: tuple[str, ...],
+           manifests: str | None, dry_run: bool) -> None:
+    """Your own folder of audio files plus a CSV of labels (and unlabeled audio, optionally)."""
     names = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
     _run(ctx, "folder", {}, root=root, labels_csv=labels_csv, classes=names, fractions=fractions, seed=seed,
-         threads=threads, manifests_dir=manifests, dry_run=dry_run)
+         threads=threads, unlabeled=list(unlabeled), manifests_dir=manifests, dry_run=dry_run)
 
 
 @prepare.command(context_settings={"show_default": True})

@@ -16,7 +16,15 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from pipeline.errors import AudioError, ManifestError
-from pipeline.manifests import CLASSES_FILE, SPLITS, Clip, atomic_write_text, write_classes, write_manifest
+from pipeline.manifests import (
+    CLASSES_FILE,
+    SPLITS,
+    Clip,
+    atomic_write_text,
+    is_unlabeled,
+    write_classes,
+    write_manifest,
+)
 from pipeline.registry import Registry
 
 REPORT_FILE = "report.json"
@@ -39,6 +47,7 @@ class BuildReport:
         warnings: other things the user should know (unlabelled files, classes
             without known positives in a split, ...).
         label_stats: per split: ``positives``, ``negatives``, ``unknown`` counts per class.
+        unlabeled: per split, the clips with no known label (teacher terms only; also in ``splits``).
         options: the settings the builder ran with.
         seconds: wall time of the build.
         dry_run: True when nothing was written.
@@ -53,6 +62,7 @@ class BuildReport:
     unreadable: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     label_stats: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    unlabeled: dict[str, int] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     dry_run: bool = False
@@ -82,6 +92,9 @@ class BuildReport:
                     lines.append(f"    {item.get('split', '?')}/{item['id']} {item['path']}{reason}")
                 if len(items) > max_listed:
                     lines.append(f"    ... and {len(items) - max_listed} more (see {REPORT_FILE})")
+        if any(self.unlabeled.values()):
+            lines.append("  unlabeled (no known label; feature and KD terms only): "
+                         + ", ".join(f"{k} {v}" for k, v in self.unlabeled.items() if v))
         for warning in self.warnings:
             lines.append(f"  warning: {warning}")
         if (self.missing or self.unreadable) and not self.dry_run:
@@ -192,6 +205,7 @@ def write_outputs(
         unreadable=[dict(u) for u in unreadable],
         warnings=list(warnings) + coverage_warnings(stats, classes),
         label_stats=stats,
+        unlabeled={s: sum(is_unlabeled(c) for c in split_clips.get(s, [])) for s in names},
         options={k: (str(v) if isinstance(v, Path) else v) for k, v in (options or {}).items()},
         dry_run=dry_run,
     )

@@ -12,6 +12,10 @@ peak-normalised to a level drawn from 0.3..0.9.
 Unknown labels: as in OpenMIC, a share ``unknown_fraction`` of the (clip, class) entries of
 each split is marked unknown, drawn uniformly over all entries (so positives and negatives
 alike); afterwards every class keeps at least one known positive per split.
+
+Unlabeled clips: ``n_unlabeled`` more train clips, planned and rendered like the others from
+their own seed stream (so the labelled clips stay byte-identical), written to
+``<audio_root>/unlabeled/unlabeled_<i>.flac`` with every label unknown (labels 0).
 """
 from __future__ import annotations
 
@@ -136,18 +140,29 @@ class ClipPlan:
     classes: tuple[str, ...]
     seed: int
     known: tuple[bool, ...]
+    unlabeled: bool = False
 
     @property
     def audio_path(self) -> str:
-        return f"{self.split}/{self.id}.flac"
+        return f"{UNLABELED if self.unlabeled else self.split}/{self.id}.flac"
 
     @property
     def labels(self) -> tuple[int, ...]:
-        return tuple(int(name in self.classes) for name in OPENMIC_CLASSES)
+        """One 0/1 per class; all 0 for an unlabeled clip (its instruments are not told)."""
+        return tuple(int(name in self.classes and not self.unlabeled) for name in OPENMIC_CLASSES)
+
+
+#: Folder and id prefix of the unlabeled clips (a pseudo-split rendered into ``train``).
+UNLABELED = "unlabeled"
 
 
 def _split_sizes(config: DemoConfig) -> dict[str, int]:
     return {"train": config.n_train, "valid": config.n_valid, "test": config.n_test}
+
+
+def _plan_sizes(config: DemoConfig) -> dict[str, int]:
+    """Clips per planned group: the three splits, then the unlabeled ones (seed stream 3)."""
+    return {**_split_sizes(config), UNLABELED: config.n_unlabeled}
 
 
 def _check(config: DemoConfig) -> None:
@@ -163,6 +178,8 @@ def _check(config: DemoConfig) -> None:
     sizes = _split_sizes(config)
     if any(v < 0 for v in sizes.values()) or not any(sizes.values()):
         raise ConfigError(f"demo split sizes must be >= 0 and not all 0, got {sizes}")
+    if config.n_unlabeled < 0:
+        raise ConfigError(f"demo.n_unlabeled must be >= 0, got {config.n_unlabeled}")
 
 
 def plan_demo(config: DemoConfig) -> list[ClipPlan]:
@@ -181,7 +198,9 @@ def plan_demo(config: DemoConfig) -> list[ClipPlan]:
     else:
         k_prob = np.full(len(ks), 1.0 / len(ks))
     plans: list[ClipPlan] = []
-    for split_no, (split, size) in enumerate(_split_sizes(config).items()):
+    for split_no, (group, size) in enumerate(_plan_sizes(config).items()):
+        unlabeled = group == UNLABELED
+        split = "train" if unlabeled else group
         rng = np.random.default_rng([config.seed, 1000 + split_no])
         counts = np.zeros(n_classes)
         chosen: list[tuple[str, ...]] = []
@@ -192,11 +211,11 @@ def plan_demo(config: DemoConfig) -> list[ClipPlan]:
             counts[picks] += 1
             chosen.append(tuple(OPENMIC_CLASSES[i] for i in sorted(picks)))
         mask_rng = np.random.default_rng([config.seed, 2000 + split_no])
-        known = _unknown_mask(chosen, config.unknown_fraction, mask_rng)
+        known = _unknown_mask(chosen, config.unknown_fraction, mask_rng) & (not unlabeled)
         seeds = np.random.SeedSequence([config.seed, 3000 + split_no]).generate_state(max(size, 1))
         for i in range(size):
-            plans.append(ClipPlan(split=split, id=f"{split}_{i:05d}", classes=chosen[i], seed=int(seeds[i]),
-                                  known=tuple(bool(v) for v in known[i])))
+            plans.append(ClipPlan(split=split, id=f"{group}_{i:05d}", classes=chosen[i], seed=int(seeds[i]),
+                                  known=tuple(bool(v) for v in known[i]), unlabeled=unlabeled))
     return plans
 
 
@@ -255,7 +274,7 @@ def _remove_stale(audio_root: Path, plans: list[ClipPlan]) -> int:
     """Delete demo FLACs of a previous, larger render that this plan does not make."""
     wanted = {plan.audio_path for plan in plans}
     removed = 0
-    for split in SPLITS:
+    for split in (*SPLITS, UNLABELED):
         for path in sorted((audio_root / split).glob(f"{split}_*.flac")):
             if f"{split}/{path.name}" not in wanted:
                 path.unlink()

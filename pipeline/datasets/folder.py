@@ -27,6 +27,12 @@ matches files copied from macOS in NFD). A CSV that is not UTF-8 is read as Wind
 neither is an error naming the file and the byte offset. Files listed but absent or
 unreadable are reported and left out; audio files in the folder that the CSV does not list
 are counted in a warning.
+
+Unlabeled audio: every audio file below each ``unlabeled`` folder (which must lie inside the
+audio folder) joins the train split with every label unknown (labels 0, known all False):
+such clips feed only the teacher terms of training. Their ids are their paths without suffix.
+A file the CSV lists stays labelled (one warning counts them); unreadable files are reported
+and left out like any other.
 """
 from __future__ import annotations
 
@@ -325,6 +331,64 @@ def assign_splits(rows: Sequence[Row], fractions: tuple[float, float, float], se
     return [replace(r, split=assigned[r.clip_id]) for r in rows]
 
 
+def _inside(folder: Path | str, root: Path) -> str:
+    """``folder`` as a posix path relative to ``root`` ('' for root itself).
+
+    ``folder`` is absolute or relative to the working directory; a relative one that does not
+    exist there is looked up under ``root``.
+
+    Raises:
+        ManifestError: ``folder`` does not exist or lies outside ``root``.
+    """
+    path = Path(folder)
+    if not path.is_absolute() and not path.is_dir() and (root / path).is_dir():
+        path = root / path
+    resolved = path.resolve()
+    if not resolved.is_dir():
+        raise ManifestError(f"unlabeled folder {str(folder)!r} not found; pass an existing folder")
+    if not resolved.is_relative_to(root.resolve()):
+        raise ManifestError(f"unlabeled folder {str(folder)!r} is outside the audio folder {str(root)!r}; manifests' "
+                            "paths are relative to it: move or link the folder under data.audio_root (--audio)")
+    rel = resolved.relative_to(root.resolve()).as_posix()
+    return "" if rel == "." else rel
+
+
+def unlabeled_rows(folders: Sequence[Path | str], index: AudioIndex, rows: Sequence[Row],
+                   n_classes: int) -> tuple[list[Row], list[str]]:
+    """Train rows, all labels unknown, for every audio file below ``folders`` that the CSV does not list.
+
+    Args:
+        folders: folders inside ``index.root`` (absolute, or relative to the working directory).
+        index: the audio files below the audio folder.
+        rows: the CSV's rows with resolved paths (their files stay labelled).
+        n_classes: labels per clip.
+
+    Returns:
+        ``(rows, warnings)``; one warning counts the files that the CSV labels.
+
+    Raises:
+        ManifestError: a folder is missing or outside the audio folder.
+    """
+    prefixes = [_inside(folder, index.root) for folder in folders]
+    listed = {nfc(r.audio_path) for r in rows}
+    taken = {r.clip_id for r in rows}
+    out: list[Row] = []
+    labelled = 0
+    for key, rel in index.by_path.items():
+        if not any(not prefix or key.startswith(nfc(prefix) + "/") for prefix in prefixes):
+            continue
+        if key in listed:
+            labelled += 1
+            continue
+        clip_id = str(PurePosixPath(rel).with_suffix(""))
+        clip_id = rel if clip_id in taken else clip_id  # x.wav next to x.flac: the suffix tells them apart
+        taken.add(clip_id)
+        out.append(Row(0, clip_id, rel, (0,) * n_classes, (False,) * n_classes, "train"))
+    warnings = [f"{labelled} file(s) under the unlabeled folder(s) are listed in the labels CSV and stay labelled"
+                ] if labelled else []
+    return out, warnings
+
+
 def _unlisted(index: AudioIndex, rows: Sequence[Row], labels_csv: Path) -> list[str]:
     listed = {nfc(r.audio_path) for r in rows}
     extra = [rel for key, rel in index.by_path.items() if key not in listed]
@@ -346,6 +410,7 @@ def build(
     threads: int = 4,
     dry_run: bool = False,
     dataset: str = "folder",
+    unlabeled: Sequence[Path | str] = (),
 ) -> BuildReport:
     """Build manifests for a folder of audio and a label CSV (layouts in the module doc).
 
@@ -359,10 +424,12 @@ def build(
         threads: concurrent audio header reads.
         dry_run: check everything, write nothing.
         dataset: the name the report gives the dataset.
+        unlabeled: folders inside ``root`` whose audio files join train as unlabeled clips.
 
     Raises:
         ManifestError: missing CSV, undecodable CSV, no audio or id column, bad label values,
-            duplicate ids, unknown split names, or tags not among explicit ``classes``.
+            duplicate ids, unknown split names, tags not among explicit ``classes``, or an
+            ``unlabeled`` folder that is missing or outside ``root``.
     """
     started = time.perf_counter()
     root, labels_csv = Path(root), Path(labels_csv)
@@ -375,6 +442,8 @@ def build(
     index = AudioIndex.scan(root)
     rows, ambiguous = resolve_paths(rows, written, index)
     rows = assign_splits(rows, fractions, seed)
+    extra, more_warnings = unlabeled_rows(unlabeled, index, rows, len(names))
+    rows, more = rows + extra, more + more_warnings
     probes = probe_audio(root, [(r.split or "train", r.clip_id, r.audio_path) for r in rows], threads=threads)
     clips: dict[str, list[Clip]] = {s: [] for s in SPLITS}
     for row, probe in zip(rows, probes):
@@ -389,5 +458,6 @@ def build(
         started=started, dry_run=dry_run,
         options={"root": str(root), "labels_csv": str(labels_csv), "fractions": list(fractions), "seed": seed,
                  "split_column": columns.split is not None, "id_column": columns.id,
+                 "unlabeled": [str(u) for u in unlabeled],
                  "layout": "+".join(k for k, v in (("tags", columns.tags), ("columns", columns.classes)) if v)},
     )
