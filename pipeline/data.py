@@ -129,7 +129,7 @@ def crop_grid(views: Sequence[TeacherView]) -> float:
         return 0.0
     for multiple in range(1, 1001):
         grid = hops[0] * multiple
-        if all(abs(grid / hop - round(grid / hop)) < 1e-6 * grid / hop for hop in hops):
+        if all(abs(grid - round(grid / hop) * hop) < 1e-6 for hop in hops):  # within a microsecond
             return grid
     raise TrainingError(f"teacher hops {hops} s have no common multiple within 1,000 x {hops[0]} s, so "
                         "crops cannot start on every teacher's frame grid; drop a teacher or re-extract it "
