@@ -87,7 +87,7 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
         "classes": classes,
         "sample_rate": sample_rate,
         "clip_seconds": clip_seconds,
-        "teacher": "+".join(ref.name for ref in cfg.teacher_refs()) if use_teacher else None,
+        "teacher": cfg.teacher_refs()[0].name if use_teacher else None,  # whose store holds the audio cache
         "teachers": _provenance(params, train_set) if use_teacher else [],
         "variant": cfg.variant,
         "distill": {k: v for k, v in to_mapping(cfg).items() if f"distill.{k}" not in RUNTIME_KEYS},
@@ -110,7 +110,7 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     metrics = {
         "run": folder.name,
         "student": cfg.student,
-        "teacher": config["teacher"],
+        "teacher": "+".join(ref.name for ref in cfg.teacher_refs()) if use_teacher else None,
         "variant": cfg.variant,
         "lam": cfg.lam if use_teacher else 0.0,
         "seed": cfg.seed,

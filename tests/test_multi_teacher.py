@@ -182,3 +182,8 @@ def test_two_teachers_train_and_record_both_provenances(tiny_pipeline: TinyPipel
     assert config["teachers"][0]["weights_sha256"] != config["teachers"][1]["weights_sha256"]
     history = _history(target)
     assert np.isfinite(float(history[0]["train_feat"])) and np.isfinite(float(history[0]["train_kd"]))
+    metrics = json.loads((target / "metrics.json").read_text())
+    assert metrics["teacher"] == "musicnn+musicnn@msd"
+    result = invoke(params, "evaluate", target)
+    assert result.exit_code == 0, result.output
+    assert 0.0 <= json.loads((target / "eval-test.json").read_text())["map"] <= 1.0
