@@ -123,10 +123,49 @@ def _load() -> dict[str, Any]:
 
 
 def _save(result: dict[str, Any]) -> None:
+    result["table"] = judged_table(result)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     tmp = OUT.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2))
     tmp.replace(OUT)
+
+
+def judged_table(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (size, configuration): test mAP mean ± std, paired differences to the baseline, verdict."""
+    from pipeline.judging import paired_differences, summarize, verdict
+
+    rows = []
+    for size in sorted({r["size"] for r in result["runs"]}):
+        runs = [r for r in result["runs"] if r["size"] == size]
+        base = {r["seed"]: r["test_map"] for r in runs if r["config"] == "baseline"}
+        for config in [c for c in CONFIGS if any(r["config"] == c for r in runs)]:
+            mine = {r["seed"]: r["test_map"] for r in runs if r["config"] == config}
+            stats = summarize(list(mine.values()))
+            auc = summarize([r["test_roc_auc"] for r in runs if r["config"] == config])
+            paired = paired_differences(mine, base)
+            rows.append({"size": size, "config": config, "n": stats.n, "map_mean": stats.mean, "map_std": stats.std,
+                         "auc_mean": auc.mean, "auc_std": auc.std, "differences": list(paired.differences),
+                         "diff_mean": paired.mean, "diff_se": paired.se,
+                         "verdict": "reference" if config == "baseline" else verdict(paired),
+                         "probe": result["probes"].get(str(size), {}).get("musicnn"),
+                         "seconds": sum(r["seconds"] for r in runs if r["config"] == config)})
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The judged table as Markdown (README and closing note)."""
+    def pm(mean: float | None, std: float | None) -> str:
+        return "-" if mean is None else f"{mean:.3f} ± {std:.3f}" if std is not None else f"{mean:.3f}"
+
+    lines = ["| train clips | configuration | n | test mAP | ROC-AUC | minus baseline, per seed | mean ± se "
+             "| verdict |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        diffs = ", ".join(f"{d:+.3f}" for d in r["differences"]) if r["config"] != "baseline" else "-"
+        mean = "-" if r["config"] == "baseline" or r["diff_mean"] is None else pm(r["diff_mean"], r["diff_se"])
+        lines.append(f"| {r['size']} | {r['config']} | {r['n']} | {pm(r['map_mean'], r['map_std'])} | "
+                     f"{pm(r['auc_mean'], r['auc_std'])} | {diffs} | {mean} | {r['verdict']} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -140,7 +179,13 @@ def main() -> None:
     parser.add_argument("--unlabeled-manifests", default=None, help="folder whose train split holds unlabeled clips")
     parser.add_argument("--unlabeled-per-epoch", type=int, default=0, help="0 = all unlabeled clips each epoch")
     parser.add_argument("--second-teacher", default="musicnn@msd")
+    parser.add_argument("--table", action="store_true", help="only judge what has finished and print the table")
     args = parser.parse_args()
+    if args.table:
+        result = _load()
+        _save(result)
+        print(markdown(result["table"]))
+        return
 
     result = _load()
     done = {(r["size"], r["config"], r["seed"]) for r in result["runs"]}
