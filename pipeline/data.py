@@ -140,8 +140,8 @@ class ClipDataset:
     """A map-style dataset of clips (a ``torch.utils.data.Dataset`` by duck typing).
 
     Several teachers may regularise one run: item key :func:`teacher_key` ``(k)`` holds teacher
-    ``k``'s frames centred inside the crop, at :meth:`teacher_times` ``(k)`` relative to its start.
-    Hops, frame-0 centres and dimensions may differ; clip-level teachers serve one frame.
+    ``k``'s frames centered inside the crop, at :meth:`teacher_times` ``(k)`` relative to its start.
+    Hops, frame-0 centers and dimensions may differ; clip-level teachers serve one frame.
 
     Args:
         clips: the clips of one split.
@@ -210,7 +210,7 @@ class ClipDataset:
 
     # ---- geometry -------------------------------------------------------------------
     def _frames_per_item(self, slot: int) -> int:
-        """Teacher ``slot``'s frames per item: those centred inside ``[0, L)`` that every clip has."""
+        """Teacher ``slot``'s frames per item: those centered inside ``[0, L)`` that every clip has."""
         view = self.views[slot]
         if view.clip_level:
             return 1
@@ -224,7 +224,7 @@ class ClipDataset:
         self.frames = other.frames = [min(a, b) for a, b in zip(self.frames, other.frames)]
 
     def teacher_times(self, slot: int = 0) -> np.ndarray:
-        """Centre times (seconds, relative to the item start) of teacher ``slot``'s frames of every item."""
+        """Center times (seconds, relative to the item start) of teacher ``slot``'s frames of every item."""
         if not self.views:
             return np.zeros(0)
         view = self.views[slot]

@@ -81,7 +81,7 @@ def _double_center(a: torch.Tensor) -> torch.Tensor:
 
 
 def _u_center(a: torch.Tensor) -> torch.Tensor:
-    """U-centred distance matrices (Székely & Rizzo 2014, Def. 1); the diagonal is 0.
+    """U-centered distance matrices (Székely & Rizzo 2014, Def. 1); the diagonal is 0.
 
     ``A~_ij = a_ij - r_i/(n-2) - c_j/(n-2) + s/((n-1)(n-2))`` for ``i != j`` with ``r``, ``c``
     the row and column sums and ``s`` the total (the diagonal of ``a`` taken as 0).
@@ -98,13 +98,13 @@ def distance_correlation(x: torch.Tensor, y: torch.Tensor, estimator: str = "v")
     """Squared sample distance correlation of paired rows (docs/method.md, "Losses").
 
     ``estimator="v"`` (the paper's, default): ``a_ij = sqrt(||x_i - x_j||^2 + 1e-12)``, likewise
-    ``b``; ``A``, ``B`` double-centred; ``R = mean(A*B) / sqrt(mean(A*A) * mean(B*B) + 1e-9)``,
+    ``b``; ``A``, ``B`` double-centered; ``R = mean(A*B) / sqrt(mean(A*A) * mean(B*B) + 1e-9)``,
     in [0, 1]. It is biased upward for small N and high dimension: independent 256-d against
     200-d Gaussian rows give about 0.98 at N = 16 and 0.78 at N = 256.
 
     ``estimator="u"``: the bias-corrected distance correlation of Székely & Rizzo (2014),
     "Partial distance correlation with methods for dissimilarities", Ann. Statist. 42(6): the
-    U-centred matrices with the inner product ``sum_{i != j} A~_ij B~_ij / (n (n - 3))``. Its
+    U-centered matrices with the inner product ``sum_{i != j} A~_ij B~_ij / (n (n - 3))``. Its
     expectation is 0 for independent inputs at any N; it lies in [-1, 1] and equals
     ``dcor.u_distance_correlation_sqr`` (tests/test_dcor_estimators.py). Needs N >= 4.
 
@@ -361,7 +361,7 @@ class EAsTObjective:
             known: (B, C) bool mask of known labels.
             teacher: (B, Tt, D) teacher frames (any float dtype), a list of them (one per
                 teacher; Tt and D may differ), or None.
-            teacher_times: (Tt,) centre times in seconds, same origin as the student's frames
+            teacher_times: (Tt,) center times in seconds, same origin as the student's frames
                 (a list with one entry per teacher when ``teacher`` is a list).
             teacher_window: seconds one teacher frame summarises (<= 0: clip-level teacher);
                 a list with one per teacher when ``teacher`` is a list.

@@ -1,7 +1,7 @@
 """Several teachers in one run: the loader, the objective, teacher instances and a real run.
 
 Each teacher's frames are served for the same crop at fixed times relative to it, whatever the
-hops, frame-0 centres and dimensions; a clip-level teacher serves one frame. The feature term is
+hops, frame-0 centers and dimensions; a clip-level teacher serves one frame. The feature term is
 the weighted mean of the per-teacher terms, and one teacher gives exactly the single-teacher numbers.
 """
 from __future__ import annotations
