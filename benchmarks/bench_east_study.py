@@ -203,7 +203,11 @@ def main() -> None:
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_job, job) for job in jobs]
         for future in as_completed(futures):
-            run = future.result()
+            try:
+                run = future.result()
+            except Exception as exc:  # noqa: BLE001 - one failed run must not end the study
+                print(f"a run failed: {type(exc).__name__}: {exc}", flush=True)
+                continue
             result["runs"].append(run)
             _save(result)
             print(f"{run['size']:>4} {run['config']:<16} seed {run['seed']}: test mAP {run['test_map']:.4f} "
