@@ -146,7 +146,7 @@ def distance_correlation(x: torch.Tensor, y: torch.Tensor, estimator: str = "v")
     xy = (a * b).sum(dim=(-2, -1))  # the common 1 / (n (n - 3)) cancels in the ratio
     xx = (a * a).sum(dim=(-2, -1))
     yy = (b * b).sum(dim=(-2, -1))
-    return xy / torch.sqrt((xx * yy).clamp_min(0.0) + 1e-9)
+    return xy / torch.sqrt((xx * yy).clamp_min(1e-18))  # a floor against 0/0, no bias for tiny N
 
 
 def feature_loss_dcor(s: torch.Tensor, e: torch.Tensor, estimator: str = "v", pool: str = "frame") -> torch.Tensor:

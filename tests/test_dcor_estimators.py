@@ -16,7 +16,7 @@ from pipeline.errors import ConfigError, TrainingError
 from pipeline.losses import EAsTObjective, distance_correlation, feature_loss_dcor
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=15, deadline=None, derandomize=True)  # CI-stable examples
 @given(n=st.integers(4, 40), d1=st.integers(1, 12), d2=st.integers(1, 12), seed=st.integers(0, 2**16),
        coupling=st.floats(0.0, 2.0))
 def test_u_estimator_equals_dcor_package(n: int, d1: int, d2: int, seed: int, coupling: float) -> None:
@@ -24,10 +24,10 @@ def test_u_estimator_equals_dcor_package(n: int, d1: int, d2: int, seed: int, co
     x = rng.normal(size=(n, d1))
     y = rng.normal(size=(n, d2)) + coupling * np.tanh(x[:, :1])
     ours = float(distance_correlation(torch.from_numpy(x), torch.from_numpy(y), "u"))
-    assert ours == pytest.approx(dcor.u_distance_correlation_sqr(x, y), abs=1e-5)  # our 1e-12/1e-9 guards
+    assert ours == pytest.approx(dcor.u_distance_correlation_sqr(x, y), abs=1e-6)  # our 1e-12 distance guard
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=15, deadline=None, derandomize=True)  # CI-stable examples
 @given(n=st.integers(2, 30), seed=st.integers(0, 2**16))
 def test_v_estimator_equals_dcor_package(n: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
