@@ -44,6 +44,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "final-u": {"distill.variant": "east-final", **U_BATCH},
     "kd-u": {"distill.variant": "east-kd", **U_BATCH},
     "kd-v-unlabeled": {"distill.variant": "east-kd", "unlabeled": True},
+    # the unlabeled rows take twice the steps per epoch (unlabeled_per_epoch = the labelled count):
+    # this control gives the labelled-only student the same number of steps
+    "kd-v-2x-epochs": {"distill.variant": "east-kd", "epochs_factor": 2},
     "kd-u-unlabeled": {"distill.variant": "east-kd", "unlabeled": True, **U_BATCH},
     "kd-v-mtt+msd": {"distill.variant": "east-kd", "two_teachers": True},
     "kd-u-mtt+msd": {"distill.variant": "east-kd", "two_teachers": True, **U_BATCH},
@@ -69,9 +72,10 @@ def _overrides(config: str, size: int, seed: int, args: argparse.Namespace) -> d
     settings = dict(CONFIGS[config])
     unlabeled = settings.pop("unlabeled", False)
     two = settings.pop("two_teachers", False)
+    epochs = args.epochs * settings.pop("epochs_factor", 1)
     manifests = WORK / (f"manifests-{size}" + ("-unlabeled" if unlabeled else ""))
     out = {**settings, "data.manifests": str(manifests), "distill.seed": seed, "distill.threads": 1,
-           "distill.epochs": args.epochs, "probe.runs_root": str(WORK / f"probes-{size}")}
+           "distill.epochs": epochs, "probe.runs_root": str(WORK / f"probes-{size}")}
     if unlabeled and args.unlabeled_per_epoch:
         out["distill.unlabeled_per_epoch"] = args.unlabeled_per_epoch
     if two:
