@@ -122,6 +122,11 @@ def test_interrupt_commits_the_tracks_computed_then_exits(tmp_path: Path, sig: s
     assert proc.poll() is None, "extraction ended before it could be interrupted"
     done_at_signal = max(seen)
     os.kill(proc.pid, sig)
+    # Let the signal land first: a FIFO released before it is read as a broken last clip (exit 2),
+    # which happened once on a loaded CI machine.
+    settle = time.time() + 2.0
+    while proc.poll() is None and time.time() < settle:
+        time.sleep(0.05)
     while proc.poll() is None and time.time() < deadline:
         _release_fifo(last)  # a reader blocked on the FIFO gets end-of-file
         time.sleep(0.05)
