@@ -35,8 +35,13 @@ def run_name(cfg: DistillConfig) -> str:
         return f"{cfg.student}-baseline"
     from pipeline.teachers import teacher_slug
 
-    teachers = "+".join(teacher_slug(ref.name) for ref in cfg.teacher_refs())
+    teachers = "+".join(teacher_slug(ref.name) for ref in cfg.teacher_refs())  # each form's own slug
     return f"{cfg.student}-{teachers}-{cfg.variant}"
+
+
+def _teachers_label(cfg: DistillConfig) -> str:
+    """The run's teachers joined by ``+`` (``musicnn+musicnn@msd``)."""
+    return "+".join(ref.name for ref in cfg.teacher_refs())
 
 
 #: The paper's OpenMIC augmentation (CP-ResNet, 128 mels, 10 s = 1,000 frames at 32 kHz):
@@ -110,7 +115,7 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     metrics = {
         "run": folder.name,
         "student": cfg.student,
-        "teacher": "+".join(ref.name for ref in cfg.teacher_refs()) if use_teacher else None,
+        "teacher": _teachers_label(cfg) if use_teacher else None,
         "variant": cfg.variant,
         "lam": cfg.lam if use_teacher else 0.0,
         "seed": cfg.seed,
@@ -124,8 +129,7 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
         "device": device,
         "n_labeled": len(train_clips) - n_unlabeled,
         "n_unlabeled": n_unlabeled,
-        "unlabeled_per_epoch": min(n_unlabeled, n_unlabeled if cfg.unlabeled_per_epoch is None
-                                   else cfg.unlabeled_per_epoch),
+        "unlabeled_per_epoch": _unlabeled_per_epoch(cfg, n_unlabeled),
     }
     if trainer.dist.main:  # under torchrun, rank 0 writes
         write_json(folder / "metrics.json", metrics)
@@ -168,10 +172,15 @@ def _unlabeled_share(cfg: DistillConfig, train_clips: list[Clip]) -> tuple[list[
         log.info("distill: %d unlabeled clip(s) left out: the baseline has no teacher term for them", n_unlabeled)
         return labelled(train_clips), 0
     if n_unlabeled:
-        per_epoch = "all" if cfg.unlabeled_per_epoch is None else min(cfg.unlabeled_per_epoch, n_unlabeled)
-        log.info("distill: %d labelled + %d unlabeled train clips (%s unlabeled per epoch; feature and KD "
+        per_epoch = _unlabeled_per_epoch(cfg, n_unlabeled)
+        log.info("distill: %d labelled + %d unlabeled train clips (%d unlabeled per epoch; feature and KD "
                  "terms only)", len(train_clips) - n_unlabeled, n_unlabeled, per_epoch)
     return train_clips, n_unlabeled
+
+
+def _unlabeled_per_epoch(cfg: DistillConfig, n_unlabeled: int) -> int:
+    """Unlabeled clips drawn per epoch: ``distill.unlabeled_per_epoch`` (null = all), at most ``n_unlabeled``."""
+    return n_unlabeled if cfg.unlabeled_per_epoch is None else min(cfg.unlabeled_per_epoch, n_unlabeled)
 
 
 def _usable_clips(params: Params, manifests: Path) -> tuple[list[Clip], list[Clip]]:
