@@ -1,9 +1,31 @@
 #!/usr/bin/env bash
-# Install the pipeline and everything its tests need into the current Python environment.
-# Idempotent; safe to run again. Usage: bash scripts/install.sh
+# Install the pipeline and everything its tests need into the project's own virtual environment.
+# The system Python is never changed: on Debian 12 / Ubuntu 23.04+ it refuses `pip install`
+# (PEP 668) and it should. Idempotent; safe to run again.
+# Usage: bash scripts/install.sh            (VENV=.venv, BOOTSTRAP_PYTHON=python3 by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+BOOT=${BOOTSTRAP_PYTHON:-python3}
+if ! "$BOOT" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "install: $BOOT is not Python >= 3.11; set BOOTSTRAP_PYTHON=/path/to/python3.11" >&2
+  exit 1
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+  if ! "$BOOT" -m venv "$VENV" 2>/dev/null; then
+    rm -rf "$VENV"
+    echo "install: '$BOOT -m venv' failed; on Debian/Ubuntu run 'sudo apt install python3-venv', then 'make install' again" >&2
+    exit 1
+  fi
+fi
+PY="$VENV/bin/python"
+STAMP="$VENV/.east-installed"
+# Nothing to do when the venv already holds what setup.cfg and this script ask for.
+if [ -f "$STAMP" ] && [ "$STAMP" -nt setup.cfg ] && [ "$STAMP" -nt scripts/install.sh ]; then
+  exit 0
+fi
+echo "install: setting up $VENV (about 4 GB; takes a few minutes once)" >&2
+"$PY" -m pip install --quiet --upgrade "pip>=23.1"
 # A CPU build of torch first: an open `torch` requirement would otherwise pull a multi-GB CUDA build.
 if ! "$PY" -c "import torch" 2>/dev/null; then
   "$PY" -m pip install --quiet "torch==2.13.0"
@@ -20,3 +42,5 @@ fi
 # HEAR-API modules for the hear: teacher tests: hearbaseline (a third-party module) and the official
 # submission validator the pipeline.hear ports are checked with.
 "$PY" -m pip install --quiet --no-deps "hearbaseline==2021.1.1" "hearvalidator==2021.0.2"
+touch "$STAMP"
+echo "install: done; $VENV holds $(du -sh "$VENV" | cut -f1) (remove it to uninstall everything)" >&2

@@ -30,9 +30,9 @@ def run(params: Params, *, teacher: str, store: str | None = None, out: str | No
     """Fit the probe on the train split, select on valid, score on test; returns the metrics."""
     started = time.perf_counter()
     torch.set_num_threads(training_threads(params.distill.threads))
+    source = checked_store(params, teacher, store)  # first: a wrong --store is the likelier mistake
     manifests = Path(params.data.manifests)
     classes = read_classes(manifests / "classes.json")
-    source = checked_store(params, teacher, store)
     splits = _labelled_splits(usable_splits(manifests, ("train", "valid", "test"), stored=open_store(source),
                                             stage="probe"))
     mean, std = frame_statistics(source, splits["train"])

@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "prepare": ("prepare", "prepare", "Build manifests for a dataset (demo render, folder, OpenMIC, MagnaTagATune)."),
     "teachers": ("teachers", "teachers", "List the teachers, their settings and whether their weights are here."),
     "extract": ("extract", "extract", "Stage one: run a teacher over a dataset into an embedding store."),
-    "store": ("store", "store", "Inspect, verify, convert or export an embedding store."),
+    "store": ("store", "store", "Inspect, verify, convert, export or import an embedding store."),
     "probe": ("probe", "probe", "Train the linear probe on a teacher's pooled embeddings (reference + KD)."),
     "distill": ("distill", "distill", "Stage two: train a student, optionally regularised by a teacher."),
     "evaluate": ("evaluate", "evaluate", "Score a trained run on a split: mAP, ROC-AUC, F1, per class."),
@@ -112,8 +112,27 @@ def load_params_from(ctx: click.Context, overrides: dict[str, Any] | None = None
     return params
 
 
+#: Exit codes of every command, as the README documents them.
+EXIT_OK, EXIT_USER_ERROR, EXIT_SKIPPED, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
+
+
+def usage_error_line(exc: click.UsageError) -> str:
+    """One line for a usage error (a missing path, a bad option value): what and where to look.
+
+    Click's own form is three lines with the usage text; every user error here is one line.
+    """
+    ctx = exc.ctx
+    where = ctx.command_path if ctx is not None else "pipeline"
+    message = " ".join(exc.format_message().split())  # click lists choices on several lines
+    return f"error: {where}: {message} (see '{where} --help')"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user errors print one line (no traceback) and exit 1."""
+    """Console entry point: user errors print one line (no traceback) and exit 1.
+
+    Exit codes: 0 done; 1 a user error or fault (one line on stderr); 2 done, but some inputs
+    were skipped (listed); 130 Ctrl-C; 143 SIGTERM (the state is kept; the same command resumes).
+    """
     tune_allocator()
     try:
         code = cli.main(args=argv, prog_name="pipeline", standalone_mode=False)
@@ -128,9 +147,12 @@ def main(argv: list[str] | None = None) -> None:
 
         click.echo("aborted", err=True)
         sys.exit(128 + signal.SIGTERM if isinstance(exc.__cause__, Terminated) else 130)
+    except click.UsageError as exc:  # click's usage errors (exit 2 there) are user errors here
+        click.secho(usage_error_line(exc), fg="red", err=True)
+        sys.exit(EXIT_USER_ERROR)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+        click.secho(f"error: {exc.format_message()}", fg="red", err=True)
+        sys.exit(EXIT_USER_ERROR if exc.exit_code == 2 else exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
