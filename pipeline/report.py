@@ -138,6 +138,19 @@ def plot_all(summaries: list[RunSummary], out: Path) -> list[Path]:
     return files
 
 
+#: The narrowest mAP range the seeds plot shows: a 0.02 gap between single runs must not fill the width.
+MIN_MAP_SPAN = 0.2
+
+
+def seeds_axis_limits(values: Sequence[float], min_span: float = MIN_MAP_SPAN) -> tuple[float, float]:
+    """x limits (mAP, within 0..1) covering ``values`` and at least ``min_span`` wide, centred on them."""
+    low, high = min(values), max(values)
+    pad = max(0.0, min_span - (high - low)) / 2 + 0.02 * (high - low)
+    low, high = low - pad, high + pad
+    shift = max(0.0, -low) - max(0.0, high - 1.0)
+    return max(0.0, low + shift), min(1.0, high + shift)
+
+
 def plot_seeds(judgements: Sequence[Judgement], out: Path) -> Path | None:
     """Write ``seeds.png``: test mAP per configuration, mean ± std as error bars, each seed's run as a dot.
 
@@ -158,9 +171,15 @@ def plot_seeds(judgements: Sequence[Judgement], out: Path) -> Path | None:
         colour = "#999999" if j.configuration.variant == "baseline" else "#3b75af"
         ax.errorbar([j.map.mean or 0.0], [y], xerr=[j.map.std or 0.0], fmt="D", color=colour, capsize=4, markersize=6)
         ax.scatter(values, [y] * len(values), s=18, color="black", alpha=0.6, zorder=3)
+    every = [r.map for j in rows for r in j.configuration.runs] + [
+        (j.map.mean or 0.0) + sign * (j.map.std or 0.0) for j in rows for sign in (-1, 1)]
+    ax.set_xlim(*seeds_axis_limits(every))
     ax.set_yticks(range(len(rows)), [f"{j.configuration.label} (n={j.map.n})" for j in rows], fontsize=8)
     ax.set_xlabel("test macro mAP")
-    ax.set_title("Over seeds: mean ± std (diamond, bars), each seed (dot)", fontsize=9)
+    title = "Over seeds: mean ± std (diamond, bars), each seed (dot)"
+    if max(j.map.n for j in rows) < 3:
+        title += "; under 3 seeds nothing is judged"
+    ax.set_title(title, fontsize=9)
     ax.invert_yaxis()
     ax.grid(axis="x", alpha=0.3)
     return _save(fig, out / "seeds.png")

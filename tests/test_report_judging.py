@@ -234,3 +234,15 @@ def test_bad_seeds_are_one_clear_error(seeds: list[Any], message: str) -> None:
 
     with pytest.raises(ConfigError, match=message):
         load_params(ROOT / "params.yaml", {"seeds": seeds})
+
+
+def test_seeds_plot_axis_does_not_exaggerate_a_small_gap() -> None:
+    """n = 1 runs 0.544 and 0.562: the axis spans at least 0.2 mAP, so 0.018 is under a tenth of it."""
+    from pipeline.report import MIN_MAP_SPAN, seeds_axis_limits
+
+    low, high = seeds_axis_limits([0.544, 0.562])
+    assert high - low >= MIN_MAP_SPAN and low < 0.544 and high > 0.562
+    assert seeds_axis_limits([0.01, 0.02])[0] == 0.0  # stays inside 0..1
+    assert seeds_axis_limits([0.98, 0.99])[1] == 1.0
+    low, high = seeds_axis_limits([0.2, 0.7])  # a wide spread keeps its own range (plus a margin)
+    assert low < 0.2 and high > 0.7 and high - low < 0.55
