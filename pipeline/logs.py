@@ -34,10 +34,19 @@ def configure(verbose: int = 0) -> None:
     third_party = logging.INFO if verbose == 1 else logging.DEBUG if verbose > 1 else logging.WARNING
     for name in THIRD_PARTY:
         logging.getLogger(name).setLevel(third_party)
-    os.environ["DASK_LOGGING__DISTRIBUTED"] = logging.getLevelName(third_party).lower()
+    # A failure inside a dask worker reaches the user as the pipeline's own one line (the task's
+    # exception is re-raised here); the worker's "Compute Failed" logs and tracebacks only with -v.
+    dask_level = third_party if verbose else logging.CRITICAL
+    logging.getLogger("distributed").setLevel(dask_level)
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = logging.getLevelName(dask_level).lower()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "2")
     if not verbose:
         warnings.filterwarnings("ignore", message=r"Port \d+ is already in use")
+
+
+def dask_log_level() -> int:
+    """The level of dask's ``distributed`` loggers in worker processes (CRITICAL unless verbose)."""
+    return logging.INFO if _verbosity == 1 else logging.DEBUG if _verbosity > 1 else logging.CRITICAL
 
 
 def verbose() -> bool:

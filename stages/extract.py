@@ -19,10 +19,11 @@ from tqdm.auto import tqdm
 
 from pipeline.config import ExtractConfig, Params
 from pipeline.devices import resolve_device
-from pipeline.errors import WeightsNotFoundError
+from pipeline.errors import PipelineError, TeacherError, WeightsNotFoundError
 from pipeline.extraction import TrackOutcome, extract_tracks
 from pipeline.manifests import Clip, load_split
 from pipeline.stores import EmbeddingStore, StoreSpec, create_store, open_store
+from pipeline.stores.protocol import TEACHER_FILE
 from pipeline.allocator import WORKER_ENV as ALLOCATOR_ENV
 from pipeline.interrupts import sigterm_as_interrupt
 from pipeline.stores.lookup import refuse_remote_target, store_path
@@ -82,6 +83,21 @@ def _run_chunk(
     if on_record is not None:
         callback = on_record
         on_track = lambda outcome: callback(_with_notes(asdict(outcome), audio_root))  # noqa: E731
+    try:
+        return _embed_chunk(teacher_name, settings, device, clips, audio_root, store, audio_store, config, on_track)
+    except PipelineError:
+        raise
+    except Exception as exc:  # the model itself failed (out of memory, a bug in a module): one line, not a traceback
+        log.info("teacher %s failed", teacher_name, exc_info=True)
+        raise TeacherError(
+            f"teacher {teacher_name!r} failed while embedding ({type(exc).__name__}: {exc}); the tracks committed "
+            "before are kept and a rerun resumes after them; `pipeline -v extract ...` shows the traceback") from exc
+
+
+def _embed_chunk(teacher_name: str, settings: dict[str, Any], device: str, clips: Sequence[Clip], audio_root: str,
+                 store: str, audio_store: str | None, config: dict[str, Any],
+                 on_track: Callable[[TrackOutcome], None] | None) -> list[dict[str, Any]]:
+    """:func:`_run_chunk`'s work: load the teacher (cached per process), embed, commit parts."""
     if config["threads"]:
         torch.set_num_threads(config["threads"])
     teacher = cached_teacher(teacher_name, settings, device)
@@ -162,6 +178,7 @@ def run(
     clips = [clip for split in cfg.splits for clip in load_split(Path(manifests or params.data.manifests), split)]
     clips = clips[:limit] if limit is not None else clips
 
+    new_store = not (path / TEACHER_FILE).is_file()
     emb_store, audio_path = _open_stores(path, model, cfg, overwrite=overwrite)
     todo = [c for c in clips if c.id not in emb_store]
     report = ExtractReport(teacher=teacher, store=str(path), skipped=len(clips) - len(todo), device=device)
@@ -171,9 +188,14 @@ def run(
     report.workers = cfg.workers if use_dask else 0
     tally = _Tally(report, len(todo), progress=progress)
     if todo:
-        with sigterm_as_interrupt():  # Ctrl-C or SIGTERM: the writers commit the whole tracks computed, then exit
-            _embed(todo, tally, cfg, teacher=teacher, settings=settings, device=device, root=root, path=path,
-                   audio_path=audio_path, use_dask=use_dask)
+        try:
+            with sigterm_as_interrupt():  # Ctrl-C or SIGTERM: the writers commit the whole tracks computed, then exit
+                _embed(todo, tally, cfg, teacher=teacher, settings=settings, device=device, root=root, path=path,
+                       audio_path=audio_path, use_dask=use_dask)
+        except BaseException:
+            if new_store:
+                _remove_if_empty(path)
+            raise
     tally.close()
     _write_report(report, path)
     return report
@@ -246,6 +268,8 @@ def _map_on_dask(cfg, teacher, settings, device, chunks, root, path, audio_path,
     from dask.distributed import Client, LocalCluster, as_completed  # dask only when workers are asked for
     from distributed.scheduler import KilledWorker
 
+    from pipeline.logs import dask_log_level
+
     if cfg.scheduler:
         client = Client(cfg.scheduler)
         cluster = None
@@ -256,6 +280,7 @@ def _map_on_dask(cfg, teacher, settings, device, chunks, root, path, audio_path,
             processes=True,
             dashboard_address=None,
             env=WORKER_ENV,
+            silence_logs=dask_log_level(),
         )
         client = Client(cluster)
     try:
@@ -279,6 +304,22 @@ def _map_on_dask(cfg, teacher, settings, device, chunks, root, path, audio_path,
             client.close()
             if cluster is not None:
                 cluster.close()
+
+
+def _remove_if_empty(path: Path) -> None:
+    """Delete the store this run created at ``path`` when it aborted before committing any track.
+
+    An empty store would otherwise pin the settings of the failed run, so that the rerun with
+    other settings (the usual fix) is refused until ``--overwrite``. A store holding tracks is
+    always kept: they are resumed.
+    """
+    import shutil
+
+    try:
+        if len(open_store(path)) == 0:
+            shutil.rmtree(path, ignore_errors=True)
+    except Exception:  # noqa: BLE001 - cleanup after a failure must never hide that failure
+        log.debug("could not check the aborted store %s", path, exc_info=True)
 
 
 def _write_report(report: ExtractReport, store: Path) -> Path:

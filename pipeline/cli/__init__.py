@@ -127,6 +127,16 @@ def usage_error_line(exc: click.UsageError) -> str:
     return f"error: {where}: {message} (see '{where} --help')"
 
 
+def unexpected_error_line(exc: BaseException) -> str:
+    """One line for an exception the pipeline did not raise on purpose: the OS error with its path, or the type."""
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" on {exc.filename}" if exc.filename else ""
+        return (f"{exc.strerror} ({type(exc).__name__} errno {exc.errno}){where}; nothing after this point was "
+                "written; fix the cause and run the same command again (`pipeline -v ...` shows the traceback)")
+    return (f"{type(exc).__name__}: {exc}; run the same command with `pipeline -v ...` for the traceback, and "
+            "report it if the cause is not yours")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors print one line (no traceback) and exit 1.
 
@@ -158,6 +168,13 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - a fault nobody foresaw: still one line; -v shows the traceback
+        from pipeline.logs import verbose
+
+        if verbose():
+            raise
+        click.secho(f"error: {unexpected_error_line(exc)}", fg="red", err=True)
+        sys.exit(EXIT_USER_ERROR)
     # Without standalone mode click returns the code of ``ctx.exit(code)`` instead of exiting.
     if isinstance(code, int) and code:
         sys.exit(code)
