@@ -47,3 +47,17 @@ def test_user_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     missing = subprocess.run([sys.executable, "-m", "pipeline", "--params", str(tmp_path / "nope.yaml"), "teachers"],
                              capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert missing.returncode == 1 and "nope.yaml" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_set_overrides_a_params_key_for_one_command(tmp_path: Path) -> None:
+    from pipeline.cli import parse_settings
+
+    assert parse_settings(("teachers.hear.mode=clip", "seeds=[0, 1]", "distill.lam=0.5")) == {
+        "teachers.hear.mode": "clip", "seeds": [0, 1], "distill.lam": 0.5}
+    bad = subprocess.run([sys.executable, "-m", "pipeline", "-S", "distill.lam", "teachers"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "KEY=VALUE" in bad.stderr
+    typo = subprocess.run([sys.executable, "-m", "pipeline", "--params", str(ROOT / "params.yaml"),
+                           "-S", "distill.epoch=3", "distill"], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert typo.returncode == 1 and "'epoch'" in typo.stderr

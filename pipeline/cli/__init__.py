@@ -72,11 +72,14 @@ class LazyGroup(click.Group):
     show_default=True,
     help="Parameter file; every option not given on the command line is read from it.",
 )
+@click.option("-S", "--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Override one params.yaml setting for this command, as `dvc exp run -S` does "
+                   "(`-S teachers.hear.mode=clip`; VALUE is YAML). Flags of the command win over it.")
 @click.option("-v", "--verbose", count=True,
               help="More log output (-v info, -vv debug), third-party libraries' too; a good run is quiet without it.")
 @click.version_option(__version__, prog_name="pipeline")
 @click.pass_context
-def cli(ctx: click.Context, params_path: Path, verbose: int) -> None:
+def cli(ctx: click.Context, params_path: Path, settings: tuple[str, ...], verbose: int) -> None:
     """EAsT pipeline: pretrained audio embeddings as teachers for small music classifiers.
 
     \b
@@ -93,6 +96,28 @@ def cli(ctx: click.Context, params_path: Path, verbose: int) -> None:
     configure(verbose)
     ctx.ensure_object(dict)
     ctx.obj["params_path"] = params_path
+    ctx.obj["settings"] = parse_settings(settings)
+
+
+def parse_settings(settings: tuple[str, ...]) -> dict[str, Any]:
+    """``("a.b=1", "c=[x, y]")`` -> ``{"a.b": 1, "c": ["x", "y"]}`` (values parsed as YAML).
+
+    Raises:
+        click.BadParameter: an item without ``=`` or with a value that is not YAML.
+    """
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE (e.g. -S distill.epochs=3)", param_hint="-S")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise click.BadParameter(f"{item!r}: the value is not YAML ({exc.__class__.__name__})",
+                                     param_hint="-S") from exc
+    return out
 
 
 def load_params_from(ctx: click.Context, overrides: dict[str, Any] | None = None) -> Params:
@@ -107,7 +132,8 @@ def load_params_from(ctx: click.Context, overrides: dict[str, Any] | None = None
     from pipeline.config import load_params
     from pipeline.teachers import check_teacher_names
 
-    params = load_params(ctx.obj["params_path"], overrides)
+    merged = {**ctx.obj.get("settings", {}), **{k: v for k, v in (overrides or {}).items() if v is not None}}
+    params = load_params(ctx.obj["params_path"], merged)
     check_teacher_names(params)
     return params
 
