@@ -73,10 +73,10 @@ def _run(cmd: list[str] | str, cwd: Path, env: dict[str, str]) -> subprocess.Com
 @pytest.fixture(scope="module")
 def demo_clone(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """A clone of this repository with a reduced demo after `dvc repro` (what `make demo` leaves)."""
-    if shutil.which("dvc") is None:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if shutil.which("dvc", path=env["PATH"]) is None:
         pytest.skip("dvc is not installed (make install)")
     clone = tmp_path_factory.mktemp("readme") / "repo"
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     assert _run(["git", "clone", "-q", str(ROOT), str(clone)], clone.parent, env).returncode == 0
     params = yaml.safe_load((clone / "params.yaml").read_text())
     params["demo"].update(n_train=40, n_valid=16, n_test=16)
