@@ -53,8 +53,8 @@ def pytest_counts(log: str) -> dict[str, int]:
     lines = [row for row in log.splitlines() if re.search(r"\d+ (passed|failed)", row) and " in " in row]
     if not lines:
         raise ValueError("no pytest summary line in the test log")
-    return {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|skipped|xfailed|xpassed|errors?)",
-                                                    lines[-1])}
+    pattern = r"(\d+) (passed|failed|skipped|xfailed|xpassed|errors?)"
+    return {word: int(n) for n, word in re.findall(pattern, lines[-1])}
 
 
 def demo_rows(runs: Path, teacher: str, variants: list[str]) -> list[dict[str, Any]]:

@@ -61,3 +61,13 @@ def test_set_overrides_a_params_key_for_one_command(tmp_path: Path) -> None:
                            "-S", "distill.epoch=3", "distill"], capture_output=True, text=True, cwd=tmp_path,
                           timeout=120, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
     assert typo.returncode == 1 and "'epoch'" in typo.stderr
+
+
+def test_teachers_and_store_info_spell_a_frame_grid_the_same_way() -> None:
+    from pipeline.cli.formatting import frame_geometry
+
+    assert frame_geometry(0.992, 3.008) == "hop 0.992 s, window 3.008 s"
+    out = subprocess.run([sys.executable, "-m", "pipeline", "teachers"], capture_output=True, text=True, cwd=ROOT,
+                         timeout=300)
+    musicnn = next(row for row in out.stdout.splitlines() if row.startswith("musicnn "))
+    assert "hop 0.992 s, window 3.008 s (hop_seconds 1 rounded to the model's frame grid)" in musicnn

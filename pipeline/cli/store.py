@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from pipeline.cli.formatting import frame_geometry
 from pipeline.config import BACKENDS, FRAME_DTYPES
 from pipeline.errors import StoreError
 from pipeline.stores import convert_store, export_store, open_store
@@ -74,7 +75,7 @@ def info(path: str, as_json: bool) -> None:
         geometry = "one frame per clip"
     else:
         geometry = (
-            f"hop {facts['hop_seconds']:.6g} s, window {facts['window_seconds']:.6g} s, "
+            f"{frame_geometry(facts['hop_seconds'], facts['window_seconds'])}, "
             f"frame 0 at {facts['frame0_center_seconds']:.6g} s"
         )
     raw = facts["bytes_raw_float32"]

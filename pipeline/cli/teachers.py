@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from pipeline.cli.formatting import frame_geometry
+
 from pipeline.cli import load_params_from
 from pipeline.stores.location import is_url
 from pipeline.teachers.base import MEASURED_BF16_ERROR  # torch-free, like the rest of this command
@@ -77,8 +79,10 @@ def teachers(ctx: click.Context, as_json: bool) -> None:
     for row in rows:
         mark = click.style("usable", fg="green") if row["usable"] else click.style("not usable", fg="yellow")
         if "dim" in row:
-            geometry = ("clip-level" if row["clip_level"]
-                        else f"hop {row['hop_seconds']:.3g} s, window {row['window_seconds']:.3g} s")
+            geometry = "clip-level" if row["clip_level"] else frame_geometry(row["hop_seconds"], row["window_seconds"])
+            asked = row["settings"].get("hop_seconds")
+            if not row["clip_level"] and isinstance(asked, (int, float)) and abs(asked - row["hop_seconds"]) > 1e-9:
+                geometry += f" (hop_seconds {asked:g} rounded to the model's frame grid)"
             facts = f"{row['dim']}-d @ {row['sample_rate']} Hz, {geometry}"
         else:
             facts = row["kind"]
