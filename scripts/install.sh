@@ -20,3 +20,9 @@ fi
 # HEAR-API modules for the hear: teacher tests: hearbaseline (a third-party module) and the official
 # submission validator the pipeline.hear ports are checked with.
 "$PY" -m pip install --quiet --no-deps "hearbaseline==2021.1.1" "hearvalidator==2021.0.2"
+# hear-eval-kit's embedding runner (python -m heareval.embeddings.runner), whose output `store import
+# --format hear` reads (tests/test_hear_eval_kit.py runs it). heareval pins numpy==1.19.2 and numba==0.48,
+# which do not install on Python 3.11, so no deps: the runner needs only python-slugify and intervaltree
+# beyond what is installed above (torch, tensorflow, soundfile, click, tqdm).
+"$PY" -m pip install --quiet "python-slugify>=8" "intervaltree>=3.1"
+"$PY" -m pip install --quiet --no-deps "heareval==2021.1.3"

@@ -147,7 +147,8 @@ def convert(path: str, backend: str, out: str, overwrite: bool) -> None:
 @click.argument("source", type=click.Path(exists=True, file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["openl3", "hear", "npy"]), required=True,
               help="openl3: <name>.npz (embedding, timestamps in s); hear: <name>.embedding.npy + "
-                   "<name>.timestamps.npy (ms); npy: <name>.npy (T, D) frames with --hop and --frame0.")
+                   "<name>.timestamps.json (ms; as heareval.embeddings.runner writes them, or .timestamps.npy); "
+                   "npy: <name>.npy (T, D) frames with --hop and --frame0.")
 @click.option("--teacher", "label", default=None,
               help="Label of the imported teacher; stage two names it imported:<label> [default: the format]")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
