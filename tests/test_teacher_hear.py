@@ -53,12 +53,48 @@ def test_store_frames_equal_the_module_called_directly(tmp_path: Path, mode: str
         audio = read_audio(tmp_path / "audio" / f"{track}.flac", sample_rate=16000)
         expected, stamps = _direct(audio)
         stored = store.read(track)
-        n = len(expected)
-        np.testing.assert_allclose(stored[:n], expected, rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(store.frame_times(track)[:n], stamps, atol=1e-6)
-        extra = len(stored) - n  # window mode rounds up to whole windows (centers past the end)
-        per_window = build_teacher(NAME, {"window_seconds": 2.0, "context_seconds": 0.1}).frames_per_window
-        assert extra == 0 if mode == "clip" else 0 <= extra < per_window
+        assert stored.shape == expected.shape  # frame for frame: none centered past the end of the audio
+        np.testing.assert_allclose(stored, expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(store.frame_times(track), stamps, atol=1e-6)
+        assert store.frame_times(track)[-1] <= len(audio) / 16000
+
+
+def test_parts_grow_with_part_tracks_not_with_tracks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tracks whose frames are spooled to disk (long or wide ones) still share parts: 6 tracks, part_tracks 3."""
+    import pipeline.stores.writer as store_writer
+
+    monkeypatch.setattr(store_writer, "SPOOL_BYTES", 2048)  # every track spools, as a 4096-d module's do
+    params_path = _params(tmp_path, n_clips=6, seconds=3.0)
+    data = yaml.safe_load(params_path.read_text())
+    data["extract"].update(part_tracks=3, cache_audio=True)
+    params_path.write_text(yaml.safe_dump(data))
+    report = run(load_params(params_path), teacher=NAME, progress=False)
+    assert report.ok and report.done == 6
+    for root in (tmp_path / "stores" / "hear-tests.toy_hear", tmp_path / "stores" / "hear-tests.toy_hear" / "audio"):
+        store = open_store(root)
+        assert len(store) == 6 and store.verify().ok
+        assert len(json.loads((root / "parts.json").read_text())["parts"]) == 2, root
+        assert not list((root / "tmp").glob("*"))  # spools and their lock removed
+
+
+@pytest.mark.slow
+def test_torchcrepe_frames_of_a_5s_track_equal_one_whole_track_call(tmp_path: Path) -> None:
+    """A real pretrained HEAR module in window mode (3-s windows): the store holds exactly its frames."""
+    crepe = pytest.importorskip("hearbaseline.torchcrepe")
+    params = load_params(_params(tmp_path, n_clips=1, seconds=5.0, window_seconds=3.0, context_seconds=0.5))
+    teacher = "hear:hearbaseline.torchcrepe"
+    assert build_teacher(teacher, {"window_seconds": 3.0, "context_seconds": 0.5}).frames_per_window == 40
+    report = run(params, teacher=teacher, progress=False)
+    assert report.ok and report.done == 1, report.to_json()
+    store = open_store(tmp_path / "stores" / "hear-hearbaseline.torchcrepe")
+    audio = read_audio(tmp_path / "audio" / "clip000.flac", sample_rate=16000)
+    emb, stamps = crepe.get_timestamp_embeddings(torch.from_numpy(audio[None]), crepe.load_model())
+    expected = emb[0].numpy()
+    stored = store.read("clip000")
+    assert stored.shape == expected.shape == (101, 2048)  # not 3 windows x 40 = 120
+    np.testing.assert_allclose(stored, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(store.frame_times("clip000"), stamps[0].numpy() / 1000.0, atol=1e-9)
+    assert store.frame_times("clip000")[-1] <= 5.0
 
 
 def test_long_file_blocks_and_batches_give_the_module_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
