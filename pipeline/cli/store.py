@@ -99,17 +99,23 @@ def info(path: str, as_json: bool) -> None:
 @click.argument("path")
 @click.option("--no-checksums", is_flag=True, help="Only check index <-> data consistency (no frame reads).")
 def verify(path: str, no_checksums: bool) -> None:
-    """Recompute checksums and check index <-> data consistency; exit 1 listing the problems."""
-    report = open_store(path).verify(checksums=not no_checksums)
-    for note in report.notes:
-        click.echo(f"note: {note}")
-    for problem in report.problems:
-        click.echo(f"problem: {problem}")
-    if not report.ok:  # a PipelineError: one error line and exit status 1, also under `pipeline` itself
-        raise StoreError(
-            f"{report.summary()}; re-extract the named tracks (or restore the parts) and verify again"
-        )
-    click.echo(report.summary())
+    """Recompute checksums and check index <-> data consistency of the store at PATH and of its audio
+    cache (PATH/audio); exit 1 listing the problems."""
+    from pipeline.stores.verify import verify_with_audio_cache
+
+    reports = verify_with_audio_cache(open_store(path), checksums=not no_checksums)
+    for report in reports:
+        where = "" if report is reports[0] else f"{report.store}: "
+        for note in report.notes:
+            click.echo(f"note: {where}{note}")
+        for problem in report.problems:
+            click.echo(f"problem: {where}{problem}")
+    bad = [report for report in reports if not report.ok]
+    if bad:  # a PipelineError: one error line and exit status 1, also under `pipeline` itself
+        summaries = "; ".join(report.summary() for report in bad)
+        raise StoreError(f"{summaries}; re-extract the named tracks (or restore the parts) and verify again")
+    for report in reports:
+        click.echo(report.summary())
 
 
 @store.command("export")
