@@ -159,3 +159,47 @@ def test_bad_hear_timestamp_files_are_one_line_each(fake, tmp_path: Path) -> Non
            "is missing" in text
     assert "clip-005.flac.embedding.npy: embedding has shape (6,): a scene embedding" in text
     assert len(open_store(tmp_path / "stores" / "imported-hear")) == 8
+
+
+def test_probe_and_distill_speak_of_the_import_not_of_an_extraction(
+        fake, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Clips without a file are left out of probe and distill with a warning about the import; a split with
+    none of its clips imported stops with one line saying what to do. No extraction or extract report exists."""
+    import logging
+
+    data, params = fake
+    write_hear(tmp_path / "cache", {k: v for k, v in data.frames.items() if k not in ("clip-001", "clip-009")})
+    assert invoke(params, "store", "import", str(tmp_path / "cache"), "--format", "hear", "--teacher", "mine"
+                  ).exit_code == 0
+    for args in (["probe", "--teacher", "imported:mine"],
+                 ["distill", "--variant", "east-final", "--teacher", "imported:mine", "--run-dir",
+                  str(tmp_path / "runs" / "r"), "--no-progress"]):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            result = invoke(params, *args)
+        assert result.exit_code == 0, result.output
+        said = [r.getMessage() for r in caplog.records if "not in the store" in r.getMessage()]
+        assert len(said) == 1 and "`pipeline store import` had no usable file for them" in said[0], said
+        assert "extract" not in said[0]
+
+    write_hear(tmp_path / "valid-missing", {k: v for k, v in data.frames.items() if k not in ("clip-008", "clip-009")})
+    invoke(params, "store", "import", str(tmp_path / "valid-missing"), "--format", "hear", "--teacher", "partial")
+    stopped = invoke(params, "probe", "--teacher", "imported:partial")
+    assert stopped.exit_code == 1 and len(stopped.output.strip().splitlines()) == 1
+    assert "none of the 2 clip(s) of split 'valid' is in the store (`pipeline store import` had no usable file" \
+        in stopped.output and "run `pipeline store import` again" in stopped.output
+    assert "extract" not in stopped.output.replace("imported-partial", "")
+
+
+def test_clip_ids_missing_from_an_imported_store_name_the_import(fake, tmp_path: Path) -> None:
+    from pipeline.data import pooled_embeddings
+    from pipeline.errors import StoreError
+
+    data, params = fake
+    write_hear(tmp_path / "cache", {k: v for k, v in data.frames.items() if k != "clip-002"})
+    invoke(params, "store", "import", str(tmp_path / "cache"), "--format", "hear", "--teacher", "mine")
+    store = tmp_path / "stores" / "imported-mine"
+    with pytest.raises(StoreError, match=r"give `pipeline store import` their files .* and import again first"):
+        pooled_embeddings(store, data.clips)
+    with pytest.raises(StoreError, match=r"give `pipeline store import` its file .*, or check the store path"):
+        open_store(store).entry("clip-002")

@@ -101,9 +101,7 @@ def info(path: str, as_json: bool) -> None:
 def verify(path: str, no_checksums: bool) -> None:
     """Recompute checksums and check index <-> data consistency of the store at PATH and of its audio
     cache (PATH/audio); exit 1 listing the problems."""
-    from pipeline.stores.verify import verify_with_audio_cache
-
-    reports = verify_with_audio_cache(open_store(path), checksums=not no_checksums)
+    reports = open_store(path).verify_with_audio_cache(checksums=not no_checksums)
     for report in reports:
         where = "" if report is reports[0] else f"{report.store}: "
         for note in report.notes:

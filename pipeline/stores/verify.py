@@ -6,8 +6,9 @@ id is listed twice. Per part: the data opens, its shape and dtype match the inde
 track, and the sha256 of every track's frame bytes equals the one in the index. The part
 is read chunk by chunk (NaN or Inf frames are findings too), so a chunk that fails to decode
 (bad chunk checksum) names the tracks it holds and the others are still checked. Leftovers of interrupted writers are
-reported as notes, not problems. :func:`verify_with_audio_cache` checks an embedding store
-and the int16 audio cache extraction keeps inside it (``<store>/audio``), in one call.
+reported as notes, not problems. :meth:`EmbeddingStore.verify_with_audio_cache
+<pipeline.stores.store.EmbeddingStore.verify_with_audio_cache>` checks an embedding store and
+the int16 audio cache extraction keeps inside it (``<store>/audio``), in one call.
 """
 from __future__ import annotations
 
@@ -220,28 +221,3 @@ def _note_leftovers(store: StoreLike, report: VerifyReport) -> None:
             )
         elif name not in {stem + s for s in suffixes}:
             report.notes.append(f"{PARTS_DIR}/{name}: unexpected file")
-
-
-#: Folder of an embedding store's own audio cache (written by extraction with ``extract.cache_audio``).
-AUDIO_CACHE = "audio"
-
-
-def verify_with_audio_cache(store: StoreLike, *, checksums: bool = True) -> list[VerifyReport]:
-    """Reports for ``store`` and, when it has one, its audio cache ``<store>/audio`` (in that order).
-
-    An audio cache that cannot be opened (damaged ``teacher.json``, a symlink out of the
-    store) is a problem of its report, not an exception.
-    """
-    from pipeline.stores.store import open_store
-
-    reports = [verify_store(store, checksums=checksums)]
-    location = store.location
-    if store.spec.kind != "embedding" or not location.exists(f"{AUDIO_CACHE}/teacher.json"):
-        return reports
-    where = location.join(AUDIO_CACHE)
-    try:
-        location.contained(AUDIO_CACHE)
-        cache = open_store(where)
-    except PipelineError as exc:
-        return reports + [VerifyReport(store=str(where), problems=[f"the audio cache cannot be opened: {exc}"])]
-    return reports + [verify_store(cache, checksums=checksums)]
