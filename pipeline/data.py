@@ -184,11 +184,12 @@ class ClipDataset:
         self._stores: dict[int, EmbeddingStore] = {}
         self.views = [teacher_view(p) for p in self.teacher_paths]
         for slot, path in enumerate(self.teacher_paths):
-            missing = [c.id for c in self.clips if c.id not in self._teacher_store(slot)]
+            store = self._teacher_store(slot)
+            missing = [c.id for c in self.clips if c.id not in store]
             if missing:
                 raise StoreError(
                     f"{len(missing)} clip(s) of this split are not in the store {path} "
-                    f"(first: {missing[0]!r}); run `pipeline extract` for them first"
+                    f"(first: {missing[0]!r}); {store.spec.fill_hint()} first"
                 )
         self.grid = crop_grid(self.views)
         self.frames = [self._frames_per_item(slot) for slot in range(len(self.views))]
@@ -326,7 +327,7 @@ def pooled_embeddings(store_path: Path | str, clips: Sequence[Clip]) -> np.ndarr
     if missing:
         raise StoreError(
             f"{len(missing)} clip(s) are not in the store {store_path} (first: {missing[0]!r}); "
-            "run `pipeline extract` for them first"
+            f"{store.spec.fill_hint()} first"
         )
     return np.stack([store.read(c.id).astype(np.float32).mean(axis=0) for c in clips])
 

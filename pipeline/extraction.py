@@ -77,6 +77,7 @@ class _Track:
     audio: Any = None  # TrackBuffer of the audio cache, or None
     sha256: str = ""
     n_windows: int | None = None  # known once the file has been read to its end
+    frame_limit: int | None = None  # frames the track keeps (centers inside the audio), known at its end
     received: int = 0
     n_samples: int = 0
     failed: bool = False
@@ -172,6 +173,7 @@ def _iter_spans(
     if total == 0:
         raise AudioError(f"{path}: no audio samples decoded; the file is empty")
     n_windows = grid.num_windows(total)
+    track.frame_limit = teacher.num_frames(total)  # set before the last windows are handed on
     while next_window < n_windows:
         k = min(max_windows, n_windows - next_window)
         yield _Span(next_window, k, buffer, buffer_offset)
@@ -442,8 +444,11 @@ class _Batcher:
             return
         rows = len(self.batch) if self.cuda else len(self.slots)
         out = self.teacher.embed_windows(self.batch[:rows])
-        for (track, _index), frames in zip(self.slots, out):
+        per_window = self.teacher.frames_per_window
+        for (track, index), frames in zip(self.slots, out):
             if not track.failed:
+                if track.frame_limit is not None:  # the last windows: drop frames centered past the audio's end
+                    frames = frames[: max(0, track.frame_limit - index * per_window)]
                 track.frames.append(frames)
                 track.received += 1
         self.slots = []

@@ -277,14 +277,15 @@ def usable_splits(
 ) -> dict[str, list[Clip]]:
     """The clips of ``splits`` that a later stage can use, with one warning for those it cannot.
 
-    Clips that extraction could not decode (listed in ``<store>-extract-report.json``) are not
-    in the store; they are left out here, with ONE warning for all splits together, instead
-    of blocking every later stage.
+    Clips that extraction could not decode (listed in ``<store>-extract-report.json``), or that
+    ``pipeline store import`` had no usable file for, are not in the store; they are left out
+    here, with ONE warning for all splits together, instead of blocking every later stage. The
+    messages name what made the store (:func:`missing_from_store`).
 
     Args:
         manifests_dir: the manifests folder.
         splits: split names, e.g. ``("train", "valid")``.
-        stored: a container of the track ids that were extracted (an open store), or None.
+        stored: a container of the track ids in the store (an open store), or None.
         stage: the stage's name for the messages (``distill``, ...).
 
     Returns:
@@ -307,14 +308,34 @@ def usable_splits(
         kept = clips if stored is None else [c for c in clips if c.id in stored]
         left_out += [f"{split}/{c.id}" for c in clips if stored is not None and c.id not in stored]
         if not kept:
+            why, fix = missing_from_store(stored)
             raise ManifestError(
-                f"none of the {len(clips)} clip(s) of split {split!r} is in the store (all failed "
-                f"extraction); {stage} needs them: see the extract report, fix or replace the files, and "
-                "run `pipeline extract` again")
+                f"none of the {len(clips)} clip(s) of split {split!r} is in the store ({why}); {stage} needs "
+                f"them: {fix}")
         out[split] = kept
     if left_out:
+        why, _fix = missing_from_store(stored)
         logging.getLogger("pipeline").warning(
-            "%s: %d clip(s) are not in the store (extraction could not decode them; see the extract "
-            "report) and are left out: %s%s", stage, len(left_out), ", ".join(left_out[:3]),
-            " ..." if len(left_out) > 3 else "")
+            "%s: %d clip(s) are not in the store (%s) and are left out: %s%s", stage, len(left_out), why,
+            ", ".join(left_out[:3]), " ..." if len(left_out) > 3 else "")
     return out
+
+
+def missing_from_store(stored: Any) -> tuple[str, str]:
+    """Why clips of the manifests are not in ``stored`` and what to do, for the store's origin.
+
+    Args:
+        stored: an open store (its ``spec`` says whether ``pipeline store import`` made it).
+
+    Returns:
+        ``(why, what to do)``, each a phrase for a one-line message.
+    """
+    spec = getattr(stored, "spec", None)
+    if getattr(spec, "imported", False):
+        return ("`pipeline store import` had no usable file for them",
+                "the import listed its refused files and the clips without a file; provide their files and run "
+                "`pipeline store import` again")
+    path = getattr(stored, "path", None)
+    report = f"{str(path).rstrip('/')}-extract-report.json" if path else "the extract report"
+    return (f"extraction could not decode them; see {report}",
+            f"see {report}, fix or replace the files, and run `pipeline extract` again")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from pipeline.judging import RULE, VARIANT_LABELS, Judgement, to_json
+from pipeline.timings import timings_file
 
 __all__ = ["RunSummary", "collect_runs", "plot_all", "plot_seeds", "write_markdown", "write_judged", "VARIANT_LABELS"]
 
@@ -52,6 +53,9 @@ def collect_runs(runs_root: Path, variants: list[str], probes: list[str]) -> lis
             continue
         folder = found
         metrics = json.loads((folder / "eval-test.json").read_text())
+        timings = timings_file(folder, "eval-test")
+        if timings.is_file():  # wall-clock figures live beside the metrics DVC tracks
+            metrics.update(json.loads(timings.read_text()))
         train = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
         metrics.update({k: train[k] for k in ("valid_map", "best_epoch", "lam", "teacher", "seed") if k in train})
         history = [{k: float(v) for k, v in row.items() if v != ""} for row in _read_csv(folder / "history.csv")]

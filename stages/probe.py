@@ -1,8 +1,9 @@
 """``pipeline probe --teacher NAME``: the teacher's linear probe as a plain function.
 
 Writes ``<probe.runs_root>/probe-<teacher>/``: ``probe.pt`` (the frozen KD teacher, tensors
-only), ``metrics.json`` (valid/test mAP, ROC-AUC, F1: the teacher's reference row) and
-``per_class.csv``.
+only), ``metrics.json`` (valid/test mAP, ROC-AUC, F1: the teacher's reference row; no wall-clock
+fields, so a rerun on the same inputs writes the same bytes), ``per_class.csv`` and
+``timings.json`` (the wall time, not a DVC output).
 """
 from __future__ import annotations
 
@@ -22,12 +23,17 @@ from pipeline.metrics import evaluate_predictions
 from pipeline.probe import fit_probe, save_probe
 from pipeline.manifests import Clip, label_arrays, labelled, read_classes, usable_splits
 from pipeline.runs import probe_dir, write_json
+from pipeline.timings import timings_file
 from pipeline.stores import open_store
 from pipeline.stores.lookup import checked_store
 
 
 def run(params: Params, *, teacher: str, store: str | None = None, out: str | None = None) -> dict[str, Any]:
-    """Fit the probe on the train split, select on valid, score on test; returns the metrics."""
+    """Fit the probe on the train split, select on valid, score on test.
+
+    Returns:
+        The metrics written to ``metrics.json`` plus ``seconds`` (wall time, written to ``timings.json``).
+    """
     started = time.perf_counter()
     torch.set_num_threads(training_threads(params.distill.threads))
     source = checked_store(params, teacher, store)  # first: a wrong --store is the likelier mistake
@@ -58,9 +64,10 @@ def run(params: Params, *, teacher: str, store: str | None = None, out: str | No
             if name == "test":
                 _write_per_class(folder / "per_class.csv", classes, metrics.per_class_ap)
     results["parameters"] = int(mean.shape[0] * len(classes) + len(classes))
-    results["seconds"] = time.perf_counter() - started
     write_json(folder / "metrics.json", results)
-    return results
+    timings = {"seconds": time.perf_counter() - started}
+    write_json(timings_file(folder), timings)
+    return {**results, **timings}
 
 
 def _labelled_splits(splits: dict[str, list[Clip]]) -> dict[str, list[Clip]]:

@@ -66,7 +66,7 @@ def test_every_skipped_block_says_why_and_nothing_else_is_skipped() -> None:
 
 
 def _run(cmd: list[str] | str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900,
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=3600,
                           shell=isinstance(cmd, str))
 
 

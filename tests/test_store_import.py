@@ -44,17 +44,26 @@ def write_openl3(folder: Path, frames: dict[str, np.ndarray]) -> None:
         np.savez(folder / f"{cid}.npz", embedding=emb, timestamps=_times(len(emb)))
 
 
-def write_hear(folder: Path, frames: dict[str, np.ndarray]) -> None:
+def write_hear(folder: Path, frames: dict[str, np.ndarray], *, stamps: str = "json") -> None:
+    """As heareval.embeddings.runner writes them: <audio name>.embedding.npy + .timestamps.json (ms)."""
     folder.mkdir(parents=True, exist_ok=True)
     for cid, emb in frames.items():  # hear-eval-kit keeps the audio file name: <id>.flac.embedding.npy
         np.save(folder / f"{cid}.flac.embedding.npy", emb)
-        np.save(folder / f"{cid}.flac.timestamps.npy", (_times(len(emb)) * 1000.0).astype(np.float32))
+        ms = (_times(len(emb)) * 1000.0).astype(np.float32)
+        if stamps == "json":
+            (folder / f"{cid}.flac.timestamps.json").write_text(json.dumps(ms.tolist()))
+        else:
+            np.save(folder / f"{cid}.flac.timestamps.npy", ms)
 
 
-@pytest.mark.parametrize("fmt", ["openl3", "hear"])
+@pytest.mark.parametrize("fmt", ["openl3", "hear", "hear-npy"])
 def test_imported_store_holds_the_files_and_trains_a_student(fake, tmp_path: Path, fmt: str) -> None:
     data, params = fake
-    (write_openl3 if fmt == "openl3" else write_hear)(tmp_path / "cache", data.frames)
+    if fmt == "openl3":
+        write_openl3(tmp_path / "cache", data.frames)
+    else:
+        write_hear(tmp_path / "cache", data.frames, stamps=fmt.removeprefix("hear").strip("-") or "json")
+        fmt = "hear"
     result = invoke(params, "store", "import", str(tmp_path / "cache"), "--format", fmt, "--teacher", "mine")
     assert result.exit_code == 0, result.output
     assert "12 imported" in result.output and "0 files refused" in result.output
@@ -126,7 +135,71 @@ def test_off_grid_timestamps_are_refused(fake, tmp_path: Path) -> None:
     write_hear(tmp_path / "cache", {k: v for k, v in data.frames.items() if k != "clip-001"})
     emb = data.frames["clip-001"]
     np.save(tmp_path / "cache" / "clip-001.flac.embedding.npy", emb)
-    np.save(tmp_path / "cache" / "clip-001.flac.timestamps.npy", _times(len(emb), hop=0.6) * 1000.0)
+    (tmp_path / "cache" / "clip-001.flac.timestamps.json").write_text(
+        json.dumps((_times(len(emb), hop=0.6) * 1000.0).tolist()))
     result = invoke(params, "store", "import", str(tmp_path / "cache"), "--format", "hear")
     assert result.exit_code == 2 and "clip-001.flac.embedding.npy: frame 1 at 0.85 s is off the store's grid" \
         in result.stderr
+
+
+def test_bad_hear_timestamp_files_are_one_line_each(fake, tmp_path: Path) -> None:
+    data, params = fake
+    cache = tmp_path / "cache"
+    write_hear(cache, data.frames)
+    (cache / "clip-002.flac.timestamps.json").write_text("[0.25, 750.0,")
+    (cache / "clip-003.flac.timestamps.json").write_text(json.dumps({"t": [1, 2]}))
+    (cache / "clip-004.flac.timestamps.json").unlink()
+    np.save(cache / "clip-005.flac.embedding.npy", data.frames["clip-005"].mean(axis=0))  # a scene embedding
+    result = invoke(params, "store", "import", str(cache), "--format", "hear")
+    assert result.exit_code == 2
+    text = result.stderr
+    assert "clip-002.flac.embedding.npy: its timestamps file clip-002.flac.timestamps.json is not JSON" in text
+    assert "clip-003.flac.embedding.npy: its timestamps file clip-003.flac.timestamps.json is not a JSON list" in text
+    assert "clip-004.flac.embedding.npy: its timestamps file clip-004.flac.timestamps.json (or .timestamps.npy) " \
+           "is missing" in text
+    assert "clip-005.flac.embedding.npy: embedding has shape (6,): a scene embedding" in text
+    assert len(open_store(tmp_path / "stores" / "imported-hear")) == 8
+
+
+def test_probe_and_distill_speak_of_the_import_not_of_an_extraction(
+        fake, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Clips without a file are left out of probe and distill with a warning about the import; a split with
+    none of its clips imported stops with one line saying what to do. No extraction or extract report exists."""
+    import logging
+
+    data, params = fake
+    write_hear(tmp_path / "cache", {k: v for k, v in data.frames.items() if k not in ("clip-001", "clip-009")})
+    assert invoke(params, "store", "import", str(tmp_path / "cache"), "--format", "hear", "--teacher", "mine"
+                  ).exit_code == 0
+    for args in (["probe", "--teacher", "imported:mine"],
+                 ["distill", "--variant", "east-final", "--teacher", "imported:mine", "--run-dir",
+                  str(tmp_path / "runs" / "r"), "--no-progress"]):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            result = invoke(params, *args)
+        assert result.exit_code == 0, result.output
+        said = [r.getMessage() for r in caplog.records if "not in the store" in r.getMessage()]
+        assert len(said) == 1 and "`pipeline store import` had no usable file for them" in said[0], said
+        assert "extract" not in said[0]
+
+    write_hear(tmp_path / "valid-missing", {k: v for k, v in data.frames.items() if k not in ("clip-008", "clip-009")})
+    invoke(params, "store", "import", str(tmp_path / "valid-missing"), "--format", "hear", "--teacher", "partial")
+    stopped = invoke(params, "probe", "--teacher", "imported:partial")
+    assert stopped.exit_code == 1 and len(stopped.output.strip().splitlines()) == 1
+    assert "none of the 2 clip(s) of split 'valid' is in the store (`pipeline store import` had no usable file" \
+        in stopped.output and "run `pipeline store import` again" in stopped.output
+    assert "extract" not in stopped.output.replace("imported-partial", "")
+
+
+def test_clip_ids_missing_from_an_imported_store_name_the_import(fake, tmp_path: Path) -> None:
+    from pipeline.data import pooled_embeddings
+    from pipeline.errors import StoreError
+
+    data, params = fake
+    write_hear(tmp_path / "cache", {k: v for k, v in data.frames.items() if k != "clip-002"})
+    invoke(params, "store", "import", str(tmp_path / "cache"), "--format", "hear", "--teacher", "mine")
+    store = tmp_path / "stores" / "imported-mine"
+    with pytest.raises(StoreError, match=r"give `pipeline store import` their files .* and import again first"):
+        pooled_embeddings(store, data.clips)
+    with pytest.raises(StoreError, match=r"give `pipeline store import` its file .*, or check the store path"):
+        open_store(store).entry("clip-002")

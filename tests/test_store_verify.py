@@ -125,3 +125,26 @@ def test_missing_index_and_missing_data_are_reported(tmp_path: Path) -> None:
     assert any("part-000000: listed in parts.json" in p and "missing" in p for p in report.problems)
     assert any(p.startswith("part-000001: data cannot be opened") for p in report.problems)
     assert report.bad_tracks == {"part-000001": lost}
+
+
+def test_verify_checks_the_stores_audio_cache_in_the_same_call(tmp_path: Path) -> None:
+    """`pipeline store verify STORE` also verifies STORE/audio (most of a store's bytes) without a second call."""
+    from tests.stage2_fixtures import invoke, make_fake_data
+
+    data = make_fake_data(tmp_path, [2.0] * 5, sample_rate=8000, cache=True)
+    clean = invoke(None, "store", "verify", str(data.store))
+    assert clean.exit_code == 0, clean.output
+    summaries = clean.output.strip().splitlines()
+    assert len(summaries) == 2 and summaries[1].startswith(f"{data.store / 'audio'}: ") and "clean" in summaries[1]
+
+    chunk = next(p for p in sorted((data.store / "audio" / "parts").rglob("*")) if p.is_file() and p.parent.name == "0")
+    _flip(chunk, 20)
+    damaged = invoke(None, "store", "verify", str(data.store))
+    assert damaged.exit_code == 1
+    problems = [line for line in damaged.output.splitlines() if line.startswith("problem: ")]
+    assert problems and all(line.startswith(f"problem: {data.store / 'audio'}: part-") for line in problems)
+    assert damaged.output.strip().splitlines()[-1].startswith(f"Error: {data.store / 'audio'}: ")
+
+    (data.store / "audio" / "teacher.json").write_text("{not json")
+    unreadable = invoke(None, "store", "verify", str(data.store))
+    assert unreadable.exit_code == 1 and "the audio cache cannot be opened" in unreadable.output

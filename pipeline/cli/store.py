@@ -100,17 +100,21 @@ def info(path: str, as_json: bool) -> None:
 @click.argument("path")
 @click.option("--no-checksums", is_flag=True, help="Only check index <-> data consistency (no frame reads).")
 def verify(path: str, no_checksums: bool) -> None:
-    """Recompute checksums and check index <-> data consistency; exit 1 listing the problems."""
-    report = open_store(path).verify(checksums=not no_checksums)
-    for note in report.notes:
-        click.echo(f"note: {note}")
-    for problem in report.problems:
-        click.echo(f"problem: {problem}")
-    if not report.ok:  # a PipelineError: one error line and exit status 1, also under `pipeline` itself
-        raise StoreError(
-            f"{report.summary()}; re-extract the named tracks (or restore the parts) and verify again"
-        )
-    click.echo(report.summary())
+    """Recompute checksums and check index <-> data consistency of the store at PATH and of its audio
+    cache (PATH/audio); exit 1 listing the problems."""
+    reports = open_store(path).verify_with_audio_cache(checksums=not no_checksums)
+    for report in reports:
+        where = "" if report is reports[0] else f"{report.store}: "
+        for note in report.notes:
+            click.echo(f"note: {where}{note}")
+        for problem in report.problems:
+            click.echo(f"problem: {where}{problem}")
+    bad = [report for report in reports if not report.ok]
+    if bad:  # a PipelineError: one error line and exit status 1, also under `pipeline` itself
+        summaries = "; ".join(report.summary() for report in bad)
+        raise StoreError(f"{summaries}; re-extract the named tracks (or restore the parts) and verify again")
+    for report in reports:
+        click.echo(report.summary())
 
 
 @store.command("export")
@@ -148,7 +152,8 @@ def convert(path: str, backend: str, out: str, overwrite: bool) -> None:
 @click.argument("source", type=click.Path(exists=True, file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["openl3", "hear", "npy"]), required=True,
               help="openl3: <name>.npz (embedding, timestamps in s); hear: <name>.embedding.npy + "
-                   "<name>.timestamps.npy (ms); npy: <name>.npy (T, D) frames with --hop and --frame0.")
+                   "<name>.timestamps.json (ms; as heareval.embeddings.runner writes them, or .timestamps.npy); "
+                   "npy: <name>.npy (T, D) frames with --hop and --frame0.")
 @click.option("--teacher", "label", default=None,
               help="Label of the imported teacher; stage two names it imported:<label> [default: the format]")
 @click.option("--out", type=click.Path(file_okay=False), default=None,

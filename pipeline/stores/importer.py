@@ -4,8 +4,10 @@ Three layouts are read, one file (or pair) per track:
 
 - ``openl3``: ``<name>.npz`` as the openl3 CLI writes them, ``embedding`` (T, D) and
   ``timestamps`` (T,) in **seconds**;
-- ``hear``: hear-eval-kit's ``<name>.embedding.npy`` (T, D) with ``<name>.timestamps.npy``
-  (T,) in **milliseconds**;
+- ``hear``: what hear-eval-kit's embedding runner (``heareval.embeddings.runner``, 2021.1.3)
+  writes for an ``event`` task: ``<name>.embedding.npy`` (T, D) with ``<name>.timestamps.json``
+  (a JSON list of T numbers) in **milliseconds**; a ``<name>.timestamps.npy`` (T,) is read
+  when there is no JSON file. Its other files (labels, split memmaps) are ignored;
 - ``npy``: a folder of ``<name>.npy`` (T, D) frames on a known grid (``hop`` and ``frame0``
   in seconds).
 
@@ -21,6 +23,7 @@ the imported files), so stage two (``--teacher imported:<label>``) treats it lik
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -34,7 +37,9 @@ from pipeline.manifests import Clip
 FORMATS = ("openl3", "hear", "npy")
 #: Allowed deviation of a timestamp from the store's grid, as a fraction of the hop.
 GRID_TOLERANCE = 0.01
-_HEAR_EMB, _HEAR_TS = ".embedding.npy", ".timestamps.npy"
+_HEAR_EMB = ".embedding.npy"
+#: Timestamp files of a hear-eval-kit embedding, in order of preference (the runner writes JSON).
+_HEAR_TS = (".timestamps.json", ".timestamps.npy")
 
 
 class FileRefused(StoreError):
@@ -80,12 +85,42 @@ def _sources(root: Path, fmt: str) -> list[_Source]:
     if fmt == "hear":
         out = []
         for emb in sorted(root.rglob(f"*{_HEAR_EMB}")):
-            stamps = emb.with_name(emb.name[: -len(_HEAR_EMB)] + _HEAR_TS)
-            out.append(_Source(_rel(root, emb, _HEAR_EMB), (emb, stamps)))
+            out.append(_Source(_rel(root, emb, _HEAR_EMB), (emb, _hear_timestamps(emb))))
         return out
     if fmt == "npy":
         return [_Source(_rel(root, p, ".npy"), (p,)) for p in sorted(root.rglob("*.npy"))]
     raise StoreError(f"import format {fmt!r} is not one of {', '.join(FORMATS)}")
+
+
+def _hear_timestamps(embedding: Path) -> Path:
+    """The timestamps file beside a hear-eval-kit ``<name>.embedding.npy``: JSON if present, else ``.npy``.
+
+    When neither exists the JSON name is returned (and reported missing).
+    """
+    stem = embedding.name[: -len(_HEAR_EMB)]
+    candidates = [embedding.with_name(stem + suffix) for suffix in _HEAR_TS]
+    return next((path for path in candidates if path.is_file()), candidates[0])
+
+
+def _read_hear_timestamps(path: Path) -> np.ndarray:
+    """Timestamps in seconds, float64 (T,), from a ``.timestamps.json`` list or ``.timestamps.npy`` (milliseconds).
+
+    Raises:
+        FileRefused: the file is missing, not valid JSON, or not a flat list of numbers.
+        OSError, ValueError: an unreadable ``.npy`` (reported by the caller).
+    """
+    if not path.is_file():
+        raise FileRefused(f"its timestamps file {path.name} (or {_HEAR_TS[1]}) is missing")
+    if path.suffix == ".npy":
+        return np.asarray(np.load(path, allow_pickle=False), dtype=np.float64) / 1000.0
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FileRefused(f"its timestamps file {path.name} is not JSON ({exc})") from None
+    if not isinstance(values, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise FileRefused(f"its timestamps file {path.name} is not a JSON list of numbers (milliseconds)")
+    return np.asarray(values, dtype=np.float64) / 1000.0
 
 
 def _rel(root: Path, path: Path, suffix: str) -> str:
@@ -131,10 +166,11 @@ def _load(source: _Source, fmt: str) -> tuple[np.ndarray, np.ndarray | None]:
                         f"has keys {sorted(data.files)}, not 'embedding' and 'timestamps' (openl3 .npz)")
                 frames, stamps = np.asarray(data["embedding"]), np.asarray(data["timestamps"], dtype=np.float64)
         elif fmt == "hear":
-            if not source.files[1].is_file():
-                raise FileRefused(f"its timestamps file {source.files[1].name} is missing")
+            stamps = _read_hear_timestamps(source.files[1])
             frames = np.load(source.files[0], allow_pickle=False)
-            stamps = np.asarray(np.load(source.files[1], allow_pickle=False), dtype=np.float64) / 1000.0
+            if frames.ndim == 1:
+                raise FileRefused(f"embedding has shape {frames.shape}: a scene embedding (one vector per file); "
+                                  "import needs timestamp embeddings (a task with embedding_type 'event')")
         else:
             frames, stamps = np.load(source.files[0], allow_pickle=False), None
     except FileRefused:
@@ -306,4 +342,4 @@ def _matched(
 
 
 def _pattern(fmt: str) -> str:
-    return {"openl3": "*.npz", "hear": f"*{_HEAR_EMB} + *{_HEAR_TS}", "npy": "*.npy"}[fmt]
+    return {"openl3": "*.npz", "hear": f"*{_HEAR_EMB} + *{_HEAR_TS[0]} (or *{_HEAR_TS[1]})", "npy": "*.npy"}[fmt]

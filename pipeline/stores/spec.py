@@ -123,6 +123,19 @@ class StoreSpec:
         object.__setattr__(self, "config", _plain(dict(self.config)))
         object.__setattr__(self, "versions", _plain(dict(self.versions)))
 
+    # ---- origin -----------------------------------------------------------------------
+    @property
+    def imported(self) -> bool:
+        """Whether ``pipeline store import`` made the store (no extraction, no extract report)."""
+        return self.config.get("provenance") == "imported"
+
+    def fill_hint(self, *, one: bool = False) -> str:
+        """What adds missing tracks (``one``: a missing track) to a store of this origin, as a phrase."""
+        them, files = ("it", "its file") if one else ("them", "their files")
+        if self.imported:
+            return f"give `pipeline store import` {files} (it lists the files it refused) and import again"
+        return f"run `pipeline extract` for {them}"
+
     # ---- comparison -----------------------------------------------------------------
     def differences(self, other: "StoreSpec") -> list[str]:
         """Every field that differs from ``other``, as ``"name: mine != theirs"``; ignores versions.

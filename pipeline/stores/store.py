@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.errors import ProvenanceError, StoreError
+from pipeline.errors import PipelineError, ProvenanceError, StoreError
 from pipeline.stores.backend import BACKENDS, PartReader, get_backend
 from pipeline.stores.index import (
     PARTS_DIR,
@@ -45,6 +45,9 @@ from pipeline.stores.spec import (
 )
 from pipeline.stores.protocol import LOCK_FILE, TEACHER_FILE, TMP_DIR, store_lock
 from pipeline.stores.writer import PartWriter, clean_tmp
+
+#: Folder of an embedding store's own int16 audio cache (written by extraction with ``extract.cache_audio``).
+AUDIO_CACHE = "audio"
 
 if TYPE_CHECKING:
     from pipeline.stores.verify import VerifyReport
@@ -162,7 +165,8 @@ class EmbeddingStore:
         except KeyError:
             raise StoreError(
                 f"track {track_id!r} is not in the store {self.path} ({len(self)} tracks); "
-                "run `pipeline extract` for it, or check the store path"
+                f"{self.spec.fill_hint(one=True)}, "
+                "or check the store path"
             ) from None
 
     def parts(self) -> list[PartIndex]:
@@ -294,6 +298,25 @@ class EmbeddingStore:
         from pipeline.stores.verify import verify_store
 
         return verify_store(self, checksums=checksums)
+
+    def verify_with_audio_cache(self, *, checksums: bool = True) -> list["VerifyReport"]:
+        """Reports for this store and, when it has one, its audio cache ``<store>/audio`` (in that order).
+
+        An audio cache that cannot be opened (damaged ``teacher.json``, a symlink out of the
+        store) is a problem of its report, not an exception.
+        """
+        from pipeline.stores.verify import VerifyReport, verify_store
+
+        reports = [verify_store(self, checksums=checksums)]
+        if self.spec.kind != "embedding" or not self.location.exists(f"{AUDIO_CACHE}/{TEACHER_FILE}"):
+            return reports
+        where = self.location.join(AUDIO_CACHE)
+        try:
+            self.location.contained(AUDIO_CACHE)
+            cache = open_store(where)
+        except PipelineError as exc:
+            return reports + [VerifyReport(store=str(where), problems=[f"the audio cache cannot be opened: {exc}"])]
+        return reports + [verify_store(cache, checksums=checksums)]
 
     def close(self) -> None:
         """Close open part handles (they reopen on the next read)."""

@@ -4,9 +4,11 @@ Checks, per store: every part listed in ``parts.json`` has its index and data; n
 id is listed twice. Per part: the data opens, its shape and dtype match the index and
 ``teacher.json``, every track's rows lie inside the array without overlapping another
 track, and the sha256 of every track's frame bytes equals the one in the index. The part
-is read chunk by chunk (NaN or Inf frames are findings too), so a chunk that fails to decode (bad chunk checksum) names the
-tracks it holds and the others are still checked. Leftovers of interrupted writers are
-reported as notes, not problems.
+is read chunk by chunk (NaN or Inf frames are findings too), so a chunk that fails to decode
+(bad chunk checksum) names the tracks it holds and the others are still checked. Leftovers of interrupted writers are
+reported as notes, not problems. :meth:`EmbeddingStore.verify_with_audio_cache
+<pipeline.stores.store.EmbeddingStore.verify_with_audio_cache>` checks an embedding store and
+the int16 audio cache extraction keeps inside it (``<store>/audio``), in one call.
 """
 from __future__ import annotations
 

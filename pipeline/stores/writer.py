@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import socket
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,9 +141,9 @@ class TrackBuffer:
 
     Rows are validated and cast to the store dtype as they come and checksummed
     incrementally. Up to :data:`SPOOL_BYTES` stay in memory; beyond that they go to
-    ``<store>/tmp/<token>.spool`` (guarded by ``<token>.lock`` like a part being written),
-    so a track of any length costs bounded memory. The part is later written from the
-    spool region by region.
+    ``<store>/tmp/<token>.<n>.spool``, guarded by its writer's ``<token>.lock`` like a part
+    being written, so a track of any length costs bounded memory. The part is later written
+    from the spool region by region.
     """
 
     def __init__(self, writer: "PartWriter", track_id: str) -> None:
@@ -156,12 +157,22 @@ class TrackBuffer:
         self._memory_bytes = 0
         self._spool: Path | None = None
         self._spool_handle: IO[bytes] | None = None
-        self._lock_fd: int | None = None
 
     @property
     def nbytes(self) -> int:
         """Bytes held in memory (not counting what was spooled to disk)."""
         return self._memory_bytes
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of all rows in the store's dtype, in memory or spooled (what the part will hold)."""
+        spec = self.writer.store.spec
+        return self.n_rows * spec.dim * np.dtype(spec.dtype).itemsize
+
+    @property
+    def spooled(self) -> bool:
+        """Whether the rows went to a spool file."""
+        return self._spool is not None
 
     @property
     def checksum(self) -> str:
@@ -188,29 +199,29 @@ class TrackBuffer:
             self._start_spool()
 
     def _start_spool(self) -> None:
-        tmp = self.writer.root / TMP_DIR
-        tmp.mkdir(exist_ok=True)
-        token = _token()
-        lock_path = tmp / f"{token}.lock"
-        with store_lock(self.writer.root):  # clean_tmp must never see the spool without a held lock
-            self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        self._spool = tmp / f"{token}.spool"
+        self._spool = self.writer._spool_path()
         self._spool_handle = open(self._spool, "wb")
         for data in self._memory:
             self._spool_handle.write(data.tobytes())
         self._memory, self._memory_bytes = [], 0
 
+    def finish(self) -> None:
+        """No more rows: close the spool file's write handle (a part may hold many spooled tracks)."""
+        if self._spool_handle is not None:
+            self._spool_handle.close()
+            self._spool_handle = None
+
     def pieces(self) -> Iterator[np.ndarray]:
         """The rows in order, as blocks of bounded size."""
-        if self._spool_handle is None:
+        if self._spool is None:
             yield from self._memory
             return
-        self._spool_handle.flush()
+        if self._spool_handle is not None:
+            self._spool_handle.flush()
         dtype = np.dtype(self.writer.store.spec.dtype).newbyteorder("<")
         dim = self.writer.store.spec.dim
         rows = max(1, _READ_BYTES // (dim * dtype.itemsize))
-        with open(self._spool, "rb") as handle:  # type: ignore[arg-type]
+        with open(self._spool, "rb") as handle:
             for _ in range(0, self.n_rows, rows):
                 block = np.fromfile(handle, dtype=dtype, count=rows * dim)
                 yield block.reshape(-1, dim)
@@ -218,18 +229,9 @@ class TrackBuffer:
     def close(self) -> None:
         """Drop the rows and remove the spool file (idempotent)."""
         self._memory, self._memory_bytes = [], 0
-        if self._spool_handle is not None:
-            self._spool_handle.close()
-            self._spool_handle = None
-            _remove(self._spool)  # type: ignore[arg-type]
-        if self._lock_fd is not None:
-            lock = self._spool.with_suffix(".lock")  # type: ignore[union-attr]
-            os.close(self._lock_fd)
-            self._lock_fd = None
-            try:
-                lock.unlink()
-            except FileNotFoundError:
-                pass
+        self.finish()
+        if self._spool is not None:
+            _remove(self._spool)
 
     def __len__(self) -> int:
         return self.n_rows
@@ -275,6 +277,10 @@ class PartWriter:
         self._ids: set[str] = set()
         self._bytes = 0
         self._closed = False
+        self._spool_token = ""  # the lock guarding this writer's spool files, taken at the first spool
+        self._spool_lock_fd: int | None = None
+        self._spool_count = 0
+        self._spool_guard = threading.Lock()  # track buffers spool from the extraction's threads
 
     # ---- buffering ------------------------------------------------------------------
     def add(self, track_id: str, frames: np.ndarray, *, audio_sha256: str, duration: float) -> None:
@@ -329,11 +335,42 @@ class PartWriter:
         if buffer.track_id in self._ids:
             buffer.close()
             return
+        buffer.finish()
         self._buffer.append(_Pending(buffer.track_id, buffer, str(audio_sha256), float(duration), buffer.checksum))
         self._ids.add(buffer.track_id)
-        self._bytes += max(buffer.nbytes, 1) if buffer._spool is None else self.part_bytes  # spooled: commit now
+        self._bytes += max(buffer.stored_bytes, 1)  # spooled or not: parts grow with part_tracks / part_bytes
         if len(self._buffer) >= self.part_tracks or self._bytes >= self.part_bytes:
             self.commit()
+
+    def _spool_path(self) -> Path:
+        """A new spool file name ``tmp/<token>.<n>.spool``, guarded by this writer's ``tmp/<token>.lock``.
+
+        One lock per writer (taken at its first spool, held until it closes), so a part of many
+        spooled tracks costs one file descriptor for the lock, not one per track.
+        """
+        with self._spool_guard:
+            if self._spool_lock_fd is None:
+                tmp = self.root / TMP_DIR
+                tmp.mkdir(exist_ok=True)
+                self._spool_token = _token()
+                with store_lock(self.root):  # clean_tmp must never see a spool without a held lock
+                    fd = os.open(tmp / f"{self._spool_token}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                self._spool_lock_fd = fd
+            self._spool_count += 1
+            return self.root / TMP_DIR / f"{self._spool_token}.{self._spool_count}.spool"
+
+    def _release_spool_lock(self) -> None:
+        """Release and remove the spool lock (once the writer is closed; its spools are gone)."""
+        with self._spool_guard:
+            if self._spool_lock_fd is None:
+                return
+            os.close(self._spool_lock_fd)
+            self._spool_lock_fd = None
+            try:
+                (self.root / TMP_DIR / f"{self._spool_token}.lock").unlink()
+            except FileNotFoundError:
+                pass
 
     def _prepare(self, track_id: str, frames: np.ndarray) -> np.ndarray:
         spec = self.store.spec
@@ -498,7 +535,10 @@ class PartWriter:
     def close(self) -> None:
         """Commit what is buffered and close the writer."""
         if not self._closed:
-            self.commit()
+            try:
+                self.commit()
+            finally:
+                self._release_spool_lock()  # the committed (or failed) tracks' spools are removed by now
             self._closed = True
 
     def __enter__(self) -> "PartWriter":
@@ -520,6 +560,7 @@ class PartWriter:
                     "writer of %s: %d uncommitted track(s) discarded after an error", self.store.path, dropped
                 )
             self._closed = True
+            self._release_spool_lock()
 
 
 def _pieces(items: list[_Pending]) -> Iterator[np.ndarray]:

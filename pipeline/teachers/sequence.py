@@ -12,9 +12,10 @@ two modes (``mode`` in its settings):
   files block by block) and the frames whose centers lie in each window's middle are kept.
   For a model whose frame ``i`` depends only on audio within ``context_seconds`` of its
   center, and that zero-pads its input, these frames equal the frames of one call on the
-  whole track. The store holds ``frames_per_window * ceil(T / frames_per_window)`` frames
-  for a track whose centers fall in ``[0, duration]``: the first ``T`` are the model's,
-  the rest (centers past the end, on zeros) are never inside a training crop.
+  whole track. The store keeps the ``T`` frames whose centers lie in ``[0, duration]``
+  (:meth:`SequenceTeacher.num_frames`), as one call on the whole track returns them for a
+  module that centers its frames on a zero-padded signal (``hearbaseline``, torchcrepe); the
+  last window's frames centered past the end are dropped.
 - ``clip``: one call per whole track; the stored frames are exactly the model's (any model,
   also transformers that look at the whole clip). No batching across files; a long file is
   decoded whole.
@@ -215,9 +216,8 @@ class SequenceTeacher(Teacher):
         return grid.frames_per_window if isinstance(grid, FrameGrid) else 1
 
     def num_frames(self, n_samples: int) -> int:
-        if self.grid is None:
-            return max(1, math.floor((n_samples - self.geometry.t0 * self.sample_rate) / self._hop_samples()) + 1)
-        return super().num_frames(n_samples)
+        """Frames centered inside the audio: ``t0 + i * hop <= n_samples / sample_rate`` (at least 1)."""
+        return max(1, math.floor((n_samples - self.geometry.t0 * self.sample_rate) / self._hop_samples()) + 1)
 
     def frame_times(self, n_frames: int, duration_seconds: float | None = None) -> np.ndarray:
         return self.geometry.t0 + self.geometry.hop * np.arange(n_frames)
@@ -246,10 +246,11 @@ class SequenceTeacher(Teacher):
 
     def embed(self, audio: np.ndarray) -> np.ndarray:
         """Whole clips (batch, samples) -> (batch, frames, D) as the store holds them."""
+        audio = np.asarray(audio, dtype=np.float32)
+        audio = audio[None] if audio.ndim == 1 else audio
         if self.grid is None:
-            audio = np.asarray(audio, dtype=np.float32)
-            return self.embed_windows(audio[None] if audio.ndim == 1 else audio)
-        return super().embed(audio)
+            return self.embed_windows(audio)
+        return super().embed(audio)[:, : self.num_frames(audio.shape[1])]
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
