@@ -29,7 +29,7 @@ def _params(tmp_path: Path, n_clips: int = 4, seconds: float = 3.5, workers: int
     path = make_dataset(tmp_path, n_clips=n_clips, seconds=seconds, dtype="float32", cache_audio=False,
                         workers=workers)
     data = yaml.safe_load(path.read_text())
-    data["teachers"]["hear"] = {"window_seconds": 2.0, "context_seconds": 0.1, **hear}
+    data["teachers"]["hear"] = {"mode": "window", "window_seconds": 2.0, "context_seconds": 0.1, **hear}
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -83,7 +83,7 @@ def test_torchcrepe_frames_of_a_5s_track_equal_one_whole_track_call(tmp_path: Pa
     crepe = pytest.importorskip("hearbaseline.torchcrepe")
     params = load_params(_params(tmp_path, n_clips=1, seconds=5.0, window_seconds=3.0, context_seconds=0.5))
     teacher = "hear:hearbaseline.torchcrepe"
-    assert build_teacher(teacher, {"window_seconds": 3.0, "context_seconds": 0.5}).frames_per_window == 40
+    assert build_teacher(teacher, {"mode": "window", "window_seconds": 3.0, "context_seconds": 0.5}).frames_per_window == 40
     report = run(params, teacher=teacher, progress=False)
     assert report.ok and report.done == 1, report.to_json()
     store = open_store(tmp_path / "stores" / "hear-hearbaseline.torchcrepe")
@@ -248,7 +248,7 @@ def test_a_real_pretrained_hear_teacher_extracts_probes_and_distills(tmp_path: P
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"].update(audio_root=str(data.audio_root), manifests=str(manifests))
     params["teachers_enabled"] = []
-    params["teachers"]["hear"].update(window_seconds=2.6, context_seconds=0.25)  # one window per clip
+    params["teachers"]["hear"].update(mode="window", window_seconds=2.6, context_seconds=0.25)  # one window per clip
     params["extract"].update(store_root=str(tmp_path / "stores"), workers=0, device="cpu", dtype="float32")
     params["probe"].update(steps=20, runs_root=str(tmp_path / "runs"))
     params["distill"].update(epochs=1, batch_size=4, runs_root=str(tmp_path / "runs"), device="cpu", amp=False)

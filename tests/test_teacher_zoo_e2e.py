@@ -31,7 +31,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     params["demo"].update(n_train=12, n_valid=6, n_test=6, clip_seconds=3.0)
     params["teachers_enabled"] = []
     params["extract"].update(workers=0, store_root=str(root / "stores"), device="cpu", dtype="float32")
-    params["teachers"]["hear"].update(window_seconds=2.0, context_seconds=0.1)
+    params["teachers"]["hear"].update(mode="window", window_seconds=2.0, context_seconds=0.1)
     params["teachers"]["run"].update(layer=0)  # 0.96-s frames: several per clip (the last map has one)
     params["probe"].update(steps=30, runs_root=str(root / "runs"))
     params["distill"].update(epochs=1, batch_size=6, runs_root=str(root / "runs"), device="cpu", amp=False)
