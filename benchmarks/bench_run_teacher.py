@@ -76,6 +76,8 @@ def collect(seeds: list[int]) -> list[dict]:
             if (folder / "eval-test.json").is_file() and (folder / "metrics.json").is_file():
                 tested = json.loads((folder / "eval-test.json").read_text())
                 trained = json.loads((folder / "metrics.json").read_text())
+                timings = folder / "timings.json"  # wall-clock figures live beside metrics.json
+                trained.update(json.loads(timings.read_text()) if timings.is_file() else {})
                 runs.append({"arm": arm, "variant": variant, "teacher": teacher if variant != "baseline" else None,
                              "seed": seed, "test_map": tested["map"], "test_roc_auc": tested["roc_auc"],
                              "valid_map": trained["valid_map"], "best_epoch": trained["best_epoch"],

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from pipeline.report import collect_runs
 from tests.stage2_fixtures import invoke
 from tests.test_store_import import fake, write_hear  # noqa: F401 - the fixture
@@ -20,6 +22,7 @@ def _bytes(*paths: Path) -> list[bytes]:
     return [path.read_bytes() for path in paths]
 
 
+@pytest.mark.slow
 def test_probe_distill_and_evaluate_metrics_are_byte_identical_on_a_rerun(fake, tmp_path: Path) -> None:  # noqa: F811
     data, params = fake
     write_hear(tmp_path / "cache", data.frames)

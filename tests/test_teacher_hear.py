@@ -121,6 +121,8 @@ def test_model_file_is_passed_and_fingerprinted(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     store = open_store(tmp_path / "stores" / "hear-tests.toy_hear")
     assert store.spec.weights_sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert store.spec.config["weights_files"] == [  # read while loading; held by no installed package
+        {"package": "", "version": "", "file": "toy.pt", "sha256": store.spec.weights_sha256}]
     audio = read_audio(tmp_path / "audio" / "clip000.flac", sample_rate=16000)
     expected, _ = _direct(audio, str(weights))
     np.testing.assert_allclose(store.read("clip000")[: len(expected)], expected, rtol=1e-5, atol=1e-5)

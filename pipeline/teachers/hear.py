@@ -36,9 +36,14 @@ import numpy as np
 from pipeline.errors import TeacherError
 from pipeline.teachers.sequence import SequenceTeacher, check_grid
 
-#: Suffixes of the files counted as weights when a module reads them while loading.
+#: Files a module reads while loading count as weights when they have one of these suffixes, ...
 WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".h5", ".hdf5", ".npz", ".npy", ".onnx", ".pb",
                    ".safetensors", ".tflite", ".pkl", ".msgpack", ".params")
+#: ... or hold at least this many bytes and are not code (TF checkpoints: ``.data-00000-of-00001``).
+WEIGHT_MIN_BYTES = 64 << 10
+#: Suffixes of code and metadata, never counted as weights.
+CODE_SUFFIXES = (".py", ".pyc", ".pyi", ".so", ".pyd", ".dll", ".dylib", ".txt", ".md", ".json", ".yaml",
+                 ".yml", ".cfg", ".toml", ".ini")
 #: Seconds of noise a module must embed to be listed as usable.
 TRY_SECONDS = 1.0
 #: Longest reason shown for a module that failed.
@@ -151,16 +156,28 @@ def _owner(path: Path) -> tuple[str, str, str]:
     return "", "", path.name
 
 
-def weight_files(paths: list[str]) -> list[dict[str, str]]:
-    """The weight files among ``paths`` (by suffix, existing), each with its package, version and sha256.
+def _is_weights(path: Path) -> bool:
+    """A regular file with a weights suffix, or a large one that is not code, metadata or a device file."""
+    if path.parts[1:2] in (("proc",), ("sys",), ("dev",)) or not path.is_file():
+        return False
+    suffix = path.suffix.lower()
+    if suffix in WEIGHT_SUFFIXES:
+        return True
+    in_metadata = any(part.endswith((".dist-info", ".egg-info")) or part == "__pycache__" for part in path.parts)
+    return not in_metadata and suffix not in CODE_SUFFIXES and path.stat().st_size >= WEIGHT_MIN_BYTES
+
+
+def weight_files_read(paths: list[str]) -> list[dict[str, str]]:
+    """The weight files among the paths a module opened, each with its package, version and sha256.
 
     Returns:
-        ``[{"package", "version", "file", "sha256"}, ...]`` sorted by package and file, one per file.
+        ``[{"package", "version", "file", "sha256"}, ...]`` sorted by package and file, one per file
+        (``file`` is the path inside the package's folder, or the bare name outside any package).
     """
     found: dict[str, dict[str, str]] = {}
     for raw in paths:
-        path = Path(raw)
-        if path.suffix.lower() not in WEIGHT_SUFFIXES or not path.is_file():
+        path = Path(raw).absolute()
+        if not _is_weights(path):
             continue
         path = path.resolve()
         if str(path) in found:
@@ -253,7 +270,7 @@ class HearTeacher(SequenceTeacher):
         with recording_reads() as reads:
             super()._load(device)
         known = {row["file"]: row for row in _MODULE_WEIGHTS.get(self.module_name, [])}
-        known.update({row["file"]: row for row in weight_files(reads)})
+        known.update({row["file"]: row for row in weight_files_read(reads)})
         _MODULE_WEIGHTS[self.module_name] = sorted(known.values(), key=lambda row: (row["package"], row["file"]))
 
     def _load_model(self, device: str) -> None:
