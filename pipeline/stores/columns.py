@@ -1,0 +1,193 @@
+"""Columns of strings for the compact index: one byte blob plus end offsets, or raw sha256 digests.
+
+A million track ids cost their UTF-8 bytes plus 8 bytes each, not a million Python strings.
+Columns are validated with whole-array numpy operations, because an index is input from
+someone else (:func:`check_id_column` refuses exactly what :func:`~pipeline.stores.index.check_track_id`
+refuses, without a Python loop over the ids).
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from pipeline.errors import StoreError
+
+#: lower-case hex digits, as bytes (for turning raw digests back into text without a loop)
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+_SHA_HEX = re.compile(r"[0-9a-f]*")
+#: bytes of one sha256 digest
+DIGEST_BYTES = 32
+
+
+def id_hash(key: bytes) -> int:
+    """The 64-bit lookup hash of a track id's UTF-8 bytes (blake2b, stable across processes)."""
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+
+
+class TextColumn:
+    """``n`` strings: ``blob`` (uint8 UTF-8 bytes) and ``ends`` (int64, end of string i in the blob),
+    or ``digests`` (uint8 (n, 32)) when every string is a 64-digit lower-case hex sha256.
+
+    Args:
+        blob, ends: the UTF-8 form (both or neither).
+        digests: the digest form.
+    """
+
+    def __init__(self, *, blob: np.ndarray | None = None, ends: np.ndarray | None = None,
+                 digests: np.ndarray | None = None) -> None:
+        self.blob, self.ends, self.digests = blob, ends, digests
+
+    @classmethod
+    def build(cls, values: Sequence[str], *, allow_digests: bool = True) -> "TextColumn":
+        """The column of ``values`` (digest form when they are all sha256 hex and ``allow_digests``)."""
+        joined = "".join(values)
+        if allow_digests and len(joined) == 64 * len(values) and _SHA_HEX.fullmatch(joined) \
+                and all(len(v) == 64 for v in values):
+            raw = np.frombuffer(bytes.fromhex(joined), dtype=np.uint8).reshape(len(values), DIGEST_BYTES)
+            return cls(digests=raw.copy())
+        encoded = [v.encode("utf-8") for v in values]
+        ends = np.cumsum([len(e) for e in encoded], dtype=np.int64) if encoded else np.zeros(0, np.int64)
+        return cls(blob=np.frombuffer(b"".join(encoded), dtype=np.uint8).copy(), ends=ends)
+
+    def __len__(self) -> int:
+        return len(self.digests) if self.digests is not None else len(self.ends)  # type: ignore[arg-type]
+
+    def key(self, i: int) -> bytes:
+        """UTF-8 bytes of string ``i`` (hex text for the digest form)."""
+        if self.digests is not None:
+            return self.digests[i].tobytes().hex().encode("ascii")
+        start = int(self.ends[i - 1]) if i > 0 else 0  # type: ignore[index]
+        return self.blob[start:int(self.ends[i])].tobytes()  # type: ignore[index]
+
+    def __getitem__(self, i: int) -> str:
+        return self.key(i).decode("utf-8")
+
+    def strings(self) -> list[str]:
+        """Every string, in order (one decode of the blob)."""
+        if self.digests is not None:
+            return [row.tobytes().hex() for row in self.digests]
+        text = self.blob.tobytes().decode("utf-8")  # type: ignore[union-attr]
+        if len(text) == len(self.blob):  # ASCII: characters are bytes
+            bounds = self.ends.tolist()  # type: ignore[union-attr]
+        else:
+            lead = np.concatenate([[0], np.cumsum((self.blob & 0xC0) != 0x80, dtype=np.int64)])  # type: ignore[operator]
+            bounds = lead[self.ends].tolist()
+        return [text[a:b] for a, b in zip([0] + bounds[:-1], bounds)]
+
+    def nbytes(self) -> int:
+        """Bytes held in memory."""
+        if self.digests is not None:
+            return int(self.digests.nbytes)
+        return int(self.blob.nbytes + self.ends.nbytes)  # type: ignore[union-attr]
+
+    def as_text(self) -> "TextColumn":
+        """The UTF-8 form of this column (a copy for the digest form)."""
+        if self.digests is None:
+            return self
+        text = np.empty((len(self.digests), 2 * DIGEST_BYTES), dtype=np.uint8)
+        text[:, 0::2] = _HEX[self.digests >> 4]
+        text[:, 1::2] = _HEX[self.digests & 15]
+        ends = np.arange(1, len(text) + 1, dtype=np.int64) * (2 * DIGEST_BYTES)
+        return TextColumn(blob=text.reshape(-1), ends=ends)
+
+    def arrays(self, name: str) -> dict[str, np.ndarray]:
+        """The arrays saved for this column under ``name`` (``name.digests`` or ``name.blob`` + ``name.ends``)."""
+        if self.digests is not None:
+            return {f"{name}.digests": self.digests}
+        return {f"{name}.blob": self.blob, f"{name}.ends": self.ends}  # type: ignore[dict-item]
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], name: str, n: int, *, where: str,
+                    max_chars: int) -> "TextColumn":
+        """The column ``name`` of ``n`` strings, checked: sizes, UTF-8, at most ``max_chars`` characters each.
+
+        Raises:
+            StoreError: naming ``where`` and the column.
+        """
+        if f"{name}.digests" in arrays:
+            digests = arrays[f"{name}.digests"]
+            if digests.shape != (n, DIGEST_BYTES):
+                raise StoreError(f"{where}: {name} digests have shape {digests.shape}, expected ({n}, 32)")
+            return cls(digests=digests)
+        blob, ends = arrays.get(f"{name}.blob"), arrays.get(f"{name}.ends")
+        if blob is None or ends is None:
+            raise StoreError(f"{where}: column {name!r} is missing; refusing the index")
+        column = cls(blob=blob, ends=ends)
+        column._check(n, where=where, name=name, max_chars=max_chars)
+        return column
+
+    def starts(self) -> np.ndarray:
+        """Start of every string in the blob (int64, (n,))."""
+        return np.concatenate([[0], self.ends[:-1]]).astype(np.int64)  # type: ignore[index]
+
+    def _check(self, n: int, *, where: str, name: str, max_chars: int) -> None:
+        blob, ends = self.blob, self.ends
+        if blob.ndim != 1 or ends.shape != (n,):  # type: ignore[union-attr]
+            raise StoreError(f"{where}: column {name!r} holds {ends.shape} ends for {n} rows")  # type: ignore[union-attr]
+        starts = self.starts()
+        if n and (ends[-1] != len(blob) or (ends < starts).any()):  # type: ignore[index, operator]
+            raise StoreError(f"{where}: column {name!r} has end offsets outside its bytes; refusing the index")
+        if n == 0 and len(blob):  # type: ignore[arg-type]
+            raise StoreError(f"{where}: column {name!r} holds bytes but no rows")
+        lead = (blob & 0xC0) != 0x80  # type: ignore[operator]  # the first byte of every UTF-8 character
+        inside = starts < ends  # type: ignore[operator]
+        if (~lead[starts[inside]]).any():
+            raise StoreError(f"{where}: column {name!r} splits a UTF-8 character; refusing the index")
+        try:
+            blob.tobytes().decode("utf-8")  # type: ignore[union-attr]
+        except UnicodeDecodeError as exc:
+            raise StoreError(f"{where}: column {name!r} is not UTF-8 ({exc.reason}); refusing the index") from None
+        chars = np.diff(np.concatenate([[0], np.cumsum(lead, dtype=np.int64)])[np.concatenate([[0], ends])])
+        if n and chars.max() > max_chars:
+            row = int(np.argmax(chars))
+            raise StoreError(f"{where}: {name} of row {row} is {int(chars[row])} characters (> {max_chars})")
+
+
+def concat_columns(columns: Sequence[TextColumn]) -> TextColumn:
+    """One column holding ``columns`` one after the other (digest form when all are)."""
+    if columns and all(c.digests is not None for c in columns):
+        return TextColumn(digests=np.concatenate([c.digests for c in columns]))  # type: ignore[misc]
+    texts = [c.as_text() for c in columns]
+    shift = np.cumsum([0] + [len(t.blob) for t in texts[:-1]], dtype=np.int64)  # type: ignore[arg-type]
+    ends = [t.ends + s for t, s in zip(texts, shift)]  # type: ignore[operator]
+    blob = np.concatenate([t.blob for t in texts]) if texts else np.zeros(0, np.uint8)  # type: ignore[misc]
+    return TextColumn(blob=blob, ends=np.concatenate(ends) if ends else np.zeros(0, np.int64))
+
+
+def check_id_column(ids: TextColumn, *, where: str) -> None:
+    """Refuse ids that :func:`~pipeline.stores.index.check_track_id` refuses, vectorised over the column.
+
+    An id is refused when it is empty, starts with ``/``, has a ``..`` path component, a
+    backslash or a control character (lengths and UTF-8 are checked by :meth:`TextColumn.from_arrays`).
+
+    Raises:
+        StoreError: quoting the first refused id, as :func:`check_track_id` words it.
+    """
+    from pipeline.stores.index import check_track_id
+
+    blob, ends = ids.blob, ids.ends
+    if blob is None or ends is None or len(ends) == 0:
+        return
+    starts = ids.starts()
+    bad_rows = (ends == starts).copy()
+    bad_rows |= np.append(blob, 0)[starts] == ord("/")
+    byte_bad = (blob < 0x20) | (blob == 0x7F) | (blob == ord("\\"))
+    is_start = np.zeros(len(blob) + 1, dtype=bool)
+    is_start[starts] = True
+    is_end = np.zeros(len(blob) + 1, dtype=bool)
+    is_end[ends] = True
+    dots = np.zeros(len(blob), dtype=bool)
+    dots[:-1] = (blob[:-1] == ord(".")) & (blob[1:] == ord(".")) & ~is_start[1:-1]
+    slash = np.append(blob == ord("/"), False)
+    left = is_start[:-1] | np.concatenate([[True], slash[:-2]])
+    right = np.zeros(len(blob), dtype=bool)
+    right[:-1] = is_end[2:] | slash[2:]
+    byte_bad |= dots & left & right
+    if byte_bad.any():
+        bad_rows[np.searchsorted(ends, np.flatnonzero(byte_bad), side="right")] = True
+    if bad_rows.any():
+        check_track_id(ids[int(np.argmax(bad_rows))], where=where)
+        raise StoreError(f"{where}: track id {ids[int(np.argmax(bad_rows))][:80]!r} is not allowed; refusing it")
