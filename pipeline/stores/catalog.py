@@ -99,7 +99,9 @@ def catalog_text(rows: list[SegmentRow]) -> str:
     return json.dumps({"format": INDEX_FORMAT, "segments": [r.to_json() for r in rows]}, indent=1) + "\n"
 
 
-def plan_commit(rows: list[SegmentRow], loaded: Mapping[str, Segment], new: Segment) -> tuple[list[SegmentRow], Segment]:
+def plan_commit(
+    rows: list[SegmentRow], loaded: Mapping[str, Segment], new: Segment
+) -> tuple[list[SegmentRow], Segment]:
     """The rows after committing ``new``, and the one segment to write.
 
     The newest loaded segments no larger than the growing new one are merged into it

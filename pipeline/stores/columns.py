@@ -44,8 +44,8 @@ class TextColumn:
     def build(cls, values: Sequence[str], *, allow_digests: bool = True) -> "TextColumn":
         """The column of ``values`` (digest form when they are all sha256 hex and ``allow_digests``)."""
         joined = "".join(values)
-        if allow_digests and len(joined) == 64 * len(values) and _SHA_HEX.fullmatch(joined) \
-                and all(len(v) == 64 for v in values):
+        digests = len(joined) == 64 * len(values) and all(len(v) == 64 for v in values)
+        if allow_digests and digests and _SHA_HEX.fullmatch(joined):
             raw = np.frombuffer(bytes.fromhex(joined), dtype=np.uint8).reshape(len(values), DIGEST_BYTES)
             return cls(digests=raw.copy())
         encoded = [v.encode("utf-8") for v in values]
@@ -53,35 +53,44 @@ class TextColumn:
         return cls(blob=np.frombuffer(b"".join(encoded), dtype=np.uint8).copy(), ends=ends)
 
     def __len__(self) -> int:
-        return len(self.digests) if self.digests is not None else len(self.ends)  # type: ignore[arg-type]
+        return len(self.digests) if self.digests is not None else len(self._utf8()[1])
 
     def key(self, i: int) -> bytes:
         """UTF-8 bytes of string ``i`` (hex text for the digest form)."""
         if self.digests is not None:
             return self.digests[i].tobytes().hex().encode("ascii")
-        start = int(self.ends[i - 1]) if i > 0 else 0  # type: ignore[index]
-        return self.blob[start:int(self.ends[i])].tobytes()  # type: ignore[index]
+        blob, ends = self._utf8()
+        start = int(ends[i - 1]) if i > 0 else 0
+        return blob[start:int(ends[i])].tobytes()
 
     def __getitem__(self, i: int) -> str:
         return self.key(i).decode("utf-8")
+
+    def _utf8(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(blob, ends)`` of the UTF-8 form (call on that form only)."""
+        if self.blob is None or self.ends is None:
+            raise StoreError("internal: a digest column has no UTF-8 blob")
+        return self.blob, self.ends
 
     def strings(self) -> list[str]:
         """Every string, in order (one decode of the blob)."""
         if self.digests is not None:
             return [row.tobytes().hex() for row in self.digests]
-        text = self.blob.tobytes().decode("utf-8")  # type: ignore[union-attr]
-        if len(text) == len(self.blob):  # ASCII: characters are bytes
-            bounds = self.ends.tolist()  # type: ignore[union-attr]
+        blob, ends = self._utf8()
+        text = blob.tobytes().decode("utf-8")
+        if len(text) == len(blob):  # ASCII: characters are bytes
+            bounds = ends.tolist()
         else:
-            lead = np.concatenate([[0], np.cumsum((self.blob & 0xC0) != 0x80, dtype=np.int64)])  # type: ignore[operator]
-            bounds = lead[self.ends].tolist()
+            lead = np.concatenate([[0], np.cumsum((blob & 0xC0) != 0x80, dtype=np.int64)])
+            bounds = lead[ends].tolist()
         return [text[a:b] for a, b in zip([0] + bounds[:-1], bounds)]
 
     def nbytes(self) -> int:
         """Bytes held in memory."""
         if self.digests is not None:
             return int(self.digests.nbytes)
-        return int(self.blob.nbytes + self.ends.nbytes)  # type: ignore[union-attr]
+        blob, ends = self._utf8()
+        return int(blob.nbytes + ends.nbytes)
 
     def as_text(self) -> "TextColumn":
         """The UTF-8 form of this column (a copy for the digest form)."""
@@ -97,7 +106,8 @@ class TextColumn:
         """The arrays saved for this column under ``name`` (``name.digests`` or ``name.blob`` + ``name.ends``)."""
         if self.digests is not None:
             return {f"{name}.digests": self.digests}
-        return {f"{name}.blob": self.blob, f"{name}.ends": self.ends}  # type: ignore[dict-item]
+        blob, ends = self._utf8()
+        return {f"{name}.blob": blob, f"{name}.ends": ends}
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], name: str, n: int, *, where: str,
@@ -121,23 +131,23 @@ class TextColumn:
 
     def starts(self) -> np.ndarray:
         """Start of every string in the blob (int64, (n,))."""
-        return np.concatenate([[0], self.ends[:-1]]).astype(np.int64)  # type: ignore[index]
+        return np.concatenate([[0], self._utf8()[1][:-1]]).astype(np.int64)
 
     def _check(self, n: int, *, where: str, name: str, max_chars: int) -> None:
-        blob, ends = self.blob, self.ends
-        if blob.ndim != 1 or ends.shape != (n,):  # type: ignore[union-attr]
-            raise StoreError(f"{where}: column {name!r} holds {ends.shape} ends for {n} rows")  # type: ignore[union-attr]
+        blob, ends = self._utf8()
+        if blob.ndim != 1 or ends.shape != (n,):
+            raise StoreError(f"{where}: column {name!r} holds {ends.shape} ends for {n} rows")
         starts = self.starts()
-        if n and (ends[-1] != len(blob) or (ends < starts).any()):  # type: ignore[index, operator]
+        if n and (ends[-1] != len(blob) or (ends < starts).any()):
             raise StoreError(f"{where}: column {name!r} has end offsets outside its bytes; refusing the index")
-        if n == 0 and len(blob):  # type: ignore[arg-type]
+        if n == 0 and len(blob):
             raise StoreError(f"{where}: column {name!r} holds bytes but no rows")
-        lead = (blob & 0xC0) != 0x80  # type: ignore[operator]  # the first byte of every UTF-8 character
-        inside = starts < ends  # type: ignore[operator]
+        lead = (blob & 0xC0) != 0x80  # the first byte of every UTF-8 character
+        inside = starts < ends
         if (~lead[starts[inside]]).any():
             raise StoreError(f"{where}: column {name!r} splits a UTF-8 character; refusing the index")
         try:
-            blob.tobytes().decode("utf-8")  # type: ignore[union-attr]
+            blob.tobytes().decode("utf-8")
         except UnicodeDecodeError as exc:
             raise StoreError(f"{where}: column {name!r} is not UTF-8 ({exc.reason}); refusing the index") from None
         chars = np.diff(np.concatenate([[0], np.cumsum(lead, dtype=np.int64)])[np.concatenate([[0], ends])])
@@ -148,12 +158,13 @@ class TextColumn:
 
 def concat_columns(columns: Sequence[TextColumn]) -> TextColumn:
     """One column holding ``columns`` one after the other (digest form when all are)."""
-    if columns and all(c.digests is not None for c in columns):
-        return TextColumn(digests=np.concatenate([c.digests for c in columns]))  # type: ignore[misc]
-    texts = [c.as_text() for c in columns]
-    shift = np.cumsum([0] + [len(t.blob) for t in texts[:-1]], dtype=np.int64)  # type: ignore[arg-type]
-    ends = [t.ends + s for t, s in zip(texts, shift)]  # type: ignore[operator]
-    blob = np.concatenate([t.blob for t in texts]) if texts else np.zeros(0, np.uint8)  # type: ignore[misc]
+    digests = [c.digests for c in columns if c.digests is not None]
+    if columns and len(digests) == len(columns):
+        return TextColumn(digests=np.concatenate(digests))
+    texts = [c.as_text()._utf8() for c in columns]
+    shift = np.cumsum([0] + [len(blob) for blob, _ends in texts[:-1]], dtype=np.int64)
+    ends = [e + s for (_blob, e), s in zip(texts, shift)]
+    blob = np.concatenate([b for b, _e in texts]) if texts else np.zeros(0, np.uint8)
     return TextColumn(blob=blob, ends=np.concatenate(ends) if ends else np.zeros(0, np.int64))
 
 

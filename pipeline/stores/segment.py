@@ -163,7 +163,8 @@ def build_segment(part: PartIndex) -> Segment:
         track_part=np.zeros(len(entries), np.int32), offset=np.array([e.offset for e in entries], np.int64),
         frames=np.array([e.n_frames for e in entries], np.int64),
         duration=np.array([e.duration for e in entries], np.float64), ids=ids,
-        checksum=TextColumn.build([e.checksum for e in entries]), audio=TextColumn.build([e.audio_sha256 for e in entries]),
+        checksum=TextColumn.build([e.checksum for e in entries]),
+        audio=TextColumn.build([e.audio_sha256 for e in entries]),
         lookup_hash=hashes, lookup_row=rows,
     )
 
@@ -182,7 +183,7 @@ def merge_segments(segments: Sequence[Segment]) -> Segment:
         backend=first.backend, dim=first.dim, dtype=first.dtype,
         part_seq=np.concatenate([s.part_seq for s in segments]),
         part_rows=np.concatenate([s.part_rows for s in segments]),
-        track_part=np.concatenate([s.track_part.astype(np.int64) + k for s, k in zip(segments, shift)]).astype(np.int32),
+        track_part=np.concatenate([s.track_part + np.int32(k) for s, k in zip(segments, shift)]).astype(np.int32),
         offset=np.concatenate([s.offset for s in segments]), frames=np.concatenate([s.frames for s in segments]),
         duration=np.concatenate([s.duration for s in segments]),
         ids=concat_columns([s.ids for s in segments]), checksum=concat_columns([s.checksum for s in segments]),
