@@ -263,3 +263,15 @@ def test_upgrade_refuses_a_store_with_missing_parts(tmp_path: Path) -> None:
     result = invoke(None, "store", "upgrade", str(root))
     assert result.exit_code == 1 and "would drop their tracks" in result.output
     assert json.loads((root / "parts.json").read_text())["format"] == 1  # untouched
+
+
+def test_id_checks_hold_across_blocks_of_rows() -> None:
+    from pipeline.stores.columns import TextColumn, check_id_column
+
+    ids = [f"d{i % 7}/track-{i}" for i in range(70_000)]
+    check_id_column(TextColumn.build(ids, allow_digests=False), where="test")
+    for at, bad in [(65_535, "x/../y"), (65_536, ".."), (69_999, "tail\x00")]:
+        column = TextColumn.build(ids[:at] + [bad] + ids[at + 1:], allow_digests=False)
+        with pytest.raises(StoreError, match="is not allowed"):
+            check_id_column(column, where="test")
+    assert TextColumn.build(ids).slice(65_530, 65_540).strings() == ids[65_530:65_540]

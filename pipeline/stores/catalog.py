@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -152,6 +152,18 @@ class StoreIndex:
                 return seg, row
         return None
 
+    def contains_many(self, track_ids: Sequence[str]) -> np.ndarray:
+        """(n,) bool: which of ``track_ids`` are committed (one vectorised search per segment)."""
+        keys = [t.encode("utf-8", "surrogatepass") for t in track_ids]
+        hashes = np.fromiter((id_hash(k) for k in keys), dtype=np.uint64, count=len(keys))
+        found = np.zeros(len(keys), dtype=bool)
+        for seg in self.segments:
+            at = np.minimum(np.searchsorted(seg.lookup_hash, hashes), max(len(seg) - 1, 0))
+            maybe = (seg.lookup_hash[at] == hashes) & ~found if len(seg) else found & False
+            for i in np.flatnonzero(maybe).tolist():  # equal hashes: compare the ids themselves
+                found[i] = seg.find(keys[i], int(hashes[i])) >= 0
+        return found
+
     def get(self, track_id: str) -> TrackEntry | None:
         """The entry of ``track_id`` (None when absent)."""
         found = self.find(track_id)
@@ -219,10 +231,10 @@ class StoreIndex:
         """Loaded parts by name (each :class:`PartIndex` is built when asked for)."""
         return PartsView(self)
 
-    def part(self, name: str) -> PartIndex | None:
-        """The :class:`PartIndex` of part ``name`` (None when not loaded)."""
+    def part(self, name: str, *, entries: bool = True) -> PartIndex | None:
+        """The :class:`PartIndex` of part ``name`` (None when not loaded; ``entries=False``: header only)."""
         found = self._positions().get(name)
-        return None if found is None else found[0].part(found[1])
+        return None if found is None else found[0].part(found[1], entries=entries)
 
     def part_names(self) -> list[str]:
         """Loaded part names in commit order."""

@@ -7,6 +7,7 @@ refuses, without a Python loop over the ids).
 """
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
 from typing import Mapping, Sequence
@@ -20,6 +21,9 @@ _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _SHA_HEX = re.compile(r"[0-9a-f]*")
 #: bytes of one sha256 digest
 DIGEST_BYTES = 32
+#: checks run over blocks of this many rows / bytes (bounded temporaries)
+_BLOCK_ROWS = 1 << 16
+_BLOCK_BYTES = 1 << 22
 
 
 def id_hash(key: bytes) -> int:
@@ -85,6 +89,14 @@ class TextColumn:
             bounds = lead[ends].tolist()
         return [text[a:b] for a, b in zip([0] + bounds[:-1], bounds)]
 
+    def slice(self, lo: int, hi: int) -> "TextColumn":
+        """Strings ``[lo, hi)`` as a column (views, no copy)."""
+        if self.digests is not None:
+            return TextColumn(digests=self.digests[lo:hi])
+        blob, ends = self._utf8()
+        base = int(ends[lo - 1]) if lo > 0 else 0
+        return TextColumn(blob=blob[base:int(ends[hi - 1]) if hi > lo else base], ends=ends[lo:hi] - base)
+
     def nbytes(self) -> int:
         """Bytes held in memory."""
         if self.digests is not None:
@@ -134,26 +146,30 @@ class TextColumn:
         return np.concatenate([[0], self._utf8()[1][:-1]]).astype(np.int64)
 
     def _check(self, n: int, *, where: str, name: str, max_chars: int) -> None:
+        """Sizes, offsets, UTF-8 and lengths, with temporaries of O(n) or one block, never O(blob) int64."""
         blob, ends = self._utf8()
         if blob.ndim != 1 or ends.shape != (n,):
             raise StoreError(f"{where}: column {name!r} holds {ends.shape} ends for {n} rows")
-        starts = self.starts()
-        if n and (ends[-1] != len(blob) or (ends < starts).any()):
+        if n == 0:
+            if len(blob):
+                raise StoreError(f"{where}: column {name!r} holds bytes but no rows")
+            return
+        sizes = np.diff(ends, prepend=0)
+        if ends[-1] != len(blob) or (sizes < 0).any():
             raise StoreError(f"{where}: column {name!r} has end offsets outside its bytes; refusing the index")
-        if n == 0 and len(blob):
-            raise StoreError(f"{where}: column {name!r} holds bytes but no rows")
-        lead = (blob & 0xC0) != 0x80  # the first byte of every UTF-8 character
-        inside = starts < ends
-        if (~lead[starts[inside]]).any():
+        starts = ends - sizes
+        if ((blob[starts[sizes > 0]] & 0xC0) == 0x80).any():
             raise StoreError(f"{where}: column {name!r} splits a UTF-8 character; refusing the index")
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        view = memoryview(blob)
         try:
-            blob.tobytes().decode("utf-8")
+            for at in range(0, len(blob), _BLOCK_BYTES):
+                decoder.decode(view[at:at + _BLOCK_BYTES], final=at + _BLOCK_BYTES >= len(blob))
         except UnicodeDecodeError as exc:
             raise StoreError(f"{where}: column {name!r} is not UTF-8 ({exc.reason}); refusing the index") from None
-        chars = np.diff(np.concatenate([[0], np.cumsum(lead, dtype=np.int64)])[np.concatenate([[0], ends])])
-        if n and chars.max() > max_chars:
-            row = int(np.argmax(chars))
-            raise StoreError(f"{where}: {name} of row {row} is {int(chars[row])} characters (> {max_chars})")
+        for row in np.flatnonzero(sizes > max_chars).tolist():  # bytes >= characters: only these can be too long
+            if len(self[row]) > max_chars:
+                raise StoreError(f"{where}: {name} of row {row} is {len(self[row])} characters (> {max_chars})")
 
 
 def concat_columns(columns: Sequence[TextColumn]) -> TextColumn:
@@ -173,17 +189,28 @@ def check_id_column(ids: TextColumn, *, where: str) -> None:
 
     An id is refused when it is empty, starts with ``/``, has a ``..`` path component, a
     backslash or a control character (lengths and UTF-8 are checked by :meth:`TextColumn.from_arrays`).
+    The column is checked in blocks of rows, so temporaries stay small whatever its size.
 
     Raises:
         StoreError: quoting the first refused id, as :func:`check_track_id` words it.
     """
     from pipeline.stores.index import check_track_id
 
-    blob, ends = ids.blob, ids.ends
-    if blob is None or ends is None or len(ends) == 0:
-        return
+    blob, ends = ids._utf8()
     starts = ids.starts()
-    bad_rows = (ends == starts).copy()
+    for lo in range(0, len(ends), _BLOCK_ROWS):
+        hi = min(lo + _BLOCK_ROWS, len(ends))
+        base = int(starts[lo])
+        bad = _bad_ids(blob[base:int(ends[hi - 1])], starts[lo:hi] - base, ends[lo:hi] - base)
+        if bad.any():
+            row = lo + int(np.argmax(bad))
+            check_track_id(ids[row], where=where)
+            raise StoreError(f"{where}: track id {ids[row][:80]!r} is not allowed; refusing it")
+
+
+def _bad_ids(blob: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """(n,) bool: which ids of a self-contained block (``blob`` from the first id's start) are refused."""
+    bad_rows = ends == starts
     bad_rows |= np.append(blob, 0)[starts] == ord("/")
     byte_bad = (blob < 0x20) | (blob == 0x7F) | (blob == ord("\\"))
     is_start = np.zeros(len(blob) + 1, dtype=bool)
@@ -199,6 +226,4 @@ def check_id_column(ids: TextColumn, *, where: str) -> None:
     byte_bad |= dots & left & right
     if byte_bad.any():
         bad_rows[np.searchsorted(ends, np.flatnonzero(byte_bad), side="right")] = True
-    if bad_rows.any():
-        check_track_id(ids[int(np.argmax(bad_rows))], where=where)
-        raise StoreError(f"{where}: track id {ids[int(np.argmax(bad_rows))][:80]!r} is not allowed; refusing it")
+    return bad_rows

@@ -120,8 +120,16 @@ class Segment:
             self._bounds = np.searchsorted(self.track_part, np.arange(len(self.part_seq) + 1), side="left")
         return self._bounds
 
-    def part(self, position: int) -> PartIndex:
-        """The :class:`PartIndex` (with its entries) of the part at ``position``."""
+    def entries(self, lo: int, hi: int) -> tuple[TrackEntry, ...]:
+        """The :class:`TrackEntry` of rows ``[lo, hi)``, converted column by column."""
+        names = [part_name(int(s)) for s in self.part_seq[self.track_part[lo:hi]]]
+        columns = (self.ids.slice(lo, hi).strings(), names, self.offset[lo:hi].tolist(), self.frames[lo:hi].tolist(),
+                   self.audio.slice(lo, hi).strings(), self.duration[lo:hi].tolist(),
+                   self.checksum.slice(lo, hi).strings())
+        return tuple(TrackEntry(*row) for row in zip(*columns))
+
+    def part(self, position: int, *, entries: bool = True) -> PartIndex:
+        """The :class:`PartIndex` of the part at ``position`` (``entries=False``: its header only)."""
         lo, hi = (int(b) for b in self.part_bounds()[position:position + 2])
         name = part_name(int(self.part_seq[position]))
         from pipeline.stores.backend import get_backend
@@ -129,7 +137,7 @@ class Segment:
         return PartIndex(
             name=name, seq=int(self.part_seq[position]), backend=self.backend,
             file=name + get_backend(self.backend).suffix, n_frames=int(self.part_rows[position]),
-            dim=self.dim, dtype=self.dtype, entries=tuple(self.entry(r) for r in range(lo, hi)),
+            dim=self.dim, dtype=self.dtype, entries=self.entries(lo, hi) if entries else (),
         )
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -352,7 +360,8 @@ def hash_problems(seg: Segment) -> list[str]:
     """Rows whose stored lookup hash is not the hash of their id (a lookup would miss them)."""
     stored = np.empty(len(seg), dtype=np.uint64)
     stored[seg.lookup_row] = seg.lookup_hash
-    wrong = [seg.ids[r] for r in range(len(seg)) if id_hash(seg.ids.key(r)) != int(stored[r])]
+    ids = seg.ids.strings()
+    wrong = [track for track, h in zip(ids, stored.tolist()) if id_hash(track.encode("utf-8")) != h]
     if not wrong:
         return []
     shown = ", ".join(repr(i) for i in wrong[:20]) + (f" and {len(wrong) - 20} more" if len(wrong) > 20 else "")

@@ -175,7 +175,7 @@ class EmbeddingStore:
             self._pid = os.getpid()
         reader = self._readers.get(part)
         if reader is None:
-            info = self._index.part(part)
+            info = self._index.part(part, entries=False)
             if info is None:
                 raise StoreError(f"part {part!r} is not committed in store {self.path}")
             backend = get_backend(info.backend)

@@ -428,8 +428,9 @@ class PartWriter:
             return []
         store = self.store
         store.refresh()
-        fresh = [t for t in items if t.track_id not in store]
-        self.dropped.extend(t.track_id for t in items if t.track_id in store)
+        present = store.index.contains_many([t.track_id for t in items])
+        fresh = [t for t, there in zip(items, present) if not there]
+        self.dropped.extend(t.track_id for t, there in zip(items, present) if there)
         if not fresh:
             return []
         backend = get_backend(store.backend)
@@ -480,8 +481,9 @@ class PartWriter:
             if store.index.format != 2:
                 raise StoreError(f"store {store.path} was given a format-1 index meanwhile; run "
                                  f"`pipeline store upgrade {store.path}`")
-            keep = [(t, int(o)) for t, o in zip(items, offsets[:-1]) if t.track_id not in store]
-            self.dropped.extend(t.track_id for t in items if t.track_id in store)
+            present = store.index.contains_many([t.track_id for t in items])
+            keep = [(t, int(o)) for t, o, there in zip(items, offsets[:-1], present) if not there]
+            self.dropped.extend(t.track_id for t, there in zip(items, present) if there)
             if not keep:
                 return []
             parts_dir = self.root / PARTS_DIR
