@@ -161,7 +161,7 @@ class TextColumn:
         if ((blob[starts[sizes > 0]] & 0xC0) == 0x80).any():
             raise StoreError(f"{where}: column {name!r} splits a UTF-8 character; refusing the index")
         decoder = codecs.getincrementaldecoder("utf-8")()
-        view = memoryview(blob)
+        view = np.ascontiguousarray(blob).data
         try:
             for at in range(0, len(blob), _BLOCK_BYTES):
                 decoder.decode(view[at:at + _BLOCK_BYTES], final=at + _BLOCK_BYTES >= len(blob))
