@@ -211,19 +211,16 @@ def check_id_column(ids: TextColumn, *, where: str) -> None:
 def _bad_ids(blob: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """(n,) bool: which ids of a self-contained block (``blob`` from the first id's start) are refused."""
     bad_rows = ends == starts
-    bad_rows |= np.append(blob, 0)[starts] == ord("/")
-    byte_bad = (blob < 0x20) | (blob == 0x7F) | (blob == ord("\\"))
-    is_start = np.zeros(len(blob) + 1, dtype=bool)
-    is_start[starts] = True
-    is_end = np.zeros(len(blob) + 1, dtype=bool)
-    is_end[ends] = True
-    dots = np.zeros(len(blob), dtype=bool)
-    dots[:-1] = (blob[:-1] == ord(".")) & (blob[1:] == ord(".")) & ~is_start[1:-1]
-    slash = np.append(blob == ord("/"), False)
-    left = is_start[:-1] | np.concatenate([[True], slash[:-2]])
-    right = np.zeros(len(blob), dtype=bool)
-    right[:-1] = is_end[2:] | slash[2:]
-    byte_bad |= dots & left & right
-    if byte_bad.any():
-        bad_rows[np.searchsorted(ends, np.flatnonzero(byte_bad), side="right")] = True
+    filled = ~bad_rows
+    bad_rows[filled] |= blob[starts[filled]] == ord("/")
+    byte_bad = np.flatnonzero((blob < 0x20) | (blob == 0x7F) | (blob == ord("\\")))
+    bad_rows[np.searchsorted(ends, byte_bad, side="right")] = True
+    pairs = np.flatnonzero((blob[:-1] == ord(".")) & (blob[1:] == ord(".")))  # ".." anywhere: rare
+    if pairs.size:
+        row = np.searchsorted(ends, pairs, side="right")
+        first, end = starts[row], ends[row]
+        inside = pairs + 2 <= end
+        left = (pairs == first) | (blob[np.maximum(pairs - 1, 0)] == ord("/"))
+        right = (pairs + 2 == end) | (blob[np.minimum(pairs + 2, len(blob) - 1)] == ord("/"))
+        bad_rows[row[inside & left & right]] = True
     return bad_rows

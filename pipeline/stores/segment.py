@@ -14,6 +14,7 @@ import io
 import json
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, replace
 from typing import IO, Any, Callable, Iterator, Mapping, Sequence
 
@@ -225,27 +226,69 @@ def segment_writer(segment: Segment) -> Callable[[IO[bytes]], None]:
     return lambda handle: write_segment(handle, segment)
 
 
-def _npy(raw: bytes, name: str, where: str) -> np.ndarray:
-    """The array in ``raw`` (``.npy`` bytes), checked against :data:`ARRAYS` before it is read."""
+def _npy_header(head: bytes, name: str, where: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """``(shape, dtype, data offset)`` of the ``.npy`` header at the start of ``head``, checked against
+    :data:`ARRAYS` (nothing is allocated from it before this check)."""
     dtype_name, ndim = ARRAYS[name]
-    head = io.BytesIO(raw[:65536])
+    buffer = io.BytesIO(head)
     try:
-        version = np.lib.format.read_magic(head)
+        version = np.lib.format.read_magic(buffer)
         reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = reader(head)
-    except (ValueError, SyntaxError, TypeError) as exc:
+        shape, fortran, dtype = reader(buffer)
+    except (ValueError, SyntaxError, TypeError, EOFError) as exc:
         raise StoreError(f"{where}: array {name!r} has a bad header ({str(exc)[:80]}); refusing the index") from None
     if dtype != np.dtype(dtype_name) or fortran or len(shape) != ndim:
         raise StoreError(f"{where}: array {name!r} is {dtype} {shape}, expected {dtype_name} with {ndim} dims")
+    return shape, dtype, buffer.tell()
+
+
+def _npy(raw: bytes, name: str, where: str) -> np.ndarray:
+    """The array in ``raw`` (``.npy`` bytes), checked against :data:`ARRAYS` before it is read."""
+    shape, dtype, offset = _npy_header(raw[:65536], name, where)
     count = int(np.prod(shape, dtype=object))
-    if len(raw) - head.tell() != count * dtype.itemsize:
-        raise StoreError(f"{where}: array {name!r} declares {shape} but holds {len(raw) - head.tell()} bytes")
-    return np.frombuffer(raw, dtype=dtype, count=count, offset=head.tell()).reshape(shape)
+    if len(raw) - offset != count * dtype.itemsize:
+        raise StoreError(f"{where}: array {name!r} declares {shape} but holds {len(raw) - offset} bytes")
+    return np.frombuffer(raw, dtype=dtype, count=count, offset=offset).reshape(shape)
+
+
+def _read_stored(handle: IO[bytes], info: zipfile.ZipInfo, size: int, where: str) -> np.ndarray:
+    """A stored ``.npy`` member read straight into its array (one copy), its CRC checked.
+
+    ``size`` is the file's real size: a member the central directory places beyond it is refused
+    before anything is allocated.
+    """
+    name = info.filename[:-4]
+    handle.seek(info.header_offset)
+    local = handle.read(30)
+    if len(local) != 30 or local[:4] != b"PK\x03\x04":
+        raise StoreError(f"{where}: member {info.filename!r} has no local header; refusing the index")
+    start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + int.from_bytes(local[28:30], "little")
+    if start + info.file_size > size:
+        raise StoreError(f"{where}: member {info.filename!r} ends past the file; refusing the index")
+    handle.seek(start)
+    head = handle.read(min(info.file_size, 65536))
+    shape, dtype, offset = _npy_header(head, name, where)
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if info.file_size - offset != nbytes:
+        raise StoreError(f"{where}: array {name!r} declares {shape} but holds {info.file_size - offset} bytes")
+    array = np.empty(shape, dtype=dtype)
+    handle.seek(start + offset)
+    view = array.reshape(-1).view(np.uint8).data
+    done = 0
+    while done < nbytes:
+        got = handle.readinto(view[done:])  # type: ignore[attr-defined]
+        if not got:
+            raise StoreError(f"{where}: array {name!r} is truncated; refusing the index")
+        done += got
+    if zlib.crc32(view, zlib.crc32(head[:offset])) != info.CRC:
+        raise StoreError(f"{where}: array {name!r} fails its CRC (damaged bytes); refusing the index")
+    return array
 
 
 def read_members(handle: IO[bytes], where: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """``meta.json`` and the arrays of a segment file (stored members only: no zip bombs)."""
     try:
+        size = handle.seek(0, io.SEEK_END)
         with zipfile.ZipFile(handle) as archive:
             meta: Any = None
             arrays: dict[str, np.ndarray] = {}
@@ -255,7 +298,7 @@ def read_members(handle: IO[bytes], where: str) -> tuple[dict[str, Any], dict[st
                 if info.filename == "meta.json" and info.file_size <= 4096:
                     meta = json.loads(archive.read(info))
                 elif info.filename.endswith(".npy") and info.filename[:-4] in ARRAYS:
-                    arrays[info.filename[:-4]] = _npy(archive.read(info), info.filename[:-4], where)
+                    arrays[info.filename[:-4]] = _read_stored(handle, info, size, where)
                 else:
                     raise StoreError(f"{where}: unexpected member {info.filename[:60]!r}; refusing the index")
     except (zipfile.BadZipFile, zipfile.LargeZipFile, json.JSONDecodeError, UnicodeDecodeError, EOFError) as exc:
