@@ -95,14 +95,14 @@ class EmbeddingStore:
         Raises:
             StoreError: ``parts.json`` itself is malformed or names something that is not a part.
         """
-        for _attempt in range(20):
+        for attempt in range(20):
             text = self._read_catalog()
             fmt, names, rows = parse_catalog(text, where=self.location.join(PARTS_FILE))
             if fmt == 1:
                 index, missing, refused = load_v1(self.location, self.spec, self.backend, names, self._cache)
                 break
             index, gone, refused = load_v2(self.location, self.spec, self.backend, rows, self._cache)
-            if not gone or self._read_catalog() == text:  # truly missing, not replaced meanwhile
+            if not gone or attempt == 19 or self._read_catalog() == text:  # missing, not replaced meanwhile
                 missing = []
                 refused.update({r.label: f"index segment {INDEX_DIR}/{r.file} is missing" for r in gone})
                 break
