@@ -253,6 +253,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the stores")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per step")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "store_scale.json"))
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other rows of --out: replace only those of the same index format and size")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--path", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
@@ -267,6 +269,11 @@ def main() -> None:
               "setup": {"dim": DIM, "dtype": "float16", "hop_s": HOP, "frames_per_track": "4-11",
                         "part_tracks": PART_TRACKS, "window_s": WINDOW, "id_bytes": 20},
               "rows": []}
+    if args.merge and Path(args.out).exists():
+        earlier = json.loads(Path(args.out).read_text())
+        result["earlier_runs"] = earlier.get("earlier_runs", []) + [
+            {k: earlier[k] for k in ("command", "load_average_before", "load_average_after") if k in earlier}]
+        result["rows"] = earlier["rows"]
     plans = [("2 (npz segments)", n, REPO) for n in args.tracks]
     old_src = None
     if args.old:
@@ -274,7 +281,9 @@ def main() -> None:
         plans = [(f"1 (JSON, {args.old})", n, old_src) for n in args.old_tracks] + plans
     for label, n, src in plans:
         result["load_average_before"] = os.getloadavg()
-        result["rows"].append(measure_store(root, label.split()[0], n, src, args) | {"format": label})
+        row = measure_store(root, label.split()[0], n, src, args) | {"format": label}
+        result["rows"] = [r for r in result["rows"] if (r["format"], r["tracks"]) != (label, n)] + [row]
+        result["rows"].sort(key=lambda r: (r["format"], r["tracks"]))
         result["load_average_after"] = os.getloadavg()
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     if old_src is not None:
