@@ -86,11 +86,12 @@ class EmbeddingStore:
     def refresh(self) -> None:
         """Re-read ``parts.json`` and load the index of what was committed since the last look.
 
-        A listed part (format 1) or segment (format 2) whose index is missing goes to
-        :attr:`missing_parts`; one that is malformed or hostile (bad names, types or sizes) is
-        refused and goes to :attr:`refused_parts` with the reason. Their tracks are absent;
-        ``verify`` names them. A segment removed by a concurrent commit (it was merged into a
-        newer one) makes this re-read ``parts.json``.
+        Format 1: a listed part whose JSON index is missing goes to :attr:`missing_parts`. A part
+        index (format 1) or index segment (format 2, keyed by its part range) that is missing
+        (format 2), malformed or hostile (bad names, types or sizes) is refused and goes to
+        :attr:`refused_parts` with the reason. Their tracks are absent; ``verify`` names them.
+        A segment removed by a concurrent commit (merged into a newer one) makes this re-read
+        ``parts.json``.
 
         Raises:
             StoreError: ``parts.json`` itself is malformed or names something that is not a part.
