@@ -107,7 +107,8 @@ def test_cli_info_verify_convert_export(tmp_path: Path) -> None:
     facts = json.loads(runner.invoke(cli, ["store", "info", "--json", str(tmp_path / "z")]).output)
     assert facts["tracks"] == 10 and facts["frames"] == sum(3 + i for i in range(10))
     assert facts["audio_hours"] == pytest.approx(sum(3.0 + i for i in range(10)) / 3600)
-    assert facts["bytes_raw_float32"] == facts["frames"] * DIM * 4 and facts["files"] == 3 + 3 * 2 + 2  # + 2 index segments
+    assert facts["bytes_raw_float32"] == facts["frames"] * DIM * 4
+    assert facts["files"] == 3 + 3 * 2 + 2  # teacher.json, parts.json, .lock + 3 zarr parts + 2 index segments
 
     args = ["store", "convert", str(tmp_path / "z"), "--backend", "hdf5", "--out", str(tmp_path / "h")]
     result = runner.invoke(cli, args)
