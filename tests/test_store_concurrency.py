@@ -131,7 +131,8 @@ def test_sigkill_mid_part_leaves_only_committed_parts(tmp_path: Path, where: str
     assert report.notes  # the leftovers are seen, and harmless
     resumed = create_store(path, _spec())  # resume: cleans leftovers of dead writers (the lock was released)
     assert not os.listdir(path / "tmp")
-    assert sorted(os.listdir(path / "parts")) == ["part-000000.json", "part-000000.zarr"]
+    assert sorted(os.listdir(path / "parts")) == ["part-000000.zarr"]
+    assert sorted(os.listdir(path / "index")) == ["idx-000000-000000.npz"]
     todo = [i for i in range(10) if f"t{i}" not in resumed]
     assert todo == list(range(5, 10))  # finished tracks are never redone
     with resumed.writer() as writer:

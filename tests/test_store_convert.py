@@ -85,7 +85,8 @@ def test_memmap_export_is_a_store_with_one_npy_per_part(tmp_path: Path) -> None:
     source = _store(tmp_path / "z")
     out = export_store(source, tmp_path / "mm", format="memmap")
     files = sorted(p.name for p in (out / "parts").iterdir())
-    assert files == [f"part-00000{i}.{ext}" for i in range(3) for ext in ("json", "npy")]
+    assert files == [f"part-00000{i}.npy" for i in range(3)]
+    assert sorted(p.name for p in (out / "index").iterdir()) == ["idx-000000-000001.npz", "idx-000002-000002.npz"]
     assert np.load(out / "parts" / "part-000000.npy", mmap_mode="r").shape == (3 + 4 + 5 + 6, DIM)
     mm = open_store(out)
     assert mm.backend == "memmap" and mm.track_ids() == source.track_ids()
@@ -106,7 +107,8 @@ def test_cli_info_verify_convert_export(tmp_path: Path) -> None:
     facts = json.loads(runner.invoke(cli, ["store", "info", "--json", str(tmp_path / "z")]).output)
     assert facts["tracks"] == 10 and facts["frames"] == sum(3 + i for i in range(10))
     assert facts["audio_hours"] == pytest.approx(sum(3.0 + i for i in range(10)) / 3600)
-    assert facts["bytes_raw_float32"] == facts["frames"] * DIM * 4 and facts["files"] == 3 + 3 * 3
+    assert facts["bytes_raw_float32"] == facts["frames"] * DIM * 4
+    assert facts["files"] == 3 + 3 * 2 + 2  # teacher.json, parts.json, .lock + 3 zarr parts + 2 index segments
 
     args = ["store", "convert", str(tmp_path / "z"), "--backend", "hdf5", "--out", str(tmp_path / "h")]
     result = runner.invoke(cli, args)

@@ -53,8 +53,8 @@ def _consistent(root: Path) -> list[str]:
     store = open_store(root)
     report = store.verify()
     assert report.ok and report.notes == [], (report.problems, report.notes)
-    listed = {f"{n}.json" for n in store.listed_parts()} | {p.file for p in store.parts()}
-    assert sorted(os.listdir(root / "parts")) == sorted(listed)  # no uncommitted part left behind
+    assert sorted(os.listdir(root / "parts")) == sorted(p.file for p in store.parts())  # no uncommitted part left
+    assert sorted(os.listdir(root / "index")) == sorted(r.file for r in store.index.rows)  # nor index segment
     assert [n for n in os.listdir(root / "tmp") if not n.endswith(".lock")] == []
     for track in store.track_ids():
         np.testing.assert_array_equal(store.read(track), _frames(track))

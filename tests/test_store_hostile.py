@@ -19,6 +19,7 @@ from pipeline.errors import StoreError
 from pipeline.stores import StoreSpec, create_store, open_store
 from pipeline.stores.index import frames_checksum
 from tests.stage2_fixtures import invoke
+from tests.store_formats import to_format1
 
 DIM, CHUNK = 4, 8
 
@@ -33,13 +34,14 @@ def _spec(**changes: object) -> StoreSpec:
 
 @pytest.fixture
 def world(tmp_path: Path) -> tuple[Path, Path]:
-    """A clean 2-part store ``s`` and an ``outside`` folder holding a secret and a copy of a part."""
+    """A clean 2-part store ``s`` (format-1 index) and an ``outside`` folder holding a secret and a copy of a part."""
     root = tmp_path / "s"
     store = create_store(root, _spec(), chunk_frames=CHUNK)
     rng = np.random.default_rng(0)
     with store.writer(part_tracks=3) as writer:
         for i in range(6):
             writer.add(f"t{i}", rng.standard_normal((10 + i, DIM)), audio_sha256="sha", duration=5.0)
+    to_format1(root)  # these cases edit the JSON index of format 1; format 2's are in test_store_index.py
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret.json").write_text('{"name": "part-000000"}')
@@ -104,7 +106,7 @@ def test_track_ids_with_paths_are_refused(world: tuple[Path, Path], track: str) 
     _edit_json(_index(root), lambda d: d["tracks"][0].__setitem__(0, track))
     _finding(root, "is not allowed")
     with pytest.raises(StoreError, match="is not allowed"):
-        with open_store(root, mode="a").writer() as writer:
+        with create_store(root.parent / "fresh", _spec()).writer() as writer:
             writer.add(track, np.zeros((3, DIM)), audio_sha256="s", duration=1.0)
 
 

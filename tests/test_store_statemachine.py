@@ -3,7 +3,7 @@
 Rules: two writers in this process buffer tracks and commit (a second writer racing the
 first); a writer "crashes" (its buffer is lost); a forked writer process is killed with
 ``os._exit`` at one of four points of its commit (data written, data renamed into
-``parts/``, index written, ``parts.json`` replaced); an extractor restarts (``create_store``
+``parts/``, index segment written, ``parts.json`` replaced); an extractor restarts (``create_store``
 resumes and cleans up after dead writers). After every step the store lists exactly the
 committed tracks, each once, with the frames of its first committed copy, and ``verify``
 is clean.
@@ -26,7 +26,7 @@ DIM = 3
 IDS = st.sampled_from([f"t{i}" for i in range(8)])
 WRITERS = st.sampled_from(["A", "B"])
 #: where a forked writer dies: 0 after writing its data to tmp/, 1 after renaming it into parts/,
-#: 2 after writing the part index, 3 after replacing parts.json (the commit point)
+#: 2 after writing the index segment, 3 after replacing parts.json (the commit point)
 KILL_POINTS = st.integers(0, 3)
 
 

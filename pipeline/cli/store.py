@@ -1,4 +1,4 @@
-"""``pipeline store``: inspect, verify, export or convert an embedding store."""
+"""``pipeline store``: inspect, verify, export, convert or upgrade an embedding store."""
 from __future__ import annotations
 
 import json
@@ -26,8 +26,7 @@ def store_info(path: str) -> dict:
     store = open_store(path)
     spec = store.spec
     parts = store.parts()
-    frames = sum(e.n_frames for p in parts for e in p.entries)
-    seconds = sum(e.duration for p in parts for e in p.entries)
+    frames, seconds = store.index.totals()
     files, size = store.disk_usage()
     return {
         "path": str(store.path),
@@ -146,6 +145,15 @@ def convert(path: str, backend: str, out: str, overwrite: bool) -> None:
     click.echo(
         f"converted {len(target)} tracks of {source.path} ({source.backend}) to {target.path} ({backend})"
     )
+
+
+@store.command("upgrade")
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+def upgrade(path: str) -> None:
+    """Rewrite the index of the local store at PATH in the current compact format (frames untouched)."""
+    from pipeline.stores.upgrade import upgrade_store
+
+    click.echo(upgrade_store(path).summary())
 
 
 @store.command("import")

@@ -1,6 +1,7 @@
 """Embedding stores: time-stamped teacher frames (or decoded audio) in immutable, chunked parts.
 
-Zarr v3 (default) and HDF5 backends share one concatenated layout and one JSON index;
+Zarr v3 (default) and HDF5 backends share one concatenated layout and one compact index
+(numpy arrays in a few ``.npz`` segments, :mod:`pipeline.stores.catalog`);
 see :mod:`pipeline.stores.store` for the layout and :mod:`pipeline.stores.writer` for
 the commit protocol that makes parallel writers and interrupted runs safe.
 

@@ -1,14 +1,14 @@
-"""Where frames are: per-part index JSON files and the store-level part list.
+"""Where frames are: names, checks and the per-track record shared by both index formats.
 
-Layout (all JSON, written atomically with ``os.replace``)::
+Index format 2 (:mod:`.catalog`, :mod:`.segment`) keeps the index as arrays in a few ``.npz``
+segments. Format 1, still read (and converted by ``pipeline store upgrade``), is JSON::
 
-    <store>/parts.json                  {"format": ..., "parts": [{"name": "part-000000", ...}, ...]}
+    <store>/parts.json                  {"format": 1, "parts": [{"name": "part-000000", ...}, ...]}
     <store>/parts/part-000000.json      {"name", "seq", "backend", "file", "n_frames", "dim", "dtype",
                                          "tracks": [[track_id, offset, n_frames, audio_sha256,
                                                      duration, checksum], ...]}
 
-``parts.json`` is the commit point: a part exists for readers once it is listed there.
-Part files are immutable once listed, so readers cache them forever.
+In both, ``parts.json`` is the commit point: a part exists for readers once it is listed there.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import IO, Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -27,7 +27,9 @@ from pipeline.stores.spec import MAX_DIM
 
 PARTS_FILE = "parts.json"
 PARTS_DIR = "parts"
-INDEX_FORMAT = 1
+#: index format written by this version (2: npz segments); format 1 (JSON per part) is read
+INDEX_FORMAT = 2
+LEGACY_INDEX_FORMAT = 1
 #: ``part-000003``: the only part names a store may list (six or more digits).
 PART_NAME = re.compile(r"part-[0-9]{6,12}")
 #: a part's data file: its name plus a backend suffix.
@@ -116,7 +118,7 @@ class PartIndex:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": INDEX_FORMAT,
+            "format": LEGACY_INDEX_FORMAT,
             "name": self.name,
             "seq": self.seq,
             "backend": self.backend,
@@ -222,8 +224,8 @@ def frames_checksum(frames: np.ndarray) -> str:
 
 
 def parts_json_text(rows: Iterable[Mapping[str, Any]]) -> str:
-    """Text of ``parts.json`` for its rows (``name`` plus counts, for humans and tools), in commit order."""
-    return json.dumps({"format": INDEX_FORMAT, "parts": list(rows)}, indent=1) + "\n"
+    """Text of a format-1 ``parts.json`` for its rows (``name`` plus counts), in commit order."""
+    return json.dumps({"format": LEGACY_INDEX_FORMAT, "parts": list(rows)}, indent=1) + "\n"
 
 
 def part_row(part: PartIndex) -> dict[str, Any]:
@@ -245,12 +247,16 @@ def parse_parts_json(text: str, *, where: str) -> list[str]:
     return names
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, fsync and ``os.replace``."""
+def write_atomic(path: Path, content: str | Callable[[IO[bytes]], None]) -> None:
+    """Write ``content`` (text, or a function writing to a binary handle) to ``path`` through a
+    temporary file, fsync and ``os.replace``."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with open(tmp, "wb") as handle:
+            if isinstance(content, str):
+                handle.write(content.encode("utf-8"))
+            else:
+                content(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -260,36 +266,3 @@ def write_atomic(path: Path, text: str) -> None:
         except FileNotFoundError:
             pass
         raise
-
-
-class StoreIndex:
-    """The union of the committed parts' indices: track id -> :class:`TrackEntry`.
-
-    Parts are added in commit order; a track id seen in an earlier part wins (commits
-    dedupe under the store lock, so a repeat only happens in a damaged store, and
-    :func:`~pipeline.stores.verify.verify_store` reports it).
-    """
-
-    def __init__(self) -> None:
-        self.parts: dict[str, PartIndex] = {}
-        self.entries: dict[str, TrackEntry] = {}
-        self.duplicates: list[tuple[str, str, str]] = []  # (track id, kept part, ignored part)
-
-    def add(self, part: PartIndex) -> None:
-        """Add a committed part's entries."""
-        self.parts[part.name] = part
-        for entry in part.entries:
-            kept = self.entries.get(entry.track_id)
-            if kept is None:
-                self.entries[entry.track_id] = entry
-            else:
-                self.duplicates.append((entry.track_id, kept.part, part.name))
-
-    def __contains__(self, track_id: object) -> bool:
-        return track_id in self.entries
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.entries)

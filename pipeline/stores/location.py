@@ -85,11 +85,12 @@ class Location:
         """Text of ``rel``; FileNotFoundError when absent; at most :data:`MAX_JSON_BYTES` bytes."""
         local = self.contained(rel)
         if local is not None:
-            with open(local, "rb") as handle:
-                data = handle.read(MAX_JSON_BYTES + 1)
+            with open(local, "rb") as handle:  # read() of the size, not of the limit: no 512 MiB buffer
+                data = handle.read(min(os.fstat(handle.fileno()).st_size, MAX_JSON_BYTES) + 1)
         else:
             with self.fs.open(self.fs_path(rel), "rb") as handle:
-                data = handle.read(MAX_JSON_BYTES + 1)
+                size = self.fs.size(self.fs_path(rel))
+                data = handle.read(MAX_JSON_BYTES + 1 if size is None else min(int(size), MAX_JSON_BYTES) + 1)
         if len(data) > MAX_JSON_BYTES:
             raise StoreError(f"{self.join(rel)} is larger than {MAX_JSON_BYTES >> 20} MiB; not a store file")
         try:

@@ -10,11 +10,13 @@ import fcntl
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Protocol
+from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
 if TYPE_CHECKING:
     from pipeline.stores.backend import PartReader
-    from pipeline.stores.index import PartIndex, StoreIndex
+    from pipeline.stores.catalog import StoreIndex
+    from pipeline.stores.index import PartIndex
+    from pipeline.stores.segment import Segment
     from pipeline.stores.location import Location
     from pipeline.stores.spec import StoreLayout, StoreSpec
 
@@ -50,12 +52,14 @@ class StoreLike(Protocol):
 
     def refresh(self) -> None: ...
 
+    def remember(self, segment: "Segment") -> None: ...
+
     def __contains__(self, track_id: object) -> bool: ...
 
     @property
     def index(self) -> "StoreIndex": ...
 
-    def parts(self) -> list["PartIndex"]: ...
+    def parts(self) -> Sequence["PartIndex"]: ...
 
     def listed_parts(self) -> list[str]: ...
 

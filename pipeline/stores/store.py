@@ -3,13 +3,14 @@
 ::
 
     <store>/teacher.json            StoreSpec + layout (backend, chunk_frames, compression)
-    <store>/parts.json              committed parts, in order (the commit point)
-    <store>/parts/part-000000.json  index of a part: track -> offset, n_frames, audio sha256, checksum
-    <store>/parts/part-000000.zarr  its frames: one (N, dim) array (zarr folder, .h5 or .npy file)
+    <store>/parts.json              the index segments, in order (the commit point)
+    <store>/index/idx-*.npz         the compact index: track -> part, offset, frames, audio sha256, checksum
+    <store>/parts/part-000000.zarr  frames of a part: one (N, dim) array (zarr folder, .h5 or .npy file)
     <store>/tmp/, <store>/.lock     writers' scratch space and the commit lock
 
-Opening reads only JSON metadata; part data is opened lazily, once per process (safe with
-``fork`` and DataLoader workers), and nothing is ever unpickled.
+Opening reads ``teacher.json``, ``parts.json`` and the index arrays (:mod:`.catalog`); part data
+is opened lazily, once per process (safe with ``fork`` and DataLoader workers), and nothing is
+ever unpickled. Stores with the format-1 JSON index are still read.
 """
 from __future__ import annotations
 
@@ -18,22 +19,15 @@ import math
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
 from pipeline.errors import PipelineError, ProvenanceError, StoreError
 from pipeline.stores.backend import BACKENDS, PartReader, get_backend
-from pipeline.stores.index import (
-    PARTS_DIR,
-    PARTS_FILE,
-    PartIndex,
-    StoreIndex,
-    TrackEntry,
-    parse_parts_json,
-    parts_json_text,
-    write_atomic,
-)
+from pipeline.stores.catalog import INDEX_DIR, StoreIndex, catalog_text, load_v1, load_v2, parse_catalog
+from pipeline.stores.index import PARTS_DIR, PARTS_FILE, PartIndex, TrackEntry, write_atomic
+from pipeline.stores.segment import Segment
 from pipeline.stores.location import Location, is_url
 from pipeline.stores.spec import (
     COMPRESSIONS,
@@ -77,7 +71,7 @@ class EmbeddingStore:
         self.backend = layout.backend
         self.mode = mode
         self._index = StoreIndex()
-        self._listed: list[str] = []
+        self._cache: dict = {}  # parsed index segments (format 2: by file) or parts (format 1: by name)
         self.missing_parts: list[str] = []
         self.refused_parts: dict[str, str] = {}
         self._warned: set[str] = set()
@@ -93,32 +87,30 @@ class EmbeddingStore:
 
     # ---- metadata ---------------------------------------------------------------------
     def refresh(self) -> None:
-        """Re-read ``parts.json`` and load the index of parts committed since the last look.
+        """Re-read ``parts.json`` and load the index of what was committed since the last look.
 
-        A listed part whose index is missing goes to :attr:`missing_parts`; one whose index is
-        malformed or hostile (bad names, types or sizes) is refused and goes to
+        Format 1: a listed part whose JSON index is missing goes to :attr:`missing_parts`. A part
+        index (format 1) or index segment (format 2, keyed by its part range) that is missing
+        (format 2), malformed or hostile (bad names, types or sizes) is refused and goes to
         :attr:`refused_parts` with the reason. Their tracks are absent; ``verify`` names them.
+        A segment removed by a concurrent commit (merged into a newer one) makes this re-read
+        ``parts.json``.
 
         Raises:
             StoreError: ``parts.json`` itself is malformed or names something that is not a part.
         """
-        try:
-            text = self.location.read_text(PARTS_FILE)
-        except FileNotFoundError:
-            names: list[str] = []
-        else:
-            names = parse_parts_json(text, where=self.location.join(PARTS_FILE))
-        self._listed = names
-        missing, refused = [], {}
-        for name in names:
-            if name in self._index.parts:
-                continue
-            try:
-                self._index.add(self._load_part(name))
-            except FileNotFoundError:
-                missing.append(name)
-            except StoreError as exc:
-                refused[name] = str(exc)
+        for attempt in range(20):
+            text = self._read_catalog()
+            fmt, names, rows = parse_catalog(text, where=self.location.join(PARTS_FILE))
+            if fmt == 1:
+                index, missing, refused = load_v1(self.location, self.spec, self.backend, names, self._cache)
+                break
+            index, gone, refused = load_v2(self.location, self.spec, self.backend, rows, self._cache)
+            if not gone or attempt == 19 or self._read_catalog() == text:  # missing, not replaced meanwhile
+                missing = []
+                refused.update({r.label: f"index segment {INDEX_DIR}/{r.file} is missing" for r in gone})
+                break
+        self._index = index
         self.missing_parts, self.refused_parts = missing, refused
         news = [n for n in [*missing, *refused] if n not in self._warned]
         if news:
@@ -126,27 +118,20 @@ class EmbeddingStore:
             log.warning("store %s: parts listed but missing or refused: %s (run `pipeline store verify`)",
                         self.path, ", ".join(news))
 
-    def _load_part(self, name: str) -> PartIndex:
-        """The checked index of part ``name``; FileNotFoundError when its JSON is absent."""
-        import json
-
-        rel = f"{PARTS_DIR}/{name}.json"
-        where = self.location.join(rel)
+    def _read_catalog(self) -> str:
         try:
-            data = json.loads(self.location.read_text(rel))
-        except json.JSONDecodeError as exc:
-            raise StoreError(f"part index {where} is not JSON ({exc}); run `pipeline store verify`") from None
-        part = PartIndex.from_json(data, where=where, expect_name=name)
-        if part.dim != self.spec.dim or part.dtype != self.spec.dtype:
-            raise StoreError(
-                f"part index {where} says ({part.dim}, {part.dtype}), teacher.json says "
-                f"({self.spec.dim}, {self.spec.dtype})"
-            )
-        return part
+            return self.location.read_text(PARTS_FILE)
+        except FileNotFoundError:
+            return catalog_text([])
+
+    def remember(self, segment: Segment) -> None:
+        """Keep ``segment`` (just written by this process) so that :meth:`refresh` need not read it back."""
+        if self._index.format != 1:
+            self._cache[segment.file] = segment
 
     def track_ids(self) -> list[str]:
         """Track ids in commit order."""
-        return list(self._index.entries)
+        return list(self._index)
 
     def __contains__(self, track_id: object) -> bool:
         return track_id in self._index
@@ -160,22 +145,22 @@ class EmbeddingStore:
         Raises:
             StoreError: naming the track and the store when it is absent.
         """
-        try:
-            return self._index.entries[track_id]
-        except KeyError:
+        entry = self._index.get(track_id)
+        if entry is None:
             raise StoreError(
                 f"track {track_id!r} is not in the store {self.path} ({len(self)} tracks); "
                 f"{self.spec.fill_hint(one=True)}, "
                 "or check the store path"
-            ) from None
+            )
+        return entry
 
-    def parts(self) -> list[PartIndex]:
-        """Committed parts in commit order."""
-        return [self._index.parts[n] for n in self._listed if n in self._index.parts]
+    def parts(self) -> Sequence[PartIndex]:
+        """Committed parts in commit order (each built when it is reached: a lazy sequence)."""
+        return _LazyParts(self._index)
 
     def listed_parts(self) -> list[str]:
         """Part names as listed in ``parts.json`` (including any whose index is missing)."""
-        return list(self._listed)
+        return list(self._index.listed)
 
     @property
     def index(self) -> StoreIndex:
@@ -184,7 +169,7 @@ class EmbeddingStore:
 
     def expected_audio_sha(self, track_id: str) -> str:
         """The source-audio sha256 recorded for ``track_id`` ("" when it is not stored)."""
-        entry = self._index.entries.get(track_id)
+        entry = self._index.get(track_id)
         return entry.audio_sha256 if entry is not None else ""
 
     # ---- frames -----------------------------------------------------------------------
@@ -195,7 +180,7 @@ class EmbeddingStore:
             self._pid = os.getpid()
         reader = self._readers.get(part)
         if reader is None:
-            info = self._index.parts.get(part)
+            info = self._index.part(part, entries=False)
             if info is None:
                 raise StoreError(f"part {part!r} is not committed in store {self.path}")
             backend = get_backend(info.backend)
@@ -357,6 +342,26 @@ class EmbeddingStore:
         self._pid = os.getpid()
 
 
+class _LazyParts(Sequence[PartIndex]):
+    """The committed parts of an index, each :class:`PartIndex` built when it is reached."""
+
+    def __init__(self, index: StoreIndex) -> None:
+        self._index = index
+        self._names = index.part_names()
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __getitem__(self, at):  # noqa: ANN001, ANN204 - int or slice, as a list
+        if isinstance(at, slice):
+            return [self._index.part(n) for n in self._names[at]]
+        return self._index.part(self._names[at])
+
+    def __iter__(self) -> Iterator[PartIndex]:
+        for name in self._names:
+            yield self._index.part(name)  # type: ignore[misc]
+
+
 def open_store(path_or_url: str | os.PathLike, *, mode: str = "r") -> EmbeddingStore:
     """Open an existing store, reading only its JSON metadata.
 
@@ -440,7 +445,8 @@ def create_store(
                 )
             layout = StoreLayout(backend, int(chunk_frames or default_chunk_frames(spec)), compression)
             (root / PARTS_DIR).mkdir(exist_ok=True)
-            write_atomic(root / PARTS_FILE, parts_json_text([]))
+            (root / INDEX_DIR).mkdir(exist_ok=True)
+            write_atomic(root / PARTS_FILE, catalog_text([]))
             write_atomic(root / TEACHER_FILE, teacher_json_text(spec, layout))
             log.info(
                 "created %s store %s for %s (chunk %d frames)",

@@ -77,6 +77,7 @@ def verify_store(store: StoreLike, *, checksums: bool = True) -> VerifyReport:
         report.problems.append(f"{name}: listed in parts.json but {PARTS_DIR}/{name}.json is missing")
     for name, reason in store.refused_parts.items():
         report.problems.append(f"{name}: refused ({reason}); its tracks are treated as absent")
+    report.problems.extend(store.index.problems())  # ids the compact index could not find
     for track_id, kept, ignored in store.index.duplicates:
         where = f"twice in {kept}" if kept == ignored else f"in {kept} and again in {ignored}"
         report.problems.append(f"track {track_id!r} is listed {where}; the copy in {kept} is used")

@@ -8,8 +8,10 @@ Protocol (any number of processes or dask workers, one :class:`PartWriter` each)
    writer's lock is free, so its leftovers can be told from live ones).
 3. Under the exclusive store lock (``flock`` on ``<store>/.lock``): tracks already
    committed by another part are dropped from the new index, the data is renamed to
-   ``parts/part-NNNNNN.<suffix>``, its index JSON written, and ``parts.json`` replaced.
-   Replacing ``parts.json`` is the commit point: readers never see a half-written track.
+   ``parts/part-NNNNNN.<suffix>``, one index segment holding the part (merged with the
+   newest segments, :func:`~pipeline.stores.catalog.plan_commit`) written to ``index/``, and
+   ``parts.json`` replaced. Replacing ``parts.json`` is the commit point: readers never see a
+   half-written track. Segments it no longer lists are removed afterwards.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import numpy as np
 from pipeline.errors import StoreError
 from pipeline.interrupts import signals_deferred
 from pipeline.stores.backend import get_backend
+from pipeline.stores.catalog import INDEX_DIR, catalog_text, parse_catalog, plan_commit
 from pipeline.stores.index import (
     PARTS_DIR,
     PARTS_FILE,
@@ -38,28 +41,37 @@ from pipeline.stores.index import (
     TrackEntry,
     check_track_id,
     frames_checksum,
-    parse_parts_json,
     part_name,
-    part_row,
     part_seq,
-    parts_json_text,
     write_atomic,
 )
+from pipeline.stores.segment import build_segment, part_numbers, segment_writer
 from pipeline.stores.protocol import TMP_DIR, StoreLike, store_lock
 
 log = logging.getLogger(__name__)
 
 
-def read_parts_rows(root: Path) -> list[dict]:
-    """Rows of ``parts.json`` ([] when absent)."""
-    import json
+def listed_names(root: Path) -> tuple[set[str], set[str]]:
+    """``(part names, segment files)`` that ``parts.json`` lists, read under the store lock.
 
+    Format 2: the part numbers are read from each segment's ``part.seq`` array alone; a
+    segment that cannot be read counts for its whole range (a part is never deleted for it).
+    """
     path = root / PARTS_FILE
     if not path.exists():
-        return []
-    text = path.read_text(encoding="utf-8")
-    parse_parts_json(text, where=str(path))  # validates
-    return list(json.loads(text)["parts"])
+        return set(), set()
+    fmt, names, rows = parse_catalog(path.read_text(encoding="utf-8"), where=str(path))
+    if fmt == 1:
+        return set(names), set()
+    parts: set[str] = set()
+    for row in rows:
+        try:
+            with open(root / INDEX_DIR / row.file, "rb") as handle:
+                seqs = part_numbers(handle, where=row.file)
+        except (OSError, StoreError):
+            seqs = list(range(row.first, row.last + 1))
+        parts.update(part_name(int(q)) for q in seqs)
+    return parts, {row.file for row in rows}
 
 
 def _token() -> str:
@@ -98,13 +110,18 @@ def clean_tmp(root: Path) -> list[str]:
             for name in sorted(group, key=lambda n: n == lock_name):  # the lock file last
                 _remove(tmp / name)
                 removed.append(f"{TMP_DIR}/{name}")
-        listed = {row["name"] for row in read_parts_rows(root)}
+        listed, segments = listed_names(root)
         parts = root / PARTS_DIR
         for name in sorted(os.listdir(parts)) if parts.is_dir() else []:
             stray_tmp = name.startswith(".") and name.endswith(".tmp")
             if stray_tmp or name.split(".", 1)[0] not in listed:
                 _remove(parts / name)
                 removed.append(f"{PARTS_DIR}/{name}")
+        index = root / INDEX_DIR
+        for name in sorted(os.listdir(index)) if index.is_dir() else []:
+            if name not in segments:  # a commit that died before parts.json, or a superseded segment
+                _remove(index / name)
+                removed.append(f"{INDEX_DIR}/{name}")
         for name in os.listdir(root):
             if name.startswith(f".{PARTS_FILE}.") and name.endswith(".tmp"):
                 _remove(root / name)
@@ -265,8 +282,13 @@ class PartWriter:
             raise StoreError(f"store {store.path} is open read-only; open it with mode='a' to write")
         if part_tracks < 1 or part_bytes < 1:
             raise StoreError(f"part_tracks and part_bytes must be >= 1, got {part_tracks}, {part_bytes}")
-        for folder in (PARTS_DIR, TMP_DIR):  # a hostile store must not redirect our writes elsewhere
+        for folder in (PARTS_DIR, TMP_DIR, INDEX_DIR):  # a hostile store must not redirect our writes elsewhere
             store.location.contained(folder)
+        if store.index.format != 2:
+            raise StoreError(
+                f"store {store.path} has the format-1 index (one JSON file per part); convert it once with "
+                f"`pipeline store upgrade {store.path}`, then write to it"
+            )
         self.store = store
         self.root: Path = store.location.local
         self.part_tracks = int(part_tracks)
@@ -443,8 +465,9 @@ class PartWriter:
             return []
         store = self.store
         store.refresh()
-        fresh = [t for t in items if t.track_id not in store]
-        self.dropped.extend(t.track_id for t in items if t.track_id in store)
+        present = store.index.contains_many([t.track_id for t in items])
+        fresh = [t for t, there in zip(items, present) if not there]
+        self.dropped.extend(t.track_id for t, there in zip(items, present) if there)
         if not fresh:
             return []
         backend = get_backend(store.backend)
@@ -491,45 +514,47 @@ class PartWriter:
     ) -> list[str]:
         store = self.store
         with store_lock(self.root):
-            rows = read_parts_rows(self.root)
             store.refresh()
-            keep = [(t, int(o)) for t, o in zip(items, offsets[:-1]) if t.track_id not in store]
-            self.dropped.extend(t.track_id for t in items if t.track_id in store)
+            if store.index.format != 2:
+                raise StoreError(f"store {store.path} was given a format-1 index meanwhile; run "
+                                 f"`pipeline store upgrade {store.path}`")
+            present = store.index.contains_many([t.track_id for t in items])
+            keep = [(t, int(o)) for t, o, there in zip(items, offsets[:-1], present) if not there]
+            self.dropped.extend(t.track_id for t, there in zip(items, present) if there)
             if not keep:
                 return []
             parts_dir = self.root / PARTS_DIR
             parts_dir.mkdir(exist_ok=True)
-            seqs = [part_seq(r["name"]) for r in rows] + [part_seq(n) for n in os.listdir(parts_dir)]
-            seq = 1 + max((s for s in seqs if s is not None), default=-1)
-            name = part_name(seq)
-            part = PartIndex(
-                name=name,
-                seq=seq,
-                backend=backend,
-                file=f"{name}{suffix}",
-                n_frames=n_frames,
-                dim=store.spec.dim,
-                dtype=store.spec.dtype,
-                entries=tuple(
-                    TrackEntry(t.track_id, name, o, len(t.frames), t.audio_sha256, t.duration, t.checksum)
-                    for t, o in keep
-                ),
-            )
-            import json
-
+            seqs = [store.index.max_seq()] + [part_seq(n) for n in os.listdir(parts_dir)]
+            seq = 1 + max(s for s in seqs if s is not None)
+            part = _part_index(store, seq, backend, suffix, n_frames, keep)
             os.rename(data_tmp, parts_dir / part.file)
-            try:
-                write_atomic(parts_dir / f"{name}.json", json.dumps(part.to_json()) + "\n")
-                rows.append(part_row(part))
-                write_atomic(self.root / PARTS_FILE, parts_json_text(rows))  # the commit point
-            except BaseException:  # not listed: take the part back out at once (disk full, ...)
-                for leftover in (parts_dir / part.file, parts_dir / f"{name}.json"):
-                    _remove(leftover)
-                raise
-            _fsync_dir(parts_dir)
-            _fsync_dir(self.root)
-        log.debug("store %s: committed %s with %d tracks", self.root, name, len(keep))
+            self._write_index(part)
+        log.debug("store %s: committed %s with %d tracks", self.root, part.name, len(keep))
         return [t.track_id for t, _o in keep]
+
+    def _write_index(self, part: PartIndex) -> None:
+        """Write the segment holding ``part`` and replace ``parts.json`` (under the store lock)."""
+        store, index_dir = self.store, self.root / INDEX_DIR
+        before = list(store.index.rows)
+        loaded = {seg.file: seg for seg in store.index.segments}
+        rows, segment = plan_commit(before, loaded, build_segment(part))
+        index_dir.mkdir(exist_ok=True)
+        try:
+            write_atomic(index_dir / segment.file, segment_writer(segment))
+            write_atomic(self.root / PARTS_FILE, catalog_text(rows))  # the commit point
+        except BaseException:  # not listed: take the part back out at once (disk full, ...)
+            for leftover in (self.root / PARTS_DIR / part.file, index_dir / segment.file):
+                _remove(leftover)
+            raise
+        _fsync_dir(index_dir)
+        _fsync_dir(self.root / PARTS_DIR)
+        _fsync_dir(self.root)
+        store.remember(segment)
+        for row in before:
+            if row.file not in {r.file for r in rows}:
+                _remove(index_dir / row.file)  # merged into the new segment
+        store.refresh()
 
     # ---- context manager ------------------------------------------------------------
     def close(self) -> None:
@@ -561,6 +586,18 @@ class PartWriter:
                 )
             self._closed = True
             self._release_spool_lock()
+
+
+def _part_index(store: StoreLike, seq: int, backend: str, suffix: str, n_frames: int,
+                keep: list[tuple[_Pending, int]]) -> PartIndex:
+    """The index of the new part ``seq`` holding ``keep`` (tracks and their first rows)."""
+    name = part_name(seq)
+    return PartIndex(
+        name=name, seq=seq, backend=backend, file=f"{name}{suffix}", n_frames=n_frames,
+        dim=store.spec.dim, dtype=store.spec.dtype,
+        entries=tuple(TrackEntry(t.track_id, name, o, len(t.frames), t.audio_sha256, t.duration, t.checksum)
+                      for t, o in keep),
+    )
 
 
 def _pieces(items: list[_Pending]) -> Iterator[np.ndarray]:
