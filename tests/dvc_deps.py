@@ -100,7 +100,7 @@ def code_closures(stages: Iterable[str]) -> dict[str, set[str]]:
              for stage in sorted(set(stages))}
     out = {}
     for stage, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=600)
+        stdout, stderr = proc.communicate(timeout=1800)
         if proc.returncode:
             raise RuntimeError(f"closure of stages/{stage}.py failed:\n{stderr[-2000:]}")
         out[stage] = set(json.loads(stdout.strip().splitlines()[-1]))

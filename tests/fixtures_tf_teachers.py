@@ -93,7 +93,7 @@ def reference_dir(tmp_root: Path, reprs: tuple[str, ...] = ("mel128", "linear"))
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="",
                OMP_NUM_THREADS="1", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
     result = subprocess.run([sys.executable, str(HERE), str(out)], env=env, capture_output=True, text=True,
-                            timeout=600)
+                            timeout=1800)
     if result.returncode != 0:
         raise RuntimeError(f"reference script failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     _CACHE["dir"] = out

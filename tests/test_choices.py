@@ -98,7 +98,7 @@ def test_a_bad_loader_stops_distill_before_any_frame_is_read(tmp_path: Path) -> 
     params = tmp_path / "params.yaml"
     params.write_text("distill:\n  loader: mmap\n")
     out = subprocess.run([sys.executable, "-m", "pipeline", "--params", str(params), "distill"],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+                         capture_output=True, text=True, cwd=tmp_path, timeout=1800)
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "distill.loader must be one of memmap, store, got 'mmap'" in out.stderr
     assert not (tmp_path / "runs").exists()

@@ -40,7 +40,7 @@ def test_a_missing_path_is_one_line_and_exit_1(tmp_path: Path, line: str, named:
     nope = str(tmp_path / "nope")
     args = [a.replace("NOPE", nope) for a in line.split()]
     out = subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True,
-                         cwd=ROOT, timeout=300)
+                         cwd=ROOT, timeout=1800)
     lines = [row for row in out.stderr.splitlines() if row.strip()]
     assert out.returncode == EXIT_USER_ERROR, (out.returncode, out.stderr)
     assert len(lines) == 1, out.stderr
@@ -50,14 +50,14 @@ def test_a_missing_path_is_one_line_and_exit_1(tmp_path: Path, line: str, named:
 
 def test_a_bad_option_value_is_one_line_and_exit_1() -> None:
     out = subprocess.run([sys.executable, "-m", "pipeline", "export", "runs", "--format", "tflite"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+                         capture_output=True, text=True, cwd=ROOT, timeout=1800)
     assert out.returncode == EXIT_USER_ERROR
     assert len(out.stderr.strip().splitlines()) == 1 and "tflite" in out.stderr
 
 
 def test_a_missing_option_lists_the_choices_on_one_line() -> None:
     out = subprocess.run([sys.executable, "-m", "pipeline", "store", "export", "stores/x", "--out", "x"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+                         capture_output=True, text=True, cwd=ROOT, timeout=1800)
     assert out.returncode == EXIT_USER_ERROR
     assert out.stderr.strip().splitlines() == [
         "error: pipeline store export: Missing option '--format'. Choose from: npy, memmap "

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 
 def _run(args: list[str], cwd: Path) -> str:
-    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=1200)
+    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result.stdout + result.stderr
 

@@ -44,7 +44,7 @@ def _extract(params: Path, teacher: str, *extra: str, verbose: bool = False) -> 
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *(["-v"] if verbose else []), "--params", str(params), "extract",
          "--teacher", teacher, "--no-progress", *extra],
-        capture_output=True, text=True, cwd=params.parent, timeout=600, env={**_env(), "PYTHONPATH": env_path})
+        capture_output=True, text=True, cwd=params.parent, timeout=1800, env={**_env(), "PYTHONPATH": env_path})
 
 
 def _env() -> dict[str, str]:

@@ -59,7 +59,7 @@ def test_two_processes_with_overlapping_ids_store_each_track_once(tmp_path: Path
         polls += 1
     results = {}
     for _ in jobs:
-        writer_id, committed, dropped = queue.get(timeout=60)
+        writer_id, committed, dropped = queue.get(timeout=1800)
         results[writer_id] = (set(committed), set(dropped))
     for job in jobs:
         job.join(30)

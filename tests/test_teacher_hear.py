@@ -200,7 +200,7 @@ def test_teachers_lists_a_module_usable_only_once_it_ran(tmp_path: Path) -> None
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(root)]))
     listed = subprocess.run([sys.executable, "-m", "pipeline", "--params", str(params_path), "teachers", "--json"],
-                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1800)
     assert listed.returncode == 0, listed.stderr
     rows = {row["name"]: row for row in json.loads(listed.stdout)}
     crepe = rows["hear:hearbaseline.torchcrepe"]

@@ -83,7 +83,7 @@ def install_plugin(site: Path) -> None:
 def pipeline(site: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(ROOT)]))
     return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=600)
+                          cwd=ROOT, timeout=1800)
 
 
 def test_plugin_is_listed_and_extracts(tmp_path: Path) -> None:

@@ -132,7 +132,7 @@ def test_tf_slim_checkpoint_matches_the_tf_graph(tmp_path_factory: pytest.TempPa
     )
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS="1")
     subprocess.run([sys.executable, "-c", code, str(ref), str(tmp_path)], check=True, env=env, cwd=ROOT,
-                   capture_output=True, timeout=600)
+                   capture_output=True, timeout=1800)
     slim = np.load(ref / "slim_out.npy")
     raw = np.load(tmp_path / "ours_False.npy")[: len(slim)]
     assert len(inputs["examples"]) == len(slim) == 3

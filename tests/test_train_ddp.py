@@ -43,7 +43,7 @@ def test_torchrun_two_processes_train_in_sync(tmp_path: Path) -> None:
     script.write_text(textwrap.dedent(SCRIPT.format(root=str(ROOT), data=str(tmp_path / "data"), run=str(run))))
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        capture_output=True, text=True, timeout=1800, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("epochs 2 world 2") == 2

@@ -67,7 +67,7 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(tmp_path: Path) -> Non
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     straight = train(tmp_path / "straight")
-    out, err = straight.communicate(timeout=300)
+    out, err = straight.communicate(timeout=1800)
     assert straight.returncode == 0 and "done 3" in out, err[-3000:]
 
     run = tmp_path / "resumed"
@@ -77,7 +77,7 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(tmp_path: Path) -> Non
         if line.startswith("step 2 2"):  # the middle of the second epoch (4 steps per epoch)
             child.send_signal(signal.SIGTERM)
             break
-    out, err = child.communicate(timeout=300)
+    out, err = child.communicate(timeout=1800)
     assert child.returncode == 143, err[-3000:]
     assert "interrupted stopped by SIGTERM in epoch 2" in out
     saved = torch.load(run / "last.pt", weights_only=True)
@@ -85,7 +85,7 @@ def test_sigterm_saves_a_checkpoint_and_the_rerun_resumes(tmp_path: Path) -> Non
     assert len((run / "history.csv").read_text().strip().splitlines()) == 2  # header + epoch 1
 
     rerun = train(run)
-    out, err = rerun.communicate(timeout=300)
+    out, err = rerun.communicate(timeout=1800)
     assert rerun.returncode == 0 and "done 3" in out, err[-3000:]
     assert out.startswith(f"step 2 {int(saved['step']) + 1}\n")  # no step trained twice
     a, b = _weights(tmp_path / "straight" / "last.pt"), _weights(run / "last.pt")
