@@ -424,7 +424,7 @@ class EAsTObjective:
     def feature_term(
         self, output: Any, teacher: torch.Tensor, teacher_times: Any, teacher_window: float, slot: int = 0
     ) -> torch.Tensor:
-        """``L_feat`` of a :class:`~pipeline.students.base.StudentOutput` against frames (N, Tt, D) of teacher ``slot``."""
+        """``L_feat`` of a :class:`~pipeline.students.base.StudentOutput` against teacher ``slot``'s frames."""
         if len(output.features) != len(self.stage_weights):
             raise ConfigError(
                 f"stage_weights has {len(self.stage_weights)} entries but the student has "

@@ -108,7 +108,8 @@ class Triage:
 def recommend(teachers: Sequence[str], probe_map: Mapping[str, Optional[float]], names: Sequence[str],
               matrix: np.ndarray) -> tuple[Optional[str], str]:
     """Apply :data:`RULE`: the recommended teacher (or None) and a one-line reason."""
-    probed = sorted((t for t in teachers if probe_map.get(t) is not None), key=lambda t: -float(probe_map[t]))
+    scores = {t: float(v) for t, v in probe_map.items() if v is not None}
+    probed = sorted((t for t in teachers if t in scores), key=lambda t: -scores[t])
     if not probed:
         return None, "no teacher has a probe yet: run `pipeline probe --teacher <name>` for each, then triage again"
     dep = {(a, b): float(matrix[names.index(a), names.index(b)]) for a in names for b in names}
@@ -116,15 +117,15 @@ def recommend(teachers: Sequence[str], probe_map: Mapping[str, Optional[float]],
     for teacher in probed:
         if not any(dep[(teacher, better)] >= REDUNDANT for better in kept):
             kept.append(teacher)
-    best = float(probe_map[kept[0]])  # type: ignore[arg-type]
-    close = [t for t in kept if best - float(probe_map[t]) <= MAP_MARGIN]  # type: ignore[arg-type]
+    best = scores[kept[0]]
+    close = [t for t in kept if best - scores[t] <= MAP_MARGIN]
     redundant = [t for t in probed if t not in kept]
     dropped = f"; {', '.join(redundant)} near copies of a better probe" if redundant else ""
     if STUDENT not in names or len(close) == 1:
         why = "the best probe" if STUDENT not in names else "the only probe within the margin of the best"
         return close[0], f"{close[0]}: {why} (valid mAP {best:.3f}){dropped}"
     choice = min(close, key=lambda t: dep[(t, STUDENT)])
-    return choice, (f"{choice}: valid mAP {float(probe_map[choice]):.3f} (best {best:.3f}), least dependent on the "
+    return choice, (f"{choice}: valid mAP {scores[choice]:.3f} (best {best:.3f}), least dependent on the "
                     f"baseline student ({dep[(choice, STUDENT)]:.2f}){dropped}")
 
 

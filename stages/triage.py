@@ -54,7 +54,8 @@ def run(params: Params, *, teachers: Sequence[str] = (), baseline: Optional[str]
     folder = Path(out or params.report.out)
     folder.mkdir(parents=True, exist_ok=True)
     text = markdown(result) + (f"\nBaseline student: `{student_run}`.\n" if student_run else
-                               "\nNo baseline student run (pass --baseline RUN): teacher-student dependence not shown.\n")
+                               "\nNo baseline student run (pass --baseline RUN): teacher-student dependence "
+                               "not shown.\n")
     (folder / "triage.md").write_text(text)
     png = heatmap(result, folder / "triage.png")
     return {"markdown": folder / "triage.md", "png": png, "recommended": result.recommended,
