@@ -134,9 +134,7 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
         "seed": cfg.seed,
         "parameters": sum(p.numel() for p in student.parameters()),
         "best_epoch": result.best_epoch,
-        # pretrain selects on the validation loss (it never reads labels) and has no valid mAP
-        "valid_map": None if cfg.variant == "pretrain" else result.best_valid_map,
-        "valid_loss": -result.best_valid_map if cfg.variant == "pretrain" else None,
+        "valid_map": result.best_valid_map,
         "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early,
         "device": device,
@@ -144,6 +142,8 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
         "n_unlabeled": n_unlabeled,
         "unlabeled_per_epoch": _unlabeled_per_epoch(cfg, n_unlabeled),
     }
+    if cfg.variant == "pretrain":  # selected on the validation loss (it never reads labels): no valid mAP
+        metrics.update(valid_map=None, valid_loss=-result.best_valid_map)
     timings = {"train_seconds": result.seconds, "train_clips_per_second": result.train_clips_per_second}
     if trainer.dist.main:  # under torchrun, rank 0 writes
         write_json(folder / "metrics.json", metrics)  # no wall-clock field: DVC tracks it
