@@ -125,8 +125,20 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
         device=device, fingerprint=hashlib.sha256(config_text.encode()).hexdigest(),
     )
     result = trainer.fit(train_set, valid_set, progress=progress)
+    metrics = _metrics(cfg, folder.name, student, result, device, len(train_clips) - n_unlabeled, n_unlabeled)
+    timings = {"train_seconds": result.seconds, "train_clips_per_second": result.train_clips_per_second}
+    if trainer.dist.main:  # under torchrun, rank 0 writes
+        write_json(folder / "metrics.json", metrics)  # no wall-clock field: DVC tracks it
+        write_json(timings_file(folder), timings)
+    return {**metrics, **timings}
+
+
+def _metrics(cfg: DistillConfig, name: str, student: torch.nn.Module, result: Any, device: str, n_labeled: int,
+             n_unlabeled: int) -> dict[str, Any]:
+    """What ``metrics.json`` holds (no wall-clock field: DVC tracks it); ``result`` is the TrainResult."""
+    use_teacher = cfg.variant != "baseline"
     metrics = {
-        "run": folder.name,
+        "run": name,
         "student": cfg.student,
         "teacher": _teachers_label(cfg) if use_teacher else None,
         "variant": cfg.variant,
@@ -138,17 +150,13 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
         "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early,
         "device": device,
-        "n_labeled": len(train_clips) - n_unlabeled,
+        "n_labeled": n_labeled,
         "n_unlabeled": n_unlabeled,
         "unlabeled_per_epoch": _unlabeled_per_epoch(cfg, n_unlabeled),
     }
     if cfg.variant == "pretrain":  # selected on the validation loss (it never reads labels): no valid mAP
         metrics.update(valid_map=None, valid_loss=-result.best_valid_map)
-    timings = {"train_seconds": result.seconds, "train_clips_per_second": result.train_clips_per_second}
-    if trainer.dist.main:  # under torchrun, rank 0 writes
-        write_json(folder / "metrics.json", metrics)  # no wall-clock field: DVC tracks it
-        write_json(timings_file(folder), timings)
-    return {**metrics, **timings}
+    return metrics
 
 
 def _uses_kd(cfg: DistillConfig) -> bool:
