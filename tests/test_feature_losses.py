@@ -102,7 +102,7 @@ def test_projected_cosine_hand_values_and_gradients() -> None:
     zero = torch.zeros(2, 1, 3, requires_grad=True)  # a silent student: finite, not NaN
     loss = feature_loss_projected_cosine(zero, torch.randn(2, 1, 5), torch.nn.Linear(3, 5, bias=False))
     loss.backward()
-    assert float(loss) == pytest.approx(1.0) and torch.isfinite(zero.grad).all()
+    assert float(loss.detach()) == pytest.approx(1.0) and torch.isfinite(zero.grad).all()
 
 
 def _output(gen: torch.Generator) -> StudentOutput:
