@@ -124,7 +124,8 @@ def test_feature_loss_is_chosen_per_teacher() -> None:
     cka = EAsTObjective("east-final", feature_loss="linear_cka")(
         *args, teacher=teachers[0], teacher_times=times[0], teacher_window=3.0)["feat"]
     cosine = mixed.feature_term(output, teachers[1], times[1], 3.0, slot=1)
-    assert float(got["feat"]) == pytest.approx((float(cka) + 3 * float(cosine)) / 4, abs=1e-6)
+    expected = (float(cka.detach()) + 3 * float(cosine.detach())) / 4
+    assert float(got["feat"].detach()) == pytest.approx(expected, abs=1e-6)
     got["total"].backward()
     assert heads["1_2"].weight.grad is not None and output.features[2].grad is not None
     with pytest.raises(TrainingError, match="build_projections"):
