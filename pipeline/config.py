@@ -27,14 +27,18 @@ C = TypeVar("C")
 # the library's own checks read the same tuples. Open families (teachers, dataset builders,
 # store backends by URL) come from their registries instead.
 
-#: ``distill.variant``: no teacher, + distance correlation, + KD from the teacher's probe
-Variant = Literal["baseline", "east-final", "east-kd"]
+#: ``distill.variant``: no teacher, + distance correlation, + KD from the teacher's probe, and label-free
+#: pretraining on the teacher terms alone (fine-tune it with ``pipeline distill --init RUN``)
+Variant = Literal["baseline", "east-final", "east-kd", "pretrain"]
 VARIANTS: tuple[Variant, ...] = typing.get_args(Variant)
+#: the paper's variants: what ``variants`` (the dvc.yaml matrix) trains by default
+PAPER_VARIANTS: tuple[Variant, ...] = ("baseline", "east-final", "east-kd")
 #: ``distill.student``: the registered students (``pipeline.students.STUDENTS`` is checked against it)
 StudentName = Literal["mobile_fcn", "cp_resnet"]
 STUDENT_NAMES: tuple[str, ...] = typing.get_args(StudentName)
-#: ``distill.feature_loss``
-FeatureLoss = Literal["distance_correlation", "cosine_difference"]
+#: ``distill.feature_loss`` (or per teacher, ``distill.teachers[].feature_loss``): the paper's two, bias-corrected
+#: linear CKA, and cosine after a learned projection of the student into the teacher's dimension (S-SONDO)
+FeatureLoss = Literal["distance_correlation", "cosine_difference", "linear_cka", "cosine_projection"]
 FEATURE_LOSSES: tuple[str, ...] = typing.get_args(FeatureLoss)
 #: ``distill.dcor_estimator``: the paper's V-statistic or the bias-corrected U-statistic (Székely & Rizzo 2014)
 DcorEstimator = Literal["v", "u"]
@@ -42,6 +46,9 @@ DCOR_ESTIMATORS: tuple[str, ...] = typing.get_args(DcorEstimator)
 #: ``distill.dcor_pool``: one distance correlation per aligned frame (paper) or one over batch x frames
 DcorPool = Literal["frame", "batch"]
 DCOR_POOLS: tuple[str, ...] = typing.get_args(DcorPool)
+#: ``distill.kd_entries``: KD on known labels (+ every class of unlabeled clips; the paper) or every class of every clip
+KdEntries = Literal["known", "all"]
+KD_ENTRIES: tuple[str, ...] = typing.get_args(KdEntries)
 #: ``distill.alignment`` (see :mod:`pipeline.alignment`)
 Alignment = Literal["window", "repeat", "nearest"]
 ALIGNMENTS: tuple[str, ...] = typing.get_args(Alignment)
@@ -190,11 +197,13 @@ class ProbeConfig:
 class TeacherRef:
     """One teacher of a multi-teacher run (``distill.teachers``): a name and its weight.
 
-    In ``params.yaml`` an entry is a name (weight 1) or ``{name: ..., weight: ...}``.
+    In ``params.yaml`` an entry is a name (weight 1) or ``{name: ..., weight: ..., feature_loss: ...}``;
+    ``feature_loss`` (None: ``distill.feature_loss``) chooses this teacher's feature term.
     """
 
     name: str
     weight: float = 1.0
+    feature_loss: Optional[FeatureLoss] = None
 
 
 @dataclass(frozen=True)
@@ -207,15 +216,24 @@ class DistillConfig:
         teachers: several teachers at once (overrides ``teacher``): the feature term is the
             weighted mean of the per-teacher terms; empty = ``teacher`` alone.
         kd_teacher: whose probe gives the KD targets; "" = the mean of every teacher's probe logits.
-        variant: ``baseline``, ``east-final`` or ``east-kd``.
-        feature_loss: ``distance_correlation`` or ``cosine_difference``.
+        variant: ``baseline``, ``east-final``, ``east-kd`` or ``pretrain`` (teacher terms only, on every
+            train clip; labels are never read).
+        feature_loss: ``distance_correlation``, ``cosine_difference``, ``linear_cka`` (1 - bias-corrected
+            linear CKA) or ``cosine_projection`` (1 - cos(P s, t), P a learned linear map into the
+            teacher's dimension); a teacher's own ``feature_loss`` in ``teachers`` wins.
         dcor_estimator: ``v`` (the paper's V-statistic) or ``u`` (bias-corrected, about 0 for
             independent inputs at any batch size).
         dcor_pool: ``frame`` (one estimate per aligned frame, the paper) or ``batch`` (one
             estimate over all batch x frames rows).
         lam: lambda in ``(1 - lam) L_pred + lam L_reg``.
-        kd_weight: share of KD inside ``L_reg`` for east-kd (paper 0.3).
-        tau: KD temperature.
+        kd_weight: share of KD inside ``L_reg`` for east-kd and pretrain (paper 0.3). The field's KD
+            (EfficientAT, PretrainedSED: 0.1 BCE + 0.9 KD) is ``lam: 0.9, kd_weight: 1.0, tau: 1``.
+            A pretrain run with 0 loads no probe.
+        tau: KD temperature (paper 2; the field 1).
+        kd_entries: ``known`` (the paper: KD on known labels, and every class of unlabeled clips) or
+            ``all`` (every class of every clip, as EfficientAT); pretrain always uses every entry.
+        init: a run folder whose student weights (``best.pt``) start this run (e.g. a pretrain run);
+            "" = random initialisation.
         alignment: ``window`` (average student frames inside each teacher window) or
             ``repeat`` (the paper's repeat-and-truncate).
         epochs, batch_size, lr, weight_decay, grad_clip: optimisation.
@@ -247,6 +265,8 @@ class DistillConfig:
     lam: float = 0.3
     kd_weight: float = 0.3
     tau: float = 2.0
+    kd_entries: KdEntries = "known"
+    init: str = ""
     alignment: Alignment = "window"
     epochs: int = 12
     batch_size: int = 16
@@ -279,6 +299,10 @@ class DistillConfig:
     def teacher_refs(self) -> tuple[TeacherRef, ...]:
         """The run's teachers: ``teachers``, or ``teacher`` with weight 1."""
         return self.teachers or (TeacherRef(self.teacher),)
+
+    def feature_losses(self) -> tuple[str, ...]:
+        """The feature loss of each teacher of :meth:`teacher_refs`: its own, else ``feature_loss``."""
+        return tuple(ref.feature_loss or self.feature_loss for ref in self.teacher_refs())
 
 
 @dataclass(frozen=True)
@@ -319,7 +343,7 @@ class Params:
     data: DataConfig = field(default_factory=DataConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
     teachers_enabled: tuple[str, ...] = ("musicnn",)
-    variants: tuple[Variant, ...] = VARIANTS
+    variants: tuple[Variant, ...] = PAPER_VARIANTS
     seeds: tuple[int, ...] = (0,)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     teachers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

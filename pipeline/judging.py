@@ -24,7 +24,8 @@ import numpy as np
 from pipeline.config import RUNTIME_KEYS
 
 #: Variant names as the report shows them.
-VARIANT_LABELS = {"baseline": "Baseline (no teacher)", "east-final": "EAsT-Final", "east-kd": "EAsT-KD"}
+VARIANT_LABELS = {"baseline": "Baseline (no teacher)", "east-final": "EAsT-Final", "east-kd": "EAsT-KD",
+                  "pretrain": "Label-free pretraining"}
 #: Flattened ``config.json`` keys that are not part of a configuration: the seed, where the run was
 #: written, and the runtime settings (already left out of new ``config.json`` files).
 NOT_CONFIGURATION = frozenset({"distill.seed", "distill.runs_root"}

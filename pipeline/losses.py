@@ -1,5 +1,6 @@
 """The EAsT losses (docs/method.md, "Losses"): masked BCE, distance correlation, cosine-distance
-difference, binary KD, and the combined objective.
+difference, bias-corrected linear CKA, cosine after a learned projection, binary KD, and the
+combined objective.
 
 Every loss is computed in float32 (float64 inputs stay float64), whatever the autocast
 state, and teacher-side tensors never receive gradients.
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.alignment import MODES, align_frames
-from pipeline.config import DCOR_ESTIMATORS, DCOR_POOLS, FEATURE_LOSSES, VARIANTS
+from pipeline.config import DCOR_ESTIMATORS, DCOR_POOLS, FEATURE_LOSSES, KD_ENTRIES, VARIANTS
 from pipeline.errors import ConfigError, TrainingError
 
 __all__ = [
@@ -29,6 +30,9 @@ __all__ = [
     "distance_correlation",
     "feature_loss_dcor",
     "feature_loss_cosine",
+    "linear_cka",
+    "feature_loss_cka",
+    "feature_loss_projected_cosine",
     "kd_loss",
     "kd_mask",
     "align_frames",
@@ -192,6 +196,77 @@ def feature_loss_cosine(s: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
     return (gram_s - gram_e).abs().mean()
 
 
+def linear_cka(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Minibatch linear CKA with the unbiased HSIC estimator (Song et al. 2012; Nguyen et al. 2021).
+
+    With linear kernels ``K = X X^T`` and ``L = Y Y^T`` (diagonals set to 0),
+    ``HSIC_1(K, L) = [tr(K L) + 1'K1 1'L1 / ((n-1)(n-2)) - 2/(n-2) 1'K L 1] / (n (n-3))``, and
+    ``CKA = HSIC_1(K, L) / sqrt(HSIC_1(K, K) HSIC_1(L, L))``. ``HSIC_1`` equals the inner product of
+    the U-centered kernels (Székely & Rizzo 2014), which is how it is computed here; its
+    expectation is 0 for independent rows at any N. CKA is 1 for identical features and invariant
+    to orthogonal transforms and isotropic scaling of either side (not to general linear maps).
+
+    Args:
+        x: (..., N, D1); leading dimensions are batched.
+        y: (..., N, D2) with the same N.
+
+    Returns:
+        (...) CKA per batch element, in about [-1, 1].
+
+    Raises:
+        TrainingError: unpaired shapes or N < 4.
+    """
+    if x.shape[:-1] != y.shape[:-1]:
+        raise TrainingError(f"linear CKA needs paired rows, got shapes {tuple(x.shape)} and {tuple(y.shape)}")
+    n = x.shape[-2]
+    if n < 4:
+        raise TrainingError(f"the bias-corrected linear CKA needs at least 4 rows, got {n}; "
+                            "raise distill.batch_size or use distill.dcor_pool: batch")
+    x = _f32(x)
+    y = _f32(y).to(x.dtype)
+    k = _u_center(torch.matmul(x, x.transpose(-1, -2)))
+    l = _u_center(torch.matmul(y, y.transpose(-1, -2)))  # noqa: E741 - the literature's name
+    kl = (k * l).sum(dim=(-2, -1))  # the common 1 / (n (n - 3)) cancels in the ratio
+    kk = (k * k).sum(dim=(-2, -1))
+    ll = (l * l).sum(dim=(-2, -1))
+    return kl / torch.sqrt((kk * ll).clamp_min(1e-18))
+
+
+def feature_loss_cka(s: torch.Tensor, e: torch.Tensor, pool: str = "frame") -> torch.Tensor:
+    """``1 - CKA`` (:func:`linear_cka`) between aligned student and teacher frames.
+
+    Args:
+        s: (N, T, C) aligned student frames.
+        e: (N, T, D) aligned teacher frames (no gradient flows into them).
+        pool: ``frame`` (one CKA per aligned frame across the batch, averaged) or ``batch`` (one
+            over all N x T rows), as ``distill.dcor_pool``.
+
+    Returns:
+        Scalar loss in about [0, 2].
+    """
+    e = e.detach()
+    if pool == "batch":
+        return 1.0 - linear_cka(s.reshape(-1, s.shape[-1]), e.reshape(-1, e.shape[-1]))
+    if pool != "frame":
+        raise ConfigError(f"unknown dcor pool {pool!r}; choose one of {', '.join(DCOR_POOLS)}")
+    return (1.0 - linear_cka(s.transpose(0, 1), e.transpose(0, 1))).mean()
+
+
+def feature_loss_projected_cosine(s: torch.Tensor, e: torch.Tensor, projection: torch.nn.Module) -> torch.Tensor:
+    """``mean_{n,t} (1 - cos(P s_nt, e_nt))``: cosine after a learned projection (S-SONDO, ICASSP 2026).
+
+    Args:
+        s: (N, T, C) aligned student frames.
+        e: (N, T, D) aligned teacher frames (no gradient flows into them).
+        projection: maps C to D (a ``Linear(C, D)``, trained with the student, not exported).
+
+    Returns:
+        Scalar loss in [0, 2].
+    """
+    projected = projection(_f32(s))
+    return (1.0 - F.cosine_similarity(projected, _f32(e.detach()).to(projected.dtype), dim=-1, eps=1e-8)).mean()
+
+
 def kd_loss(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, known: torch.Tensor, tau: float = 2.0
 ) -> torch.Tensor:
@@ -232,32 +307,44 @@ def kd_mask(known: torch.Tensor) -> torch.Tensor:
     return known | ~known.any(dim=-1, keepdim=True)
 
 
-FEATURE_FUNCTIONS = {"distance_correlation": feature_loss_dcor, "cosine_difference": feature_loss_cosine}
+#: feature losses that take ``(s, e, **options)``; ``cosine_projection`` also needs its learned head
+FEATURE_FUNCTIONS = {"distance_correlation": feature_loss_dcor, "cosine_difference": feature_loss_cosine,
+                     "linear_cka": feature_loss_cka, "cosine_projection": feature_loss_projected_cosine}
+#: variants whose total holds the feature term; pretrain has no label term
+TEACHER_VARIANTS = ("east-final", "east-kd", "pretrain")
 
 
 class EAsTObjective:
     """``L = (1 - lam) L_pred + lam L_reg`` (docs/method.md, "Losses").
 
     ``L_reg = L_feat`` (east-final) or ``kd_weight L_KD + (1 - kd_weight) L_feat`` (east-kd);
-    ``baseline`` trains on ``L_pred`` only. ``L_feat = sum_k w_k L_k / sum_k w_k`` over the
-    student's feature stages, each aligned to the teacher frames by time stamps.
+    ``baseline`` trains on ``L_pred`` only. ``pretrain`` trains on the teacher terms alone and never
+    reads labels or their mask: ``L = kd_weight L_KD + (1 - kd_weight) L_feat`` when probe logits are
+    given (KD on every class of every clip), else ``L_feat``. ``L_feat = sum_k w_k L_k / sum_k w_k``
+    over the student's feature stages, each aligned to the teacher frames by time stamps.
 
     Terms that do not enter ``total`` are still computed without gradient when their
     inputs are given (so a baseline run logs how teacher-like its features are), and are
     NaN when they cannot be computed.
 
     Args:
-        variant: ``baseline``, ``east-final`` or ``east-kd``.
-        lam: regulariser weight in [0, 1].
-        kd_weight: share of KD in ``L_reg`` for east-kd (paper 0.3).
+        variant: ``baseline``, ``east-final``, ``east-kd`` or ``pretrain``.
+        lam: regulariser weight in [0, 1] (unused by pretrain).
+        kd_weight: share of KD in ``L_reg`` for east-kd and pretrain (paper 0.3).
         tau: KD temperature.
-        feature_loss: ``distance_correlation`` or ``cosine_difference``.
+        feature_loss: one of :data:`FEATURE_LOSSES`, or one per teacher (a sequence).
         stage_weights: weight per student feature stage (paper EAsT-Final: (0, 0, 1)).
         alignment: ``window``, ``repeat`` or ``nearest`` (:func:`~pipeline.alignment.align_frames`).
         student_expand, teacher_expand: ``repeat`` factors (``None``: from the hop ratio).
         clip_level: ``broadcast`` or ``mean`` for clip-level teachers.
         dcor_estimator: ``v`` (paper) or ``u`` (bias-corrected), :func:`distance_correlation`.
-        dcor_pool: ``frame`` (paper) or ``batch``, :func:`feature_loss_dcor`.
+        dcor_pool: ``frame`` (paper) or ``batch``, :func:`feature_loss_dcor` (and :func:`feature_loss_cka`).
+        kd_entries: ``known`` (:func:`kd_mask`) or ``all`` (every class of every clip).
+
+    Attributes:
+        heads: the learned projections of ``cosine_projection`` teachers (``"<teacher>_<stage>"`` ->
+            ``Linear(C, D)``), built by :meth:`build_projections`; trained with the student, saved in
+            ``last.pt``, never part of the exported student.
     """
 
     def __init__(
@@ -266,7 +353,7 @@ class EAsTObjective:
         lam: float = 0.3,
         kd_weight: float = 0.3,
         tau: float = 2.0,
-        feature_loss: str = "distance_correlation",
+        feature_loss: str | Sequence[str] = "distance_correlation",
         stage_weights: Sequence[float] = (0.0, 0.0, 1.0),
         alignment: str = "window",
         student_expand: int | None = None,
@@ -274,24 +361,11 @@ class EAsTObjective:
         clip_level: str = "broadcast",
         dcor_estimator: str = "v",
         dcor_pool: str = "frame",
+        kd_entries: str = "known",
     ) -> None:
-        if variant not in VARIANTS:
-            raise ConfigError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-        if feature_loss not in FEATURE_FUNCTIONS:
-            raise ConfigError(
-                f"unknown feature_loss {feature_loss!r}; choose one of {', '.join(FEATURE_LOSSES)}"
-            )
-        if alignment not in MODES:
-            raise ConfigError(f"unknown alignment {alignment!r}; choose one of {', '.join(MODES)}")
-        if dcor_estimator not in DCOR_ESTIMATORS or dcor_pool not in DCOR_POOLS:
-            raise ConfigError(f"dcor_estimator must be one of {', '.join(DCOR_ESTIMATORS)} and dcor_pool one of "
-                              f"{', '.join(DCOR_POOLS)}; got {dcor_estimator!r}, {dcor_pool!r}")
-        if not 0.0 <= lam <= 1.0:
-            raise ConfigError(f"lam must be in [0, 1], got {lam}")
-        if not 0.0 <= kd_weight <= 1.0:
-            raise ConfigError(f"kd_weight must be in [0, 1], got {kd_weight}")
-        if not tau > 0:
-            raise ConfigError(f"tau must be > 0, got {tau}")
+        losses = [feature_loss] if isinstance(feature_loss, str) else list(feature_loss)
+        _check_settings(variant, losses, alignment, dcor_estimator, dcor_pool, kd_entries)
+        _check_weights(lam, kd_weight, tau)
         weights = [float(w) for w in stage_weights]
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ConfigError(f"stage_weights must be >= 0 with a positive sum, got {tuple(stage_weights)}")
@@ -299,25 +373,63 @@ class EAsTObjective:
         self.lam = float(lam)
         self.kd_weight = float(kd_weight)
         self.tau = float(tau)
-        self.feature_loss = feature_loss
+        self.feature_losses = losses
+        self.feature_loss = losses[0]
         self.stage_weights = [w / sum(weights) for w in weights]
         self.alignment = alignment
         self.student_expand = student_expand
         self.teacher_expand = teacher_expand
         self.clip_level = clip_level
         self.dcor = {"estimator": dcor_estimator, "pool": dcor_pool}
+        self.kd_entries = kd_entries
+        self.heads = torch.nn.ModuleDict()
+
+    def loss_of(self, teacher: int) -> str:
+        """The feature loss of teacher slot ``teacher`` (one setting for all: that one)."""
+        return self.feature_losses[teacher] if len(self.feature_losses) > 1 else self.feature_losses[0]
+
+    def build_projections(self, student_channels: Sequence[int], teacher_dims: Sequence[int]) -> torch.nn.ModuleDict:
+        """Create a ``Linear(C_stage, D_teacher)`` head per ``cosine_projection`` teacher and weighted stage.
+
+        Args:
+            student_channels: channels of each student feature stage.
+            teacher_dims: frame dimension of each teacher, in slot order.
+
+        Returns:
+            :attr:`heads` (empty when no teacher uses ``cosine_projection``); initialised from the
+            global torch RNG, so seed it first.
+        """
+        for k, dim in enumerate(teacher_dims):
+            if self.loss_of(k) != "cosine_projection":
+                continue
+            for stage, weight in enumerate(self.stage_weights):
+                if weight > 0:
+                    self.heads[f"{k}_{stage}"] = torch.nn.Linear(int(student_channels[stage]), int(dim))
+        return self.heads
+
+    def _stage_loss(self, teacher: int, stage: int, s: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        name = self.loss_of(teacher)
+        if name == "cosine_projection":
+            key = f"{teacher}_{stage}"
+            if key not in self.heads:
+                raise TrainingError(f"teacher {teacher} uses cosine_projection but has no projection for stage "
+                                    f"{stage}; call build_projections with the student's and teachers' sizes first")
+            return feature_loss_projected_cosine(s, e, self.heads[key])
+        if name == "distance_correlation":
+            return feature_loss_dcor(s, e, **self.dcor)
+        if name == "linear_cka":
+            return feature_loss_cka(s, e, pool=self.dcor["pool"])
+        return feature_loss_cosine(s, e)
 
     def feature_term(
-        self, output: Any, teacher: torch.Tensor, teacher_times: Any, teacher_window: float
+        self, output: Any, teacher: torch.Tensor, teacher_times: Any, teacher_window: float, slot: int = 0
     ) -> torch.Tensor:
-        """``L_feat`` of a :class:`~pipeline.students.base.StudentOutput` against frames (N, Tt, D)."""
+        """``L_feat`` of a :class:`~pipeline.students.base.StudentOutput` against teacher ``slot``'s frames."""
         if len(output.features) != len(self.stage_weights):
             raise ConfigError(
                 f"stage_weights has {len(self.stage_weights)} entries but the student has "
                 f"{len(output.features)} feature stages"
             )
-        function = FEATURE_FUNCTIONS[self.feature_loss]
-        options = self.dcor if self.feature_loss == "distance_correlation" else {}
         total: torch.Tensor | None = None
         for stage, weight in enumerate(self.stage_weights):
             if weight <= 0:
@@ -328,7 +440,7 @@ class EAsTObjective:
                 student_expand=self.student_expand, teacher_expand=self.teacher_expand,
                 clip_level=self.clip_level,
             )
-            term = weight * function(s, e, **options)
+            term = weight * self._stage_loss(slot, stage, s, e)
             total = term if total is None else total + term
         assert total is not None
         return total
@@ -336,7 +448,8 @@ class EAsTObjective:
     def teachers_term(self, output: Any, teachers: Sequence[torch.Tensor], times: Sequence[Any],
                       windows: Sequence[float], weights: Sequence[float] | None) -> torch.Tensor:
         """``L_feat`` over several teachers: ``sum_k w_k L_feat,k / sum_k w_k`` (one teacher: its term)."""
-        terms = [self.feature_term(output, e, t, w) for e, t, w in zip(teachers, times, windows)]
+        terms = [self.feature_term(output, e, t, w, slot=k)
+                 for k, (e, t, w) in enumerate(zip(teachers, times, windows))]
         if len(terms) == 1:
             return terms[0]
         w = [1.0] * len(terms) if weights is None else [float(v) for v in weights]
@@ -357,8 +470,8 @@ class EAsTObjective:
 
         Args:
             output: the student's :class:`~pipeline.students.base.StudentOutput`.
-            targets: (B, C) labels in [0, 1].
-            known: (B, C) bool mask of known labels.
+            targets: (B, C) labels in [0, 1] (never read by pretrain).
+            known: (B, C) bool mask of known labels (never read by pretrain).
             teacher: (B, Tt, D) teacher frames (any float dtype), a list of them (one per
                 teacher; Tt and D may differ), or None.
             teacher_times: (Tt,) center times in seconds, same origin as the student's frames
@@ -376,18 +489,12 @@ class EAsTObjective:
             TrainingError: a teacher variant called without the teacher inputs it needs.
         """
         logits = output.logits
-        pred = masked_bce(logits, targets, known)
-        nan = torch.full((), math.nan, device=pred.device, dtype=pred.dtype)
-        needs_feat = self.variant != "baseline"
-        needs_kd = self.variant == "east-kd"
-        if needs_feat and (teacher is None or teacher_times is None):
-            raise TrainingError(
-                f"variant {self.variant!r} needs teacher frames and their times; none were given"
-            )
-        if needs_kd and teacher_logits is None:
-            raise TrainingError(
-                "variant 'east-kd' needs teacher probe logits; none were given (run `pipeline probe`)"
-            )
+        pretrain = self.variant == "pretrain"
+        nan = torch.full((), math.nan, device=logits.device, dtype=_f32(logits).dtype)
+        pred = nan if pretrain else masked_bce(logits, targets, known)
+        needs_feat = self.variant in TEACHER_VARIANTS
+        needs_kd = self.variant == "east-kd" or (pretrain and teacher_logits is not None and self.kd_weight > 0)
+        _check_inputs(self.variant, teacher is not None and teacher_times is not None, teacher_logits is not None)
         feat, kd = nan, nan
         if teacher is not None and teacher_times is not None:
             several = not isinstance(teacher, torch.Tensor)
@@ -398,13 +505,51 @@ class EAsTObjective:
             with torch.set_grad_enabled(needs_feat and torch.is_grad_enabled()):
                 feat = self.teachers_term(output, teachers, times, windows, teacher_weights)
         if teacher_logits is not None:
+            every = pretrain or self.kd_entries == "all"
+            entries = torch.ones_like(logits, dtype=torch.bool) if every else kd_mask(known)
             with torch.set_grad_enabled(needs_kd and torch.is_grad_enabled()):
-                kd = kd_loss(logits, teacher_logits, kd_mask(known), self.tau)
+                kd = kd_loss(logits, teacher_logits, entries, self.tau)
+        return {"total": self._combine(pred, feat, kd, needs_kd), "pred": pred, "feat": feat, "kd": kd}
+
+    def _combine(self, pred: torch.Tensor, feat: torch.Tensor, kd: torch.Tensor, with_kd: bool) -> torch.Tensor:
+        """``total`` of the variant from its terms."""
         if self.variant == "baseline":
-            total = pred
-        elif self.variant == "east-final":
-            total = (1.0 - self.lam) * pred + self.lam * feat
-        else:
-            reg = self.kd_weight * kd + (1.0 - self.kd_weight) * feat
-            total = (1.0 - self.lam) * pred + self.lam * reg
-        return {"total": total, "pred": pred, "feat": feat, "kd": kd}
+            return pred
+        reg = self.kd_weight * kd + (1.0 - self.kd_weight) * feat if with_kd else feat
+        if self.variant == "pretrain":
+            return reg
+        return (1.0 - self.lam) * pred + self.lam * reg
+
+
+def _check_settings(variant: str, losses: Sequence[str], alignment: str, estimator: str, pool: str,
+                    kd_entries: str) -> None:
+    """Refuse unknown choices with one :class:`ConfigError` naming the valid ones."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    bad = [name for name in losses if name not in FEATURE_FUNCTIONS]
+    if bad or not losses:
+        raise ConfigError(f"unknown feature_loss {bad[0] if bad else ''!r}; choose one of {', '.join(FEATURE_LOSSES)}")
+    if alignment not in MODES:
+        raise ConfigError(f"unknown alignment {alignment!r}; choose one of {', '.join(MODES)}")
+    if estimator not in DCOR_ESTIMATORS or pool not in DCOR_POOLS:
+        raise ConfigError(f"dcor_estimator must be one of {', '.join(DCOR_ESTIMATORS)} and dcor_pool one of "
+                          f"{', '.join(DCOR_POOLS)}; got {estimator!r}, {pool!r}")
+    if kd_entries not in KD_ENTRIES:
+        raise ConfigError(f"kd_entries must be one of {', '.join(KD_ENTRIES)}, got {kd_entries!r}")
+
+
+def _check_weights(lam: float, kd_weight: float, tau: float) -> None:
+    if not 0.0 <= lam <= 1.0:
+        raise ConfigError(f"lam must be in [0, 1], got {lam}")
+    if not 0.0 <= kd_weight <= 1.0:
+        raise ConfigError(f"kd_weight must be in [0, 1], got {kd_weight}")
+    if not tau > 0:
+        raise ConfigError(f"tau must be > 0, got {tau}")
+
+
+def _check_inputs(variant: str, has_teacher: bool, has_logits: bool) -> None:
+    """A teacher variant called without the teacher inputs it needs is a :class:`TrainingError`."""
+    if variant in TEACHER_VARIANTS and not has_teacher:
+        raise TrainingError(f"variant {variant!r} needs teacher frames and their times; none were given")
+    if variant == "east-kd" and not has_logits:
+        raise TrainingError("variant 'east-kd' needs teacher probe logits; none were given (run `pipeline probe`)")

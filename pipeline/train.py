@@ -161,6 +161,7 @@ class Trainer:
         self.student = student.to(device)
         self.model = wrap(self.student, self.dist, device)  # what the training step calls
         self.objective = objective
+        self.heads = _objective_heads(objective, device, self.dist.active)
         self.config = config
         self.run_dir = Path(run_dir)
         self.device = device
@@ -222,7 +223,7 @@ class Trainer:
                 f"{len(train_set)} training clips are fewer than one batch of {cfg.batch_size}; "
                 "lower distill.batch_size or add clips"
             )
-        optimiser = torch.optim.Adam(self.student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimiser = torch.optim.Adam(self._trained_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = self._scheduler(optimiser, steps_per_epoch=len(loader))
         run = _Run(train_set, loader, shard, optimiser, scheduler, torch.Generator(), TrainState())
         self._resume(run)
@@ -254,7 +255,7 @@ class Trainer:
         if on_epoch is not None:
             on_epoch(row)
         state = run.state
-        if state.record(valid["map"]):
+        if state.record(self._selection_score(valid)):
             torch.save(self.student.state_dict(), self.run_dir / "best.pt")
         self._checkpoint(run)
         log.info("epoch %d: valid mAP %.4f (best %.4f @ %d)", state.epoch, valid["map"], state.best_map,
@@ -317,7 +318,7 @@ class Trainer:
         run.optimiser.zero_grad(set_to_none=True)
         losses["total"].backward()
         if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.student.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self._trained_parameters(), cfg.grad_clip)
         run.optimiser.step()
         if cfg.schedule == "onecycle":
             run.scheduler.step()
@@ -369,6 +370,14 @@ class Trainer:
         metrics = evaluate_predictions(torch.cat(probs).cpu().numpy(), np.concatenate(labels), np.concatenate(known))
         return {"total": float(torch.stack(totals).sum()) / len(dataset), "map": metrics.mAP, "auc": metrics.roc_auc}
 
+    def _trained_parameters(self) -> list[torch.nn.Parameter]:
+        """What Adam trains and the norm clips: the student's weights and the objective's projection heads."""
+        return [*self.student.parameters(), *self.heads.parameters()]
+
+    def _selection_score(self, valid: dict[str, float]) -> float:
+        """Validation mAP; minus the validation loss for ``pretrain``, which never reads a label."""
+        return -valid["total"] if getattr(self.objective, "variant", "") == "pretrain" else valid["map"]
+
     # ---- state: save, resume, interrupt ---------------------------------------------
     def _scheduler(self, optimiser: torch.optim.Optimizer, *, steps_per_epoch: int) -> Any:
         cfg = self.config
@@ -398,6 +407,7 @@ class Trainer:
             "cuda_rng": (torch.cuda.get_rng_state() if self.device.startswith("cuda")
                          else torch.zeros(0, dtype=torch.uint8)),
             "fingerprint": self.fingerprint,
+            "heads": self.heads.state_dict(),  # cosine_projection's heads: trained, never exported
         }
         tmp = self.run_dir / "last.pt.tmp"
         torch.save(checkpoint, tmp)
@@ -431,6 +441,7 @@ class Trainer:
                     (self.run_dir / name).unlink(missing_ok=True)
             return
         self.student.load_state_dict(saved["model"])
+        self.heads.load_state_dict(saved.get("heads", {}))
         run.optimiser.load_state_dict(saved["optimiser"])
         run.scheduler.load_state_dict(saved["scheduler"])
         torch.set_rng_state(saved["rng"].cpu())
@@ -484,6 +495,21 @@ class Trainer:
             if new:
                 writer.writeheader()
             writer.writerow({k: row.get(k, "") for k in HISTORY_FIELDS})
+
+
+def _objective_heads(objective: Any, device: str, distributed: bool) -> torch.nn.ModuleDict:
+    """The objective's learned heads (``EAsTObjective.heads``) on ``device``; empty when it has none.
+
+    Raises:
+        TrainingError: heads under torchrun (DDP would not average their gradients across processes).
+    """
+    heads = getattr(objective, "heads", None)
+    if heads is None:
+        return torch.nn.ModuleDict()
+    if distributed and len(heads):
+        raise TrainingError("feature_loss cosine_projection is not supported under torchrun yet (its projection "
+                            "would not be averaged across processes); train on one device")
+    return heads.to(device)
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:

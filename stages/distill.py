@@ -19,7 +19,7 @@ import torch
 from pipeline.config import RUNTIME_KEYS, DistillConfig, Params, to_mapping
 from pipeline.data import AudioSource, ClipDataset, frame_statistics, hot_copy, usable_audio_cache
 from pipeline.devices import resolve_device, training_threads
-from pipeline.errors import ManifestError
+from pipeline.errors import ConfigError, ManifestError
 from pipeline.losses import EAsTObjective
 from pipeline.manifests import Clip, is_unlabeled, labelled, read_classes, usable_splits
 from pipeline.probe import load_probe
@@ -84,11 +84,13 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     classes = read_classes(manifests / "classes.json")
     train_clips, valid_clips = _usable_clips(params, manifests)
     train_clips, n_unlabeled = _unlabeled_share(cfg, train_clips)
-    clip_seconds = cfg.crop_seconds or statistics.median(c.duration for c in labelled(train_clips))
+    clip_seconds = cfg.crop_seconds or statistics.median(c.duration for c in _reference_clips(train_clips))
     settings = student_settings(params, cfg.student, clip_seconds)
     sample_rate = int(settings["sample_rate"])
     torch.manual_seed(cfg.seed)
     student = build_student(cfg.student, settings, n_classes=len(classes), sample_rate=sample_rate)
+    init = load_init(student, cfg.init, {"student": cfg.student, "student_settings": settings,
+                                         "n_classes": len(classes), "classes": classes, "sample_rate": sample_rate})
     train_set, valid_set = _datasets(params, train_clips, valid_clips, clip_seconds, sample_rate)
     use_teacher = cfg.variant != "baseline"
     folder = Path(run_dir) if run_dir else Path(cfg.runs_root) / run_name(cfg)
@@ -102,6 +104,7 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
         "teacher": cfg.teacher_refs()[0].name if use_teacher else None,  # whose store holds the audio cache
         "teachers": _provenance(params, train_set) if use_teacher else [],
         "variant": cfg.variant,
+        "init": init,
         "distill": {k: v for k, v in to_mapping(cfg).items() if f"distill.{k}" not in RUNTIME_KEYS},
         "manifests": str(manifests),
         "audio_root": params.data.audio_root,
@@ -110,17 +113,32 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(config_text)
     slots = range(len(train_set.views))
+    objective = _objective(cfg)
+    if "cosine_projection" in cfg.feature_losses() and use_teacher:
+        objective.build_projections(student_channels(student), [view.dim for view in train_set.views])
     trainer = Trainer(
-        student, _objective(cfg), cfg, folder,
+        student, objective, cfg, folder,
         teacher_times=[train_set.teacher_times(k) for k in slots] if use_teacher else None,
         teacher_window=[view.window_seconds for view in valid_set.views] if use_teacher else 0.0,
-        probes=_kd_probes(params) if cfg.variant == "east-kd" else None,
+        probes=_kd_probes(params) if _uses_kd(cfg) else None,
         teacher_weights=[ref.weight for ref in cfg.teacher_refs()],
         device=device, fingerprint=hashlib.sha256(config_text.encode()).hexdigest(),
     )
     result = trainer.fit(train_set, valid_set, progress=progress)
+    metrics = _metrics(cfg, folder.name, student, result, device, len(train_clips) - n_unlabeled, n_unlabeled)
+    timings = {"train_seconds": result.seconds, "train_clips_per_second": result.train_clips_per_second}
+    if trainer.dist.main:  # under torchrun, rank 0 writes
+        write_json(folder / "metrics.json", metrics)  # no wall-clock field: DVC tracks it
+        write_json(timings_file(folder), timings)
+    return {**metrics, **timings}
+
+
+def _metrics(cfg: DistillConfig, name: str, student: torch.nn.Module, result: Any, device: str, n_labeled: int,
+             n_unlabeled: int) -> dict[str, Any]:
+    """What ``metrics.json`` holds (no wall-clock field: DVC tracks it); ``result`` is the TrainResult."""
+    use_teacher = cfg.variant != "baseline"
     metrics = {
-        "run": folder.name,
+        "run": name,
         "student": cfg.student,
         "teacher": _teachers_label(cfg) if use_teacher else None,
         "variant": cfg.variant,
@@ -132,15 +150,64 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
         "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early,
         "device": device,
-        "n_labeled": len(train_clips) - n_unlabeled,
+        "n_labeled": n_labeled,
         "n_unlabeled": n_unlabeled,
         "unlabeled_per_epoch": _unlabeled_per_epoch(cfg, n_unlabeled),
     }
-    timings = {"train_seconds": result.seconds, "train_clips_per_second": result.train_clips_per_second}
-    if trainer.dist.main:  # under torchrun, rank 0 writes
-        write_json(folder / "metrics.json", metrics)  # no wall-clock field: DVC tracks it
-        write_json(timings_file(folder), timings)
-    return {**metrics, **timings}
+    if cfg.variant == "pretrain":  # selected on the validation loss (it never reads labels): no valid mAP
+        metrics.update(valid_map=None, valid_loss=-result.best_valid_map)
+    return metrics
+
+
+def _uses_kd(cfg: DistillConfig) -> bool:
+    """KD from the probes: east-kd, and pretrain with ``kd_weight > 0`` (the probe's soft targets)."""
+    return cfg.variant == "east-kd" or (cfg.variant == "pretrain" and cfg.kd_weight > 0)
+
+
+def student_channels(student: torch.nn.Module) -> list[int]:
+    """Channels of each feature stage of ``student``, read from one forward pass of silence (no gradient)."""
+    was_training = student.training
+    student.eval()
+    with torch.no_grad():
+        output = student(torch.zeros(1, int(student.min_samples)))  # type: ignore[arg-type]
+    student.train(was_training)
+    return [int(f.shape[-1]) for f in output.features]
+
+
+#: ``config.json`` keys an ``--init`` run must share with the run it starts: the student's architecture,
+#: its classes and its input rate (the weights must fit and mean the same)
+INIT_KEYS = ("student", "student_settings", "n_classes", "classes", "sample_rate")
+
+
+def load_init(student: torch.nn.Module, run_dir: str, expected: dict[str, Any]) -> dict[str, Any] | None:
+    """Start ``student`` from the student weights (``best.pt``) of the run in ``run_dir`` (``distill.init``).
+
+    Args:
+        student: the freshly built student (its weights are replaced).
+        run_dir: a finished run of ``pipeline distill`` (e.g. a pretrain run); "" = no init.
+        expected: this run's values of :data:`INIT_KEYS`.
+
+    Returns:
+        ``{"run", "best_sha256"}`` for ``config.json`` (so the fingerprint follows the weights), or None.
+
+    Raises:
+        ConfigError: no such run, or one whose student or settings differ (one line naming the first key).
+    """
+    if not run_dir:
+        return None
+    folder = Path(run_dir)
+    config_path, best = folder / "config.json", folder / "best.pt"
+    if not config_path.is_file() or not best.is_file():
+        raise ConfigError(f"--init {run_dir}: not a finished run of `pipeline distill` (needs config.json and "
+                          "best.pt); train it first, e.g. `pipeline distill --variant pretrain --run-dir RUN`")
+    saved = json.loads(config_path.read_text())
+    for key in INIT_KEYS:
+        if json.loads(json.dumps(expected[key])) != saved.get(key):
+            raise ConfigError(f"--init {run_dir}: its {key} is {saved.get(key)!r}, this run's is {expected[key]!r}; "
+                              "start from a run with the same student, settings, classes and sample rate")
+    state = torch.load(best, map_location="cpu", weights_only=True)
+    student.load_state_dict(state)
+    return {"run": str(folder), "best_sha256": hashlib.sha256(best.read_bytes()).hexdigest()}
 
 
 def _kd_probes(params: Params) -> list[tuple[int, torch.nn.Module]]:
@@ -171,7 +238,7 @@ def _unlabeled_share(cfg: DistillConfig, train_clips: list[Clip]) -> tuple[list[
         ManifestError: the train split has no labelled clip.
     """
     n_unlabeled = sum(is_unlabeled(c) for c in train_clips)
-    if n_unlabeled == len(train_clips):
+    if n_unlabeled == len(train_clips) and cfg.variant != "pretrain":
         raise ManifestError(f"the train split has no labelled clip (all {n_unlabeled} are unlabeled); "
                             "distill needs labelled clips: add labels or labelled clips and `pipeline prepare`")
     log = logging.getLogger("pipeline")
@@ -209,7 +276,7 @@ def _datasets(params: Params, train_clips: list[Clip], valid_clips: list[Clip], 
     cache_owner = stores[0] if stores else first_store_with_audio(params)
     audio_cache = usable_audio_cache(cache_owner, sample_rate)
     # labelled clips only: the probe's statistics (its input must match the loader's)
-    norms = [frame_statistics(store, labelled(train_clips)) for store in stores]
+    norms = [frame_statistics(store, _reference_clips(train_clips)) for store in stores]
     if cfg.loader == "memmap":  # a local raw copy (of a URL store too); `store` reads the stores directly
         audio_cache = hot_copy(audio_cache) if audio_cache else None
         stores = [hot_copy(store) for store in stores]
@@ -224,9 +291,15 @@ def _datasets(params: Params, train_clips: list[Clip], valid_clips: list[Clip], 
     return train_set, valid_set
 
 
+def _reference_clips(train_clips: list[Clip]) -> list[Clip]:
+    """The clips that fix the crop length and the teacher frames' z-scoring (the probe's): the labelled
+    ones, or every clip when none is labelled (a pretrain run on unlabeled audio alone)."""
+    return labelled(train_clips) or list(train_clips)
+
+
 def _objective(cfg: DistillConfig) -> EAsTObjective:
     return EAsTObjective(
         variant=cfg.variant, lam=cfg.lam, kd_weight=cfg.kd_weight, tau=cfg.tau,
-        feature_loss=cfg.feature_loss, alignment=cfg.alignment,
-        dcor_estimator=cfg.dcor_estimator, dcor_pool=cfg.dcor_pool,
+        feature_loss=list(cfg.feature_losses()), alignment=cfg.alignment,
+        dcor_estimator=cfg.dcor_estimator, dcor_pool=cfg.dcor_pool, kd_entries=cfg.kd_entries,
     )

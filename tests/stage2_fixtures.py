@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.config import VARIANTS
+from pipeline.config import PAPER_VARIANTS as VARIANTS  # the variants the tiny pipeline trains
 from pipeline.manifests import Clip
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "extract": ("extract", "extract", "Stage one: run a teacher over a dataset into an embedding store."),
     "store": ("store", "store", "Inspect, verify, convert, export or import an embedding store."),
     "probe": ("probe", "probe", "Train the linear probe on a teacher's pooled embeddings (reference + KD)."),
+    "triage": ("triage", "triage", "Which teacher to distil from: probe mAP, dependence on teachers and a student."),
     "distill": ("distill", "distill", "Stage two: train a student, optionally regularised by a teacher."),
     "evaluate": ("evaluate", "evaluate", "Score a trained run on a split: mAP, ROC-AUC, F1, per class."),
     "predict": ("predict", "predict", "Tag audio files with a trained student."),
