@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from pipeline.files import write_atomic, write_rendered
 from pipeline.judging import RULE, VARIANT_LABELS, Judgement, to_json
 
 __all__ = ["RunSummary", "collect_runs", "plot_all", "plot_seeds", "write_markdown", "write_judged", "VARIANT_LABELS"]
@@ -85,8 +86,10 @@ def _save(fig, path: Path) -> Path:  # noqa: ANN001
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        write_rendered(path, lambda handle: fig.savefig(handle, dpi=120, format="png"))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -208,9 +211,8 @@ def judged_rows(judgements: Sequence[Judgement]) -> list[str]:
 
 def write_judged(judgements: Sequence[Judgement], out: Path) -> Path:
     """Write ``judged.json`` (:func:`pipeline.judging.to_json`) into ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
     target = out / "judged.json"
-    target.write_text(json.dumps(to_json(judgements), indent=2) + "\n")
+    write_atomic(target, json.dumps(to_json(judgements), indent=2) + "\n")
     return target
 
 
@@ -248,5 +250,5 @@ def write_markdown(summaries: list[RunSummary], plots: list[Path], out: Path,
     for path in plots:
         lines += [f"![{path.stem}]({path.name})", ""]
     target = out / "report.md"
-    target.write_text("\n".join(lines) + "\n")
+    write_atomic(target, "\n".join(lines) + "\n")
     return target

@@ -37,6 +37,7 @@ from pipeline.data import collate, mixup, teacher_key
 from pipeline.distributed import agree, from_env, wrap
 from pipeline.distributed import sampler as shard_sampler
 from pipeline.errors import TrainingError, TrainingInterrupted
+from pipeline.files import csv_text, write_atomic, write_rendered
 from pipeline.metrics import evaluate_predictions
 from pipeline.sampling import unlabeled_sampler
 
@@ -195,7 +196,7 @@ class Trainer:
                         "state: run the same command again to resume"
                     )
         if self.dist.main and not (self.run_dir / "best.pt").is_file():
-            torch.save(self.student.state_dict(), self.run_dir / "best.pt")
+            self._save_best()
         return TrainResult(
             best_epoch=state.best_epoch,
             best_valid_map=state.best_map,
@@ -255,7 +256,7 @@ class Trainer:
             on_epoch(row)
         state = run.state
         if state.record(valid["map"]):
-            torch.save(self.student.state_dict(), self.run_dir / "best.pt")
+            self._save_best()
         self._checkpoint(run)
         log.info("epoch %d: valid mAP %.4f (best %.4f @ %d)", state.epoch, valid["map"], state.best_map,
                  state.best_epoch)
@@ -399,9 +400,17 @@ class Trainer:
                          else torch.zeros(0, dtype=torch.uint8)),
             "fingerprint": self.fingerprint,
         }
-        tmp = self.run_dir / "last.pt.tmp"
-        torch.save(checkpoint, tmp)
-        tmp.replace(self.run_dir / "last.pt")
+        path = self.run_dir / "last.pt"
+        kept = ("the previous last.pt is kept: the same command resumes from it" if path.is_file()
+                else "no checkpoint was kept")
+        write_rendered(path, lambda handle: torch.save(checkpoint, handle), what="the checkpoint", kept=kept,
+                       todo="free space (or fix the folder) and run the same command again")
+
+    def _save_best(self) -> None:
+        """Write ``best.pt`` (the student's weights) atomically."""
+        weights = self.student.state_dict()
+        write_rendered(self.run_dir / "best.pt", lambda handle: torch.save(weights, handle),
+                       what="the best weights")
 
     def _usable_checkpoint(self, scheduler: Any) -> dict[str, Any] | None:
         """``last.pt`` when it belongs to this run's settings and outputs, else None (with the reason logged)."""
@@ -471,19 +480,20 @@ class Trainer:
             return
         with open(path, newline="") as handle:
             rows = [row for row in csv.DictReader(handle) if int(float(row["epoch"])) <= epochs]
-        with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
-            writer.writeheader()
-            writer.writerows({k: row.get(k, "") for k in HISTORY_FIELDS} for row in rows)
+        self._write_history(rows)
 
     def _append_history(self, row: dict[str, float]) -> None:
         path = self.run_dir / "history.csv"
-        new = not path.is_file()
-        with open(path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerow({k: row.get(k, "") for k in HISTORY_FIELDS})
+        rows: list[dict[str, Any]] = []
+        if path.is_file():
+            with open(path, newline="") as handle:
+                rows = list(csv.DictReader(handle))
+        self._write_history(rows + [row])
+
+    def _write_history(self, rows: list[dict[str, Any]]) -> None:
+        """Rewrite ``history.csv`` atomically with ``rows`` (one per epoch, :data:`HISTORY_FIELDS`)."""
+        body = [list(HISTORY_FIELDS)] + [[row.get(k, "") for k in HISTORY_FIELDS] for row in rows]
+        write_atomic(self.run_dir / "history.csv", csv_text(body), what="the training history")
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from pipeline.config import ExtractConfig, Params
 from pipeline.devices import resolve_device
 from pipeline.errors import WeightsNotFoundError
+from pipeline.files import write_atomic
 from pipeline.extraction import TrackOutcome, extract_tracks
 from pipeline.manifests import Clip, load_split
 from pipeline.stores import EmbeddingStore, StoreSpec, create_store, open_store
@@ -283,6 +284,6 @@ def _map_on_dask(cfg, teacher, settings, device, chunks, root, path, audio_path,
 
 def _write_report(report: ExtractReport, store: Path) -> Path:
     out = store.parent / f"{store.name}-extract-report.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report.to_json(), indent=2))
+    write_atomic(out, json.dumps(report.to_json(), indent=2), what="the extract report",
+                 kept="the store keeps every track committed")
     return out

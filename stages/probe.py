@@ -6,7 +6,6 @@ only), ``metrics.json`` (valid/test mAP, ROC-AUC, F1: the teacher's reference ro
 """
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import torch
 
 from pipeline.config import Params
 from pipeline.errors import ManifestError
+from pipeline.files import csv_text, write_atomic
 from pipeline.data import frame_statistics, pooled_embeddings
 from pipeline.devices import training_threads
 from pipeline.metrics import evaluate_predictions
@@ -78,8 +78,5 @@ def _labelled_splits(splits: dict[str, list[Clip]]) -> dict[str, list[Clip]]:
 
 
 def _write_per_class(path: Path, classes: list[str], values: np.ndarray) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["class", "average_precision"])
-        for name, value in zip(classes, values):
-            writer.writerow([name, f"{float(value):.6f}"])
+    rows = [["class", "average_precision"]] + [[name, f"{float(value):.6f}"] for name, value in zip(classes, values)]
+    write_atomic(path, csv_text(rows))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 
 from pipeline.errors import StoreError
+from pipeline.files import replace_atomically
 from pipeline.stores.spec import MAX_DIM
 
 PARTS_FILE = "parts.json"
@@ -246,20 +246,12 @@ def parse_parts_json(text: str, *, where: str) -> list[str]:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, fsync and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # a full disk must not leave the temporary file behind
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        raise
+    """Write ``text`` to ``path`` through a temporary file, fsync and ``os.replace``.
+
+    Raises:
+        OSError: as the file system reports it (the part writer words it); no temporary file remains.
+    """
+    replace_atomically(path, text.encode("utf-8"))
 
 
 class StoreIndex:
