@@ -46,6 +46,7 @@ def collect_runs(runs_root: Path, variants: list[str], probes: list[str]) -> lis
             summaries.append(RunSummary(f"probe-{teacher}", f"Teacher probe ({teacher})", {
                 "map": metrics["test_map"], "roc_auc": metrics["test_roc_auc"], "f1_macro": metrics.get("test_f1"),
                 "parameters": metrics.get("parameters"), "cpu_ms_per_clip": None,
+                "classes_covered": metrics.get("test_classes_covered"), "n_classes": len(per_class),
             }, per_class=per_class))
     for variant in variants:
         found = _variant_folder(runs_root, variant)
@@ -216,6 +217,26 @@ def write_judged(judgements: Sequence[Judgement], out: Path) -> Path:
     return target
 
 
+def coverage_lines(summaries: Sequence[RunSummary]) -> list[str]:
+    """One line per distinct class coverage of the runs' test means (none for runs scored before it was recorded).
+
+    A class with no known positive or no known negative in the test split is left out of the
+    means it is undefined for (``pipeline.metrics``); the line says how many each mean covers.
+    """
+    seen: dict[tuple, list[str]] = {}
+    for s in summaries:
+        covered, total = s.metrics.get("classes_covered"), s.metrics.get("n_classes")
+        if covered and total:
+            key = (total, covered.get("map"), covered.get("roc_auc"), covered.get("macro_f1"))
+            seen.setdefault(key, []).append(s.label)
+    lines = []
+    for (total, ap, auc, f1), labels in seen.items():
+        who = "" if len(seen) == 1 else f" ({', '.join(labels)})"
+        lines.append(f"Classes in each test mean{who}: mAP {ap} of {total}, ROC-AUC {auc} of {total}, macro F1 "
+                     f"{f1} of {total} (a class without a known positive or negative there is left out).")
+    return [""] + lines if lines else []
+
+
 def write_markdown(summaries: list[RunSummary], plots: list[Path], out: Path,
                    judgements: Sequence[Judgement] = ()) -> Path:
     """Write ``report.md``: the single-run table, the table over seeds (when ``judgements``), the plots."""
@@ -243,6 +264,7 @@ def write_markdown(summaries: list[RunSummary], plots: list[Path], out: Path,
         for s in summaries:
             if s.name.startswith("east") and s.metrics.get("map") is not None:
                 lines.append(f"- {s.label}: {s.metrics['map'] - baseline.metrics['map']:+.4f}")
+    lines += coverage_lines(summaries)
     lines += ["", "The probe row's parameters count only the linear layer; the teacher itself is not needed "
               "at inference.", ""]
     if judgements:

@@ -52,6 +52,8 @@ def run(params: Params, *, run_dir: str, split: str | None = None) -> dict[str, 
         "roc_auc": metrics.roc_auc,
         "f1_macro": metrics.macro_f1,
         "f1_binary": metrics.binary_f1,
+        "n_classes": len(loaded.classes),
+        "classes_covered": dict(metrics.covered),  # classes each mean covers (the others are undefined there)
         "parameters": sum(p.numel() for p in loaded.model.parameters()),
         "cpu_ms_per_clip": _cpu_ms_per_clip(loaded),
     }

@@ -55,6 +55,7 @@ def run(params: Params, *, teacher: str, store: str | None = None, out: str | No
             results[f"{name}_map"] = metrics.mAP
             results[f"{name}_roc_auc"] = metrics.roc_auc
             results[f"{name}_f1"] = metrics.macro_f1
+            results[f"{name}_classes_covered"] = dict(metrics.covered)
             if name == "test":
                 _write_per_class(folder / "per_class.csv", classes, metrics.per_class_ap)
     results["parameters"] = int(mean.shape[0] * len(classes) + len(classes))

@@ -207,7 +207,11 @@ def label_stats(clips: Sequence[Clip], n_classes: int) -> dict[str, list[int]]:
 
 
 def coverage_warnings(stats: Mapping[str, Mapping[str, list[int]]], classes: Sequence[str]) -> list[str]:
-    """Warnings for classes with no known positive in a non-empty split."""
+    """Warnings for classes with no known positive, and for classes with no known negative, per non-empty split.
+
+    Either makes the class undefined for AP and ROC-AUC there (with no negative every ranking scores
+    AP 1.0), so the metrics leave it out of their macro means.
+    """
     warnings = []
     for split, counts in stats.items():
         total = np.sum([np.asarray(counts[k]) for k in ("positives", "negatives", "unknown")], axis=0)
@@ -216,10 +220,16 @@ def coverage_warnings(stats: Mapping[str, Mapping[str, list[int]]], classes: Seq
                 warnings.append(f"split {split!r} is empty: probe, distill and evaluate need clips in "
                                 "train, valid and test (add clips, or change the split column or fractions)")
             continue
-        absent = [classes[i] for i, n in enumerate(counts["positives"]) if n == 0]
-        if absent:
-            warnings.append(f"split {split!r} has no known positive for: {', '.join(absent)} "
-                            "(per-class metrics are undefined there)")
+        known = total - np.asarray(counts["unknown"])
+        for kind in ("positive", "negative"):
+            absent = [classes[i] for i, n in enumerate(counts[f"{kind}s"]) if n == 0 and known[i]]
+            if absent:
+                warnings.append(f"split {split!r} has no known {kind} for: {', '.join(absent)} (AP and ROC-AUC are "
+                                "undefined there: these classes are left out of that split's mean mAP and ROC-AUC)")
+        unknown = [classes[i] for i, n in enumerate(known) if n == 0]
+        if unknown:
+            warnings.append(f"split {split!r} has no known label for: {', '.join(unknown)} "
+                            "(left out of every metric there)")
     return warnings
 
 
