@@ -26,13 +26,14 @@ first frame's bitrate suggests; :func:`mpeg_stream_seconds` counts the real fram
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -61,6 +62,9 @@ SILENCE_RMS = 1e-4
 CANCEL_RATIO = 10 ** (-15 / 20)
 #: A header length off from the MPEG frame count by more than this share is reported.
 LENGTH_TOLERANCE = 0.02
+
+#: Readable audio suffixes, in the order that breaks ties between files sharing an id.
+AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".m4a")
 
 #: libsndfile format and subtype written for each file suffix.
 _WRITE_FORMATS: dict[str, tuple[str, str]] = {
@@ -580,3 +584,47 @@ def fingerprint(path: Path | str, *, chunk_bytes: int = 1 << 20) -> str:
     except OSError as exc:
         raise AudioError(f"cannot fingerprint {str(path)!r}: {exc.strerror or exc}") from None
     return digest.hexdigest()
+
+
+def find_audio(arguments: Sequence[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The audio files that command-line ``arguments`` name, and the arguments that name none.
+
+    An argument is a file (used whatever its suffix), a folder (its files with an
+    :data:`AUDIO_SUFFIXES` suffix, recursively, sorted) or a glob pattern (``**`` recursive; each
+    match as a file or folder). Nothing is opened here: undecodable files are found by the reader.
+
+    Returns:
+        ``(files, unusable)``: the files in argument order without repeats, and ``(path, reason)``
+        for each path that cannot be used (no such file, a dangling symbolic link, a pattern or
+        folder without audio).
+    """
+    files: dict[Path, None] = {}
+    unusable: list[tuple[str, str]] = []
+    for argument in arguments:
+        if not os.path.lexists(argument) and any(c in argument for c in "*?["):
+            matches = sorted(glob.glob(argument, recursive=True))
+            if not matches:
+                unusable.append((argument, "no file matches this pattern"))
+            for match in matches:
+                _classify(Path(match), files, unusable)
+        else:
+            _classify(Path(argument), files, unusable)
+    return list(files), unusable
+
+
+def _classify(path: Path, files: dict[Path, None], unusable: list[tuple[str, str]]) -> None:
+    """Add ``path`` (a file, or a folder's audio files) to ``files``, or say why it cannot be used."""
+    if path.is_dir():
+        found = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and not p.is_dir())
+        usable = [p for p in found if p.exists()]
+        for link in (p for p in found if not p.exists()):
+            unusable.append((str(link), f"dangling symbolic link to {os.readlink(link)}"))
+        if not found:
+            unusable.append((str(path), f"no audio files ({', '.join(AUDIO_SUFFIXES)}) below this folder"))
+        files.update(dict.fromkeys(usable))
+    elif path.exists():
+        files[path] = None
+    elif path.is_symlink():
+        unusable.append((str(path), f"dangling symbolic link to {os.readlink(path)}"))
+    else:
+        unusable.append((str(path), "no such file or folder"))
