@@ -26,6 +26,7 @@ first frame's bitrate suggests; :func:`mpeg_stream_seconds` counts the real fram
 """
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import os
@@ -87,6 +88,8 @@ class AudioInfo:
         duration: ``frames / sample_rate`` in seconds.
         format: libsndfile container name (``WAV``, ``FLAC``, ``OGG``, ``MP3``, ...).
         subtype: libsndfile subtype (``PCM_16``, ``FLOAT``, ``VORBIS``, ...).
+        header_frames: what the header claims when it claims more than can be decoded (a
+            truncated MP3: ``frames`` is then the decodable count); 0 when the header is right.
     """
 
     path: Path
@@ -96,6 +99,12 @@ class AudioInfo:
     duration: float
     format: str
     subtype: str = ""
+    header_frames: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        """True when the file holds less audio than its header says (``frames`` is what decodes)."""
+        return self.header_frames > self.frames
 
 
 def _fail(path: Path | str, problem: str, advice: str) -> AudioError:
@@ -141,15 +150,56 @@ def audio_info(path: Path | str) -> AudioInfo:
         raise _fail(path, f"not a readable audio file ({_short(exc)})",
                     "check that it is WAV/FLAC/OGG/MP3 and not truncated; re-encode it if needed") from None
     _check_header(path, int(info.samplerate), int(info.frames), int(info.channels))
+    frames, header_frames = int(info.frames), 0
+    if _is_mpeg(path, str(info.format)):
+        stat = path.stat()
+        decodable = _truncated_mpeg_frames(str(path), stat.st_size, stat.st_mtime_ns, frames, int(info.samplerate))
+        if decodable is not None:
+            frames, header_frames = decodable, frames
+            if frames <= 0:
+                raise _fail(path, f"the header gives {header_frames / info.samplerate:.2f} s but no frame decodes",
+                            "the file is truncated or corrupt; re-encode or remove it")
     return AudioInfo(
         path=path,
         sample_rate=int(info.samplerate),
-        frames=int(info.frames),
+        frames=frames,
         channels=int(info.channels),
-        duration=float(info.frames) / float(info.samplerate),
+        duration=float(frames) / float(info.samplerate),
         format=str(info.format),
         subtype=str(info.subtype),
+        header_frames=header_frames,
     )
+
+
+def _is_mpeg(path: Path, fmt: str) -> bool:
+    return "MP" in fmt.upper() or path.suffix.lower() == ".mp3"
+
+
+@functools.lru_cache(maxsize=4096)
+def _truncated_mpeg_frames(path: str, size: int, mtime_ns: int, header_frames: int,  # noqa: ARG001
+                           sample_rate: int) -> int | None:
+    """The frames that decode from an MP3 whose MPEG frames hold less than its header says, else None.
+
+    A cut file keeps its Xing/Info header's length; counting the MPEG frames (no decoding) finds
+    it, and only then is the file decoded once to count the samples it really gives (the decoder's
+    delay and a cut last frame make that a little less than the frame count). Cached per file
+    version (``size``, ``mtime_ns``), as every reader asks for the header.
+    """
+    real = mpeg_stream_seconds(path)
+    claimed = header_frames / sample_rate
+    if real is None or claimed - real <= max(LENGTH_TOLERANCE * claimed, 0.5):
+        return None
+    decoded = 0
+    try:
+        with sf.SoundFile(path) as handle:
+            while True:
+                got = handle.read(frames=READ_BLOCK_FRAMES, dtype="float32", always_2d=True).shape[0]
+                decoded += got
+                if got < READ_BLOCK_FRAMES:
+                    break
+    except _SF_ERRORS:
+        pass  # what decoded before the error is what the file gives
+    return decoded
 
 
 def _short(exc: BaseException) -> str:
@@ -277,8 +327,16 @@ class SignalStats:
 
 
 def length_note(info: AudioInfo) -> str:
-    """A note when an MP3's real frame count disagrees with the length libsndfile reports."""
-    if "MP" not in info.format.upper() and info.path.suffix.lower() != ".mp3":
+    """A note when an MP3's real frame count disagrees with the length its header gives.
+
+    A truncated file (fewer MPEG frames than the header says) is used for the part that decodes;
+    a VBR file without a Xing/Info header is longer than libsndfile can decode.
+    """
+    if info.truncated:
+        usable, claimed = info.duration, info.header_frames / info.sample_rate
+        return (f"the file is truncated: {usable:.2f} s of the {claimed:.2f} s its header gives can be decoded, "
+                f"and those {usable:.2f} s are used; replace it with a complete copy to use all of it")
+    if not _is_mpeg(info.path, info.format):
         return ""
     real = mpeg_stream_seconds(info.path)
     if real is None or abs(real - info.duration) <= max(LENGTH_TOLERANCE * max(real, info.duration), 0.5):

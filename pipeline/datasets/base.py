@@ -333,11 +333,19 @@ def probe_audio(
 
 
 def length_warnings(probes: Sequence[Probe]) -> list[str]:
-    """One warning for the files whose header length disagrees with their stream."""
+    """Warnings for the files whose header length disagrees with their stream: one for truncated files
+    (their clips use the part that decodes), one for files longer than their header says."""
     noted = [p for p in probes if p.note and not p.problem]
-    if not noted:
-        return []
-    return [f"{len(noted)} file(s) are longer than their header says; first: {noted[0].path}: {noted[0].note}"]
+    truncated = [p for p in noted if "truncated" in p.note]
+    longer = [p for p in noted if p not in truncated]
+    warnings = []
+    if truncated:
+        warnings.append(f"{len(truncated)} file(s) are truncated (their clips use the audio that decodes); first: "
+                        f"{truncated[0].path}: {truncated[0].note}")
+    if longer:
+        warnings.append(f"{len(longer)} file(s) are longer than their header says; first: {longer[0].path}: "
+                        f"{longer[0].note}")
+    return warnings
 
 
 def split_probes(probes: Iterable[Probe]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
