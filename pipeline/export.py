@@ -49,8 +49,9 @@ def export_run(run: LoadedRun, out: Path | str, *, fmt: str) -> Path:
             if fmt == "torchscript":
                 torch.jit.save(torch.jit.trace(model, example), handle)
             else:
-                torch.onnx.export(
-                    model, (example,), handle, input_names=["waveform"], output_names=["probabilities"],
+                torch.onnx.export(  # the TorchScript exporter takes a binary file object too
+                    model, (example,), handle,  # type: ignore[arg-type]
+                    input_names=["waveform"], output_names=["probabilities"],
                     dynamic_axes={"waveform": {0: "batch"}, "probabilities": {0: "batch"}}, opset_version=17,
                     dynamo=False,
                 )

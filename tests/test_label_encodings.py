@@ -42,8 +42,8 @@ def _labels(path: Path, encoding: str, delimiter: str) -> None:
 
 @pytest.mark.parametrize("delimiter", ["\t", ",", ";"], ids=["tab", "comma", "semicolon"])
 @pytest.mark.parametrize("encoding", list(ENCODINGS))
-def test_a_label_file_in_any_unicode_encoding_and_separator_is_read(tmp_path: Path, encoding: str,
-                                                                     delimiter: str) -> None:
+def test_a_label_file_in_any_unicode_encoding_and_separator_is_read(
+        tmp_path: Path, encoding: str, delimiter: str) -> None:
     root = tmp_path / "audio"
     _audio(root)
     labels = tmp_path / "labels.txt"
@@ -67,8 +67,8 @@ def test_read_text_drops_each_bom(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("data, words", [
     (b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00[Content_Types].xml", ["byte 5 is a NUL byte", "CSV UTF-8"]),
-    (codecs.BOM_UTF16_LE + "file\tsplit\r\n".encode("utf-16-le")[:-1], ["does not decode as UTF-16-LE",
-                                                                       "save it again as CSV UTF-8"]),
+    (codecs.BOM_UTF16_LE + "file\tsplit\r\n".encode("utf-16-le")[:-1],
+     ["does not decode as UTF-16-LE", "save it again as CSV UTF-8"]),
 ], ids=["xlsx", "cut-utf-16"])
 def test_what_is_not_text_is_one_line_naming_the_byte(tmp_path: Path, data: bytes, words: list[str]) -> None:
     path = tmp_path / "labels.csv"
