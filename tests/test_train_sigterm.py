@@ -18,6 +18,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests import stage2_fixtures
+from tests.stage2_fixtures import TinyPipeline
+
+tiny_pipeline = stage2_fixtures.tiny_pipeline
+
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = """
@@ -136,3 +141,38 @@ def test_the_cli_reports_an_interruption_in_one_line_with_128_plus_the_signal(
     assert stopped.value.code == code
     err = capsys.readouterr().err
     assert err.strip() == f"interrupted: {message}"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
+def test_pipeline_distill_saves_the_step_on_ctrl_c_and_resumes(
+        tiny_pipeline: TinyPipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], sig: signal.Signals) -> None:
+    """The real command: the signal is sent to this process from inside step 1 (deterministic, no timing)."""
+    import os
+
+    from pipeline import cli as cli_module
+    from pipeline.train import Trainer
+
+    run = tmp_path / "run"
+    argv = ["--params", str(tiny_pipeline.params), "distill", "--variant", "east-final", "--epochs", "2",
+            "--run-dir", str(run), "--no-progress"]
+    real_step = Trainer._step
+
+    def step_then_signal(self: Trainer, state, batch) -> None:  # noqa: ANN001
+        real_step(self, state, batch)
+        if (state.state.epoch, state.state.step) == (0, 1):
+            os.kill(os.getpid(), sig)  # as the terminal sends it, during the first epoch
+
+    monkeypatch.setattr(Trainer, "_step", step_then_signal)
+    with pytest.raises(SystemExit) as stopped:
+        cli_module.main(argv)
+    assert stopped.value.code == 128 + sig
+    err = capsys.readouterr().err
+    assert f"received {sig.name}: saving {run / 'last.pt'} after this step" in err
+    assert f"interrupted: stopped by {sig.name} in epoch 1, step 1; {run / 'last.pt'} holds the state" in err
+    saved = torch.load(run / "last.pt", weights_only=True)
+    assert (int(saved["epoch"]), int(saved["step"])) == (0, 1)
+    monkeypatch.setattr(Trainer, "_step", real_step)
+    cli_module.main(argv)  # the same command resumes and finishes
+    assert "best valid mAP" in capsys.readouterr().out
+    assert int(torch.load(run / "last.pt", weights_only=True)["epoch"]) == 2
