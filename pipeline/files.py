@@ -82,8 +82,15 @@ def fs_faults(path: Path | str, *, doing: str, kept: str, todo: str | None = Non
     except FileFault:
         raise
     except OSError as exc:
-        raise file_fault(getattr(exc, "filename", None) or path, exc, doing=doing, kept=kept,
-                         todo=todo) from None
+        raise file_fault(_where(path, exc), exc, doing=doing, kept=kept, todo=todo) from None
+
+
+def _where(path: Path | str, exc: OSError) -> Path | str:
+    """``path``, or the folder above it that the error names (a temporary file's name is never shown)."""
+    named = exc.filename
+    if isinstance(named, (str, os.PathLike)) and Path(path).is_relative_to(Path(named)):
+        return Path(named)
+    return path
 
 
 def replace_atomically(path: Path | str, data: bytes) -> None:

@@ -90,6 +90,21 @@ def test_write_atomic_keeps_the_old_file_and_leaves_no_temporary(tmp_path: Path,
     assert target.read_text() == "old\n" and _leftovers(tmp_path) == []
 
 
+def test_a_read_only_folder_names_the_file_or_folder_never_the_temporary(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    read_only(monkeypatch, folder)
+    with pytest.raises(FileFault) as info:
+        write_atomic(folder / "report.md", "x")
+    message = _one_line(str(info.value), "read-only file system (EROFS)", "nothing was written")
+    assert message.startswith(f"{folder / 'report.md'}: ") and ".tmp" not in message
+    with pytest.raises(FileFault) as info:
+        write_atomic(folder / "new" / "report.md", "x")
+    assert str(info.value).startswith(f"{folder / 'new'}: read-only file system (EROFS) while writing report.md")
+    assert list(folder.iterdir()) == []
+
+
 def test_os_error_text_names_the_errno() -> None:
     assert os_error_text(OSError(errno.EROFS, os.strerror(errno.EROFS))) == "read-only file system (EROFS)"
     assert os_error_text(OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))) == "no locks available (ENOLCK)"
@@ -194,7 +209,7 @@ def test_a_full_disk_at_the_checkpoint_keeps_nothing_half_written(tiny_pipeline:
 
 # ---- every other file the commands write -------------------------------------------------------
 
-@pytest.mark.parametrize("command", ["probe", "evaluate", "report", "export", "store-export"])
+@pytest.mark.parametrize("command", ["prepare", "probe", "evaluate", "report", "export", "store-export"])
 def test_every_output_refused_by_a_full_disk_is_one_line_and_no_partial_file(
         tiny_pipeline: TinyPipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str) -> None:
     import shutil
@@ -204,6 +219,8 @@ def test_every_output_refused_by_a_full_disk_is_one_line_and_no_partial_file(
         shutil.copytree(tiny_pipeline.run_dir("baseline"), out)
     disk_full(monkeypatch, out)
     args = {
+        "prepare": ["prepare", "folder", "--audio", str(tiny_pipeline.audio_root), "--labels",
+                    str(tiny_pipeline.audio_root / "labels.csv"), "--manifests", str(out)],
         "probe": ["probe", "--teacher", "musicnn", "--out", str(out)],
         "evaluate": ["evaluate", str(out)],
         "report": ["report", "--out", str(out)],
