@@ -442,6 +442,7 @@ def mixup(batch: dict[str, Any], alpha: float, generator) -> dict[str, Any]:  # 
 
 #: Environment variable naming the folder of the memmap copies (default: :func:`memmap_cache_root`'s search).
 CACHE_ENV = "EAST_CACHE_DIR"
+_FALLBACKS_TOLD: set[tuple[str, str]] = set()
 _CACHE_ADVICE = (f"set {CACHE_ENV} to a writable folder with room for the copy, or `distill.loader: store` "
                  "to read the stores directly")
 
@@ -475,7 +476,8 @@ def memmap_cache_root() -> Path:
     for folder in candidates:
         error = writable_folder(folder)
         if error is None:
-            if first_error is not None:
+            if first_error is not None and (str(candidates[0].resolve()), str(folder)) not in _FALLBACKS_TOLD:
+                _FALLBACKS_TOLD.add((str(candidates[0].resolve()), str(folder)))  # once per process, not per store
                 logging.getLogger("pipeline").warning(
                     "%s is not writable (%s); the memmap copy of the stores goes to %s (%s sets another)",
                     candidates[0], os_error_text(first_error), folder, CACHE_ENV)
