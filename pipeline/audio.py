@@ -26,13 +26,15 @@ first frame's bitrate suggests; :func:`mpeg_stream_seconds` counts the real fram
 """
 from __future__ import annotations
 
+import functools
+import glob
 import hashlib
 import os
 import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -62,6 +64,9 @@ CANCEL_RATIO = 10 ** (-15 / 20)
 #: A header length off from the MPEG frame count by more than this share is reported.
 LENGTH_TOLERANCE = 0.02
 
+#: Readable audio suffixes, in the order that breaks ties between files sharing an id.
+AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".m4a")
+
 #: libsndfile format and subtype written for each file suffix.
 _WRITE_FORMATS: dict[str, tuple[str, str]] = {
     ".flac": ("FLAC", "PCM_16"),
@@ -83,6 +88,8 @@ class AudioInfo:
         duration: ``frames / sample_rate`` in seconds.
         format: libsndfile container name (``WAV``, ``FLAC``, ``OGG``, ``MP3``, ...).
         subtype: libsndfile subtype (``PCM_16``, ``FLOAT``, ``VORBIS``, ...).
+        header_frames: what the header claims when it claims more than can be decoded (a
+            truncated MP3: ``frames`` is then the decodable count); 0 when the header is right.
     """
 
     path: Path
@@ -92,6 +99,12 @@ class AudioInfo:
     duration: float
     format: str
     subtype: str = ""
+    header_frames: int = 0
+
+    @property
+    def truncated(self) -> bool:
+        """True when the file holds less audio than its header says (``frames`` is what decodes)."""
+        return self.header_frames > self.frames
 
 
 def _fail(path: Path | str, problem: str, advice: str) -> AudioError:
@@ -137,15 +150,56 @@ def audio_info(path: Path | str) -> AudioInfo:
         raise _fail(path, f"not a readable audio file ({_short(exc)})",
                     "check that it is WAV/FLAC/OGG/MP3 and not truncated; re-encode it if needed") from None
     _check_header(path, int(info.samplerate), int(info.frames), int(info.channels))
+    frames, header_frames = int(info.frames), 0
+    if _is_mpeg(path, str(info.format)):
+        stat = path.stat()
+        decodable = _truncated_mpeg_frames(str(path), stat.st_size, stat.st_mtime_ns, frames, int(info.samplerate))
+        if decodable is not None:
+            frames, header_frames = decodable, frames
+            if frames <= 0:
+                raise _fail(path, f"the header gives {header_frames / info.samplerate:.2f} s but no frame decodes",
+                            "the file is truncated or corrupt; re-encode or remove it")
     return AudioInfo(
         path=path,
         sample_rate=int(info.samplerate),
-        frames=int(info.frames),
+        frames=frames,
         channels=int(info.channels),
-        duration=float(info.frames) / float(info.samplerate),
+        duration=float(frames) / float(info.samplerate),
         format=str(info.format),
         subtype=str(info.subtype),
+        header_frames=header_frames,
     )
+
+
+def _is_mpeg(path: Path, fmt: str) -> bool:
+    return "MP" in fmt.upper() or path.suffix.lower() == ".mp3"
+
+
+@functools.lru_cache(maxsize=4096)
+def _truncated_mpeg_frames(path: str, size: int, mtime_ns: int, header_frames: int,  # noqa: ARG001
+                           sample_rate: int) -> int | None:
+    """The frames that decode from an MP3 whose MPEG frames hold less than its header says, else None.
+
+    A cut file keeps its Xing/Info header's length; counting the MPEG frames (no decoding) finds
+    it, and only then is the file decoded once to count the samples it really gives (the decoder's
+    delay and a cut last frame make that a little less than the frame count). Cached per file
+    version (``size``, ``mtime_ns``), as every reader asks for the header.
+    """
+    real = mpeg_stream_seconds(path)
+    claimed = header_frames / sample_rate
+    if real is None or claimed - real <= max(LENGTH_TOLERANCE * claimed, 0.5):
+        return None
+    decoded = 0
+    try:
+        with sf.SoundFile(path) as handle:
+            while True:
+                got = handle.read(frames=READ_BLOCK_FRAMES, dtype="float32", always_2d=True).shape[0]
+                decoded += got
+                if got < READ_BLOCK_FRAMES:
+                    break
+    except _SF_ERRORS:
+        pass  # what decoded before the error is what the file gives
+    return decoded
 
 
 def _short(exc: BaseException) -> str:
@@ -273,8 +327,16 @@ class SignalStats:
 
 
 def length_note(info: AudioInfo) -> str:
-    """A note when an MP3's real frame count disagrees with the length libsndfile reports."""
-    if "MP" not in info.format.upper() and info.path.suffix.lower() != ".mp3":
+    """A note when an MP3's real frame count disagrees with the length its header gives.
+
+    A truncated file (fewer MPEG frames than the header says) is used for the part that decodes;
+    a VBR file without a Xing/Info header is longer than libsndfile can decode.
+    """
+    if info.truncated:
+        usable, claimed = info.duration, info.header_frames / info.sample_rate
+        return (f"the file is truncated: {usable:.2f} s of the {claimed:.2f} s its header gives can be decoded, "
+                f"and those {usable:.2f} s are used; replace it with a complete copy to use all of it")
+    if not _is_mpeg(info.path, info.format):
         return ""
     real = mpeg_stream_seconds(info.path)
     if real is None or abs(real - info.duration) <= max(LENGTH_TOLERANCE * max(real, info.duration), 0.5):
@@ -580,3 +642,47 @@ def fingerprint(path: Path | str, *, chunk_bytes: int = 1 << 20) -> str:
     except OSError as exc:
         raise AudioError(f"cannot fingerprint {str(path)!r}: {exc.strerror or exc}") from None
     return digest.hexdigest()
+
+
+def find_audio(arguments: Sequence[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """The audio files that command-line ``arguments`` name, and the arguments that name none.
+
+    An argument is a file (used whatever its suffix), a folder (its files with an
+    :data:`AUDIO_SUFFIXES` suffix, recursively, sorted) or a glob pattern (``**`` recursive; each
+    match as a file or folder). Nothing is opened here: undecodable files are found by the reader.
+
+    Returns:
+        ``(files, unusable)``: the files in argument order without repeats, and ``(path, reason)``
+        for each path that cannot be used (no such file, a dangling symbolic link, a pattern or
+        folder without audio).
+    """
+    files: dict[Path, None] = {}
+    unusable: list[tuple[str, str]] = []
+    for argument in arguments:
+        if not os.path.lexists(argument) and any(c in argument for c in "*?["):
+            matches = sorted(glob.glob(argument, recursive=True))
+            if not matches:
+                unusable.append((argument, "no file matches this pattern"))
+            for match in matches:
+                _classify(Path(match), files, unusable)
+        else:
+            _classify(Path(argument), files, unusable)
+    return list(files), unusable
+
+
+def _classify(path: Path, files: dict[Path, None], unusable: list[tuple[str, str]]) -> None:
+    """Add ``path`` (a file, or a folder's audio files) to ``files``, or say why it cannot be used."""
+    if path.is_dir():
+        found = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and not p.is_dir())
+        usable = [p for p in found if p.exists()]
+        for link in (p for p in found if not p.exists()):
+            unusable.append((str(link), f"dangling symbolic link to {os.readlink(link)}"))
+        if not found:
+            unusable.append((str(path), f"no audio files ({', '.join(AUDIO_SUFFIXES)}) below this folder"))
+        files.update(dict.fromkeys(usable))
+    elif path.exists():
+        files[path] = None
+    elif path.is_symlink():
+        unusable.append((str(path), f"dangling symbolic link to {os.readlink(path)}"))
+    else:
+        unusable.append((str(path), "no such file or folder"))

@@ -16,6 +16,7 @@ crop that every clip of the split has); evaluation uses whole clips.
 """
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from pipeline.errors import StoreError, TrainingError
+from pipeline.files import os_error_text
 from pipeline.manifests import Clip
 
 if TYPE_CHECKING:
@@ -439,7 +441,56 @@ def mixup(batch: dict[str, Any], alpha: float, generator) -> dict[str, Any]:  # 
     return out
 
 
-def hot_copy(store_path: Path | str, cache_root: Path | str = ".cache/memmap") -> Path:
+#: Environment variable naming the folder of the memmap copies (default: :func:`memmap_cache_root`'s search).
+CACHE_ENV = "EAST_CACHE_DIR"
+_FALLBACKS_TOLD: set[tuple[str, str]] = set()
+_CACHE_ADVICE = (f"set {CACHE_ENV} to a writable folder with room for the copy, or `distill.loader: store` "
+                 "to read the stores directly")
+
+
+def memmap_cache_root() -> Path:
+    """The folder for memmap copies: ``$EAST_CACHE_DIR``, else the first writable of ``./.cache/memmap``,
+    ``$XDG_CACHE_HOME/east-pipeline/memmap`` (``~/.cache/...``) and ``<tmp>/east-pipeline-<uid>/memmap``.
+
+    Falling back from ``./.cache`` (a read-only working directory) is logged.
+
+    Raises:
+        FileFault: ``$EAST_CACHE_DIR`` is set but not writable, or no candidate is writable
+            (one line naming the first candidate and its OS error).
+    """
+    import os
+    import tempfile
+
+    from pipeline.files import file_fault, writable_folder
+
+    chosen = os.environ.get(CACHE_ENV)
+    if chosen:
+        error = writable_folder(chosen)
+        if error is not None:
+            raise file_fault(chosen, error, doing=f"preparing the memmap cache ({CACHE_ENV})",
+                             kept="nothing was copied", todo=_CACHE_ADVICE)
+        return Path(chosen)
+    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    candidates = [Path(".cache/memmap"), home / "east-pipeline" / "memmap",
+                  Path(tempfile.gettempdir()) / f"east-pipeline-{os.getuid()}" / "memmap"]
+    first_error = None
+    for folder in candidates:
+        error = writable_folder(folder)
+        if error is None:
+            if first_error is not None and (str(candidates[0].resolve()), str(folder)) not in _FALLBACKS_TOLD:
+                _FALLBACKS_TOLD.add((str(candidates[0].resolve()), str(folder)))  # once per process, not per store
+                logging.getLogger("pipeline").warning(
+                    "%s is not writable (%s); the memmap copy of the stores goes to %s (%s sets another)",
+                    candidates[0], os_error_text(first_error), folder, CACHE_ENV)
+            return folder
+        first_error = first_error or error
+    assert first_error is not None
+    raise file_fault(candidates[0], first_error, doing="preparing the memmap cache",
+                     kept=f"nothing was copied (nor under {', '.join(str(c) for c in candidates[1:])})",
+                     todo=_CACHE_ADVICE)
+
+
+def hot_copy(store_path: Path | str, cache_root: Path | str | None = None) -> Path:
     """A raw memory-mappable copy of a store for the training hot loop, made once and reused.
 
     Reading a window through zarr costs ~1 ms of fixed overhead; the same bytes from a
@@ -448,14 +499,22 @@ def hot_copy(store_path: Path | str, cache_root: Path | str = ".cache/memmap") -
     that gained tracks gets a fresh copy; it lives outside the DVC-tracked store folder. A
     store given by URL (``s3://...``) is read through fsspec once, into the local copy.
 
+    Args:
+        store_path: the store (path or URL).
+        cache_root: folder of the copies; default :func:`memmap_cache_root`.
+
     Returns:
         The folder of the memmap store (open it with :func:`pipeline.stores.open_store`).
+
+    Raises:
+        FileFault: the cache folder is not writable or fills up (one line; no partial copy is left).
     """
     import hashlib
     import os
     import shutil
     import uuid
 
+    from pipeline.files import file_fault
     from pipeline.stores import export_store
     from pipeline.stores.location import Location, is_url
 
@@ -464,11 +523,20 @@ def hot_copy(store_path: Path | str, cache_root: Path | str = ".cache/memmap") -
     digest = hashlib.sha256(str(source if isinstance(source, str) else source.resolve()).encode())
     for name in ("teacher.json", "parts.json"):
         digest.update(location.read_text(name).encode())
-    target = Path(cache_root) / digest.hexdigest()[:20]
+    root = Path(cache_root) if cache_root is not None else memmap_cache_root()
+    target = root / digest.hexdigest()[:20]
     if (target / "teacher.json").is_file():
         return target
-    tmp = Path(cache_root) / f".tmp-{uuid.uuid4().hex}"
-    export_store(source, tmp, format="memmap")
+    tmp = root / f".tmp-{uuid.uuid4().hex}"
+    try:
+        export_store(source, tmp, format="memmap")
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        cause = exc if isinstance(exc, OSError) else exc.__cause__
+        if isinstance(cause, OSError):
+            raise file_fault(root, cause, doing=f"copying the store {source} into the memmap cache",
+                             kept="the store is unchanged and no partial copy is left", todo=_CACHE_ADVICE) from None
+        raise
     try:
         os.rename(tmp, target)
     except OSError:  # another process made it first

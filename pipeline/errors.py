@@ -47,4 +47,12 @@ class TrainingError(PipelineError):
 
 
 class TrainingInterrupted(TrainingError):
-    """SIGTERM stopped training after saving ``last.pt``; the same command resumes the run."""
+    """A signal (SIGINT, SIGTERM, SIGHUP) stopped training after saving ``last.pt``; the same command resumes.
+
+    Attributes:
+        signum: the signal's number; the command exits with ``128 + signum`` (130, 143, 129).
+    """
+
+    def __init__(self, message: str, *, signum: int = 15) -> None:
+        super().__init__(message)
+        self.signum = signum

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from pipeline.errors import ConfigError
+from pipeline.files import write_rendered
 from pipeline.runs import LoadedRun
 
 if TYPE_CHECKING:
@@ -42,15 +43,18 @@ def export_run(run: LoadedRun, out: Path | str, *, fmt: str) -> Path:
     model = _wrapped(run)
     example = torch.zeros(2, int(round(run.clip_seconds * run.sample_rate)))
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
-        if fmt == "torchscript":
-            traced = torch.jit.trace(model, example)
-            traced.save(str(out))
-        else:
-            torch.onnx.export(
-                model, (example,), str(out), input_names=["waveform"], output_names=["probabilities"],
-                dynamic_axes={"waveform": {0: "batch"}, "probabilities": {0: "batch"}}, opset_version=17,
-                dynamo=False,
-            )
+
+    def render(handle: BinaryIO) -> None:
+        with torch.no_grad():
+            if fmt == "torchscript":
+                torch.jit.save(torch.jit.trace(model, example), handle)
+            else:
+                torch.onnx.export(  # the TorchScript exporter takes a binary file object too
+                    model, (example,), handle,  # type: ignore[arg-type]
+                    input_names=["waveform"], output_names=["probabilities"],
+                    dynamic_axes={"waveform": {0: "batch"}, "probabilities": {0: "batch"}}, opset_version=17,
+                    dynamo=False,
+                )
+
+    write_rendered(out, render, what=f"the {fmt} export")  # a refusal is one line, no half file left
     return out

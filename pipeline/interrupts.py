@@ -8,6 +8,7 @@ in progress finishes before the interrupt is raised.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from typing import Iterator
@@ -27,21 +28,28 @@ def _main_thread() -> bool:
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) like Ctrl-C does.
 
-    Only in the main thread (elsewhere Python cannot install handlers); the previous
-    handler is restored on exit.
+    Either signal is acknowledged at once with one line on stderr (``received SIGINT: ...``):
+    committing the tracks computed may take a moment. Only in the main thread (elsewhere
+    Python cannot install handlers); the previous handlers are restored on exit.
     """
     if not _main_thread():
         yield
         return
 
     def handler(signum: int, frame: object) -> None:  # noqa: ARG001
-        raise Terminated(f"signal {signal.Signals(signum).name}")
+        name = signal.Signals(signum).name
+        print(f"received {name}: committing the whole tracks computed, then stopping", file=sys.stderr,
+              flush=True)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Terminated(f"signal {name}")
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in _SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @contextmanager

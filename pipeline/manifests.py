@@ -14,8 +14,6 @@ annotation): such entries are masked out of losses and metrics.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Sequence
@@ -23,6 +21,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from pipeline.errors import ManifestError
+from pipeline.files import write_atomic
 
 CLASSES_FILE = "classes.json"
 SPLITS = ("train", "valid", "test")
@@ -107,16 +106,12 @@ class Clip:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
+
+    Raises:
+        FileFault: the file system refused the write (one line; the old file, if any, is unchanged).
+    """
+    write_atomic(path, text)
 
 
 def write_manifest(path: Path | str, clips: Iterable[Clip]) -> None:

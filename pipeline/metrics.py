@@ -8,15 +8,22 @@ Per class, only the entries whose label is known count. Then:
 - ``macro_f1``: macro mean of ``(F1_pos + F1_neg) / 2`` (the OpenMIC convention).
 
 AP and AUC are scikit-learn's ``average_precision_score`` and ``roc_auc_score``; the mask, the
-macro average and the skipping of classes without both kinds of label are ours. A class
-with no known positive is skipped for AP and AUC, one with no known negative for AUC;
-skipped classes are NaN in the per-class arrays and counted. An F1 whose denominator is 0
-is 0 (sklearn's and torchmetrics' default); a class with no known entry is NaN for F1.
-Labels count as positive when > 0.5 (mixup-soft targets are rounded).
+macro average and the skipping of undefined classes are ours. A class is undefined for a metric
+when its known labels cannot tell a good model from a bad one, and is left out of that metric's
+macro mean (NaN in the per-class arrays; :attr:`Metrics.covered` counts the classes each mean
+covers):
+
+- AP and ROC-AUC need a known positive *and* a known negative (with no negative, every ranking
+  scores AP 1.0; with no positive, AP has no recall);
+- the positive-class F1 needs a known positive, the negative-class F1 a known negative, and
+  ``macro_f1`` both.
+
+An F1 whose denominator is 0 otherwise is 0 (sklearn's and torchmetrics' default). Labels count
+as positive when > 0.5 (mixup-soft targets are rounded).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -70,6 +77,7 @@ class Metrics:
         per_class_ap, per_class_auc, per_class_f1, per_class_f1_neg: per class.
         n_positive, n_negative: known positives / negatives per class.
         skipped_ap, skipped_auc: classes left out of ``mAP`` / ``roc_auc``.
+        covered: classes each macro mean covers (``map``, ``roc_auc``, ``binary_f1``, ``macro_f1``).
         threshold: the F1 threshold.
         class_names: names per class.
     """
@@ -88,6 +96,15 @@ class Metrics:
     skipped_auc: int
     threshold: float
     class_names: list[str]
+    covered: dict[str, int] = field(default_factory=dict)
+
+    def coverage(self) -> str:
+        """How many classes each mean covers, e.g. ``"mAP and ROC-AUC over 18 of 20 classes, F1 over 19"``."""
+        total = len(self.class_names)
+        ranked = self.covered.get("map", total)
+        f1 = self.covered.get("macro_f1", total)
+        text = f"mAP and ROC-AUC over {ranked} of {total} classes"
+        return text + ("" if f1 == ranked else f", macro F1 over {f1}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly summary (NaN becomes None) with a per-class table."""
@@ -103,6 +120,8 @@ class Metrics:
             "threshold": self.threshold,
             "skipped_ap": self.skipped_ap,
             "skipped_auc": self.skipped_auc,
+            "n_classes": len(self.class_names),
+            "classes_covered": dict(self.covered),
             "per_class": {
                 name: {
                     "average_precision": num(self.per_class_ap[i]),
@@ -162,6 +181,8 @@ def evaluate_predictions(
         skipped_auc=int(np.isnan(auc).sum()),
         threshold=float(threshold),
         class_names=names,
+        covered={"map": int((~np.isnan(ap)).sum()), "roc_auc": int((~np.isnan(auc)).sum()),
+                 "binary_f1": int((~np.isnan(f1)).sum()), "macro_f1": int((~np.isnan(f1 + f1_neg)).sum())},
     )
 
 
@@ -193,16 +214,16 @@ def _per_class(probs: np.ndarray, positive_all: np.ndarray, known: np.ndarray,
         scores, positive = probs[mask, c], positive_all[mask, c]
         n_pos[c] = int(positive.sum())
         n_neg[c] = int(mask.sum()) - n_pos[c]
-        if n_pos[c]:
+        if n_pos[c] and n_neg[c]:  # either kind alone: any ranking is "perfect" (AP 1.0) or meaningless
             ap[c] = average_precision(scores, positive)
-        if n_pos[c] and n_neg[c]:
             auc[c] = roc_auc(scores, positive)
-        if mask.any():
-            predicted = predicted_all[mask, c]
-            tp = int((predicted & positive).sum())
-            fp = int((predicted & ~positive).sum())
-            fn = int((~predicted & positive).sum())
-            tn = int(mask.sum()) - tp - fp - fn
+        predicted = predicted_all[mask, c]
+        tp = int((predicted & positive).sum())
+        fp = int((predicted & ~positive).sum())
+        fn = int((~predicted & positive).sum())
+        tn = int(mask.sum()) - tp - fp - fn
+        if n_pos[c]:
             f1[c] = _f1(tp, fp, fn)
+        if n_neg[c]:
             f1_neg[c] = _f1(tn, fn, fp)
     return ap, auc, f1, f1_neg, n_pos, n_neg

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import TrainingError
+from pipeline.files import write_rendered
 from pipeline.losses import masked_bce
 from pipeline.metrics import evaluate_predictions
 
@@ -120,8 +121,7 @@ def save_probe(probe: LinearProbe, path: Path | str, *, teacher: str, fit: Probe
     state = dict(probe.state_dict())
     state["meta.weight_decay"] = torch.tensor(fit.weight_decay)
     state["meta.steps"] = torch.tensor(fit.steps)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
+    write_rendered(path, lambda handle: torch.save(state, handle), what="the probe")
 
 
 def load_probe(path: Path | str) -> LinearProbe:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from pipeline.files import write_atomic, write_rendered
 from pipeline.judging import RULE, VARIANT_LABELS, Judgement, to_json
 from pipeline.timings import timings_file
 
@@ -46,6 +47,7 @@ def collect_runs(runs_root: Path, variants: list[str], probes: list[str]) -> lis
             summaries.append(RunSummary(f"probe-{teacher}", f"Teacher probe ({teacher})", {
                 "map": metrics["test_map"], "roc_auc": metrics["test_roc_auc"], "f1_macro": metrics.get("test_f1"),
                 "parameters": metrics.get("parameters"), "cpu_ms_per_clip": None,
+                "classes_covered": metrics.get("test_classes_covered"), "n_classes": len(per_class),
             }, per_class=per_class))
     for variant in variants:
         found = _variant_folder(runs_root, variant)
@@ -89,8 +91,10 @@ def _save(fig, path: Path) -> Path:  # noqa: ANN001
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        write_rendered(path, lambda handle: fig.savefig(handle, dpi=120, format="png"))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -231,10 +235,29 @@ def judged_rows(judgements: Sequence[Judgement]) -> list[str]:
 
 def write_judged(judgements: Sequence[Judgement], out: Path) -> Path:
     """Write ``judged.json`` (:func:`pipeline.judging.to_json`) into ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
     target = out / "judged.json"
-    target.write_text(json.dumps(to_json(judgements), indent=2) + "\n")
+    write_atomic(target, json.dumps(to_json(judgements), indent=2) + "\n")
     return target
+
+
+def coverage_lines(summaries: Sequence[RunSummary]) -> list[str]:
+    """One line per distinct class coverage of the runs' test means (none for runs scored before it was recorded).
+
+    A class with no known positive or no known negative in the test split is left out of the
+    means it is undefined for (``pipeline.metrics``); the line says how many each mean covers.
+    """
+    seen: dict[tuple, list[str]] = {}
+    for s in summaries:
+        covered, total = s.metrics.get("classes_covered"), s.metrics.get("n_classes")
+        if covered and total:
+            key = (total, covered.get("map"), covered.get("roc_auc"), covered.get("macro_f1"))
+            seen.setdefault(key, []).append(s.label)
+    lines = []
+    for (total, ap, auc, f1), labels in seen.items():
+        who = "" if len(seen) == 1 else f" ({', '.join(labels)})"
+        lines.append(f"Classes in each test mean{who}: mAP {ap} of {total}, ROC-AUC {auc} of {total}, macro F1 "
+                     f"{f1} of {total} (a class without a known positive or negative there is left out).")
+    return [""] + lines if lines else []
 
 
 def write_markdown(summaries: list[RunSummary], plots: list[Path], out: Path,
@@ -264,6 +287,7 @@ def write_markdown(summaries: list[RunSummary], plots: list[Path], out: Path,
         for s in summaries:
             if s.name.startswith("east") and s.metrics.get("map") is not None:
                 lines.append(f"- {s.label}: {s.metrics['map'] - baseline.metrics['map']:+.4f}")
+    lines += coverage_lines(summaries)
     lines += ["", "The probe row's parameters count only the linear layer; the teacher itself is not needed "
               "at inference.", ""]
     if judgements:
@@ -271,5 +295,5 @@ def write_markdown(summaries: list[RunSummary], plots: list[Path], out: Path,
     for path in plots:
         lines += [f"![{path.stem}]({path.name})", ""]
     target = out / "report.md"
-    target.write_text("\n".join(lines) + "\n")
+    write_atomic(target, "\n".join(lines) + "\n")
     return target

@@ -10,12 +10,16 @@ import numpy as np
 
 from pipeline.config import Params
 from pipeline.errors import TrainingError
+from pipeline.files import write_atomic
 
 
 def write_json(path: Path | str, data: dict[str, Any]) -> None:
-    """Write ``data`` as indented JSON, creating the folder (dataclass values allowed)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(data, indent=2, default=lambda o: asdict(o)) + "\n")
+    """Write ``data`` as indented JSON, atomically, creating the folder (dataclass values allowed).
+
+    Raises:
+        FileFault: the file system refused the write (one line; the old file, if any, is unchanged).
+    """
+    write_atomic(path, json.dumps(data, indent=2, default=lambda o: asdict(o)) + "\n")
 
 
 def probe_dir(params: Params, teacher: str) -> Path:

@@ -10,9 +10,10 @@
   model-selection metric); ``best.pt`` holds the best weights, ``last.pt`` the state and
   everything else needed to resume, ``history.csv`` one row per epoch.
 
-SIGTERM (a scheduler's pre-emption, ``kill``, ``timeout``) during training finishes the running
-step, saves ``last.pt`` *mid-epoch* and raises :class:`TrainingInterrupted`; the same command run
-again resumes from that step and ends with the weights an uninterrupted run has (bit-exact on CPU).
+Ctrl-C (SIGINT), SIGTERM (a scheduler's pre-emption, ``kill``, ``timeout``) or SIGHUP (a closed
+terminal) during training finishes the running step, saves ``last.pt`` *mid-epoch* and raises
+:class:`TrainingInterrupted`; the same command run again resumes from that step and ends with the
+weights an uninterrupted run has (bit-exact on CPU).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import csv
 import logging
 import math
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -37,6 +39,7 @@ from pipeline.data import collate, mixup, teacher_key
 from pipeline.distributed import agree, from_env, wrap
 from pipeline.distributed import sampler as shard_sampler
 from pipeline.errors import TrainingError, TrainingInterrupted
+from pipeline.files import csv_text, write_atomic, write_rendered
 from pipeline.metrics import evaluate_predictions
 from pipeline.sampling import unlabeled_sampler
 
@@ -110,7 +113,21 @@ class _Run:
     clips_seen: int = 0
     train_seconds: float = 0.0
     started: float = field(default_factory=time.perf_counter)
-    stop_requested: bool = False
+    stop_signal: int = 0  # the signal (SIGINT, SIGTERM, SIGHUP) that asked training to stop; 0 = none
+
+    @property
+    def stop_requested(self) -> bool:
+        """True once a stop signal arrived: the step loop checkpoints and stops."""
+        return self.stop_signal != 0
+
+
+#: Signals that stop training politely: finish the step, save ``last.pt``, exit ``128 + signal``.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _ignore_interrupts(worker_id: int) -> None:  # noqa: ARG001
+    """DataLoader workers leave Ctrl-C (sent to the whole process group) to the training process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _loader(dataset: Any, *, batch_size: int, shuffle: bool, drop_last: bool,
@@ -129,6 +146,7 @@ def _loader(dataset: Any, *, batch_size: int, shuffle: bool, drop_last: bool,
         generator=generator,
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),
+        worker_init_fn=_ignore_interrupts if num_workers > 0 else None,
     )
 
 
@@ -182,21 +200,18 @@ class Trainer:
 
         Raises:
             TrainingError: fewer training clips than one batch.
-            TrainingInterrupted: SIGTERM arrived; ``last.pt`` was saved at the step reached.
+            TrainingInterrupted: SIGINT, SIGTERM or SIGHUP arrived; ``last.pt`` was saved at the step reached.
         """
         run = self._start(train_set)
         state, cfg = run.state, self.config
         stopped_early = state.stopped(cfg.patience)  # a finished run is not trained on
-        with self._checkpoint_on_sigterm(run):
+        with self._checkpoint_on_signals(run):
             while not stopped_early and state.epoch < cfg.epochs:
                 stopped_early = self._run_epoch(run, valid_set, progress=progress, on_epoch=on_epoch)
                 if run.stop_requested and not stopped_early and state.epoch < cfg.epochs:
-                    raise TrainingInterrupted(
-                        f"stopped by SIGTERM after epoch {state.epoch}; {self.run_dir / 'last.pt'} holds the "
-                        "state: run the same command again to resume"
-                    )
+                    raise self._interrupted(run, f"after epoch {state.epoch}")
         if self.dist.main and not (self.run_dir / "best.pt").is_file():
-            torch.save(self.student.state_dict(), self.run_dir / "best.pt")
+            self._save_best()
         return TrainResult(
             best_epoch=state.best_epoch,
             best_valid_map=state.best_map,
@@ -256,7 +271,7 @@ class Trainer:
             on_epoch(row)
         state = run.state
         if state.record(self._selection_score(valid)):
-            torch.save(self.student.state_dict(), self.run_dir / "best.pt")
+            self._save_best()
         self._checkpoint(run)
         log.info("epoch %d: valid mAP %.4f (best %.4f @ %d)", state.epoch, valid["map"], state.best_map,
                  state.best_epoch)
@@ -298,10 +313,7 @@ class Trainer:
             if run.stop_requested:
                 self._checkpoint(run)
                 bar.close()
-                raise TrainingInterrupted(
-                    f"stopped by SIGTERM in epoch {epoch + 1}, step {state.step}; {self.run_dir / 'last.pt'} "
-                    "holds the state: run the same command again to resume"
-                )
+                raise self._interrupted(run, f"in epoch {epoch + 1}, step {state.step}")
         bar.close()
         seconds = time.perf_counter() - start
         run.train_seconds += seconds
@@ -409,9 +421,17 @@ class Trainer:
             "fingerprint": self.fingerprint,
             "heads": self.heads.state_dict(),  # cosine_projection's heads: trained, never exported
         }
-        tmp = self.run_dir / "last.pt.tmp"
-        torch.save(checkpoint, tmp)
-        tmp.replace(self.run_dir / "last.pt")
+        path = self.run_dir / "last.pt"
+        kept = ("the previous last.pt is kept: the same command resumes from it" if path.is_file()
+                else "no checkpoint was kept")
+        write_rendered(path, lambda handle: torch.save(checkpoint, handle), what="the checkpoint", kept=kept,
+                       todo="free space (or fix the folder) and run the same command again")
+
+    def _save_best(self) -> None:
+        """Write ``best.pt`` (the student's weights) atomically."""
+        weights = self.student.state_dict()
+        write_rendered(self.run_dir / "best.pt", lambda handle: torch.save(weights, handle),
+                       what="the best weights")
 
     def _usable_checkpoint(self, scheduler: Any) -> dict[str, Any] | None:
         """``last.pt`` when it belongs to this run's settings and outputs, else None (with the reason logged)."""
@@ -458,21 +478,37 @@ class Trainer:
             self._truncate_history(run.state.epoch)
         log.info("resuming %s after epoch %d, step %d", self.run_dir, run.state.epoch, run.state.step)
 
+    def _interrupted(self, run: _Run, where: str) -> TrainingInterrupted:
+        """The error that ends a run stopped by a signal, after ``last.pt`` was saved ``where``."""
+        name = signal.Signals(run.stop_signal).name
+        return TrainingInterrupted(
+            f"stopped by {name} {where}; {self.run_dir / 'last.pt'} holds the state: run the same command "
+            "again to resume", signum=run.stop_signal)
+
     @contextmanager
-    def _checkpoint_on_sigterm(self, run: _Run) -> Iterator[None]:
-        """While training, SIGTERM asks the step loop to checkpoint and stop (main thread only)."""
+    def _checkpoint_on_signals(self, run: _Run) -> Iterator[None]:
+        """While training, Ctrl-C, SIGTERM or SIGHUP asks the step loop to checkpoint and stop (main thread only).
+
+        The first signal is acknowledged on stderr at once (the step may take a while); a second
+        Ctrl-C aborts without saving.
+        """
         if threading.current_thread() is not threading.main_thread():
             yield
             return
 
-        def request_stop(signum: int, frame: Any) -> None:
-            run.stop_requested = True
+        def request_stop(signum: int, frame: Any) -> None:  # noqa: ARG001
+            if run.stop_requested and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            run.stop_signal = run.stop_signal or signum
+            print(f"received {signal.Signals(signum).name}: saving {self.run_dir / 'last.pt'} after this step "
+                  "(Ctrl-C again aborts without saving)", file=sys.stderr, flush=True)
 
-        previous = signal.signal(signal.SIGTERM, request_stop)
+        previous = {sig: signal.signal(sig, request_stop) for sig in STOP_SIGNALS}
         try:
             yield
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     # ---- history --------------------------------------------------------------------
     def _truncate_history(self, epochs: int) -> None:
@@ -482,19 +518,20 @@ class Trainer:
             return
         with open(path, newline="") as handle:
             rows = [row for row in csv.DictReader(handle) if int(float(row["epoch"])) <= epochs]
-        with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
-            writer.writeheader()
-            writer.writerows({k: row.get(k, "") for k in HISTORY_FIELDS} for row in rows)
+        self._write_history(rows)
 
     def _append_history(self, row: dict[str, float]) -> None:
         path = self.run_dir / "history.csv"
-        new = not path.is_file()
-        with open(path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
-            if new:
-                writer.writeheader()
-            writer.writerow({k: row.get(k, "") for k in HISTORY_FIELDS})
+        rows: list[dict[str, Any]] = []
+        if path.is_file():
+            with open(path, newline="") as handle:
+                rows = list(csv.DictReader(handle))
+        self._write_history(rows + [row])
+
+    def _write_history(self, rows: list[dict[str, Any]]) -> None:
+        """Rewrite ``history.csv`` atomically with ``rows`` (one per epoch, :data:`HISTORY_FIELDS`)."""
+        body = [list(HISTORY_FIELDS)] + [[row.get(k, "") for k in HISTORY_FIELDS] for row in rows]
+        write_atomic(self.run_dir / "history.csv", csv_text(body), what="the training history")
 
 
 def _objective_heads(objective: Any, device: str, distributed: bool) -> torch.nn.ModuleDict:

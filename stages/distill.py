@@ -20,6 +20,7 @@ from pipeline.config import RUNTIME_KEYS, DistillConfig, Params, to_mapping
 from pipeline.data import AudioSource, ClipDataset, frame_statistics, hot_copy, usable_audio_cache
 from pipeline.devices import resolve_device, training_threads
 from pipeline.errors import ConfigError, ManifestError
+from pipeline.files import write_atomic
 from pipeline.losses import EAsTObjective
 from pipeline.manifests import Clip, is_unlabeled, labelled, read_classes, usable_splits
 from pipeline.probe import load_probe
@@ -110,8 +111,7 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
         "audio_root": params.data.audio_root,
     }
     config_text = json.dumps(config, indent=2) + "\n"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(config_text)
+    write_atomic(folder / "config.json", config_text, what="the run's config.json")
     slots = range(len(train_set.views))
     objective = _objective(cfg)
     if "cosine_projection" in cfg.feature_losses() and use_teacher:

@@ -1,7 +1,6 @@
 """``pipeline evaluate RUN``: score a trained student on a split (whole clips)."""
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from pipeline.data import AudioSource, usable_audio_cache
 from pipeline.devices import training_threads
 from pipeline.manifests import label_arrays, usable_splits
 from pipeline.metrics import evaluate_predictions
+from pipeline.files import csv_text, write_atomic
 from pipeline.runs import LoadedRun, load_run, predict_audio, write_json
 from pipeline.timings import timings_file
 from pipeline.stores import open_store
@@ -57,16 +57,17 @@ def run(params: Params, *, run_dir: str, split: str | None = None) -> dict[str, 
         "roc_auc": metrics.roc_auc,
         "f1_macro": metrics.macro_f1,
         "f1_binary": metrics.binary_f1,
+        "n_classes": len(loaded.classes),
+        "classes_covered": dict(metrics.covered),  # classes each mean covers (the others are undefined there)
         "parameters": sum(p.numel() for p in loaded.model.parameters()),
     }
     write_json(Path(run_dir) / f"eval-{split}.json", results)  # DVC tracks it: no wall-clock field
     timings = {"cpu_ms_per_clip": _cpu_ms_per_clip(loaded)}
     write_json(timings_file(run_dir, f"eval-{split}"), timings)
-    with open(Path(run_dir) / f"per_class-{split}.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["class", "average_precision", "roc_auc"])
-        for name, ap, auc in zip(loaded.classes, metrics.per_class_ap, metrics.per_class_auc):
-            writer.writerow([name, f"{float(ap):.6f}", f"{float(auc):.6f}"])
+    rows = [["class", "average_precision", "roc_auc"]] + [
+        [name, f"{float(ap):.6f}", f"{float(auc):.6f}"]
+        for name, ap, auc in zip(loaded.classes, metrics.per_class_ap, metrics.per_class_auc)]
+    write_atomic(Path(run_dir) / f"per_class-{split}.csv", csv_text(rows))
     return {**results, **timings}
 
 

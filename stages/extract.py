@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from pipeline.config import ExtractConfig, Params
 from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError, TeacherError, WeightsNotFoundError
+from pipeline.files import write_atomic
 from pipeline.extraction import TrackOutcome, extract_tracks
 from pipeline.manifests import Clip, load_split
 from pipeline.stores import EmbeddingStore, StoreSpec, create_store, open_store
@@ -332,7 +333,8 @@ def _remove_if_empty(path: Path) -> None:
 def _write_report(report: ExtractReport, store: Path) -> Path:
     """``<store>-extract-report.json`` (a DVC metric) and ``timings-<store>-extract.json`` (wall-clock, untracked)."""
     out = store.parent / f"{store.name}-extract-report.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report.to_json(), indent=2))
-    timings_file(store.parent, f"{store.name}-extract").write_text(json.dumps(report.timings(), indent=2))
+    write_atomic(out, json.dumps(report.to_json(), indent=2), what="the extract report",
+                 kept="the store keeps every track committed")
+    write_atomic(timings_file(store.parent, f"{store.name}-extract"), json.dumps(report.timings(), indent=2),
+                 what="the extract timings", kept="the store keeps every track committed")
     return out

@@ -7,7 +7,6 @@ fields, so a rerun on the same inputs writes the same bytes), ``per_class.csv`` 
 """
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import torch
 
 from pipeline.config import Params
 from pipeline.errors import ManifestError
+from pipeline.files import csv_text, write_atomic
 from pipeline.data import frame_statistics, pooled_embeddings
 from pipeline.devices import training_threads
 from pipeline.metrics import evaluate_predictions
@@ -61,6 +61,7 @@ def run(params: Params, *, teacher: str, store: str | None = None, out: str | No
             results[f"{name}_map"] = metrics.mAP
             results[f"{name}_roc_auc"] = metrics.roc_auc
             results[f"{name}_f1"] = metrics.macro_f1
+            results[f"{name}_classes_covered"] = dict(metrics.covered)
             if name == "test":
                 _write_per_class(folder / "per_class.csv", classes, metrics.per_class_ap)
     results["parameters"] = int(mean.shape[0] * len(classes) + len(classes))
@@ -85,8 +86,5 @@ def _labelled_splits(splits: dict[str, list[Clip]]) -> dict[str, list[Clip]]:
 
 
 def _write_per_class(path: Path, classes: list[str], values: np.ndarray) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["class", "average_precision"])
-        for name, value in zip(classes, values):
-            writer.writerow([name, f"{float(value):.6f}"])
+    rows = [["class", "average_precision"]] + [[name, f"{float(value):.6f}"] for name, value in zip(classes, values)]
+    write_atomic(path, csv_text(rows))

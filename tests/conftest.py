@@ -78,27 +78,35 @@ def s3_server() -> Any:
     import socket
     import subprocess
     import sys
-    import time
-    import urllib.request
+    import threading
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.fail("the moto S3 server did not start (pip install 'moto[server]' s3fs; make install)")
-            time.sleep(0.1)
+    # Handshake, no timing: the server says " * Running on <endpoint>" on stderr once it listens. The
+    # thread keeps draining stderr (one line per request) so the server never blocks on a full pipe.
+    ready = threading.Event()
+    said: list[str] = []
+
+    def watch() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if len(said) < 50:
+                said.append(line)
+            if f"Running on {endpoint}" in line:
+                ready.set()
+        ready.set()  # end of stderr: the server exited
+
+    threading.Thread(target=watch, daemon=True).start()
+    ready.wait()
+    if proc.poll() is not None:
+        pytest.fail("the moto S3 server did not start (pip install 'moto[server]' s3fs; make install): "
+                    + "".join(said)[-500:])
     server = S3Server(endpoint)
     saved = {key: os.environ.get(key) for key in server.env}
     os.environ.update(server.env)  # subprocesses (pipeline, dvc) inherit them

@@ -98,6 +98,63 @@ def test_prepare_reports_the_lying_mp3(tmp_path: Path) -> None:
     assert any("longer than their header says" in w and "x.mp3" in w for w in report.warnings)
 
 
+# --- 4b: a truncated CBR MP3 (its Xing/Info header still gives the whole length) --------------------
+
+def _truncated_cbr_mp3(path: Path, seconds: float = 20.0, sr: int = 44100) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, 0.5 * _music(seconds, sr), sr, format="MP3", bitrate_mode="CONSTANT")
+    data = path.read_bytes()
+    assert data.find(b"Xing") < 64 or data.find(b"Info") < 64  # the header that keeps the full length
+    path.write_bytes(data[: len(data) // 2])  # a download or copy cut halfway
+
+
+def test_a_truncated_cbr_mp3_is_described_as_truncated_and_used_for_what_decodes(tmp_path: Path) -> None:
+    path = tmp_path / "cut.mp3"
+    _truncated_cbr_mp3(path)
+    assert sf.info(str(path)).duration == pytest.approx(20.0, abs=0.1)  # what libsndfile's header read says
+    info = audio.audio_info(path)
+    assert info.truncated and info.header_frames / info.sample_rate == pytest.approx(20.0, abs=0.1)
+    assert 9.0 < info.duration < audio.mpeg_stream_seconds(path) < 10.5  # the samples that decode
+    note = audio.length_note(info)
+    assert note.startswith(f"the file is truncated: {info.duration:.2f} s of the 20.00 s its header gives")
+    assert "re-encode it" not in note and "MPEG stream holds" not in note
+    whole = audio.read_audio(path)  # no "got N of M frames" any more
+    assert len(whole) == info.frames
+    assert len(_blocks(path, sr=16000, block=1.0)) == pytest.approx(info.duration * 16000, abs=2)
+    assert audio.decode_notes(path) == (note,)
+
+
+def test_prepare_warns_about_the_truncated_mp3_and_extraction_uses_it(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+    from pipeline.datasets import BUILDERS
+    from pipeline.manifests import load_split
+    from pipeline.stores import open_store
+
+    _truncated_cbr_mp3(tmp_path / "a" / "cut.mp3")
+    sf.write(tmp_path / "a" / "fine.flac", _music(3.0), SR)
+    (tmp_path / "l.csv").write_text("id,split,piano\ncut,train,1\nfine,train,0\n")
+    report = BUILDERS.get("folder")(root=tmp_path / "a", labels_csv=tmp_path / "l.csv", manifests_dir=tmp_path / "m")
+    warning = next(w for w in report.warnings if "cut.mp3" in w)
+    assert warning.startswith("1 file(s) are truncated") and "of the 20.00 s its header gives" in warning
+    clip = next(c for c in load_split(tmp_path / "m", "train") if c.id == "cut")
+    assert 9.0 < clip.duration < 10.5  # the manifest holds what decodes, not the header's 20 s
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "data": {"audio_root": str(tmp_path / "a"), "manifests": str(tmp_path / "m")},
+        "extract": {"store_root": str(tmp_path / "stores"), "workers": 0, "splits": ["train"]},
+        "teachers": {"hear": {"window_seconds": 2.0, "context_seconds": 0.1}},
+    }))
+    result = CliRunner().invoke(cli, ["--params", str(params), "extract", "--teacher", "hear:tests.toy_hear",
+                                      "--no-progress"])
+    assert result.exit_code == 0, result.output
+    store = open_store(tmp_path / "stores" / "hear-tests.toy_hear")
+    assert sorted(store.track_ids()) == ["cut", "fine"] and store.verify().ok
+    extracted = json.loads((tmp_path / "stores" / "hear-tests.toy_hear-extract-report.json").read_text())
+    assert extracted["failed"] == [] and any("truncated" in w["warning"] for w in extracted["warnings"])
+
+
 # --- 8: degenerate audio -------------------------------------------------------------------------
 
 def _degenerate(folder: Path) -> dict[str, Path]:

@@ -1,5 +1,9 @@
 """Faults of a real extraction: kill -9 at random points, two extractors on one store, Ctrl-C and SIGTERM,
-a dask worker killed mid-task."""
+a dask worker killed mid-task.
+
+No test waits for a length of time: each waits for what the process shows (committed tracks in the
+store, the progress count and the signal's acknowledgement on its stderr).
+"""
 from __future__ import annotations
 
 import json
@@ -8,7 +12,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -44,10 +47,8 @@ def test_kill_9_then_rerun_finishes_without_recomputing(tmp_path: Path) -> None:
         # Kill at a random point of the run: once a random number of further tracks is committed,
         # plus a random fraction of a part's work, so the kill lands between and inside commits.
         target = min(N_CLIPS - 1, before + rng.randint(1, 4))
-        deadline = time.time() + 120
-        while proc.poll() is None and time.time() < deadline and len(_stored(store)) < target:
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.3))
+        while not _exited(proc) and len(_stored(store)) < target:
+            pass  # _exited waits a little for the process: no busy loop
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
@@ -85,25 +86,53 @@ def test_two_extractors_on_one_store_stay_consistent(tmp_path: Path) -> None:
     assert report.ok, report.problems
 
 
-def _watch_progress(proc: subprocess.Popen, seen: list[int]) -> None:
-    """Read the progress bar from stderr: ``seen`` gets each 'n/N' count as it is drawn."""
-    import re
+def _exited(proc: subprocess.Popen, wait: float = 0.02) -> bool:
+    """True once ``proc`` has ended (waits up to ``wait`` s for it, so polling loops do not spin)."""
+    try:
+        proc.wait(timeout=wait)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
-    buffer = b""
-    while True:
-        data = proc.stderr.read1(256) if proc.stderr else b""  # type: ignore[union-attr]
-        if not data:
-            return
-        buffer = (buffer + data)[-400:]
-        seen.extend(int(n) for n in re.findall(rb"\| *(\d+)/%d" % N_CLIPS, data))
+
+class _Watch:
+    """Reads a process's stderr in a thread: the progress bar's 'n/N' counts and the signal's acknowledgement."""
+
+    def __init__(self, proc: subprocess.Popen, count: int) -> None:
+        import threading
+
+        self.seen: list[int] = []
+        self.reached = threading.Event()  # the progress count reached ``count``
+        self.received = threading.Event()  # set when the process says "received SIG..." (or stderr ends)
+        self.acknowledged = False  # the process said "received SIG...": the signal has landed
+        self.ended = threading.Event()
+        self._count = count
+        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        import re
+
+        tail = b""
+        while True:
+            data = proc.stderr.read1(256) if proc.stderr else b""  # type: ignore[union-attr]
+            if not data:
+                self.ended.set()
+                self.reached.set()
+                self.received.set()
+                return
+            tail = (tail + data)[-400:]
+            self.seen.extend(int(n) for n in re.findall(rb"\| *(\d+)/%d" % N_CLIPS, data))
+            if max(self.seen, default=0) >= self._count:
+                self.reached.set()
+            if b"received SIG" in tail:
+                self.acknowledged = True
+                self.received.set()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_commits_the_tracks_computed_then_exits(tmp_path: Path, sig: signal.Signals) -> None:
     """Ctrl-C or SIGTERM with the default part_tracks (256): the finished tracks are committed, not discarded."""
-    import threading
-
     params = make_dataset(tmp_path, n_clips=N_CLIPS, seconds=3.0, part_tracks=256)
     store = tmp_path / "stores" / "musicnn"
     # The last clip is a FIFO that nobody writes to yet: the run cannot finish before the signal.
@@ -113,25 +142,15 @@ def test_interrupt_commits_the_tracks_computed_then_exits(tmp_path: Path, sig: s
     os.mkfifo(last)
     cmd = [c for c in _extract_cmd(params) if c != "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    seen: list[int] = []
-    reader = threading.Thread(target=_watch_progress, args=(proc, seen), daemon=True)
-    reader.start()
-    deadline = time.time() + 180
-    while proc.poll() is None and time.time() < deadline and max(seen, default=0) < 3:
-        time.sleep(0.02)
-    assert proc.poll() is None, "extraction ended before it could be interrupted"
-    done_at_signal = max(seen)
+    watch = _Watch(proc, count=3)
+    assert watch.reached.wait(1800) and not watch.ended.is_set(), "extraction ended before it could be interrupted"
+    done_at_signal = max(watch.seen)
     os.kill(proc.pid, sig)
-    # Let the signal land first: a FIFO released before it is read as a broken last clip (exit 2),
-    # which happened once on a loaded CI machine.
-    settle = time.time() + 2.0
-    while proc.poll() is None and time.time() < settle:
-        time.sleep(0.05)
-    while proc.poll() is None and time.time() < deadline:
+    # Handshake: the FIFO is released only once the process has said that the signal landed (released
+    # before, it is read as a broken last clip and the run exits 2).
+    assert watch.received.wait(1800) and watch.acknowledged, "the signal was not acknowledged"
+    while not _exited(proc):
         _release_fifo(last)  # a reader blocked on the FIFO gets end-of-file
-        time.sleep(0.05)
-    proc.wait(timeout=1800)
-    reader.join(timeout=10)
     last.unlink()
     last.write_bytes(real_bytes)
     assert proc.returncode == (130 if sig == signal.SIGINT else 143)
@@ -174,9 +193,8 @@ def test_a_dask_worker_killed_mid_task(tmp_path: Path, retries: str) -> None:
         env["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] = "0"
     proc = subprocess.Popen(_extract_cmd(params), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
-    deadline = time.time() + 240
-    while proc.poll() is None and time.time() < deadline and len(_stored(store)) < 1:
-        time.sleep(0.05)  # both workers have loaded the model and are embedding
+    while not _exited(proc, wait=0.05) and len(_stored(store)) < 1:
+        pass  # both workers have loaded the model and are embedding once a track is committed
     workers = _worker_pids(proc.pid)
     assert proc.poll() is None and len(workers) >= 2, workers
     os.kill(workers[0], signal.SIGKILL)

@@ -76,19 +76,53 @@ def test_unknown_entries_are_ignored() -> None:
 
 def test_classes_without_positives_or_negatives_are_skipped_and_counted() -> None:
     probs, labels, known = _data(6, c=5)
-    labels[:, 1] = 0  # no positive: no AP, no AUC
-    labels[:, 3] = 1  # no negative: AP defined, no AUC
+    labels[:, 1] = 0  # no positive: no AP, no AUC, no positive-class F1
+    labels[:, 3] = 1  # no negative: no AP (it would be 1.0 whatever the scores), no AUC, no negative-class F1
     known[:, 4] = False  # nothing known
     m = evaluate_predictions(probs, labels, known, class_names=list("abcde"))
-    assert math.isnan(m.per_class_ap[1]) and math.isnan(m.per_class_auc[1])
-    assert m.per_class_ap[3] == pytest.approx(1.0) and math.isnan(m.per_class_auc[3])
-    assert math.isnan(m.per_class_f1[4])
-    assert (m.skipped_ap, m.skipped_auc) == (2, 3)
-    assert m.mAP == pytest.approx(np.mean(m.per_class_ap[[0, 2, 3]]))
+    for c in (1, 3, 4):
+        assert math.isnan(m.per_class_ap[c]) and math.isnan(m.per_class_auc[c])
+    assert math.isnan(m.per_class_f1[1]) and not math.isnan(m.per_class_f1_neg[1])
+    assert math.isnan(m.per_class_f1_neg[3]) and not math.isnan(m.per_class_f1[3])
+    assert math.isnan(m.per_class_f1[4]) and math.isnan(m.per_class_f1_neg[4])
+    assert (m.skipped_ap, m.skipped_auc) == (3, 3)
+    assert m.mAP == pytest.approx(np.mean(m.per_class_ap[[0, 2]]))
     assert m.roc_auc == pytest.approx(np.mean(m.per_class_auc[[0, 2]]))
+    assert m.covered == {"map": 2, "roc_auc": 2, "binary_f1": 3, "macro_f1": 2}
+    assert m.coverage() == "mAP and ROC-AUC over 2 of 5 classes"
     summary = m.to_dict()
     assert summary["per_class"]["b"]["average_precision"] is None
-    assert summary["per_class"]["d"]["positives"] > 0
+    assert summary["per_class"]["d"]["average_precision"] is None and summary["per_class"]["d"]["positives"] > 0
+    assert summary["classes_covered"]["map"] == 2 and summary["n_classes"] == 5
+
+
+def test_a_class_without_negatives_no_longer_lifts_the_map_of_a_random_model() -> None:
+    """The issue's case: a class whose known test labels are all positive scored AP 1.0 for any model."""
+    rng = np.random.default_rng(3)
+    labels = (rng.random((40, 4)) < 0.3).astype(np.float32)
+    labels[:, 3] = 1.0  # every known label of class 3 is positive
+    known = np.ones_like(labels, dtype=bool)
+    for seed in range(3):  # whatever the model does
+        probs = np.random.default_rng(seed).random((40, 4))
+        m = evaluate_predictions(probs, labels, known)
+        assert math.isnan(m.per_class_ap[3])
+        assert m.mAP == pytest.approx(np.mean([average_precision_score(labels[:, c], probs[:, c])
+                                               for c in range(3)]))
+
+
+def test_numbers_are_unchanged_where_every_class_is_defined() -> None:
+    """With a positive and a negative known in every class, the means are sklearn's macro means, as before."""
+    probs, labels, known = _data(7, c=6)
+    known[:] = True
+    labels[0], labels[1] = 1, 0  # every class has both kinds
+    m = evaluate_predictions(probs, labels, known, threshold=0.4)
+    assert m.covered == {"map": 6, "roc_auc": 6, "binary_f1": 6, "macro_f1": 6}
+    assert m.mAP == pytest.approx(average_precision_score(labels, probs, average="macro"), abs=1e-12)
+    assert m.roc_auc == pytest.approx(roc_auc_score(labels, probs, average="macro"), abs=1e-12)
+    predicted = probs > 0.4
+    assert m.binary_f1 == pytest.approx(f1_score(labels, predicted, average="macro", zero_division=0), abs=1e-12)
+    negative = np.mean([f1_score(1 - labels[:, c], ~predicted[:, c], zero_division=0) for c in range(6)])
+    assert m.macro_f1 == pytest.approx((m.binary_f1 + negative) / 2, abs=1e-12)
 
 
 def test_bad_inputs_are_clear_errors() -> None:

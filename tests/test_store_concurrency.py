@@ -7,7 +7,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
-import time
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +95,7 @@ def _killed_writer(path: str, where: str, ready) -> None:  # noqa: ANN001
         def hang(target, frames, layout):  # noqa: ANN001, ANN202
             original(target, frames, layout)
             ready.set()
-            time.sleep(120)
+            threading.Event().wait()  # hang until SIGKILLed
 
         backend.write_part = hang
     else:  # after the rename, holding the store lock, before parts.json is replaced
@@ -104,7 +104,7 @@ def _killed_writer(path: str, where: str, ready) -> None:  # noqa: ANN001
         def hang_on_parts_json(target, text):  # noqa: ANN001, ANN202
             if target.name == "parts.json":
                 ready.set()
-                time.sleep(120)
+                threading.Event().wait()  # hang until SIGKILLed
             original_write(target, text)
 
         writer_module.write_atomic = hang_on_parts_json

@@ -32,7 +32,9 @@ trainer = Trainer(model, EAsTObjective(variant="east-final", lam=0.3), cfg, Path
                   teacher_times=train.teacher_times(), teacher_window=data.window, device="cpu")
 result = trainer.fit(train, valid, progress=False)
 torch.save(model.state_dict(), Path({run!r}) / f"rank{{os.environ['RANK']}}.pt")
-print("epochs", result.epochs_run, "world", trainer.dist.world)
+# one string, one write: the two ranks share the pipe and print's separate pieces could interleave
+sys.stdout.write(f"epochs {{result.epochs_run}} world {{trainer.dist.world}}\\n")
+sys.stdout.flush()
 """
 
 

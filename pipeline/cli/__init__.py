@@ -53,7 +53,7 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except TrainingInterrupted:  # not a user error: main() reports it and exits 143
+        except TrainingInterrupted:  # not a user error: main() reports it and exits 128 + the signal
             raise
         except PipelineError as exc:  # user errors: one line, no traceback, exit 1
             raise click.ClickException(str(exc)) from exc
@@ -173,9 +173,9 @@ def main(argv: list[str] | None = None) -> None:
     tune_allocator()
     try:
         code = cli.main(args=argv, prog_name="pipeline", standalone_mode=False)
-    except TrainingInterrupted as exc:  # SIGTERM: the state is saved, the same command resumes
+    except TrainingInterrupted as exc:  # Ctrl-C, SIGTERM, SIGHUP: the state is saved, the same command resumes
         click.echo(f"interrupted: {exc}", err=True)
-        sys.exit(128 + signal.SIGTERM)
+        sys.exit(128 + exc.signum)
     except PipelineError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)

@@ -2,45 +2,60 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 import numpy as np
 
-from pipeline.audio import decode_notes, read_audio
+from pipeline.audio import decode_notes, find_audio, read_audio
 from pipeline.errors import AudioError
-from pipeline.runs import load_run, predict_audio
+from pipeline.runs import LoadedRun, load_run, predict_audio
 
 
 @click.command(context_settings={"show_default": True})
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.argument("audio", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("audio", nargs=-1, required=True)
 @click.option("--top", type=click.IntRange(min=1), default=5, help="Tags shown per file.")
 @click.option("--json", "as_json", is_flag=True, help="All probabilities as JSON lines.")
 def predict(run_dir: str, audio: tuple[str, ...], top: int, as_json: bool) -> None:
     """Print the most likely tags of each AUDIO file using RUN_DIR's student.
 
-    Files longer than the training clips are scored in sliding windows (half overlap)
-    whose probabilities are averaged. A file that cannot be read is reported and skipped;
-    a file whose predictions mean little (silence, a few samples, stereo channels that cancel,
-    float samples beyond +-1 that were scaled) gets a warning.
+    AUDIO is any mix of files, folders (their audio files, recursively) and glob patterns
+    (quoted, `**` recursive). Files longer than the training clips are scored in sliding windows
+    (half overlap) whose probabilities are averaged. A path that cannot be used (missing, a
+    dangling link, unreadable, not audio) is reported in one line and skipped, and the command
+    exits 2; it exits 1 only when no file could be tagged. A file whose predictions mean little
+    (silence, a few samples, stereo channels that cancel, float samples beyond +-1 that were
+    scaled) gets a warning.
     """
     run = load_run(run_dir)
-    failed = 0
-    for path in audio:
-        try:
-            waveform = read_audio(path, sample_rate=run.sample_rate)
-        except AudioError as exc:
-            click.echo(f"skipped: {exc}", err=True)
-            failed += 1
-            continue
-        for note in decode_notes(path):
-            click.echo(f"warning: {path}: {note}", err=True)
-        probs = predict_audio(run, waveform)
-        if as_json:
-            click.echo(json.dumps({"file": path, "probabilities": dict(zip(run.classes, map(float, probs)))}))
-            continue
-        order = np.argsort(-probs)[:top]
-        tags = ", ".join(f"{run.classes[i]} {probs[i]:.2f}" for i in order)
-        click.echo(f"{path}: {tags}")
-    if failed:
+    files, unusable = find_audio(audio)
+    for path, reason in unusable:
+        click.echo(f"skipped: {path}: {reason}", err=True)
+    tagged = sum(_tag(run, path, top=top, as_json=as_json) for path in files)
+    skipped = len(unusable) + len(files) - tagged
+    if not tagged:
+        raise click.ClickException(
+            f"none of the {len(audio)} path(s) given holds audio that can be tagged ({skipped} skipped, each "
+            "named above); pass audio files, folders or quoted glob patterns")
+    if skipped:
         raise SystemExit(2)
+
+
+def _tag(run: LoadedRun, path: Path, *, top: int, as_json: bool) -> bool:
+    """Print the tags of one file; False (with one line on stderr) when it cannot be read."""
+    try:
+        waveform = read_audio(path, sample_rate=run.sample_rate)
+    except AudioError as exc:
+        click.echo(f"skipped: {exc}", err=True)
+        return False
+    for note in decode_notes(path):
+        click.echo(f"warning: {path}: {note}", err=True)
+    probs = predict_audio(run, waveform)
+    if as_json:
+        click.echo(json.dumps({"file": str(path), "probabilities": dict(zip(run.classes, map(float, probs)))}))
+        return True
+    order = np.argsort(-probs)[:top]
+    tags = ", ".join(f"{run.classes[i]} {probs[i]:.2f}" for i in order)
+    click.echo(f"{path}: {tags}")
+    return True

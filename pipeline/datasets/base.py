@@ -6,6 +6,7 @@ of the manifests but never silently: the report lists each one with the reason.
 """
 from __future__ import annotations
 
+import codecs
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -114,21 +115,42 @@ def register_builder(name: str) -> Callable[[Callable[..., BuildReport]], Callab
 #: The fallback encoding of text files that are not UTF-8 (what Excel writes on Windows).
 FALLBACK_ENCODING = "cp1252"
 
+#: Byte-order marks and their codecs; UTF-32 LE first (its BOM starts with UTF-16 LE's).
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+#: Bytes looked at to recognise UTF-16 without a BOM by its NUL bytes.
+_SNIFF_BYTES = 4096
+
 
 def read_text(path: Path) -> tuple[str, str | None]:
-    """A text file's content: UTF-8 (a BOM is dropped), else Windows-1252 with a warning.
+    """A text file's content, whatever Unicode encoding or Windows-1252 it was saved in.
+
+    A byte-order mark decides (UTF-8, UTF-16 LE/BE as Excel's "Unicode Text" writes, UTF-32 LE/BE).
+    Without one: UTF-8; else UTF-16 when NUL bytes fill every other byte (ASCII text in UTF-16
+    without a BOM); else Windows-1252 with a warning.
 
     Returns:
-        ``(text, warning)``; ``warning`` is None for UTF-8 and names the first non-UTF-8 byte
-        (file and byte offset) when the fallback was used.
+        ``(text, warning)``; ``warning`` is None for text with a BOM or in UTF-8, and says which
+        encoding was assumed (file and first odd byte) otherwise.
 
     Raises:
-        ManifestError: the file is neither UTF-8 nor Windows-1252, naming the file, the byte
-            offset and the fix.
+        ManifestError: the bytes do not decode in the encoding found, or hold NUL bytes that
+            are not UTF-16 (a spreadsheet or other binary file), naming the file, the byte offset
+            and the fix.
     """
     data = Path(path).read_bytes()
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return _decode(path, data[len(bom):], encoding, offset=len(bom)), None
+    if b"\x00" in data:  # no text has NUL bytes; ASCII in UTF-16 is half NULs (and valid UTF-8)
+        return _without_bom(path, data)
     try:
-        return data.decode("utf-8-sig"), None
+        return data.decode("utf-8"), None
     except UnicodeDecodeError as exc:
         offset, byte = exc.start, data[exc.start]
     try:
@@ -140,6 +162,34 @@ def read_text(path: Path) -> tuple[str, str | None]:
     warning = (f"{path} is not UTF-8 (byte {offset}: 0x{byte:02x}); read it as Windows-1252 (cp1252). "
                "Save it as UTF-8 to be sure of the names")
     return text, warning
+
+
+def _decode(path: Path, data: bytes, encoding: str, *, offset: int) -> str:
+    """``data`` decoded as ``encoding``; a bad byte is one ManifestError naming its offset in the file."""
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise ManifestError(
+            f"{path}: byte {offset + exc.start} does not decode as {encoding.upper()} (the encoding its "
+            f"byte-order mark or NUL bytes announce: {exc.reason}); the file is damaged or cut: save it "
+            "again as CSV UTF-8") from None
+
+
+def _without_bom(path: Path, data: bytes) -> tuple[str, str]:
+    """Text holding NUL bytes and no BOM: UTF-16 LE/BE when the NULs fill every other byte, else an error."""
+    sample = data[:_SNIFF_BYTES]
+    pairs = max(len(sample) // 2, 1)
+    odd_nul = sample[1::2].count(0) / pairs  # 'a\x00b\x00': ASCII in UTF-16 LE
+    even_nul = sample[0::2].count(0) / pairs  # '\x00a\x00b': ASCII in UTF-16 BE
+    if max(odd_nul, even_nul) >= 0.5 and min(odd_nul, even_nul) < 0.1 and len(data) % 2 == 0:
+        encoding = "utf-16-le" if odd_nul > even_nul else "utf-16-be"
+        text = _decode(path, data, encoding, offset=0)
+        return text, (f"{path} has no byte-order mark; read it as {encoding.upper()} from its NUL bytes. "
+                      "Save it as CSV UTF-8 to be sure")
+    first = data.index(b"\x00")
+    raise ManifestError(
+        f"{path}: byte {first} is a NUL byte and the file is neither UTF-8 nor UTF-16 text (a spreadsheet "
+        "or other binary file?); save it as CSV UTF-8 (Excel: File > Save As > CSV UTF-8)")
 
 
 def label_stats(clips: Sequence[Clip], n_classes: int) -> dict[str, list[int]]:
@@ -157,7 +207,11 @@ def label_stats(clips: Sequence[Clip], n_classes: int) -> dict[str, list[int]]:
 
 
 def coverage_warnings(stats: Mapping[str, Mapping[str, list[int]]], classes: Sequence[str]) -> list[str]:
-    """Warnings for classes with no known positive in a non-empty split."""
+    """Warnings for classes with no known positive, and for classes with no known negative, per non-empty split.
+
+    Either makes the class undefined for AP and ROC-AUC there (with no negative every ranking scores
+    AP 1.0), so the metrics leave it out of their macro means.
+    """
     warnings = []
     for split, counts in stats.items():
         total = np.sum([np.asarray(counts[k]) for k in ("positives", "negatives", "unknown")], axis=0)
@@ -166,10 +220,16 @@ def coverage_warnings(stats: Mapping[str, Mapping[str, list[int]]], classes: Seq
                 warnings.append(f"split {split!r} is empty: probe, distill and evaluate need clips in "
                                 "train, valid and test (add clips, or change the split column or fractions)")
             continue
-        absent = [classes[i] for i, n in enumerate(counts["positives"]) if n == 0]
-        if absent:
-            warnings.append(f"split {split!r} has no known positive for: {', '.join(absent)} "
-                            "(per-class metrics are undefined there)")
+        known = total - np.asarray(counts["unknown"])
+        for kind in ("positive", "negative"):
+            absent = [classes[i] for i, n in enumerate(counts[f"{kind}s"]) if n == 0 and known[i]]
+            if absent:
+                warnings.append(f"split {split!r} has no known {kind} for: {', '.join(absent)} (AP and ROC-AUC are "
+                                "undefined there: these classes are left out of that split's mean mAP and ROC-AUC)")
+        unknown = [classes[i] for i, n in enumerate(known) if n == 0]
+        if unknown:
+            warnings.append(f"split {split!r} has no known label for: {', '.join(unknown)} "
+                            "(left out of every metric there)")
     return warnings
 
 
@@ -273,11 +333,19 @@ def probe_audio(
 
 
 def length_warnings(probes: Sequence[Probe]) -> list[str]:
-    """One warning for the files whose header length disagrees with their stream."""
+    """Warnings for the files whose header length disagrees with their stream: one for truncated files
+    (their clips use the part that decodes), one for files longer than their header says."""
     noted = [p for p in probes if p.note and not p.problem]
-    if not noted:
-        return []
-    return [f"{len(noted)} file(s) are longer than their header says; first: {noted[0].path}: {noted[0].note}"]
+    truncated = [p for p in noted if "truncated" in p.note]
+    longer = [p for p in noted if p not in truncated]
+    warnings = []
+    if truncated:
+        warnings.append(f"{len(truncated)} file(s) are truncated (their clips use the audio that decodes); first: "
+                        f"{truncated[0].path}: {truncated[0].note}")
+    if longer:
+        warnings.append(f"{len(longer)} file(s) are longer than their header says; first: {longer[0].path}: "
+                        f"{longer[0].note}")
+    return warnings
 
 
 def split_probes(probes: Iterable[Probe]) -> tuple[list[dict[str, str]], list[dict[str, str]]]:

@@ -57,12 +57,11 @@ from pipeline.datasets.base import (
     write_outputs,
 )
 from pipeline.errors import ManifestError
+from pipeline.audio import AUDIO_SUFFIXES
 from pipeline.manifests import SPLITS, Clip
 
 FILE_COLUMNS = ("file", "path", "filename", "audio", "audio_path")
 ID_COLUMNS = ("id", "sample_key", "clip_id", "track_id", "key")
-#: Readable audio suffixes, in the order that breaks ties between files sharing an id.
-AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".m4a")
 _SPLIT_NAMES = {"train": "train", "training": "train", "valid": "valid", "val": "valid",
                 "validation": "valid", "dev": "valid", "test": "test", "eval": "test", "evaluation": "test"}
 _TAG_SEPARATORS = re.compile(r"[;|,]")

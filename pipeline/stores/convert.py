@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import StoreError
+from pipeline.files import write_atomic, write_rendered
 from pipeline.stores.index import PartIndex, frames_checksum
 from pipeline.stores.store import EmbeddingStore, create_store, open_store
 
@@ -133,8 +134,10 @@ def export_store(
         for entry in part.entries:
             frames = _checked(source, entry, block[entry.offset - lo : entry.offset - lo + entry.n_frames])
             path = _npy_path(out, entry.track_id)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path, frames if dtype is None else frames.astype(dtype), allow_pickle=False)
+            array = frames if dtype is None else frames.astype(dtype)
+            write_rendered(path, lambda handle: np.save(handle, array, allow_pickle=False), what="an exported track",
+                           kept="the store is unchanged; the files exported so far are whole",
+                           todo="free space (or fix the folder) and export again")
             tracks[entry.track_id] = {
                 "file": path.relative_to(out).as_posix(),
                 "n_frames": entry.n_frames,
@@ -151,5 +154,6 @@ def export_store(
         ),
         "tracks": tracks,
     }
-    (out / "index.json").write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
+    write_atomic(out / "index.json", json.dumps(index, indent=1) + "\n", what="the export's index",
+                 kept="the store is unchanged; the exported tracks are whole", todo="free space and export again")
     return out

@@ -13,8 +13,8 @@ In both, ``parts.json`` is the commit point: a part exists for readers once it i
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +23,7 @@ from typing import IO, Any, Callable, Iterable, Mapping
 import numpy as np
 
 from pipeline.errors import StoreError
+from pipeline.files import replace_atomically
 from pipeline.stores.spec import MAX_DIM
 
 PARTS_FILE = "parts.json"
@@ -249,20 +250,14 @@ def parse_parts_json(text: str, *, where: str) -> list[str]:
 
 def write_atomic(path: Path, content: str | Callable[[IO[bytes]], None]) -> None:
     """Write ``content`` (text, or a function writing to a binary handle) to ``path`` through a
-    temporary file, fsync and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            if isinstance(content, str):
-                handle.write(content.encode("utf-8"))
-            else:
-                content(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # a full disk must not leave the temporary file behind
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        raise
+    temporary file, fsync and ``os.replace`` (:func:`pipeline.files.replace_atomically`).
+
+    Raises:
+        OSError: as the file system reports it (the part writer words it); no temporary file remains.
+    """
+    if isinstance(content, str):
+        replace_atomically(path, content.encode("utf-8"))
+        return
+    buffer = io.BytesIO()
+    content(buffer)
+    replace_atomically(path, buffer.getvalue())

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
+from pipeline.files import fs_faults
+
 if TYPE_CHECKING:
     from pipeline.stores.backend import PartReader
     from pipeline.stores.catalog import StoreIndex
@@ -27,14 +29,34 @@ TMP_DIR = "tmp"
 
 @contextmanager
 def store_lock(root: Path) -> Iterator[None]:
-    """Hold the exclusive store lock (``flock`` on ``<root>/.lock``); released on exit or death."""
-    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    """Hold the exclusive store lock (``flock`` on ``<root>/.lock``); released on exit or death.
+
+    Raises:
+        FileFault: the lock file cannot be created (a read-only store) or locked (a file
+            system without locks, e.g. NFS without lockd): one line, nothing was changed.
+    """
+    path = Path(root) / LOCK_FILE
+    with fs_faults(path, doing="taking the store lock", kept="the store is unchanged and keeps its committed tracks",
+                   todo=_lock_advice(path)):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except OSError:
+            pass  # closing the descriptor releases the lock anyway
         os.close(fd)
+
+
+def _lock_advice(path: Path) -> str:
+    return (f"writing to the store needs a writable folder with working locks: extract to a local disk "
+            f"(or a copy of {path.parent}), then share it with `dvc push`")
 
 
 class StoreLike(Protocol):

@@ -31,6 +31,7 @@ from typing import IO, Iterator
 import numpy as np
 
 from pipeline.errors import StoreError
+from pipeline.files import os_error_text
 from pipeline.interrupts import signals_deferred
 from pipeline.stores.backend import get_backend
 from pipeline.stores.catalog import INDEX_DIR, catalog_text, parse_catalog, plan_commit
@@ -610,10 +611,9 @@ def _pieces(items: list[_Pending]) -> Iterator[np.ndarray]:
 
 def _write_error(store: StoreLike, items: list[_Pending], exc: OSError) -> StoreError:
     """One line for a commit that the file system refused (disk full, quota, permissions...)."""
-    what = "no space left on device" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
     return StoreError(
-        f"store {store.path}: {what} while committing a part of {len(items)} track(s) "
-        f"({type(exc).__name__} errno {exc.errno}); the store is unchanged and keeps its committed tracks. "
+        f"store {store.path}: {os_error_text(exc)} while committing a part of {len(items)} track(s); "
+        "the store is unchanged and keeps its committed tracks. "
         "Free space (or fix the folder) and rerun: extraction resumes with the missing tracks"
     )
 
