@@ -151,4 +151,5 @@ def test_pretrain_objective_is_the_teacher_terms_on_every_entry_and_ignores_labe
     no_probe = EAsTObjective("pretrain", kd_weight=0.3, stage_weights=(1,))(
         output, torch.zeros(8, 3), torch.ones(8, 3, dtype=torch.bool),
         **{k: v for k, v in teacher.items() if k != "teacher_logits"})
-    assert float(no_probe["total"].detach()) == pytest.approx(float(no_probe["feat"].detach()))  # features alone without a probe
+    # features alone without a probe
+    assert float(no_probe["total"].detach()) == pytest.approx(float(no_probe["feat"].detach()))

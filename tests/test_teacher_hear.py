@@ -83,7 +83,8 @@ def test_torchcrepe_frames_of_a_5s_track_equal_one_whole_track_call(tmp_path: Pa
     crepe = pytest.importorskip("hearbaseline.torchcrepe")
     params = load_params(_params(tmp_path, n_clips=1, seconds=5.0, window_seconds=3.0, context_seconds=0.5))
     teacher = "hear:hearbaseline.torchcrepe"
-    assert build_teacher(teacher, {"mode": "window", "window_seconds": 3.0, "context_seconds": 0.5}).frames_per_window == 40
+    windowed = build_teacher(teacher, {"mode": "window", "window_seconds": 3.0, "context_seconds": 0.5})
+    assert windowed.frames_per_window == 40
     report = run(params, teacher=teacher, progress=False)
     assert report.ok and report.done == 1, report.to_json()
     store = open_store(tmp_path / "stores" / "hear-hearbaseline.torchcrepe")
