@@ -111,7 +111,8 @@ def _frame_function() -> Any:
             weights[regular] = 0.0
         return chunks, tail, weights
 
-    return torch.jit.script(frame)
+    with quiet_torch_export():
+        return torch.jit.script(frame)
 
 
 def _tagger(run: LoadedRun, *, hop_fraction: float = HOP_FRACTION) -> torch.nn.Module:
