@@ -26,7 +26,8 @@ Per row:
 
 Usage: nice -n 5 python benchmarks/bench_cost.py [--repeats 20] [--probe runs/probe-musicnn/probe.pt]
        [--random-teachers benchmarks/work/weights] [--out benchmarks/results/cost.json]
-Then ``python benchmarks/bench_cost.py --table`` prints the Markdown table (README, report).
+Then ``python benchmarks/bench_cost.py --table`` prints the Markdown table (README; ``pipeline report``
+shows it with each model's test mAP when the JSON exists: ``pipeline/cost.py``).
 """
 from __future__ import annotations
 
@@ -45,7 +46,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-OUT = Path("benchmarks/results/cost.json")
+from pipeline.cost import COST_JSON, cost_table  # noqa: E402
+
+OUT = COST_JSON
 CLIP_SECONDS = 10.0
 RATE = 16000  # the demo's student rate
 TRAIN_SECONDS = 5.0
@@ -188,36 +191,6 @@ def teacher_row(name: str, settings: dict[str, Any], probe_path: Path | None) ->
     return row, {"torch": tag}
 
 
-# ---- table ------------------------------------------------------------------------------------
-def _mb(value: int | None) -> str:
-    return "-" if value is None else f"{value / 1e6:.2f}"
-
-
-def _ms(row: dict[str, Any], key: str) -> str:
-    value = row["ms_per_10s"].get(key)
-    return "-" if value is None else f"{value:.1f}"
-
-
-def markdown_table(doc: dict[str, Any], test_map: dict[str, str] | None = None) -> str:
-    """The cost table as Markdown; ``test_map``: model name -> text for a test-mAP column."""
-    head = ("| model | role | parameters | file MB float32 / int8 | GFLOPs / 10 s | CPU ms / 10 s, 1 thread: "
-            "torch / ONNX / ONNX int8 | real-time factor (torch / int8) |")
-    rule = "|---|---|---|---|---|---|---|"
-    if test_map is not None:
-        head, rule = head + " test mAP |", rule + "---|"
-    lines = [head, rule]
-    for row in doc["rows"]:
-        rtf = row["rtf"]
-        cells = [f"`{row['model']}`", row["role"], f"{row['parameters']:,}",
-                 f"{_mb(row['float32_bytes'])} / {_mb(row['int8_bytes'])}", f"{row['gflops_per_10s']:.2f}",
-                 f"{_ms(row, 'torch')} / {_ms(row, 'onnx')} / {_ms(row, 'onnx_int8')}",
-                 f"{rtf['torch']:.4f}" + (f" / {rtf['onnx_int8']:.4f}" if rtf.get("onnx_int8") else "")]
-        if test_map is not None:
-            cells.append(test_map.get(row["model"], "-"))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 # ---- main -------------------------------------------------------------------------------------
 def _teacher_settings(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     import yaml
@@ -274,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if args.table:
         doc = json.loads(args.out.read_text())
-        print(markdown_table(doc))
+        print(cost_table(doc))
         return doc
     import onnxruntime
     import torch
@@ -290,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     doc["machine"]["load_average_after"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
-    print(markdown_table(doc))
+    print(cost_table(doc))
     return doc
 
 

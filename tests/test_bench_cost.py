@@ -8,6 +8,7 @@ from types import ModuleType
 
 import pytest
 
+from pipeline.cost import cost_table
 from tests.stage2_fixtures import ROOT
 
 
@@ -35,9 +36,9 @@ def test_cost_rows_and_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     assert 0 < student["gflops_per_10s"] < student["export_gflops_per_10s"]  # the export's DFT is counted
     assert set(student["ms_per_10s"]) == {"torch", "onnx", "onnx_int8"} and set(teacher["ms_per_10s"]) == {"torch"}
     assert student["rtf"]["torch"] == pytest.approx(student["ms_per_10s"]["torch"] / 10_000)
-    table = bench.markdown_table(doc, {"mobile_fcn": "0.547"}).splitlines()
+    table = cost_table(doc, {"mobile_fcn": "0.547"}).splitlines()
     assert len(table) == 4 and table[2].startswith("| `mobile_fcn` | student | 306,388 |")
     assert table[2].endswith("| 0.547 |") and table[3].endswith("| - |")
     capsys.readouterr()
     bench.main(["--table", "--out", str(out)])
-    assert capsys.readouterr().out.strip() == bench.markdown_table(doc)
+    assert capsys.readouterr().out.strip() == cost_table(doc)
