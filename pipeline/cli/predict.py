@@ -1,14 +1,15 @@
-"""``pipeline predict``: tag audio files with a trained student."""
+"""``pipeline predict``: tag audio files with a trained student (and, with ``--timeline``, over time)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 import numpy as np
 
 from pipeline.audio import decode_notes, read_audio
 from pipeline.errors import AudioError
-from pipeline.runs import load_run, predict_audio
+from pipeline.runs import LoadedRun, WindowScores, load_run, score_windows
 
 
 @click.command(context_settings={"show_default": True})
@@ -16,7 +17,10 @@ from pipeline.runs import load_run, predict_audio
 @click.argument("audio", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--top", type=click.IntRange(min=1), default=5, help="Tags shown per file.")
 @click.option("--json", "as_json", is_flag=True, help="All probabilities as JSON lines.")
-def predict(run_dir: str, audio: tuple[str, ...], top: int, as_json: bool) -> None:
+@click.option("--timeline", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write, per file, every window's start/end time and probabilities "
+                   "(OUTDIR/<name>.csv and .jsonl) and a class-by-time heat map (OUTDIR/<name>.png).")
+def predict(run_dir: str, audio: tuple[str, ...], top: int, as_json: bool, timeline: Path | None) -> None:
     """Print the most likely tags of each AUDIO file using RUN_DIR's student.
 
     Files longer than the training clips are scored in sliding windows (half overlap)
@@ -25,7 +29,7 @@ def predict(run_dir: str, audio: tuple[str, ...], top: int, as_json: bool) -> No
     float samples beyond +-1 that were scaled) gets a warning.
     """
     run = load_run(run_dir)
-    failed = 0
+    failed, names = 0, set[str]()
     for path in audio:
         try:
             waveform = read_audio(path, sample_rate=run.sample_rate)
@@ -35,12 +39,32 @@ def predict(run_dir: str, audio: tuple[str, ...], top: int, as_json: bool) -> No
             continue
         for note in decode_notes(path):
             click.echo(f"warning: {path}: {note}", err=True)
-        probs = predict_audio(run, waveform)
+        scores = score_windows(run, waveform)
+        probs = scores.clip
+        if timeline is not None:
+            _write_timeline(run, scores, len(waveform), path, timeline, names)
         if as_json:
             click.echo(json.dumps({"file": path, "probabilities": dict(zip(run.classes, map(float, probs)))}))
             continue
         order = np.argsort(-probs)[:top]
         tags = ", ".join(f"{run.classes[i]} {probs[i]:.2f}" for i in order)
         click.echo(f"{path}: {tags}")
+    if timeline is not None and names:
+        click.echo(f"wrote timelines of {len(names)} file(s) to {timeline} (<name>.csv, .jsonl, .png)", err=True)
     if failed:
         raise SystemExit(2)
+
+
+def _write_timeline(run: LoadedRun, scores: WindowScores, n_samples: int, path: str, out_dir: Path,
+                    used: set[str]) -> None:
+    """Write one file's timeline under a name not used yet in this call (``song``, ``song-2``, ...)."""
+    from pipeline.timeline import make_timeline, write_timeline
+
+    stem, name, k = Path(path).stem, Path(path).stem, 1
+    while name in used:
+        k += 1
+        name = f"{stem}-{k}"
+    used.add(name)
+    found = make_timeline(scores.starts, scores.length, n_samples, run.sample_rate, scores.probabilities, run.classes)
+    seconds = scores.length / run.sample_rate
+    write_timeline(found, out_dir, name, title=f"{Path(path).name}: {run.path.name}, {seconds:g}-s windows")
