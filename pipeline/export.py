@@ -93,26 +93,27 @@ def export_metadata(run: LoadedRun, *, checkpoint: str = "best.pt") -> dict[str,
     }
 
 
-def _frame_function() -> Any:
-    """The scripted part of the windowing (kept scripted so the tracer records it with dynamic sizes)."""
+def _scripted_windowing() -> tuple[Any, Any]:
+    """The two length-dependent steps, scripted so the tracer records them with dynamic sizes:
+    ``chunks`` cuts the zero-padded waveform into hop-long chunks, ``add_tail`` appends the window
+    ending at the last sample when the regular windows stop short of it (an ONNX ``If``)."""
     import torch
     import torch.nn.functional as F
 
-    def frame(waveform: torch.Tensor, length: int, hop: int, span: int
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def chunks(waveform: torch.Tensor, length: int, hop: int, span: int) -> torch.Tensor:
         n = waveform.size(1)
-        padded_length = max(n, length)
-        regular = (padded_length - length) // hop + 1
+        regular = (max(n, length) - length) // hop + 1
         padded = F.pad(waveform, [0, (regular - 1 + span) * hop - n])
-        chunks = padded.reshape(waveform.size(0), regular - 1 + span, hop)
-        tail = F.pad(waveform, [0, padded_length - n])[:, padded_length - length:]
-        weights = torch.ones(regular + 1, dtype=waveform.dtype, device=waveform.device)
-        if (regular - 1) * hop + length >= padded_length:
-            weights[regular] = 0.0
-        return chunks, tail, weights
+        return padded.reshape(waveform.size(0), regular - 1 + span, hop)
+
+    def add_tail(windows: torch.Tensor, waveform: torch.Tensor, length: int, hop: int) -> torch.Tensor:
+        n = waveform.size(1)
+        if (windows.size(1) - 1) * hop + length < n:
+            windows = torch.cat([windows, waveform[:, n - length:].unsqueeze(1)], dim=1)
+        return windows
 
     with quiet_torch_export():
-        return torch.jit.script(frame)
+        return torch.jit.script(chunks), torch.jit.script(add_tail)
 
 
 def _tagger(run: LoadedRun, *, hop_fraction: float = HOP_FRACTION) -> torch.nn.Module:
@@ -121,15 +122,14 @@ def _tagger(run: LoadedRun, *, hop_fraction: float = HOP_FRACTION) -> torch.nn.M
 
     length = int(round(run.clip_seconds * run.sample_rate))
     hop = hop_samples(length, hop_fraction)
-    frame = _frame_function()
+    chunks, add_tail = _scripted_windowing()
 
     class ClipTagger(torch.nn.Module):
         """(batch, samples) float32 waveform at the run's rate -> (batch, classes) clip probabilities.
 
-        ``frame`` cuts ``(batch, chunks, hop)`` chunks of the zero-padded waveform, the window
-        ending at its last sample (``tail``) and the window weights (1, or 0 for a tail that
-        repeats the last regular window); a regular window is ``span`` consecutive chunks cut to
-        ``length`` samples. Probabilities are the weighted mean over windows.
+        A regular window is ``span`` consecutive hop-long chunks of the zero-padded waveform cut to
+        ``length`` samples; the window ending at the last sample is added when needed; the student
+        scores every window and the probabilities are averaged, as ``pipeline predict``.
         """
 
         def __init__(self) -> None:
@@ -138,14 +138,13 @@ def _tagger(run: LoadedRun, *, hop_fraction: float = HOP_FRACTION) -> torch.nn.M
             self.span = -(-length // hop)
 
         def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-            chunks, tail, weights = frame(waveform, length, hop, self.span)
+            cut = chunks(waveform, length, hop, self.span)
             last = self.span - 1  # regular windows start at chunks 0 .. chunks - span
-            parts = [chunks[:, j : (j - last if j < last else None)] for j in range(self.span)]
-            windows = torch.cat([torch.cat(parts, dim=2)[:, :, :length], tail[:, None]], dim=1)
+            parts = [cut[:, j : (j - last if j < last else None)] for j in range(self.span)]
+            windows = add_tail(torch.cat(parts, dim=2)[:, :, :length], waveform, length, hop)
             batch, count = windows.shape[0], windows.shape[1]
             logits = self.student.forward_tensors(windows.reshape(batch * count, length))[0]
-            probs = torch.sigmoid(logits).reshape(batch, count, -1)
-            return (probs * weights[None, :, None]).sum(dim=1) / weights.sum()
+            return torch.sigmoid(logits).reshape(batch, count, -1).mean(dim=1)
 
     return ClipTagger().eval()
 
