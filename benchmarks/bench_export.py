@@ -78,7 +78,7 @@ def measure_run(run_dir: Path, methods: Sequence[str], calibration_clips: int, r
     run = load_run(run_dir)
     folder = work / run.path.name
     paths = {"float32": export_run(run, folder / "model.onnx", fmt="onnx").path}
-    calibration = run_clips(run.config, "train", calibration_clips, run.sample_rate)
+    calibration = run_clips(run.config, "train", calibration_clips, run.sample_rate).audio
     for method in methods:
         paths[f"int8-{method}"] = quantize_int8(paths["float32"], folder / f"model.int8-{method}.onnx",
                                                 method=method, calibration=calibration)

@@ -128,7 +128,22 @@ def _ort_version() -> str:
     return onnxruntime.__version__
 
 
-def run_clips(config: dict[str, Any], split: str, limit: int, sample_rate: int) -> list[np.ndarray]:
+@dataclass
+class ClipSet:
+    """Decoded clips of one split with their labels.
+
+    Attributes:
+        audio: float32 (samples,) waveforms at the run's rate.
+        labels: (clips, classes) 0/1 targets.
+        known: (clips, classes) bool, False where a label is unknown.
+    """
+
+    audio: list[np.ndarray]
+    labels: np.ndarray
+    known: np.ndarray
+
+
+def run_clips(config: dict[str, Any], split: str, limit: int, sample_rate: int) -> ClipSet:
     """Up to ``limit`` decoded clips of ``split`` from the manifests a run was trained on.
 
     Args:
@@ -138,24 +153,26 @@ def run_clips(config: dict[str, Any], split: str, limit: int, sample_rate: int) 
         sample_rate: Hz to decode at.
 
     Returns:
-        float32 (samples,) waveforms; empty when the manifests or the audio are not here.
+        :class:`ClipSet`; empty when the manifests or the audio are not here (unreadable clips are
+        left out).
     """
     from pipeline.audio import read_audio
     from pipeline.errors import PipelineError
-    from pipeline.manifests import load_split
+    from pipeline.manifests import label_arrays, load_split
 
     manifests, audio_root = config.get("manifests"), config.get("audio_root")
-    if not manifests or not audio_root or not (Path(manifests) / f"{split}.jsonl").is_file():
-        return []
-    clips = []
-    for clip in load_split(manifests, split):
-        try:
-            clips.append(read_audio(clip.resolve(audio_root), sample_rate=sample_rate))
-        except PipelineError:
-            continue
-        if len(clips) == limit:
-            break
-    return clips
+    found, audio = [], []
+    if manifests and audio_root and (Path(manifests) / f"{split}.jsonl").is_file():
+        for clip in load_split(manifests, split):
+            try:
+                audio.append(read_audio(clip.resolve(audio_root), sample_rate=sample_rate))
+            except PipelineError:
+                continue
+            found.append(clip)
+            if len(found) == limit:
+                break
+    labels, known = label_arrays(found) if found else (np.zeros((0, 0)), np.zeros((0, 0), dtype=bool))
+    return ClipSet(audio, labels, known)
 
 
 @dataclass
@@ -167,6 +184,8 @@ class Agreement:
         max_abs_diff: largest |p_int8 - p_float32| over clips and classes.
         mean_abs_diff: mean of the same.
         float_ms, int8_ms: median milliseconds per clip.
+        float_map, int8_map: macro mAP over the clips' known labels (as ``pipeline evaluate``), or
+            None when no class has both a positive and a negative known label.
     """
 
     clips: int
@@ -174,6 +193,8 @@ class Agreement:
     mean_abs_diff: float
     float_ms: float
     int8_ms: float
+    float_map: float | None = None
+    int8_map: float | None = None
 
     @property
     def speedup(self) -> float:
@@ -204,9 +225,18 @@ def timed_scores(model: Any, clips: Sequence[np.ndarray]) -> tuple[np.ndarray, f
     return np.stack(rows), 1e3 * float(np.median(times))
 
 
-def compare(float_path: Path | str, int8_path: Path | str, clips: Sequence[np.ndarray]) -> Agreement:
+def compare(float_path: Path | str, int8_path: Path | str, clips: ClipSet) -> Agreement:
     """Score ``clips`` with both files at one thread: :class:`Agreement`."""
-    expected, float_ms = timed_scores(session(float_path), clips)
-    got, int8_ms = timed_scores(session(int8_path), clips)
+    from pipeline.errors import TrainingError
+    from pipeline.metrics import evaluate_predictions
+
+    expected, float_ms = timed_scores(session(float_path), clips.audio)
+    got, int8_ms = timed_scores(session(int8_path), clips.audio)
     diff = np.abs(got - expected)
-    return Agreement(len(clips), float(diff.max()), float(diff.mean()), float_ms, int8_ms)
+    found = Agreement(len(clips.audio), float(diff.max()), float(diff.mean()), float_ms, int8_ms)
+    try:
+        found.float_map = evaluate_predictions(expected, clips.labels, clips.known).mAP
+        found.int8_map = evaluate_predictions(got, clips.labels, clips.known).mAP
+    except TrainingError:  # no class with both labels among these clips
+        pass
+    return found

@@ -32,7 +32,9 @@ def test_int8_is_written_beside_float32_and_agrees_with_it(run: Path, tmp_path: 
     assert result.stderr == "", f"export is not quiet:\n{result.stderr}"
     int8 = tmp_path / "model.int8.onnx"
     line = result.stdout.splitlines()[1]
-    assert line.startswith(f"wrote {int8} (") and f"MB int8 {method} vs " in line and "on 6 validation clips" in line
+    assert line.startswith(f"wrote {int8} (") and f"MB int8 {method} vs " in line and "on 6 validation clips: " in line
+    maps = re.search(r"valid mAP (\d\.\d+) vs (\d\.\d+) \(([+-]\d\.\d+)\)", line)
+    assert maps and float(maps.group(3)) == pytest.approx(float(maps.group(1)) - float(maps.group(2)), abs=2e-4)
     worst = float(re.search(r"max (\d\.\d+)", line).group(1))
     assert 0 < worst < 0.25  # a random student; benchmarks/bench_export.py measures trained ones
     meta = read_metadata(int8)
