@@ -53,8 +53,9 @@ def collect_runs(runs_root: Path, variants: list[str], probes: list[str]) -> lis
         folder = found
         metrics = json.loads((folder / "eval-test.json").read_text())
         train = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
-        metrics.update({k: train[k] for k in ("valid_map", "best_epoch", "lam", "teacher", "seed", "student")
-                        if k in train})
+        metrics.update({k: train[k] for k in ("valid_map", "best_epoch", "lam", "teacher", "seed") if k in train})
+        config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+        metrics["student"] = config.get("student", train.get("student"))  # the cost table's row
         history = [{k: float(v) for k, v in row.items() if v != ""} for row in _read_csv(folder / "history.csv")]
         per_class = {r["class"]: float(r["average_precision"]) for r in _read_csv(folder / "per_class-test.csv")}
         summaries.append(RunSummary(variant, VARIANT_LABELS.get(variant, variant), metrics, history, per_class))

@@ -117,7 +117,7 @@ def test_report_shows_the_cost_table_with_test_map(tmp_path: Path) -> None:
     for variant, value in (("baseline", 0.5), ("east-kd", 0.55)):
         (runs / variant).mkdir(parents=True)
         (runs / variant / "eval-test.json").write_text(json.dumps({"map": value, "roc_auc": 0.7, "parameters": 10}))
-        (runs / variant / "metrics.json").write_text(json.dumps({"student": "mobile_fcn", "seed": 0}))
+        (runs / variant / "config.json").write_text(json.dumps({"student": "mobile_fcn", "variant": variant}))
     (runs / "probe-musicnn").mkdir()
     (runs / "probe-musicnn" / "metrics.json").write_text(json.dumps({"test_map": 0.66, "test_roc_auc": 0.8}))
     row = {"parameters": 10, "gflops_per_10s": 1.5, "ms_per_10s": {"torch": 20.0}, "rtf": {"torch": 0.002}}
