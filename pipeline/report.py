@@ -9,7 +9,7 @@ import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from pipeline.files import write_atomic, write_rendered
 from pipeline.judging import RULE, VARIANT_LABELS, Judgement, to_json
@@ -46,7 +46,7 @@ def collect_runs(runs_root: Path, variants: list[str], probes: list[str]) -> lis
             per_class = {r["class"]: float(r["average_precision"]) for r in _read_csv(folder / "per_class.csv")}
             summaries.append(RunSummary(f"probe-{teacher}", f"Teacher probe ({teacher})", {
                 "map": metrics["test_map"], "roc_auc": metrics["test_roc_auc"], "f1_macro": metrics.get("test_f1"),
-                "parameters": metrics.get("parameters"), "cpu_ms_per_clip": None,
+                "parameters": metrics.get("parameters"),
                 "classes_covered": metrics.get("test_classes_covered"), "n_classes": len(per_class),
             }, per_class=per_class))
     for variant in variants:
@@ -60,6 +60,8 @@ def collect_runs(runs_root: Path, variants: list[str], probes: list[str]) -> lis
             metrics.update(json.loads(timings.read_text()))
         train = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
         metrics.update({k: train[k] for k in ("valid_map", "best_epoch", "lam", "teacher", "seed") if k in train})
+        config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+        metrics["student"] = config.get("student", train.get("student"))  # the cost table's row
         history = [{k: float(v) for k, v in row.items() if v != ""} for row in _read_csv(folder / "history.csv")]
         per_class = {r["class"]: float(r["average_precision"]) for r in _read_csv(folder / "per_class-test.csv")}
         summaries.append(RunSummary(variant, VARIANT_LABELS.get(variant, variant), metrics, history, per_class))
@@ -260,9 +262,36 @@ def coverage_lines(summaries: Sequence[RunSummary]) -> list[str]:
     return [""] + lines if lines else []
 
 
+def cost_lines(cost: Mapping[str, Any], summaries: Sequence[RunSummary]) -> list[str]:
+    """The cost table of ``benchmarks/bench_cost.py``'s JSON with each model's test mAP in this report.
+
+    A student's cell lists every run of it (``0.547 (EAsT-KD)``), a teacher's its probe's.
+    """
+    from pipeline.cost import cost_table
+
+    test_map: dict[str, list[str]] = {}
+    for s in summaries:
+        model = s.metrics.get("student") if not s.name.startswith("probe-") else s.name.removeprefix("probe-")
+        if model and s.metrics.get("map") is not None:
+            label = "probe" if s.name.startswith("probe-") else s.label
+            test_map.setdefault(str(model), []).append(f"{s.metrics['map']:.3f} ({label})")
+    machine = cost.get("machine", {})
+    return [
+        "## Cost: each student next to the teacher it replaces", "",
+        cost_table(cost, {k: ", ".join(v) for k, v in test_map.items()}), "",
+        f"Measured side by side by `{cost.get('command', 'benchmarks/bench_cost.py')}` "
+        f"(`benchmarks/results/cost.json`; {machine.get('cpus', '?')} CPUs, load average "
+        f"{_fmt((machine.get('load_average_before') or [None])[0], '.1f')} before): tagging one 10-s clip, "
+        "CPU time at 1 thread as the median of repeats; GFLOPs counted by `FlopCounterMode` (an STFT by "
+        "FFT is not counted); real-time factor = time / audio length. A teacher's row is the teacher "
+        "with its linear probe, run as `pipeline extract` + probe run it.", "",
+    ]
+
+
 def write_markdown(summaries: list[RunSummary], plots: list[Path], out: Path,
-                   judgements: Sequence[Judgement] = ()) -> Path:
-    """Write ``report.md``: the single-run table, the table over seeds (when ``judgements``), the plots."""
+                   judgements: Sequence[Judgement] = (), cost: Mapping[str, Any] | None = None) -> Path:
+    """Write ``report.md``: the single-run table, the cost table (when ``cost``, the JSON of
+    ``benchmarks/bench_cost.py``), the table over seeds (when ``judgements``), the plots."""
     lines = [
         "# EAsT pipeline report",
         "",
@@ -270,15 +299,15 @@ def write_markdown(summaries: list[RunSummary], plots: list[Path], out: Path,
         "student regularised by the cached teacher embeddings (EAsT-Final) plus label KD from the probe (EAsT-KD).",
         "This table shows one run per variant (the lowest seed); the table over seeds below judges them.",
         "",
-        "| model | test mAP | ROC-AUC | macro F1 | parameters | CPU ms / clip | lambda | seed |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | test mAP | ROC-AUC | macro F1 | parameters | lambda | seed |",
+        "|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         m = s.metrics
         params = m.get("parameters")
         lines.append(
             f"| {s.label} | {_fmt(m.get('map'), '.4f')} | {_fmt(m.get('roc_auc'), '.4f')} | "
-            f"{_fmt(m.get('f1_macro'), '.4f')} | {_fmt(params, ',')} | {_fmt(m.get('cpu_ms_per_clip'), '.1f')} | "
+            f"{_fmt(m.get('f1_macro'), '.4f')} | {_fmt(params, ',')} | "
             f"{_fmt(m.get('lam'), '.2f')} | {_fmt(m.get('seed'), 'd')} |"
         )
     baseline = next((s for s in summaries if s.name == "baseline"), None)
@@ -290,6 +319,8 @@ def write_markdown(summaries: list[RunSummary], plots: list[Path], out: Path,
     lines += coverage_lines(summaries)
     lines += ["", "The probe row's parameters count only the linear layer; the teacher itself is not needed "
               "at inference.", ""]
+    if cost:
+        lines += cost_lines(cost, summaries)
     if judgements:
         lines += judged_rows(judgements)
     for path in plots:

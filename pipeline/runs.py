@@ -11,6 +11,7 @@ import numpy as np
 from pipeline.config import Params
 from pipeline.errors import TrainingError
 from pipeline.files import write_atomic
+from pipeline.windows import HOP_FRACTION, cut_windows, hop_samples, window_starts
 
 
 def write_json(path: Path | str, data: dict[str, Any]) -> None:
@@ -76,12 +77,59 @@ def load_run(run_dir: Path | str, *, checkpoint: str = "best.pt") -> LoadedRun:
                      float(config["clip_seconds"]))
 
 
-def predict_audio(run: LoadedRun, audio: np.ndarray, *, hop_fraction: float = 0.5, batch_size: int = 16) -> np.ndarray:
+@dataclass
+class WindowScores:
+    """Probabilities of each scoring window of one waveform (:mod:`pipeline.windows`).
+
+    Attributes:
+        starts: int64 (windows,) first sample of each window.
+        length: window length in samples (the training length).
+        probabilities: float32 (windows, n_classes).
+    """
+
+    starts: np.ndarray
+    length: int
+    probabilities: np.ndarray
+
+    @property
+    def clip(self) -> np.ndarray:
+        """float32 (n_classes,): the mean over windows, what ``pipeline predict`` prints."""
+        return self.probabilities.mean(axis=0)
+
+
+def score_windows(run: LoadedRun, audio: np.ndarray, *, hop_fraction: float = HOP_FRACTION,
+                  batch_size: int = 16) -> WindowScores:
+    """Probabilities of every scoring window of one waveform of any length (:mod:`pipeline.windows`).
+
+    Args:
+        run: a loaded run.
+        audio: float32 (samples,) at ``run.sample_rate``.
+        hop_fraction: hop between windows as a fraction of the training length.
+        batch_size: windows per forward pass (bounds memory, not the result).
+
+    Returns:
+        :class:`WindowScores`.
+    """
+    import torch
+
+    length = int(round(run.clip_seconds * run.sample_rate))
+    starts = window_starts(len(audio), length, hop_samples(length, hop_fraction))
+    windows = cut_windows(audio, starts, length)
+    probs = []
+    with torch.no_grad():
+        for i in range(0, len(windows), batch_size):
+            logits = run.model(torch.from_numpy(windows[i : i + batch_size])).logits
+            probs.append(torch.sigmoid(logits.float()).numpy())
+    return WindowScores(starts, length, np.concatenate(probs))
+
+
+def predict_audio(run: LoadedRun, audio: np.ndarray, *, hop_fraction: float = HOP_FRACTION,
+                  batch_size: int = 16) -> np.ndarray:
     """Clip-level probabilities for one waveform of any length.
 
     Audio up to the training length is zero-padded to it and scored once; longer audio is
     scored in sliding windows of the training length (hop ``hop_fraction`` of it) whose
-    probabilities are averaged.
+    probabilities are averaged (:mod:`pipeline.windows`).
 
     Args:
         run: a loaded run.
@@ -90,21 +138,4 @@ def predict_audio(run: LoadedRun, audio: np.ndarray, *, hop_fraction: float = 0.
     Returns:
         float32 (n_classes,) probabilities.
     """
-    import torch
-
-    length = int(round(run.clip_seconds * run.sample_rate))
-    hop = max(1, int(length * hop_fraction))
-    if len(audio) <= length:
-        windows = np.zeros((1, length), dtype=np.float32)
-        windows[0, : len(audio)] = audio
-    else:
-        starts = list(range(0, len(audio) - length + 1, hop))
-        if starts[-1] + length < len(audio):
-            starts.append(len(audio) - length)
-        windows = np.stack([audio[s : s + length] for s in starts]).astype(np.float32)
-    probs = []
-    with torch.no_grad():
-        for i in range(0, len(windows), batch_size):
-            logits = run.model(torch.from_numpy(windows[i : i + batch_size])).logits
-            probs.append(torch.sigmoid(logits.float()).numpy())
-    return np.concatenate(probs).mean(axis=0)
+    return score_windows(run, audio, hop_fraction=hop_fraction, batch_size=batch_size).clip

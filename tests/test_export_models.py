@@ -37,7 +37,7 @@ def test_onnx_export_matches_pytorch_on_real_audio(tiny_pipeline: TinyPipeline, 
     folder = tiny_pipeline.run_dir("east-kd")
     result = invoke(None, "export", str(folder), "--format", "onnx", "--out", str(target))
     assert result.exit_code == 0, result.output
-    assert f"wrote {target}" in result.stdout and "input (batch, 64000)" in result.stdout
+    assert f"wrote {target}" in result.stdout and "input (batch, samples)" in result.stdout
     session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
     (inp,), (out,) = session.get_inputs(), session.get_outputs()
     assert (inp.name, out.name) == ("waveform", "probabilities")
@@ -46,17 +46,17 @@ def test_onnx_export_matches_pytorch_on_real_audio(tiny_pipeline: TinyPipeline, 
     for batch in (audio, audio[:1]):  # the batch axis is dynamic
         got = session.run(None, {"waveform": batch})[0]
         assert got.shape == (len(batch), 20)
-        np.testing.assert_allclose(got, expected[: len(batch)], atol=1e-4)
+        np.testing.assert_allclose(got, expected[: len(batch)], atol=1e-5)
     assert np.ptp(expected) > 1e-3  # the comparison is not between constants
 
 
-def test_torchscript_export_matches_pytorch_on_real_audio(tiny_pipeline: TinyPipeline) -> None:
+def test_torchscript_export_matches_pytorch_on_real_audio(tiny_pipeline: TinyPipeline, tmp_path: Path) -> None:
     import torch
 
     folder = tiny_pipeline.run_dir("east-kd")
-    result = invoke(None, "export", str(folder), "--format", "torchscript")
+    result = invoke(None, "export", str(folder), "--format", "torchscript", "--out", str(tmp_path / "model.ts"))
     assert result.exit_code == 0, result.output
-    model = torch.jit.load(str(folder / "model.ts"))
+    model = torch.jit.load(str(tmp_path / "model.ts"))
     audio = _audio(tiny_pipeline, 3)
     with torch.no_grad():
         got = model(torch.from_numpy(audio)).numpy()

@@ -23,9 +23,10 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 
 def _rows(markdown: str) -> dict[str, list[str]]:
-    """The single-run table (the table over seeds follows "## Over seeds"; tests/test_report_judging.py)."""
+    """The single-run table (the cost table follows "## Cost", the table over seeds "## Over seeds";
+    tests/test_report_judging.py)."""
     rows = {}
-    for line in markdown.split("## Over seeds")[0].splitlines():
+    for line in markdown.split("## Over seeds")[0].split("## Cost")[0].splitlines():
         if line.startswith("| ") and not line.startswith("| model"):
             cells = [c.strip() for c in line.strip("|").split("|")]
             rows[cells[0]] = cells[1:]
@@ -46,8 +47,8 @@ def test_report_has_every_row_and_real_plots(tiny_pipeline: TinyPipeline, tmp_pa
         cells = rows[LABELS[variant]]
         assert cells[0] == f"{evaluated['map']:.4f}" and cells[1] == f"{evaluated['roc_auc']:.4f}"
         assert cells[3] == f"{evaluated['parameters']:,}"
-        assert cells[5] == ("0.00" if variant == "baseline" else "0.30")
-        assert cells[6] == "0"  # the seed
+        assert cells[4] == ("0.00" if variant == "baseline" else "0.30")
+        assert cells[5] == "0"  # the seed
     base = json.loads((tiny_pipeline.run_dir("baseline") / "eval-test.json").read_text())["map"]
     for variant in ("east-final", "east-kd"):
         east = json.loads((tiny_pipeline.run_dir(variant) / "eval-test.json").read_text())["map"]
@@ -88,7 +89,7 @@ def test_report_leaves_out_runs_that_are_not_evaluated(tmp_path: Path) -> None:
     plots = plot_all(summaries, tmp_path / "out")
     assert [p.name for p in plots] == ["comparison.png"]  # no history, no per-class file
     text = write_markdown(summaries, plots, tmp_path / "out").read_text()
-    assert "| Baseline (no teacher) | 0.5000 | 0.7000 | 0.3000 | 1,000 | 2.0 | n/a | n/a |" in text
+    assert "| Baseline (no teacher) | 0.5000 | 0.7000 | 0.3000 | 1,000 | n/a | n/a |" in text
     assert "EAsT" not in _rows(text).__repr__()
 
 
@@ -106,3 +107,30 @@ def test_report_finds_runs_under_distill_default_names(tmp_path: Path) -> None:
             (runs / name / "eval-test.json").write_text(json.dumps({"map": value}))
     found = {s.name: s.metrics["map"] for s in collect_runs(runs, list(VARIANTS), [])}
     assert found == {"baseline": 0.35, "east-kd": 0.41}  # runs/<variant> wins over another name
+
+
+def test_report_shows_the_cost_table_with_test_map(tmp_path: Path) -> None:
+    """With benchmarks/bench_cost.py's JSON the report has the cost table, each model with its test mAP."""
+    from pipeline.report import collect_runs, write_markdown
+
+    runs = tmp_path / "runs"
+    for variant, value in (("baseline", 0.5), ("east-kd", 0.55)):
+        (runs / variant).mkdir(parents=True)
+        (runs / variant / "eval-test.json").write_text(json.dumps({"map": value, "roc_auc": 0.7, "parameters": 10}))
+        (runs / variant / "config.json").write_text(json.dumps({"student": "mobile_fcn", "variant": variant}))
+    (runs / "probe-musicnn").mkdir()
+    (runs / "probe-musicnn" / "metrics.json").write_text(json.dumps({"test_map": 0.66, "test_roc_auc": 0.8}))
+    row = {"parameters": 10, "gflops_per_10s": 1.5, "ms_per_10s": {"torch": 20.0}, "rtf": {"torch": 0.002}}
+    cost = {"command": "python benchmarks/bench_cost.py", "machine": {"cpus": 2, "load_average_before": [1.0]},
+            "rows": [{**row, "model": "mobile_fcn", "role": "student", "float32_bytes": 5_640_000,
+                      "int8_bytes": 4_800_000, "ms_per_10s": {"torch": 20.0, "onnx": 10.0, "onnx_int8": 8.0},
+                      "rtf": {"torch": 0.002, "onnx": 0.001, "onnx_int8": 0.0008}},
+                     {**row, "model": "musicnn", "role": "teacher + probe", "float32_bytes": 9_470_000,
+                      "int8_bytes": None}]}
+    summaries = collect_runs(runs, list(VARIANTS), ["musicnn"])
+    (tmp_path / "out").mkdir()
+    text = write_markdown(summaries, [], tmp_path / "out", cost=cost).read_text()
+    assert "CPU ms / clip" not in text and "## Cost" in text
+    assert ("| `mobile_fcn` | student | 10 | 5.64 / 4.80 | 1.50 | 20.0 / 10.0 / 8.0 | 0.0020 / 0.0008 | "
+            "0.500 (Baseline (no teacher)), 0.550 (EAsT-KD) |") in text
+    assert "| `musicnn` | teacher + probe | 10 | 9.47 / - | 1.50 | 20.0 / - / - | 0.0020 | 0.660 (probe) |" in text

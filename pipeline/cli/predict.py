@@ -1,4 +1,4 @@
-"""``pipeline predict``: tag audio files with a trained student."""
+"""``pipeline predict``: tag audio files with a trained student (and, with ``--timeline``, over time)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import numpy as np
 
 from pipeline.audio import decode_notes, find_audio, read_audio
 from pipeline.errors import AudioError
-from pipeline.runs import LoadedRun, load_run, predict_audio
+from pipeline.runs import LoadedRun, WindowScores, load_run, score_windows
 
 
 @click.command(context_settings={"show_default": True})
@@ -17,7 +17,10 @@ from pipeline.runs import LoadedRun, load_run, predict_audio
 @click.argument("audio", nargs=-1, required=True)
 @click.option("--top", type=click.IntRange(min=1), default=5, help="Tags shown per file.")
 @click.option("--json", "as_json", is_flag=True, help="All probabilities as JSON lines.")
-def predict(run_dir: str, audio: tuple[str, ...], top: int, as_json: bool) -> None:
+@click.option("--timeline", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write, per file, every window's start/end time and probabilities "
+                   "(OUTDIR/<name>.csv and .jsonl) and a class-by-time heat map (OUTDIR/<name>.png).")
+def predict(run_dir: str, audio: tuple[str, ...], top: int, as_json: bool, timeline: Path | None) -> None:
     """Print the most likely tags of each AUDIO file using RUN_DIR's student.
 
     AUDIO is any mix of files, folders (their audio files, recursively) and glob patterns
@@ -32,8 +35,11 @@ def predict(run_dir: str, audio: tuple[str, ...], top: int, as_json: bool) -> No
     files, unusable = find_audio(audio)
     for path, reason in unusable:
         click.echo(f"skipped: {path}: {reason}", err=True)
-    tagged = sum(_tag(run, path, top=top, as_json=as_json) for path in files)
+    names: set[str] = set()
+    tagged = sum(_tag(run, path, top=top, as_json=as_json, timeline=timeline, names=names) for path in files)
     skipped = len(unusable) + len(files) - tagged
+    if timeline is not None and names:
+        click.echo(f"wrote timelines of {len(names)} file(s) to {timeline} (<name>.csv, .jsonl, .png)", err=True)
     if not tagged:
         raise click.ClickException(
             f"none of the {len(audio)} path(s) given holds audio that can be tagged ({skipped} skipped, each "
@@ -42,8 +48,8 @@ def predict(run_dir: str, audio: tuple[str, ...], top: int, as_json: bool) -> No
         raise SystemExit(2)
 
 
-def _tag(run: LoadedRun, path: Path, *, top: int, as_json: bool) -> bool:
-    """Print the tags of one file; False (with one line on stderr) when it cannot be read."""
+def _tag(run: LoadedRun, path: Path, *, top: int, as_json: bool, timeline: Path | None, names: set[str]) -> bool:
+    """Print the tags of one file (and write its timeline); False (with one line on stderr) when it cannot be read."""
     try:
         waveform = read_audio(path, sample_rate=run.sample_rate)
     except AudioError as exc:
@@ -51,7 +57,10 @@ def _tag(run: LoadedRun, path: Path, *, top: int, as_json: bool) -> bool:
         return False
     for note in decode_notes(path):
         click.echo(f"warning: {path}: {note}", err=True)
-    probs = predict_audio(run, waveform)
+    scores = score_windows(run, waveform)
+    probs = scores.clip
+    if timeline is not None:
+        _write_timeline(run, scores, len(waveform), str(path), timeline, names)
     if as_json:
         click.echo(json.dumps({"file": str(path), "probabilities": dict(zip(run.classes, map(float, probs)))}))
         return True
@@ -59,3 +68,18 @@ def _tag(run: LoadedRun, path: Path, *, top: int, as_json: bool) -> bool:
     tags = ", ".join(f"{run.classes[i]} {probs[i]:.2f}" for i in order)
     click.echo(f"{path}: {tags}")
     return True
+
+
+def _write_timeline(run: LoadedRun, scores: WindowScores, n_samples: int, path: str, out_dir: Path,
+                    used: set[str]) -> None:
+    """Write one file's timeline under a name not used yet in this call (``song``, ``song-2``, ...)."""
+    from pipeline.timeline import make_timeline, write_timeline
+
+    stem, name, k = Path(path).stem, Path(path).stem, 1
+    while name in used:
+        k += 1
+        name = f"{stem}-{k}"
+    used.add(name)
+    found = make_timeline(scores.starts, scores.length, n_samples, run.sample_rate, scores.probabilities, run.classes)
+    seconds = scores.length / run.sample_rate
+    write_timeline(found, out_dir, name, title=f"{Path(path).name}: {run.path.name}, {seconds:g}-s windows")
