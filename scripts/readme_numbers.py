@@ -77,8 +77,9 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "torch": torch.__version__, "distill_threads": args.threads},
         "demo": {"rows": demo_rows(Path(args.runs), args.teacher, args.variants),
-                 "make_demo_seconds": wall_seconds(demo_log)},
-        "tests": {"counts": pytest_counts(test_log), "make_test_seconds": wall_seconds(test_log)},
+                 "make_demo_seconds": wall_seconds(demo_log), "conditions": args.demo_conditions},
+        "tests": {"counts": pytest_counts(test_log), "make_test_seconds": wall_seconds(test_log),
+                  "conditions": args.test_conditions},
     }
     Path(args.out).write_text(json.dumps(data, indent=2) + "\n")
     return data
@@ -96,17 +97,19 @@ def render_blocks(data: dict[str, Any]) -> dict[str, str]:
         rows.append(f"| {row['model']} | {_fmt(row['map'], '.3f')} | {_fmt(row['roc_auc'], '.3f')} | "
                     f"{_fmt(row['f1_macro'], '.3f')} | {params} |")
     machine = data["machine"]
+    demo_load = f"; {data['demo']['conditions']}" if data["demo"].get("conditions") else ""
+    test_load = f"; {data['tests']['conditions']}" if data["tests"].get("conditions") else ""
     counts = data["tests"]["counts"]
     tests = sum(counts.get(k, 0) for k in ("passed", "failed", "skipped", "xfailed", "xpassed"))
     return {
         "demo-table": "\n".join(rows),
         "demo-timing": (f"`make demo` took {_minutes(data['demo']['make_demo_seconds'])} on {machine['cpus']} CPU "
-                        f"cores (Python {machine['python']}, torch {machine['torch']}), install included when "
-                        "the venv existed; `distill.threads` is fixed at "
+                        f"cores (Python {machine['python']}, torch {machine['torch']}{demo_load}); `distill.threads` "
+                        "is fixed at "
                         f"{machine['distill_threads']}, so the numbers below do not depend on the core count."),
         "test-timing": (f"`make test` runs {tests} tests ({counts.get('passed', 0)} passed, "
                         f"{counts.get('skipped', 0)} skipped) in {_minutes(data['tests']['make_test_seconds'])} on "
-                        f"{machine['cpus']} cores"),
+                        f"{machine['cpus']} cores{test_load}"),
     }
 
 
@@ -135,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--teacher", default="musicnn")
     c.add_argument("--variants", nargs="+", default=["baseline", "east-final", "east-kd"])
     c.add_argument("--threads", type=int, default=2, help="distill.threads of the run")
+    c.add_argument("--demo-conditions", default="", help="what else ran on the machine during the demo")
+    c.add_argument("--test-conditions", default="", help="what else ran during the tests ('a second pytest beside it')")
     c.add_argument("--out", default=str(RESULTS))
     r = sub.add_parser("render", help="rewrite (or --check) the README's blocks from the JSON")
     r.add_argument("--json", default=str(RESULTS))
