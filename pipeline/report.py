@@ -153,7 +153,7 @@ MIN_MAP_SPAN = 0.2
 
 
 def seeds_axis_limits(values: Sequence[float], min_span: float = MIN_MAP_SPAN) -> tuple[float, float]:
-    """x limits (mAP, within 0..1) covering ``values`` and at least ``min_span`` wide, centred on them."""
+    """x limits (mAP, within 0..1) covering ``values`` and at least ``min_span`` wide, centered on them."""
     low, high = min(values), max(values)
     pad = max(0.0, min_span - (high - low)) / 2 + 0.02 * (high - low)
     low, high = low - pad, high + pad
