@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from pipeline.errors import ConfigError
-from pipeline.files import fs_faults
+from pipeline.files import fs_faults, replace_atomically
 from pipeline.runs import LoadedRun
 from pipeline.windows import HOP_FRACTION, hop_samples
 
@@ -232,7 +232,7 @@ def export_run(run: LoadedRun, out: Path | str, *, fmt: str) -> Exported:
                     _write_torchscript(model, example, tmp, metadata)
                 else:
                     _write_onnx(model, example, tmp, metadata)
-            os.replace(tmp, out)
+            replace_atomically(out, tmp.read_bytes())  # fsync'd, renamed; the exporters write through Python files
     finally:
         tmp.unlink(missing_ok=True)
     return Exported(out, fmt, metadata)

@@ -74,7 +74,8 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
     demo_log = Path(args.demo_log).read_text(errors="replace")
     test_log = Path(args.test_log).read_text(errors="replace")
     data = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": args.python or platform.python_version(),
                     "torch": torch.__version__, "distill_threads": args.threads},
         "demo": {"rows": demo_rows(Path(args.runs), args.teacher, args.variants),
                  "make_demo_seconds": wall_seconds(demo_log), "conditions": args.demo_conditions},
@@ -107,8 +108,7 @@ def render_blocks(data: dict[str, Any]) -> dict[str, str]:
                         f"cores (Python {machine['python']}, torch {machine['torch']}{demo_load}); `distill.threads` "
                         "is fixed at "
                         f"{machine['distill_threads']}, so the numbers below do not depend on the core count."),
-        "test-timing": (f"`make test` runs {tests} tests ({counts.get('passed', 0)} passed, "
-                        f"{counts.get('skipped', 0)} skipped) in {_minutes(data['tests']['make_test_seconds'])} on "
+        "test-timing": (f"`make test` runs {tests} tests in {_minutes(data['tests']['make_test_seconds'])} on "
                         f"{machine['cpus']} cores{test_load}"),
     }
 
@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--teacher", default="musicnn")
     c.add_argument("--variants", nargs="+", default=["baseline", "east-final", "east-kd"])
     c.add_argument("--threads", type=int, default=2, help="distill.threads of the run")
+    c.add_argument("--python", default="", help="the Python version of the venv that ran the demo (default: this one)")
     c.add_argument("--demo-conditions", default="", help="what else ran on the machine during the demo")
     c.add_argument("--test-conditions", default="", help="what else ran during the tests ('a second pytest beside it')")
     c.add_argument("--out", default=str(RESULTS))
