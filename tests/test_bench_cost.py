@@ -1,7 +1,6 @@
 """benchmarks/bench_cost.py: one student and musicnn with its probe, measured side by side."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
@@ -9,15 +8,12 @@ from types import ModuleType
 import pytest
 
 from pipeline.cost import cost_table
+from tests.benchmark_fixtures import load_benchmark
 from tests.stage2_fixtures import ROOT
 
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_cost", ROOT / "benchmarks" / "bench_cost.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_cost")
 
 
 def test_cost_rows_and_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

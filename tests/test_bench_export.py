@@ -1,21 +1,16 @@
 """benchmarks/bench_export.py on a tiny random run: every figure is there and consistent."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from types import ModuleType
 
 from tests.run_fixtures import add_clips, make_run_dir
-from tests.stage2_fixtures import ROOT
+from tests.benchmark_fixtures import load_benchmark
 
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_export", ROOT / "benchmarks" / "bench_export.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_export")
 
 
 def test_bench_export_writes_sizes_maps_and_speed(tmp_path: Path) -> None:

@@ -143,15 +143,19 @@ def _distill(tiny: TinyPipeline, run_dir: Path, variant: str = "east-final"):  #
     return invoke(tiny.params, "distill", "--variant", variant, "--run-dir", str(run_dir), "--no-progress")
 
 
-def test_distill_from_a_read_only_working_directory_falls_back_to_a_writable_cache(
-        tiny_pipeline: TinyPipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
-    cwd = tmp_path / "read-only"
+def _read_only_cwd(monkeypatch: pytest.MonkeyPatch, cwd: Path, *, home_cache: Path) -> None:
+    """Work in ``cwd``, a read-only folder, with the user cache at ``home_cache`` and no $EAST_CACHE_DIR."""
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     monkeypatch.delenv("EAST_CACHE_DIR", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home_cache))
     read_only(monkeypatch, cwd)
+
+
+def test_distill_from_a_read_only_working_directory_falls_back_to_a_writable_cache(
+        tiny_pipeline: TinyPipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    _read_only_cwd(monkeypatch, tmp_path / "read-only", home_cache=tmp_path / "home-cache")
     result = _distill(tiny_pipeline, tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "run" / "last.pt").is_file()
@@ -164,12 +168,8 @@ def test_distill_with_no_writable_cache_anywhere_is_one_line(tiny_pipeline: Tiny
     import tempfile
 
     cwd = tmp_path / "read-only"
-    cwd.mkdir()
-    monkeypatch.chdir(cwd)
-    monkeypatch.delenv("EAST_CACHE_DIR", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(cwd / "home"))
     monkeypatch.setattr(tempfile, "gettempdir", lambda: str(cwd / "tmp"))
-    read_only(monkeypatch, cwd)
+    _read_only_cwd(monkeypatch, cwd, home_cache=cwd / "home")
     result = _distill(tiny_pipeline, tmp_path / "run")
     assert result.exit_code == 1
     _one_line(result.stderr, ".cache/memmap", "read-only file system (EROFS)", "nothing was copied",
