@@ -12,7 +12,10 @@ Configurations (``CONFIGS``): the baseline; EAsT-Final and EAsT-KD with the pape
 per frame; the same with the bias-corrected U-statistic pooled over batch x frames; EAsT-KD with
 extra unlabeled clips (``--unlabeled-manifests``: a manifest folder whose train split holds
 unlabeled clips, extracted into the same stores); EAsT-KD with two teachers (musicnn MTT +
-musicnn MSD, ``--second-teacher``).
+musicnn MSD, ``--second-teacher``). Issue 18's rows, each with the baseline's step budget: KD as the
+field weights it (``kd09``: 0.1 BCE + 0.9 KD, temperature 1, every entry), cosine after a learned
+projection (``cos``), both (``kd09-cos``), and label-free pretraining on labelled + unlabeled clips
+then kd09 fine-tuning (``pretrain-ft``, run as two trainings, the second with ``distill.init``).
 
 Usage: nice -n 10 python benchmarks/bench_east_study.py [--sizes 300 600] [--seeds 0 1 2]
        [--configs baseline kd-v ...] [--jobs 2] [--epochs 12]
@@ -34,8 +37,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 WORK = Path("benchmarks/work/east_study")
-OUT = Path("benchmarks/results/east_study.json")
+OUT = Path(os.environ.get("EAST_STUDY_OUT", "benchmarks/results/east_study.json"))
 U_BATCH = {"distill.dcor_estimator": "u", "distill.dcor_pool": "batch"}
+#: KD as EfficientAT and PretrainedSED weight it: 0.1 BCE + 0.9 KD, temperature 1, on every entry
+KD_FIELD = {"distill.variant": "east-kd", "distill.lam": 0.9, "distill.kd_weight": 1.0, "distill.tau": 1.0,
+            "distill.kd_entries": "all"}
 #: configuration -> distill overrides (``unlabeled`` and ``teachers`` are resolved per run)
 CONFIGS: dict[str, dict[str, Any]] = {
     "baseline": {"distill.variant": "baseline"},
@@ -50,6 +56,17 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "kd-u-unlabeled": {"distill.variant": "east-kd", "unlabeled": True, **U_BATCH},
     "kd-v-mtt+msd": {"distill.variant": "east-kd", "two_teachers": True},
     "kd-u-mtt+msd": {"distill.variant": "east-kd", "two_teachers": True, **U_BATCH},
+    # issue 18: every configuration below has the baseline's step budget (12 epochs of the labelled
+    # clips); KD as the field weights it, the field's feature loss, and label-free pretraining
+    "kd09": KD_FIELD,
+    "cos": {"distill.variant": "east-final", "distill.feature_loss": "cosine_projection", "distill.lam": 0.9},
+    "kd09-cos": {**KD_FIELD, "distill.kd_weight": 0.7, "distill.feature_loss": "cosine_projection"},
+    # 3 epochs of label-free pretraining over 2x the labelled count (labelled + as many unlabeled clips),
+    # then 6 epochs of kd09 fine-tuning: 3 x 2 + 6 = 12 epochs' steps
+    "pretrain-ft": {**KD_FIELD, "epochs_factor": 0.5,
+                    "pretrain": {"distill.variant": "pretrain", "distill.feature_loss": "cosine_projection",
+                                 "distill.kd_weight": 0.5, "distill.tau": 1.0, "distill.kd_entries": "all",
+                                 "epochs_factor": 0.25, "unlabeled": True, "unlabeled_share": 1}},
 }
 
 
@@ -68,18 +85,26 @@ def _subset(manifests: Path, size: int, unlabeled: Path | None) -> Path:
     return target
 
 
-def _overrides(config: str, size: int, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    settings = dict(CONFIGS[config])
+def _overrides(config: str, size: int, seed: int, args: argparse.Namespace,
+               settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``params.yaml`` overrides of one run; a ``pretrain`` entry becomes ``{"pretrain": its overrides}``."""
+    settings = dict(CONFIGS[config] if settings is None else settings)
+    pretrain = settings.pop("pretrain", None)
     unlabeled = settings.pop("unlabeled", False)
+    unlabeled_share = settings.pop("unlabeled_share", 0)  # unlabeled clips per epoch per labelled clip
     two = settings.pop("two_teachers", False)
-    epochs = args.epochs * settings.pop("epochs_factor", 1)
+    epochs = int(round(args.epochs * settings.pop("epochs_factor", 1)))
     manifests = WORK / (f"manifests-{size}" + ("-unlabeled" if unlabeled else ""))
     out = {**settings, "data.manifests": str(manifests), "distill.seed": seed, "distill.threads": 1,
            "distill.epochs": epochs, "probe.runs_root": str(WORK / f"probes-{size}")}
-    if unlabeled and args.unlabeled_per_epoch:
+    if unlabeled and unlabeled_share:
+        out["distill.unlabeled_per_epoch"] = int(size * unlabeled_share)
+    elif unlabeled and args.unlabeled_per_epoch:
         out["distill.unlabeled_per_epoch"] = args.unlabeled_per_epoch
     if two:
         out["distill.teachers"] = [{"name": "musicnn", "weight": 1.0}, {"name": args.second_teacher, "weight": 1.0}]
+    if pretrain is not None:
+        out["pretrain"] = _overrides(config, size, seed, args, pretrain)
     return out
 
 
@@ -93,17 +118,24 @@ def _job(job: tuple[str, int, int, dict[str, Any]]) -> dict[str, Any]:
 
     configure(0)
     tune_allocator()  # the glibc settings `pipeline` applies: without them training runs at half speed
-    params = load_params("params.yaml", overrides)
+    overrides = dict(overrides)
+    pretrain = overrides.pop("pretrain", None)
     run_dir = WORK / f"runs-{size}" / f"{config}-seed{seed}"
-    shutil.rmtree(run_dir, ignore_errors=True)
     start = time.perf_counter()
+    if pretrain is not None:  # label-free pretraining first; the run below starts from its best.pt
+        pre_dir = WORK / f"runs-{size}" / f"{config}-pretrain-seed{seed}"
+        shutil.rmtree(pre_dir, ignore_errors=True)
+        distill.run(load_params("params.yaml", pretrain), run_dir=str(pre_dir), progress=False)
+        overrides["distill.init"] = str(pre_dir)
+    params = load_params("params.yaml", overrides)
+    shutil.rmtree(run_dir, ignore_errors=True)
     trained = distill.run(params, run_dir=str(run_dir), progress=False)
     tested = evaluate.run(params, run_dir=str(run_dir))
     return {"size": size, "config": config, "seed": seed, "test_map": tested["map"],
             "test_roc_auc": tested["roc_auc"], "valid_map": trained["valid_map"],
             "best_epoch": trained["best_epoch"], "epochs": trained["epochs_run"],
             "train_clips": trained.get("n_labeled"), "unlabeled_clips": trained.get("n_unlabeled"),
-            "seconds": time.perf_counter() - start, "overrides": overrides}
+            "seconds": time.perf_counter() - start, "overrides": {**overrides, "pretrain": pretrain}}
 
 
 def _fit_probes(size: int, teachers: list[str]) -> dict[str, float]:
