@@ -93,7 +93,7 @@ def _student_run(name: str, settings: dict[str, Any], folder: Path) -> Any:
     """A :class:`LoadedRun` of a random ``name`` student saved like ``pipeline distill`` saves one."""
     import torch
 
-    from pipeline.runs import LoadedRun
+    from pipeline.students.trained import LoadedRun
     from pipeline.students import build_student
 
     torch.manual_seed(0)
@@ -111,7 +111,7 @@ def student_row(name: str, settings: dict[str, Any], work: Path, clip: np.ndarra
 
     from pipeline.export import _tagger, export_run
     from pipeline.quantize import quantize_int8, session
-    from pipeline.runs import predict_audio
+    from pipeline.students.trained import predict_audio
 
     run = _student_run(name, settings, work / name)
     onnx_path = export_run(run, work / name / "model.onnx", fmt="onnx").path

@@ -73,7 +73,7 @@ def measure_run(run_dir: Path, methods: Sequence[str], calibration_clips: int, r
     from pipeline.export import export_run
     from pipeline.metrics import evaluate_predictions
     from pipeline.quantize import quantize_int8, run_clips
-    from pipeline.runs import load_run
+    from pipeline.students.trained import load_run
 
     run = load_run(run_dir)
     folder = work / run.path.name

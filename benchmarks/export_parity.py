@@ -28,7 +28,7 @@ def parity(run_dir: Path, seconds: Sequence[float]) -> list[dict[str, Any]]:
     from pipeline.audio import read_audio
     from pipeline.export import export_run, quiet_torch_export
     from pipeline.manifests import load_split
-    from pipeline.runs import load_run, predict_audio
+    from pipeline.students.trained import load_run, predict_audio
 
     run = load_run(run_dir)
     need = max(seconds) * run.sample_rate

@@ -1,7 +1,7 @@
 """Export a trained student as a clip tagger: a waveform of any length in, what ``pipeline predict``
 prints out.
 
-The exported graph holds the whole of :func:`pipeline.runs.predict_audio`: the log-mel front end,
+The exported graph holds the whole of :func:`pipeline.students.trained.predict_audio`: the log-mel front end,
 the zero-padding of audio shorter than the training length, the sliding windows over longer
 audio (:mod:`pipeline.windows`), the student on every window and the mean of the windows'
 sigmoid probabilities. Input ``waveform``: float32 ``(batch, samples)`` mono at the run's sample
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from pipeline.errors import ConfigError
 from pipeline.files import fs_faults, replace_atomically
-from pipeline.runs import LoadedRun
+from pipeline.students.trained import LoadedRun
 from pipeline.windows import HOP_FRACTION, hop_samples
 
 if TYPE_CHECKING:

@@ -45,7 +45,7 @@ class Timeline:
 
 def make_timeline(starts: np.ndarray, length: int, n_samples: int, sample_rate: int,
                   probabilities: np.ndarray, classes: Sequence[str]) -> Timeline:
-    """A :class:`Timeline` from window start samples (see :class:`pipeline.runs.WindowScores`).
+    """A :class:`Timeline` from window start samples (see :class:`pipeline.students.trained.WindowScores`).
 
     Args:
         starts: int (windows,) first sample of each window.

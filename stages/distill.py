@@ -27,7 +27,7 @@ from pipeline.probe import load_probe
 from pipeline.runs import probe_dir, write_json
 from pipeline.timings import timings_file
 from pipeline.stores import open_store
-from pipeline.stores.lookup import checked_store, first_store_with_audio, store_path
+from pipeline.teacher_stores import checked_store, first_store_with_audio, store_path
 from pipeline.students import STUDENTS, build_student
 from pipeline.train import Trainer
 

@@ -14,10 +14,11 @@ from pipeline.devices import training_threads
 from pipeline.manifests import label_arrays, usable_splits
 from pipeline.metrics import evaluate_predictions
 from pipeline.files import csv_text, write_atomic
-from pipeline.runs import LoadedRun, load_run, predict_audio, write_json
+from pipeline.runs import write_json
+from pipeline.students.trained import LoadedRun, load_run, predict_audio
 from pipeline.timings import timings_file
 from pipeline.stores import open_store
-from pipeline.stores.lookup import first_store_with_audio, store_path
+from pipeline.teacher_stores import first_store_with_audio, store_path
 
 
 def run(params: Params, *, run_dir: str, split: str | None = None) -> dict[str, Any]:

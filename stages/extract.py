@@ -27,7 +27,7 @@ from pipeline.stores import EmbeddingStore, StoreSpec, create_store, open_store
 from pipeline.stores.protocol import TEACHER_FILE
 from pipeline.allocator import WORKER_ENV as ALLOCATOR_ENV
 from pipeline.interrupts import sigterm_as_interrupt
-from pipeline.stores.lookup import refuse_remote_target, store_path
+from pipeline.teacher_stores import refuse_remote_target, store_path
 from pipeline.timings import timings_file
 from pipeline.teachers import Teacher, build_teacher, cached_teacher, teacher_settings
 

@@ -25,7 +25,7 @@ from pipeline.manifests import Clip, label_arrays, labelled, read_classes, usabl
 from pipeline.runs import probe_dir, write_json
 from pipeline.timings import timings_file
 from pipeline.stores import open_store
-from pipeline.stores.lookup import checked_store
+from pipeline.teacher_stores import checked_store
 
 
 def run(params: Params, *, teacher: str, store: str | None = None, out: str | None = None) -> dict[str, Any]:

@@ -15,9 +15,10 @@ from pipeline.data import AudioSource, usable_audio_cache
 from pipeline.devices import training_threads
 from pipeline.errors import ConfigError
 from pipeline.manifests import Clip, usable_splits
-from pipeline.runs import load_run, probe_dir
+from pipeline.runs import probe_dir
+from pipeline.students.trained import load_run
 from pipeline.stores import open_store
-from pipeline.stores.lookup import checked_store
+from pipeline.teacher_stores import checked_store
 from pipeline.triage import Triage, heatmap, markdown, pooled_embeddings, triage
 
 log = logging.getLogger("pipeline")

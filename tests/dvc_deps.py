@@ -65,12 +65,20 @@ def _imports(path: Path, name: str) -> set[str]:
     return {m for m in modules if module_file(m) is not None}
 
 
-def _static_closure(start: Iterable[str]) -> set[str]:
+#: Modules a stage's closure does not enter, per stage, with the reason. A ``run:`` teacher's network
+#: is the student of a trained run: its weights and student settings are the run folder's, made by a
+#: ``distill@`` stage that tracks the students' code, and the store's provenance fingerprints the
+#: checkpoint. Following it would make every ``extract@<teacher>`` depend on ``pipeline/students``,
+#: so that editing a student re-extracts the built-in teachers (issue 21).
+NOT_FOLLOWED: dict[str, frozenset[str]] = {"extract": frozenset({"pipeline.teachers.run_teacher"})}
+
+
+def _static_closure(start: Iterable[str], skip: frozenset[str] = frozenset()) -> set[str]:
     seen: set[str] = set()
     todo = list(start)
     while todo:
         name = todo.pop()
-        if name in seen:
+        if name in seen or name in skip:
             continue
         seen.add(name)
         todo.extend(_imports(module_file(name), name) - seen)  # type: ignore[arg-type]
@@ -81,7 +89,8 @@ def _closure_here(stage: str) -> set[str]:
     """The closure, computed in this interpreter (imports the modules it finds)."""
     import importlib
 
-    modules = _static_closure([f"stages.{stage}"])
+    skip = NOT_FOLLOWED.get(stage, frozenset())
+    modules = _static_closure([f"stages.{stage}"], skip)
     while True:
         for name in sorted(modules):
             importlib.import_module(name)
@@ -89,7 +98,7 @@ def _closure_here(stage: str) -> set[str]:
         more = loaded - modules
         if not more:
             return {module_file(m).relative_to(ROOT).as_posix() for m in modules}  # type: ignore[union-attr]
-        modules = _static_closure(modules | more)
+        modules = _static_closure(modules | more, skip)
 
 
 def code_closures(stages: Iterable[str]) -> dict[str, set[str]]:

@@ -164,6 +164,21 @@ def test_distill_change_reruns_only_later_stages(reproduced: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_student_edit_leaves_extraction_alone(reproduced: Path) -> None:
+    """Editing a student re-runs training, not stage one: extraction never runs a student (issue 21)."""
+    student = reproduced / "pipeline" / "students" / "mobile_fcn.py"
+    source = student.read_text()
+    student.write_text(source + "\n# an edit\n")
+    try:
+        status = json.loads(_run(["dvc", "status", "--json"], cwd=reproduced))
+    finally:
+        student.write_text(source)
+    changed = set(status)
+    assert {"distill@baseline-0", "distill@east-kd-0"} <= changed  # the edit is seen
+    assert not any(name.startswith(("extract", "prepare", "render")) for name in changed), changed
+
+
+@pytest.mark.slow
 def test_second_clone_pulls_instead_of_extracting(reproduced: Path, tmp_path: Path) -> None:
     _run(["dvc", "push"], cwd=reproduced)
     _run(["git", "add", "dvc.lock"], cwd=reproduced)

@@ -52,7 +52,7 @@ def test_onnx_and_torchscript_equal_predict(exported: dict[str, Path], seconds: 
     import onnxruntime as ort
     import torch
 
-    from pipeline.runs import load_run, predict_audio
+    from pipeline.students.trained import load_run, predict_audio
 
     run = load_run(exported["run"])
     audio = _music(seconds, seed=int(seconds * 10))
@@ -73,7 +73,7 @@ def test_window_edges_equal_predict(exported: dict[str, Path], n_samples: int) -
     """Lengths at the window boundaries: a tail window is added exactly when predict adds one."""
     import onnxruntime as ort
 
-    from pipeline.runs import load_run, predict_audio
+    from pipeline.students.trained import load_run, predict_audio
 
     run = load_run(exported["run"])
     audio = _music(n_samples / RATE + 1, seed=n_samples)[:n_samples]
@@ -85,7 +85,7 @@ def test_window_edges_equal_predict(exported: dict[str, Path], n_samples: int) -
 def test_a_batch_of_equal_length_clips(exported: dict[str, Path]) -> None:
     import onnxruntime as ort
 
-    from pipeline.runs import load_run, predict_audio
+    from pipeline.students.trained import load_run, predict_audio
 
     run = load_run(exported["run"])
     audio = np.stack([_music(9.5, seed) for seed in range(3)])

@@ -23,7 +23,7 @@ def _audio(tiny: TinyPipeline, n: int) -> np.ndarray:
 def _reference(tiny: TinyPipeline, audio: np.ndarray) -> np.ndarray:
     import torch
 
-    from pipeline.runs import load_run
+    from pipeline.students.trained import load_run
 
     run = load_run(tiny.run_dir("east-kd"))
     with torch.no_grad():
@@ -66,7 +66,7 @@ def test_torchscript_export_matches_pytorch_on_real_audio(tiny_pipeline: TinyPip
 def test_export_rejects_an_unknown_format(tiny_pipeline: TinyPipeline) -> None:
     from pipeline.errors import ConfigError
     from pipeline.export import export_run
-    from pipeline.runs import load_run
+    from pipeline.students.trained import load_run
 
     result = invoke(None, "export", str(tiny_pipeline.run_dir("baseline")), "--format", "tflite")
     assert result.exit_code == 2 and "tflite" in result.output

@@ -103,7 +103,7 @@ def test_missing_weights_fail_before_touching_the_store(tmp_path: Path) -> None:
 
 def test_stage_two_refuses_a_store_made_with_other_settings(tmp_path: Path) -> None:
     from pipeline.errors import ProvenanceError
-    from pipeline.stores.lookup import checked_store
+    from pipeline.teacher_stores import checked_store
 
     params_path = make_dataset(tmp_path, n_clips=1)
     run(load_params(params_path), teacher="musicnn", progress=False)

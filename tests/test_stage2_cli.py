@@ -48,7 +48,7 @@ def test_evaluate_writes_sane_metrics_that_match_the_model(tiny_pipeline: TinyPi
     from pipeline.audio import read_audio
     from pipeline.manifests import label_arrays, load_split
     from pipeline.metrics import evaluate_predictions
-    from pipeline.runs import load_run
+    from pipeline.students.trained import load_run
 
     folder = tiny_pipeline.run_dir(variant)
     result = _json(folder / "eval-test.json")
@@ -79,7 +79,7 @@ def _test_files(tiny: TinyPipeline, n: int) -> list[Path]:
 
 def test_predict_prints_the_top_tags_of_a_rendered_file(tiny_pipeline: TinyPipeline) -> None:
     from pipeline.audio import read_audio
-    from pipeline.runs import load_run, predict_audio
+    from pipeline.students.trained import load_run, predict_audio
 
     folder = tiny_pipeline.run_dir("east-kd")
     path = _test_files(tiny_pipeline, 1)[0]
@@ -104,7 +104,7 @@ def test_predict_scores_a_long_file_in_sliding_windows(tiny_pipeline: TinyPipeli
     import torch
 
     from pipeline.audio import read_audio, write_audio
-    from pipeline.runs import load_run, predict_audio
+    from pipeline.students.trained import load_run, predict_audio
 
     folder = tiny_pipeline.run_dir("baseline")
     pieces = [read_audio(p, sample_rate=16000) for p in _test_files(tiny_pipeline, 6)]

@@ -18,7 +18,7 @@ from pipeline.config import load_params
 from pipeline.errors import TeacherError
 from pipeline.stores import open_store
 from pipeline.teachers import build_teacher
-from pipeline.stores.lookup import checked_store
+from pipeline.teacher_stores import checked_store
 from stages.extract import run
 from tests.extract_fixtures import make_dataset
 

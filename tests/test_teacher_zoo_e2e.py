@@ -51,7 +51,7 @@ def _direct(name: str, root: Path, audio_path: Path) -> np.ndarray:
         audio = read_audio(audio_path, sample_rate=16000)
         emb, _ = toy.get_timestamp_embeddings(torch.from_numpy(audio[None]), toy.load_model())
         return emb[0].numpy()
-    from pipeline.runs import load_run
+    from pipeline.students.trained import load_run
 
     run = load_run(root / "runs" / "big")
     with torch.no_grad():

@@ -7,7 +7,7 @@ import click
 
 from pipeline.errors import ConfigError
 from pipeline.export import FORMATS, Exported, default_export_path, export_run
-from pipeline.runs import LoadedRun, load_run
+from pipeline.students.trained import LoadedRun, load_run
 
 QUANTIZE = ("int8",)
 QUANTIZE_METHODS = ("static", "dynamic")  # pipeline.quantize.METHODS, without importing onnxruntime here

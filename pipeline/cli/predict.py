@@ -9,7 +9,7 @@ import numpy as np
 
 from pipeline.audio import decode_notes, find_audio, read_audio
 from pipeline.errors import AudioError
-from pipeline.runs import LoadedRun, WindowScores, load_run, score_windows
+from pipeline.students.trained import LoadedRun, WindowScores, load_run, score_windows
 
 
 @click.command(context_settings={"show_default": True})

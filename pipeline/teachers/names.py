@@ -1,6 +1,6 @@
 """Teacher names: the forms besides registry names, their settings sections and folder names.
 
-Dependency-free so that :mod:`pipeline.runs` and :mod:`pipeline.stores.lookup` can name
+Dependency-free so that :mod:`pipeline.runs` and :mod:`pipeline.teacher_stores` can name
 folders without importing the teachers.
 """
 from __future__ import annotations

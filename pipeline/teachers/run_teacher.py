@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import TeacherError
+from pipeline.students.trained import load_run
 from pipeline.teachers.sequence import SequenceTeacher
 
 
@@ -82,8 +83,6 @@ class RunTeacher(SequenceTeacher):
         return layer
 
     def _load_model(self, device: str) -> None:
-        from pipeline.runs import load_run
-
         loaded = load_run(self.run_dir, checkpoint=str(self._checkpoint().resolve()))
         self._model = loaded.model.to(device).eval()
         self._stage = self._layer(len(self._model.frame_hop_seconds))
