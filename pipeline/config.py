@@ -19,6 +19,8 @@ import yaml
 
 from pipeline.devices import Device
 from pipeline.errors import ConfigError
+from pipeline.variants import PAPER_VARIANTS, VARIANT_NAMES, Variant, VariantSpec
+from pipeline.variants import VARIANTS as VARIANT_TABLE
 
 C = TypeVar("C")
 
@@ -27,12 +29,8 @@ C = TypeVar("C")
 # the library's own checks read the same tuples. Open families (teachers, dataset builders,
 # store backends by URL) come from their registries instead.
 
-#: ``distill.variant``: no teacher, + distance correlation, + KD from the teacher's probe, and label-free
-#: pretraining on the teacher terms alone (fine-tune it with ``pipeline distill --init RUN``)
-Variant = Literal["baseline", "east-final", "east-kd", "pretrain"]
-VARIANTS: tuple[Variant, ...] = typing.get_args(Variant)
-#: the paper's variants: what ``variants`` (the dvc.yaml matrix) trains by default
-PAPER_VARIANTS: tuple[Variant, ...] = ("baseline", "east-final", "east-kd")
+#: ``distill.variant``: the rows of :data:`pipeline.variants.VARIANTS` (their terms, labels and help)
+VARIANTS: tuple[Variant, ...] = VARIANT_NAMES
 #: ``distill.student``: the registered students (``pipeline.students.STUDENTS`` is checked against it)
 StudentName = Literal["mobile_fcn", "cp_resnet"]
 STUDENT_NAMES: tuple[str, ...] = typing.get_args(StudentName)
@@ -295,6 +293,11 @@ class DistillConfig:
         if self.kd_teacher and self.kd_teacher not in [ref.name for ref in self.teacher_refs()]:
             raise ConfigError(f"distill.kd_teacher {self.kd_teacher!r} is not one of the run's teachers "
                               f"({', '.join(ref.name for ref in self.teacher_refs())}); use one of them or \"\"")
+
+    @property
+    def spec(self) -> VariantSpec:
+        """The row of :data:`pipeline.variants.VARIANTS` that ``variant`` names (its terms and label)."""
+        return VARIANT_TABLE[self.variant]
 
     def teacher_refs(self) -> tuple[TeacherRef, ...]:
         """The run's teachers: ``teachers``, or ``teacher`` with weight 1."""

@@ -22,10 +22,8 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from pipeline.config import RUNTIME_KEYS
+from pipeline.variants import VARIANTS, variant_label
 
-#: Variant names as the report shows them.
-VARIANT_LABELS = {"baseline": "Baseline (no teacher)", "east-final": "EAsT-Final", "east-kd": "EAsT-KD",
-                  "pretrain": "Label-free pretraining"}
 #: Flattened ``config.json`` keys that are not part of a configuration: the seed, where the run was
 #: written, and the runtime settings (already left out of new ``config.json`` files).
 NOT_CONFIGURATION = frozenset({"distill.seed", "distill.runs_root"}
@@ -219,7 +217,12 @@ def group_runs(runs: Iterable[Run]) -> list[Configuration]:
     for group in configurations:
         group.runs.sort(key=lambda r: (r.seed is None, r.seed or 0, r.folder.name))
         group.label = _label(group, configurations)
-    return sorted(configurations, key=lambda c: (c.variant != "baseline", c.label, c.key))
+    return sorted(configurations, key=lambda c: (not _is_reference(c.variant), c.label, c.key))
+
+
+def _is_reference(variant: str) -> bool:
+    """Runs of this variant are the reference others are judged against (:mod:`pipeline.variants`)."""
+    return variant in VARIANTS and VARIANTS[variant].is_reference
 
 
 def _mtime(path: Path) -> float:
@@ -237,7 +240,7 @@ def _label(group: Configuration, configurations: list[Configuration]) -> str:
     varying = [k for k in keys if len({json.dumps(s.get(k), default=str) for s in same}) > 1]
     varying = [k for k in varying if not (k.startswith("distill.") and k.split(".", 1)[1] in varying)]
     shown = ", ".join(f"{k}={_short(group.settings.get(k))}" for k in varying)
-    name = VARIANT_LABELS.get(group.variant, group.variant)
+    name = variant_label(group.variant)
     return f"{name} ({shown})" if shown else name
 
 
@@ -264,10 +267,10 @@ def choose_baseline(configuration: Configuration,
     setting with ``configuration``; the chosen one shares the most settings (ties: first by label).
     Baselines themselves get none: ``(None, [])``.
     """
-    if configuration.variant == "baseline":
+    if _is_reference(configuration.variant):
         return None, []
     qualified = [c for c in configurations
-                 if c.variant == "baseline" and _same_data_and_student(c.settings, configuration.settings)]
+                 if _is_reference(c.variant) and _same_data_and_student(c.settings, configuration.settings)]
     qualified.sort(key=lambda c: (-shared_settings(c.settings, configuration.settings), c.label, c.key))
     return (qualified[0] if qualified else None), qualified
 
@@ -306,7 +309,7 @@ def judge(configurations: Sequence[Configuration]) -> list[Judgement]:
         if paired is not None:
             result = verdict(paired)
         else:
-            result = REFERENCE if config.variant == "baseline" else NO_BASELINE
+            result = REFERENCE if _is_reference(config.variant) else NO_BASELINE
         other = baseline.settings if baseline else {}
         out.append(Judgement(
             config, summarize([r.map for r in config.runs]),

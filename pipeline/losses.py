@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from pipeline.alignment import MODES, align_frames
 from pipeline.config import DCOR_ESTIMATORS, DCOR_POOLS, FEATURE_LOSSES, KD_ENTRIES, VARIANTS
 from pipeline.errors import ConfigError, TrainingError
+from pipeline.variants import VARIANTS as VARIANTS_TABLE, VariantSpec
 
 __all__ = [
     "masked_bce",
@@ -310,8 +311,6 @@ def kd_mask(known: torch.Tensor) -> torch.Tensor:
 #: feature losses that take ``(s, e, **options)``; ``cosine_projection`` also needs its learned head
 FEATURE_FUNCTIONS = {"distance_correlation": feature_loss_dcor, "cosine_difference": feature_loss_cosine,
                      "linear_cka": feature_loss_cka, "cosine_projection": feature_loss_projected_cosine}
-#: variants whose total holds the feature term; pretrain has no label term
-TEACHER_VARIANTS = ("east-final", "east-kd", "pretrain")
 
 
 class EAsTObjective:
@@ -370,6 +369,7 @@ class EAsTObjective:
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ConfigError(f"stage_weights must be >= 0 with a positive sum, got {tuple(stage_weights)}")
         self.variant = variant
+        self.spec = VARIANTS_TABLE[variant]
         self.lam = float(lam)
         self.kd_weight = float(kd_weight)
         self.tau = float(tau)
@@ -489,12 +489,12 @@ class EAsTObjective:
             TrainingError: a teacher variant called without the teacher inputs it needs.
         """
         logits = output.logits
-        pretrain = self.variant == "pretrain"
+        spec = self.spec
         nan = torch.full((), math.nan, device=logits.device, dtype=_f32(logits).dtype)
-        pred = nan if pretrain else masked_bce(logits, targets, known)
-        needs_feat = self.variant in TEACHER_VARIANTS
-        needs_kd = self.variant == "east-kd" or (pretrain and teacher_logits is not None and self.kd_weight > 0)
-        _check_inputs(self.variant, teacher is not None and teacher_times is not None, teacher_logits is not None)
+        pred = masked_bce(logits, targets, known) if spec.label_term else nan
+        needs_feat = spec.feature_term
+        needs_kd = teacher_logits is not None and spec.uses_kd(self.kd_weight)
+        _check_inputs(spec, teacher is not None and teacher_times is not None, teacher_logits is not None)
         feat, kd = nan, nan
         if teacher is not None and teacher_times is not None:
             several = not isinstance(teacher, torch.Tensor)
@@ -505,18 +505,18 @@ class EAsTObjective:
             with torch.set_grad_enabled(needs_feat and torch.is_grad_enabled()):
                 feat = self.teachers_term(output, teachers, times, windows, teacher_weights)
         if teacher_logits is not None:
-            every = pretrain or self.kd_entries == "all"
+            every = spec.kd_every_entry or self.kd_entries == "all"
             entries = torch.ones_like(logits, dtype=torch.bool) if every else kd_mask(known)
             with torch.set_grad_enabled(needs_kd and torch.is_grad_enabled()):
                 kd = kd_loss(logits, teacher_logits, entries, self.tau)
         return {"total": self._combine(pred, feat, kd, needs_kd), "pred": pred, "feat": feat, "kd": kd}
 
     def _combine(self, pred: torch.Tensor, feat: torch.Tensor, kd: torch.Tensor, with_kd: bool) -> torch.Tensor:
-        """``total`` of the variant from its terms."""
-        if self.variant == "baseline":
+        """``total`` of the variant from its terms (:mod:`pipeline.variants`)."""
+        if not self.spec.uses_teacher:
             return pred
         reg = self.kd_weight * kd + (1.0 - self.kd_weight) * feat if with_kd else feat
-        if self.variant == "pretrain":
+        if not self.spec.label_term:
             return reg
         return (1.0 - self.lam) * pred + self.lam * reg
 
@@ -547,9 +547,9 @@ def _check_weights(lam: float, kd_weight: float, tau: float) -> None:
         raise ConfigError(f"tau must be > 0, got {tau}")
 
 
-def _check_inputs(variant: str, has_teacher: bool, has_logits: bool) -> None:
+def _check_inputs(spec: VariantSpec, has_teacher: bool, has_logits: bool) -> None:
     """A teacher variant called without the teacher inputs it needs is a :class:`TrainingError`."""
-    if variant in TEACHER_VARIANTS and not has_teacher:
-        raise TrainingError(f"variant {variant!r} needs teacher frames and their times; none were given")
-    if variant == "east-kd" and not has_logits:
-        raise TrainingError("variant 'east-kd' needs teacher probe logits; none were given (run `pipeline probe`)")
+    if spec.feature_term and not has_teacher:
+        raise TrainingError(f"variant {spec.name!r} needs teacher frames and their times; none were given")
+    if spec.kd == "always" and not has_logits:
+        raise TrainingError(f"variant {spec.name!r} needs teacher probe logits; none were given (run `pipeline probe`)")

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from pipeline.files import write_atomic, write_rendered
-from pipeline.judging import RULE, VARIANT_LABELS, Judgement, to_json
+from pipeline.judging import RULE, Judgement, to_json
+from pipeline.variants import VARIANTS, variant_label
 from pipeline.timings import timings_file
 
-__all__ = ["RunSummary", "collect_runs", "plot_all", "plot_seeds", "write_markdown", "write_judged", "VARIANT_LABELS"]
+__all__ = ["RunSummary", "collect_runs", "plot_all", "plot_seeds", "write_markdown", "write_judged"]
 
 
 @dataclass
@@ -64,7 +65,7 @@ def collect_runs(runs_root: Path, variants: list[str], probes: list[str]) -> lis
         metrics["student"] = config.get("student", train.get("student"))  # the cost table's row
         history = [{k: float(v) for k, v in row.items() if v != ""} for row in _read_csv(folder / "history.csv")]
         per_class = {r["class"]: float(r["average_precision"]) for r in _read_csv(folder / "per_class-test.csv")}
-        summaries.append(RunSummary(variant, VARIANT_LABELS.get(variant, variant), metrics, history, per_class))
+        summaries.append(RunSummary(variant, variant_label(variant), metrics, history, per_class))
     return summaries
 
 
@@ -310,11 +311,11 @@ def write_markdown(summaries: list[RunSummary], plots: list[Path], out: Path,
             f"{_fmt(m.get('f1_macro'), '.4f')} | {_fmt(params, ',')} | "
             f"{_fmt(m.get('lam'), '.2f')} | {_fmt(m.get('seed'), 'd')} |"
         )
-    baseline = next((s for s in summaries if s.name == "baseline"), None)
+    baseline = next((s for s in summaries if s.name in VARIANTS and VARIANTS[s.name].is_reference), None)
     if baseline is not None and baseline.metrics.get("map") is not None:
         lines += ["", "Difference to the baseline (test mAP):", ""]
         for s in summaries:
-            if s.name.startswith("east") and s.metrics.get("map") is not None:
+            if _is_distilled(s.name) and s.metrics.get("map") is not None:
                 lines.append(f"- {s.label}: {s.metrics['map'] - baseline.metrics['map']:+.4f}")
     lines += coverage_lines(summaries)
     lines += ["", "The probe row's parameters count only the linear layer; the teacher itself is not needed "
@@ -328,3 +329,8 @@ def write_markdown(summaries: list[RunSummary], plots: list[Path], out: Path,
     target = out / "report.md"
     write_atomic(target, "\n".join(lines) + "\n")
     return target
+
+
+def _is_distilled(name: str) -> bool:
+    """A run of a variant trained on the labels and a teacher (listed against the baseline)."""
+    return name in VARIANTS and VARIANTS[name].uses_teacher and VARIANTS[name].label_term

@@ -40,6 +40,7 @@ from pipeline.distributed import agree, from_env, wrap
 from pipeline.distributed import sampler as shard_sampler
 from pipeline.errors import TrainingError, TrainingInterrupted
 from pipeline.files import csv_text, write_atomic, write_rendered
+from pipeline.losses import EAsTObjective
 from pipeline.metrics import evaluate_predictions
 from pipeline.sampling import unlabeled_sampler
 
@@ -170,7 +171,7 @@ class Trainer:
             it was written with the same one (other settings start the run over).
     """
 
-    def __init__(self, student: torch.nn.Module, objective: Any, config: DistillConfig, run_dir: Path, *,
+    def __init__(self, student: torch.nn.Module, objective: EAsTObjective, config: DistillConfig, run_dir: Path, *,
                  teacher_times: np.ndarray | list[np.ndarray] | None, teacher_window: float | list[float],
                  probe: torch.nn.Module | None = None, device: str = "cpu", fingerprint: str = "",
                  probes: list[tuple[int, torch.nn.Module]] | None = None,
@@ -387,8 +388,8 @@ class Trainer:
         return [*self.student.parameters(), *self.heads.parameters()]
 
     def _selection_score(self, valid: dict[str, float]) -> float:
-        """Validation mAP; minus the validation loss for ``pretrain``, which never reads a label."""
-        return -valid["total"] if getattr(self.objective, "variant", "") == "pretrain" else valid["map"]
+        """Validation mAP; minus the validation loss for a variant selected on it (``pretrain`` reads no label)."""
+        return -valid["total"] if self.objective.spec.selected_by == "valid_loss" else valid["map"]
 
     # ---- state: save, resume, interrupt ---------------------------------------------
     def _scheduler(self, optimiser: torch.optim.Optimizer, *, steps_per_epoch: int) -> Any:

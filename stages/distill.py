@@ -27,6 +27,7 @@ from pipeline.probe import load_probe
 from pipeline.runs import probe_dir, write_json
 from pipeline.timings import timings_file
 from pipeline.stores import open_store
+from pipeline.teachers import teacher_slug
 from pipeline.teacher_stores import checked_store, first_store_with_audio, store_path
 from pipeline.students import STUDENTS, build_student
 from pipeline.train import Trainer
@@ -34,10 +35,8 @@ from pipeline.train import Trainer
 
 def run_name(cfg: DistillConfig) -> str:
     """Default run folder name for a configuration."""
-    if cfg.variant == "baseline":
-        return f"{cfg.student}-baseline"
-    from pipeline.teachers import teacher_slug
-
+    if not cfg.spec.uses_teacher:
+        return f"{cfg.student}-{cfg.variant}"
     teachers = "+".join(teacher_slug(ref.name) for ref in cfg.teacher_refs())  # each form's own slug
     return f"{cfg.student}-{teachers}-{cfg.variant}"
 
@@ -93,7 +92,7 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     init = load_init(student, cfg.init, {"student": cfg.student, "student_settings": settings,
                                          "n_classes": len(classes), "classes": classes, "sample_rate": sample_rate})
     train_set, valid_set = _datasets(params, train_clips, valid_clips, clip_seconds, sample_rate)
-    use_teacher = cfg.variant != "baseline"
+    use_teacher = cfg.spec.uses_teacher
     folder = Path(run_dir) if run_dir else Path(cfg.runs_root) / run_name(cfg)
     config = {
         "student": cfg.student,
@@ -136,7 +135,7 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
 def _metrics(cfg: DistillConfig, name: str, student: torch.nn.Module, result: Any, device: str, n_labeled: int,
              n_unlabeled: int) -> dict[str, Any]:
     """What ``metrics.json`` holds (no wall-clock field: DVC tracks it); ``result`` is the TrainResult."""
-    use_teacher = cfg.variant != "baseline"
+    use_teacher = cfg.spec.uses_teacher
     metrics = {
         "run": name,
         "student": cfg.student,
@@ -154,14 +153,14 @@ def _metrics(cfg: DistillConfig, name: str, student: torch.nn.Module, result: An
         "n_unlabeled": n_unlabeled,
         "unlabeled_per_epoch": _unlabeled_per_epoch(cfg, n_unlabeled),
     }
-    if cfg.variant == "pretrain":  # selected on the validation loss (it never reads labels): no valid mAP
+    if cfg.spec.selected_by == "valid_loss":  # e.g. pretrain never reads labels: no valid mAP
         metrics.update(valid_map=None, valid_loss=-result.best_valid_map)
     return metrics
 
 
 def _uses_kd(cfg: DistillConfig) -> bool:
-    """KD from the probes: east-kd, and pretrain with ``kd_weight > 0`` (the probe's soft targets)."""
-    return cfg.variant == "east-kd" or (cfg.variant == "pretrain" and cfg.kd_weight > 0)
+    """KD from the probes (:meth:`pipeline.variants.VariantSpec.uses_kd`): east-kd, pretrain with ``kd_weight > 0``."""
+    return cfg.spec.uses_kd(cfg.kd_weight)
 
 
 def student_channels(student: torch.nn.Module) -> list[int]:
@@ -238,11 +237,11 @@ def _unlabeled_share(cfg: DistillConfig, train_clips: list[Clip]) -> tuple[list[
         ManifestError: the train split has no labelled clip.
     """
     n_unlabeled = sum(is_unlabeled(c) for c in train_clips)
-    if n_unlabeled == len(train_clips) and cfg.variant != "pretrain":
+    if n_unlabeled == len(train_clips) and cfg.spec.label_term:
         raise ManifestError(f"the train split has no labelled clip (all {n_unlabeled} are unlabeled); "
                             "distill needs labelled clips: add labels or labelled clips and `pipeline prepare`")
     log = logging.getLogger("pipeline")
-    if n_unlabeled and cfg.variant == "baseline":
+    if n_unlabeled and not cfg.spec.uses_teacher:
         log.info("distill: %d unlabeled clip(s) left out: the baseline has no teacher term for them", n_unlabeled)
         return labelled(train_clips), 0
     if n_unlabeled:
@@ -260,7 +259,7 @@ def _unlabeled_per_epoch(cfg: DistillConfig, n_unlabeled: int) -> int:
 def _usable_clips(params: Params, manifests: Path) -> tuple[list[Clip], list[Clip]]:
     """Train and valid clips, without those not in the store (not decoded, or no file imported; one warning)."""
     cfg = params.distill
-    owner = (checked_store(params, cfg.teacher_refs()[0].name) if cfg.variant != "baseline"
+    owner = (checked_store(params, cfg.teacher_refs()[0].name) if cfg.spec.uses_teacher
              else first_store_with_audio(params))
     usable = usable_splits(manifests, ("train", "valid"), stored=open_store(owner) if owner else None,
                            stage="distill")
@@ -271,7 +270,7 @@ def _datasets(params: Params, train_clips: list[Clip], valid_clips: list[Clip], 
               sample_rate: int) -> tuple[ClipDataset, ClipDataset]:
     """Training (random crops) and validation sets: audio (from a cache when there is one) + teacher frames."""
     cfg = params.distill
-    use_teacher = cfg.variant != "baseline"
+    use_teacher = cfg.spec.uses_teacher
     stores = [checked_store(params, ref.name) for ref in cfg.teacher_refs()] if use_teacher else []
     cache_owner = stores[0] if stores else first_store_with_audio(params)
     audio_cache = usable_audio_cache(cache_owner, sample_rate)

@@ -5,6 +5,7 @@ import click
 
 from pipeline.cli import load_params_from
 from pipeline.config import STUDENT_NAMES, VARIANTS
+from pipeline.variants import variants_help
 from pipeline.devices import DEVICES
 
 
@@ -13,9 +14,7 @@ from pipeline.devices import DEVICES
               help="Student network [default: distill.student]")
 @click.option("--teacher", "-t", default=None, help="Teacher whose cached frames regularise [default: distill.teacher]")
 @click.option("--variant", type=click.Choice(VARIANTS), default=None,
-              help="baseline: labels only; east-final: + distance correlation to the teacher; "
-                   "east-kd: + KD from the teacher's probe; pretrain: the teacher terms alone on every train "
-                   "clip, labels never read (then fine-tune with --init) [default: distill.variant]")
+              help=f"{variants_help()} (fine-tune a pretrain run with --init) [default: distill.variant]")
 @click.option("--lam", type=click.FloatRange(0.0, 1.0), default=None,
               help="lambda in (1 - lambda) L_pred + lambda L_reg [default: distill.lam]")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="[default: distill.epochs]")
