@@ -12,7 +12,7 @@ from pipeline.errors import StoreError
 from pipeline.stores import convert_store, export_store, open_store
 from pipeline.stores.convert import EXPORT_FORMATS
 from pipeline.stores.verify import VerifyReport
-from pipeline.views import VIEWS_FILE, verify_views
+from pipeline.views import VIEWS_FILE, parse_view_track, verify_views
 
 
 def _size(n: float) -> str:
@@ -105,9 +105,11 @@ def verify(path: str, no_checksums: bool) -> None:
     cache (PATH/audio) and of its augmented views (PATH/views.json); exit 1 listing the problems."""
     opened = open_store(path)
     reports = opened.verify_with_audio_cache(checksums=not no_checksums)
-    view_problems, view_notes = verify_views(opened)
-    if view_problems or view_notes:  # only a store with augmented views (views.json) has a report for them
-        reports.append(VerifyReport(store=f"{opened.path}/{VIEWS_FILE}", problems=view_problems, notes=view_notes))
+    if opened.location.exists(VIEWS_FILE):  # a store with augmented views: their parameters are checked too
+        view_problems, view_notes = verify_views(opened)
+        views = len([t for t in opened.track_ids() if parse_view_track(t)])
+        reports.append(VerifyReport(store=f"{opened.path}/{VIEWS_FILE}", tracks=views, problems=view_problems,
+                                    notes=view_notes))
     for report in reports:
         where = "" if report is reports[0] else f"{report.store}: "
         for note in report.notes:
