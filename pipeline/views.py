@@ -21,7 +21,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -29,13 +29,21 @@ from pipeline.errors import StoreError
 
 if TYPE_CHECKING:
     from pipeline.config import ViewAugment
-    from pipeline.data import AudioSource
     from pipeline.manifests import Clip
 
 #: the sidecar of a store's views, next to ``teacher.json``
 VIEWS_FILE = "views.json"
 VIEWS_VERSION = 1
 _VIEW_ID = re.compile(r"^(?P<clip>.+)#v(?P<k>[1-9][0-9]*)$")
+
+
+class ClipAudio(Protocol):
+    """Where a view's base audio comes from: :class:`pipeline.data.AudioSource` (not imported: it imports this)."""
+
+    sample_rate: int
+
+    def read_clip(self, clip: "Clip") -> np.ndarray:
+        """The whole clip, float32 ``(samples,)`` at :attr:`sample_rate`."""
 
 
 def view_track_id(clip_id: str, index: int) -> str:
@@ -277,7 +285,7 @@ def write_view_table(store_path: Path, table: ViewTable) -> ViewTable:
 
 
 class ViewRenderer:
-    """Renders views of a :class:`ViewTable` from an :class:`~pipeline.data.AudioSource` (picklable).
+    """Renders views of a :class:`ViewTable` from a :class:`ClipAudio` (picklable with it).
 
     Args:
         table: the store's views.
@@ -290,7 +298,7 @@ class ViewRenderer:
             one of ``clips`` mixes in a clip not among them.
     """
 
-    def __init__(self, table: ViewTable, audio: "AudioSource", clips: Mapping[str, "Clip"]) -> None:
+    def __init__(self, table: ViewTable, audio: ClipAudio, clips: Mapping[str, "Clip"]) -> None:
         if audio.sample_rate != table.sample_rate:
             raise StoreError(f"the store's views were rendered from {table.sample_rate} Hz audio, the student "
                              f"reads {audio.sample_rate} Hz; set extract.audio_sample_rate to the student's rate "

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from pipeline.config import ExtractConfig, Params, ViewAugment
+from pipeline.config import ExtractConfig, Params
 from pipeline.data import AudioSource
 from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError, TeacherError, WeightsNotFoundError
@@ -199,44 +199,43 @@ def run(
     root = Path(audio_root or params.data.audio_root)
     clips = [clip for split in cfg.splits for clip in load_split(Path(manifests or params.data.manifests), split)]
     clips = clips[:limit] if limit is not None else clips
-
     new_store = not (path / TEACHER_FILE).is_file()
     emb_store, audio_path = _open_stores(path, model, cfg, overwrite=overwrite)
     todo = [c for c in clips if c.id not in emb_store]
     report = ExtractReport(teacher=teacher, store=str(path), skipped=len(clips) - len(todo), device=device)
     log.info("%s: %d tracks, %d already stored", teacher, len(clips), report.skipped)
-
     use_dask = bool(cfg.scheduler) or (cfg.workers > 1 and device == "cpu" and len(todo) > 1)
     report.workers = cfg.workers if use_dask else 0
     tally = _Tally(report, len(todo), progress=progress)
-    if todo:
-        try:
-            with sigterm_as_interrupt():  # Ctrl-C or SIGTERM: the writers commit the whole tracks computed, then exit
-                _embed(todo, tally, cfg, teacher=teacher, settings=settings, device=device, root=root, path=path,
-                       audio_path=audio_path, use_dask=use_dask)
-        except BaseException:
-            if new_store:
-                _remove_if_empty(path)
-            raise
-    augment = cfg.view_augment  # read always: dvc.yaml declares it (a change re-runs the stage, which resumes)
-    if cfg.views:
-        train_ids = {c.id for c in load_split(Path(manifests or params.data.manifests), "train")}
-        _extract_views(cfg, augment, [c for c in clips if c.id in train_ids], tally, root=root, path=path,
-                       audio_path=audio_path, device=device, settings=settings, teacher=teacher, use_dask=use_dask)
+    where: dict[str, Any] = dict(teacher=teacher, settings=settings, device=device, root=root, path=path,
+                                 audio_path=audio_path, use_dask=use_dask)
+    try:
+        with sigterm_as_interrupt():  # Ctrl-C or SIGTERM: the writers commit the whole tracks computed, then exit
+            _embed(todo, tally, cfg, **where)
+    except BaseException:
+        if new_store:
+            _remove_if_empty(path)
+        raise
+    _extract_views(cfg, Path(manifests or params.data.manifests), clips, tally, **where)
     tally.close()
     _write_report(report, path)
     return report
 
 
-def _extract_views(cfg: ExtractConfig, augment: ViewAugment, train_clips: Sequence[Clip], tally: _Tally, *,
-                   root: Path, path: Path, audio_path: Path | None, device: str, settings: dict[str, Any],
-                   teacher: str, use_dask: bool) -> None:
-    """Second pass: plan ``extract.views`` views of every stored train clip into ``views.json`` (merged,
-    atomic) and embed those not stored yet (rendered from the clip's audio, see :mod:`pipeline.views`).
+def _extract_views(cfg: ExtractConfig, manifests: Path, clips: Sequence[Clip], tally: _Tally, *, root: Path,
+                   path: Path, audio_path: Path | None, device: str, settings: dict[str, Any], teacher: str,
+                   use_dask: bool) -> None:
+    """Second pass, with ``extract.views`` > 0: plan the views of every stored train clip of ``clips`` into
+    ``views.json`` (merged, atomic) and embed those not stored yet (rendered, see :mod:`pipeline.views`).
 
     Raises:
         StoreError: the store's views were made with other settings (:func:`pipeline.views.write_view_table`).
     """
+    augment = cfg.view_augment  # read always: dvc.yaml declares it (a change re-runs the stage, which resumes)
+    if not cfg.views or "train" not in cfg.splits:
+        return
+    train_ids = {c.id for c in load_split(manifests, "train")}
+    train_clips = [c for c in clips if c.id in train_ids]
     emb_store = open_store(path)
     train = [c for c in train_clips if c.id in emb_store]
     if not train:
@@ -259,7 +258,9 @@ def _embed(todo: list[Clip], tally: _Tally, cfg: ExtractConfig, *, teacher: str,
            device: str, root: Path, path: Path, audio_path: Path | None, use_dask: bool,
            render: ViewRenderer | None = None) -> None:
     """Embed ``todo`` on dask workers (``use_dask``) or in this process, one part per chunk of tracks
-    (``render``: views, see :func:`_run_chunk`)."""
+    (``render``: views, see :func:`_run_chunk`); nothing when ``todo`` is empty."""
+    if not todo:
+        return
     chunk_config = {"batch_seconds": cfg.batch_seconds, "part_tracks": cfg.part_tracks, "threads": int(use_dask)}
     if use_dask:
         n_chunks = max(cfg.workers * 4, math.ceil(len(todo) / cfg.part_tracks))
