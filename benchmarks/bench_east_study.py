@@ -16,6 +16,16 @@ musicnn MSD, ``--second-teacher``). Issue 18's rows, each with the baseline's st
 field weights it (``kd09``: 0.1 BCE + 0.9 KD, temperature 1, every entry), cosine after a learned
 projection (``cos``), both (``kd09-cos``), and label-free pretraining on labelled + unlabeled clips
 then kd09 fine-tuning (``pretrain-ft``, run as two trainings, the second with ``distill.init``).
+``views-kd09`` runs kd09 on the store's augmented views (README "Augmented views"), with its exact
+control, the baseline on the same rendered views (``views-base``).
+
+The ``views-*`` configurations read the stores under ``--views-store-root`` (default
+``stores-views``), which must hold the musicnn store with ``extract.views`` views of the size's
+train clips; make it once per size (the clean tracks are copied, only the views are extracted):
+
+    mkdir -p stores-views && cp -r stores/musicnn stores-views/
+    pipeline -S extract.store_root=stores-views -S extract.views=4 \
+        -S data.manifests=benchmarks/work/east_study/manifests-300 extract --teacher musicnn
 
 Usage: nice -n 10 python benchmarks/bench_east_study.py [--sizes 300 600] [--seeds 0 1 2]
        [--configs baseline kd-v ...] [--jobs 2] [--epochs 12]
@@ -67,6 +77,10 @@ CONFIGS: dict[str, dict[str, Any]] = {
                     "pretrain": {"distill.variant": "pretrain", "distill.feature_loss": "cosine_projection",
                                  "distill.kd_weight": 0.5, "distill.tau": 1.0, "distill.kd_entries": "all",
                                  "epochs_factor": 0.25, "unlabeled": True, "unlabeled_share": 1}},
+    # augmented views (extract.views): the student hears the audio each view's teacher frames were computed
+    # from; views-base is the exact control (the same view draws and rendered audio, no teacher term)
+    "views-base": {"distill.variant": "baseline", "views": True},
+    "views-kd09": {**KD_FIELD, "views": True},
 }
 
 
@@ -93,6 +107,7 @@ def _overrides(config: str, size: int, seed: int, args: argparse.Namespace,
     unlabeled = settings.pop("unlabeled", False)
     unlabeled_share = settings.pop("unlabeled_share", 0)  # unlabeled clips per epoch per labelled clip
     two = settings.pop("two_teachers", False)
+    views = settings.pop("views", False)
     epochs = int(round(args.epochs * settings.pop("epochs_factor", 1)))
     manifests = WORK / (f"manifests-{size}" + ("-unlabeled" if unlabeled else ""))
     out = {**settings, "data.manifests": str(manifests), "distill.seed": seed, "distill.threads": 1,
@@ -101,6 +116,8 @@ def _overrides(config: str, size: int, seed: int, args: argparse.Namespace,
         out["distill.unlabeled_per_epoch"] = int(size * unlabeled_share)
     elif unlabeled and args.unlabeled_per_epoch:
         out["distill.unlabeled_per_epoch"] = args.unlabeled_per_epoch
+    if views:
+        out.update({"distill.views": True, "extract.store_root": args.views_store_root})
     if two:
         out["distill.teachers"] = [{"name": "musicnn", "weight": 1.0}, {"name": args.second_teacher, "weight": 1.0}]
     if pretrain is not None:
@@ -152,6 +169,19 @@ def _fit_probes(size: int, teachers: list[str]) -> dict[str, float]:
             probe.run(params, teacher=teacher)
         scores[teacher] = json.loads(metrics.read_text())["test_map"]
     return scores
+
+
+def _check_views_store(root: Path, size: int) -> None:
+    """Stop before training when the views store lacks the views of this size's train clips."""
+    from pipeline.manifests import load_split
+    from pipeline.views import read_view_table
+
+    table = read_view_table(root / "musicnn") if (root / "musicnn").is_dir() else None
+    clips = {p.clip for p in table.views.values()} if table else set()
+    missing = [c.id for c in load_split(WORK / f"manifests-{size}", "train") if c.id not in clips]
+    if missing:
+        raise SystemExit(f"{root}/musicnn has no views of {len(missing)} train clip(s) of size {size} (first: "
+                         f"{missing[0]}); extract them as this script's docstring shows")
 
 
 def _load() -> dict[str, Any]:
@@ -215,6 +245,8 @@ def main() -> None:
     parser.add_argument("--unlabeled-manifests", default=None, help="folder whose train split holds unlabeled clips")
     parser.add_argument("--unlabeled-per-epoch", type=int, default=0, help="0 = all unlabeled clips each epoch")
     parser.add_argument("--second-teacher", default="musicnn@msd")
+    parser.add_argument("--views-store-root", default="stores-views",
+                        help="store root of the views-* configurations (a musicnn store with extract.views)")
     parser.add_argument("--table", action="store_true", help="only judge what has finished and print the table")
     args = parser.parse_args()
     if args.table:
@@ -232,6 +264,8 @@ def main() -> None:
             _subset(Path(args.manifests), size, Path(args.unlabeled_manifests))
         teachers = ["musicnn"] + ([args.second_teacher] if any("mtt+msd" in c for c in args.configs) else [])
         result["probes"][str(size)] = _fit_probes(size, teachers)
+        if any(c.startswith("views-") for c in args.configs):
+            _check_views_store(Path(args.views_store_root), size)
         jobs += [(c, size, s, _overrides(c, size, s, args)) for c in args.configs for s in args.seeds
                  if (size, c, s) not in done]
     result["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform()}

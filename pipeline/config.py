@@ -142,6 +142,45 @@ class DemoConfig:
 
 
 @dataclass(frozen=True)
+class ViewAugment:
+    """The family of augmented views stage one extracts per train clip (``extract.view_augment``).
+
+    Every view draws its parameters from a seeded generator of (``seed``, clip id, view index)
+    (:func:`pipeline.views.draw_view`); ranges are kept small (the teacher must still recognise the clip).
+
+    Attributes:
+        seed: seed of every view's parameters.
+        gain_db: gain uniform in ``[-gain_db, +gain_db]`` dB.
+        speed: resample-based speed factor uniform in ``[1 - speed, 1 + speed]``: pitch and tempo change
+            together (0.06 is about one semitone); the view keeps the clip's length (cut or zero-padded).
+        eq_db: gain of one peaking EQ band, uniform in ``[-eq_db, +eq_db]`` dB.
+        eq_hz: the band's center frequency range, Hz (log-uniform).
+        eq_q: the band's quality factor.
+        mix_probability: share of views mixed with another train clip (mixup on the audio).
+        mix_share: range of the clip's own share in a mixed view (uniform); the partner gets the rest.
+    """
+
+    seed: int = 0
+    gain_db: float = 6.0
+    speed: float = 0.06
+    eq_db: float = 6.0
+    eq_hz: tuple[float, ...] = (150.0, 6000.0)
+    eq_q: float = 1.0
+    mix_probability: float = 0.5
+    mix_share: tuple[float, ...] = (0.6, 0.9)
+
+    def __post_init__(self) -> None:
+        ok = (self.gain_db >= 0 and 0 <= self.speed < 0.5 and self.eq_db >= 0 and self.eq_q > 0
+              and len(self.eq_hz) == 2 and 0 < self.eq_hz[0] <= self.eq_hz[1]
+              and 0 <= self.mix_probability <= 1
+              and len(self.mix_share) == 2 and 0.5 <= self.mix_share[0] <= self.mix_share[1] <= 1)
+        if not ok:
+            raise ConfigError(f"extract.view_augment out of range: {self}; need gain_db, eq_db >= 0, "
+                              "0 <= speed < 0.5, eq_q > 0, eq_hz [low, high] > 0, 0 <= mix_probability <= 1, "
+                              "0.5 <= mix_share[0] <= mix_share[1] <= 1")
+
+
+@dataclass(frozen=True)
 class ExtractConfig:
     """Stage one settings (``pipeline extract``).
 
@@ -157,6 +196,8 @@ class ExtractConfig:
         audio_sample_rate: rate of the cached audio in Hz (the students' rate).
         part_tracks: a writer commits a part after this many tracks.
         splits: which manifest splits to extract.
+        views: augmented views per train clip (tracks ``<clip>#v1 .. #vK``, :mod:`pipeline.views`); 0 = none.
+        view_augment: the views' augmentation family and its ranges.
     """
 
     store_root: str = "stores"
@@ -170,6 +211,12 @@ class ExtractConfig:
     audio_sample_rate: int = 16000
     part_tracks: int = 256
     splits: tuple[str, ...] = ("train", "valid", "test")
+    views: int = 0
+    view_augment: ViewAugment = field(default_factory=ViewAugment)
+
+    def __post_init__(self) -> None:
+        if self.views < 0:
+            raise ConfigError(f"extract.views must be >= 0 (augmented views per train clip), got {self.views}")
 
 
 @dataclass(frozen=True)
@@ -250,6 +297,9 @@ class DistillConfig:
         runs_root: folder for run directories.
         unlabeled_per_epoch: unlabeled train clips per epoch: null = all of them; an int k = a
             fresh seeded random subset of k each epoch (all labelled clips every epoch).
+        views: train on the stored augmented views (``extract.views``): per clip and epoch a seeded
+            draw among the clean clip and its K views; the student hears the same rendered audio
+            the teacher embedded (baseline too, for an exact control).
     """
 
     student: StudentName = "mobile_fcn"
@@ -284,6 +334,7 @@ class DistillConfig:
     threads: int = 0
     runs_root: str = "runs"
     unlabeled_per_epoch: Optional[int] = None
+    views: bool = False
 
     def __post_init__(self) -> None:
         names = [ref.name for ref in self.teachers]

@@ -27,6 +27,7 @@ import numpy as np
 from pipeline.errors import StoreError, TrainingError
 from pipeline.files import os_error_text
 from pipeline.manifests import Clip
+from pipeline.views import ViewRenderer, view_track_id
 
 if TYPE_CHECKING:
     from pipeline.stores import EmbeddingStore
@@ -89,6 +90,19 @@ class AudioSource:
         )
         out[: min(n, len(audio))] = audio[:n]
         return out
+
+    def read_clip(self, clip: Clip) -> np.ndarray:
+        """The whole clip, float32 ``(samples,)``: the base audio of its views (:mod:`pipeline.views`).
+
+        From the cache: every cached sample, read as :meth:`read` reads them; without one, the
+        whole file at :attr:`sample_rate`.
+        """
+        cache = self._store()
+        if cache is not None and clip.id in cache:
+            return self.read(clip, 0, cache.entry(clip.id).n_frames)
+        from pipeline.audio import read_audio
+
+        return np.asarray(read_audio(clip.resolve(self.audio_root), sample_rate=self.sample_rate), dtype=np.float32)
 
     def __getstate__(self) -> dict[str, Any]:  # never pickle an open store into a worker
         state = dict(self.__dict__)
@@ -155,9 +169,14 @@ class ClipDataset:
             (a list), or None.
         random_crop: draw a random crop start on :func:`crop_grid` (training) instead of 0.
         seed: crop seed; with :meth:`set_epoch` the crops are reproducible per epoch.
+        view_renderer: serve augmented views (:mod:`pipeline.views`), training only (with ``random_crop``):
+            per item and epoch a seeded draw among the clip and its views; a view's audio is rendered
+            from the whole clip, then cropped to the window its frames are read for, and its labels
+            follow the mixup rule when it mixes in a partner. None: clean clips only.
 
     Raises:
-        StoreError: a clip missing from a store (one line: the store, the count, the first id).
+        StoreError: a clip or one of its views missing from a store (one line: the store, the count,
+            the first id).
     """
 
     def __init__(
@@ -170,8 +189,10 @@ class ClipDataset:
         teacher_norm: Any = None,
         random_crop: bool = False,
         seed: int = 0,
+        view_renderer: ViewRenderer | None = None,
     ) -> None:
         self.clips = list(clips)
+        self.renderer = view_renderer if random_crop else None
         self.audio = audio
         self.clip_seconds = clip_seconds
         self.n_samples = int(round(clip_seconds * audio.sample_rate))
@@ -187,7 +208,7 @@ class ClipDataset:
         self.views = [teacher_view(p) for p in self.teacher_paths]
         for slot, path in enumerate(self.teacher_paths):
             store = self._teacher_store(slot)
-            missing = [c.id for c in self.clips if c.id not in store]
+            missing = [t for c in self.clips for t in self._tracks_of(c.id) if t not in store]
             if missing:
                 raise StoreError(
                     f"{len(missing)} clip(s) of this split are not in the store {path} "
@@ -195,6 +216,12 @@ class ClipDataset:
                 )
         self.grid = crop_grid(self.views)
         self.frames = [self._frames_per_item(slot) for slot in range(len(self.views))]
+
+    def _tracks_of(self, clip_id: str) -> list[str]:
+        """The store tracks an item of ``clip_id`` may read: its own and its views' (when served)."""
+        if self.renderer is None:
+            return [clip_id]
+        return [clip_id] + [view_track_id(clip_id, k) for k in self.renderer.indices.get(clip_id, [])]
 
     # ---- single-teacher views (the first teacher) -----------------------------------
     @property
@@ -235,15 +262,15 @@ class ClipDataset:
             return np.array([self.clip_seconds / 2.0])
         return view.frame0_center_seconds + view.hop_seconds * np.arange(self.frames[slot])
 
-    def _crop_start_seconds(self, index: int, clip: Clip) -> float:
-        """Start of the item: a random multiple of :attr:`grid` that keeps every teacher's frames."""
+    def _crop_start_seconds(self, index: int, clip: Clip, track: str) -> float:
+        """Start of the item: a random multiple of :attr:`grid` that keeps every teacher's frames of ``track``."""
         grid = self.grid
         if not self.random_crop or grid <= 0:
             return 0.0
         last = int(math.floor((clip.duration - self.clip_seconds) / grid + 1e-9))
         for slot, view in enumerate(self.views):
             if not view.clip_level:
-                spare = self._teacher_store(slot).entry(clip.id).n_frames - self.frames[slot]
+                spare = self._teacher_store(slot).entry(track).n_frames - self.frames[slot]
                 last = min(last, int(math.floor(spare * view.hop_seconds / grid + 1e-9)))
         if last <= 0:
             return 0.0
@@ -280,25 +307,35 @@ class ClipDataset:
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         clip = self.clips[index]
-        item: dict[str, np.ndarray] = {
-            "labels": np.asarray(clip.labels, dtype=np.float32),
-            "known": np.asarray(clip.known, dtype=bool),
-            "index": np.asarray(index),
-        }
+        track = clip.id if self.renderer is None else self.renderer.draw(clip.id, self.seed, self.epoch, index)
+        labels, known = (np.asarray(clip.labels, dtype=np.float32), np.asarray(clip.known, dtype=bool))
+        if track != clip.id:
+            labels, known = self.renderer.labels(track)  # type: ignore[union-attr]
+        item: dict[str, np.ndarray] = {"labels": labels, "known": known, "index": np.asarray(index)}
         if not self.views:
             start_s = self._crop_start_seconds_plain(index, clip)
         else:
-            start_s = self._crop_start_seconds(index, clip)
+            start_s = self._crop_start_seconds(index, clip, track)
             for slot in range(len(self.views)):
-                item[teacher_key(slot)] = self._read_teacher(clip, slot, start_s)
+                item[teacher_key(slot)] = self._read_teacher(track, slot, start_s)
         start = int(round(start_s * self.audio.sample_rate))
-        item["audio"] = self.audio.read(clip, start, self.n_samples)
+        item["audio"] = self._read_audio(clip, track, start)
         return item
 
-    def _read_teacher(self, clip: Clip, slot: int, start_seconds: float) -> np.ndarray:
+    def _read_audio(self, clip: Clip, track: str, start: int) -> np.ndarray:
+        """float32 ``(n_samples,)`` from sample ``start`` of the clip or of its view ``track`` (zero-padded)."""
+        if track == clip.id:
+            return self.audio.read(clip, start, self.n_samples)
+        whole = self.renderer.render(track)  # type: ignore[union-attr]
+        out = np.zeros(self.n_samples, dtype=np.float32)
+        piece = whole[start : start + self.n_samples]
+        out[: len(piece)] = piece
+        return out
+
+    def _read_teacher(self, track: str, slot: int, start_seconds: float) -> np.ndarray:
         view = self.views[slot]
         first = 0 if view.clip_level else int(round(start_seconds / view.hop_seconds))
-        frames = self._teacher_store(slot).read(clip.id, first, first + self.frames[slot])
+        frames = self._teacher_store(slot).read(track, first, first + self.frames[slot])
         frames = frames.astype(np.float32)
         norm = self.teacher_norms[slot]
         if norm is not None:

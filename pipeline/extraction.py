@@ -139,12 +139,14 @@ class _Span:
 
 
 def _iter_spans(
-    teacher: Teacher, path: Path, track: _Track, cache: _CacheStream | None, max_windows: int
+    teacher: Teacher, path: Path, track: _Track, cache: _CacheStream | None, max_windows: int,
+    rendered: np.ndarray | None = None,
 ) -> Iterator[_Span]:
     """Yield the window spans of one file (at most ``max_windows`` each), decoding it block by block.
 
     Feeds ``cache`` each decoded block. Sets ``track.n_windows`` and ``track.n_samples`` when
-    the file is exhausted. Memory: one decoding block plus one window of context.
+    the file is exhausted. Memory: one decoding block plus one window of context. ``rendered``
+    (audio at the teacher's rate, e.g. a view's) replaces the file as one block.
     """
     from pipeline.audio import iter_blocks
 
@@ -154,7 +156,9 @@ def _iter_spans(
     buffer_offset = 0  # track sample index of buffer[0]
     next_window = 0
     total = 0
-    for offset, block in iter_blocks(path, sample_rate=teacher.sample_rate, block_seconds=BLOCK_SECONDS):
+    blocks = (iter_blocks(path, sample_rate=teacher.sample_rate, block_seconds=BLOCK_SECONDS) if rendered is None
+              else iter([(0, rendered)] if len(rendered) else []))
+    for offset, block in blocks:
         if cache is not None:
             cache.add(block)
         buffer = np.concatenate([buffer, block]) if len(buffer) else block
@@ -184,6 +188,13 @@ def _iter_spans(
     track.n_samples = total
 
 
+def _sha256(audio: np.ndarray) -> str:
+    """sha256 of a rendered track's float32 samples (its provenance in the index)."""
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(audio, dtype=np.float32).tobytes()).hexdigest()
+
+
 def _cut_into(grid: Any, span: _Span, first: int, count: int, out: np.ndarray) -> None:
     """Write windows ``first .. first + count`` of ``span`` into the rows of ``out`` (zeros outside the audio)."""
     for row in range(count):
@@ -203,8 +214,10 @@ class _Pipeline:
 
     def __init__(self, teacher: Teacher, audio_root: Path, writer: Any, audio_writer: Any,
                  audio_sample_rate: int, batch_seconds: float,
-                 on_track: Callable[[TrackOutcome], None] | None, decode_workers: int) -> None:
+                 on_track: Callable[[TrackOutcome], None] | None, decode_workers: int,
+                 render: Callable[[str, int], np.ndarray] | None = None) -> None:
         self.teacher = teacher
+        self.render = render
         self.audio_root = audio_root
         self.writer = writer
         self.audio_writer = audio_writer
@@ -266,14 +279,15 @@ class _Pipeline:
             _Pipeline._drop(track)
             return
         try:
-            track.sha256 = fingerprint(path)
+            rendered = self._rendered(clip.id)
+            track.sha256 = fingerprint(path) if rendered is None else _sha256(rendered)
             cache = None if track.audio is None else _CacheStream(
                 track.audio, self.teacher.sample_rate, self.audio_sample_rate)
             if self.teacher.grid is None:
                 self.teacher.check_clip(int(round(clip.duration * self.teacher.sample_rate)))  # before decoding
-                self._put(self.decoded, ("clip", track, self._read_whole(path, track, cache)))
+                self._put(self.decoded, ("clip", track, self._read_whole(path, track, cache, rendered)))
             else:
-                for span in _iter_spans(self.teacher, path, track, cache, self.per_batch):
+                for span in _iter_spans(self.teacher, path, track, cache, self.per_batch, rendered):
                     if not self._put(self.decoded, ("windows", track, span)):
                         return
         except PipelineError as exc:
@@ -281,11 +295,18 @@ class _Pipeline:
             return
         self._put(self.decoded, ("done", track))
 
-    def _read_whole(self, path: Path, track: _Track, cache: _CacheStream | None) -> np.ndarray:
-        """Decode a whole file for a clip-level teacher (bounded by the teacher's own limit)."""
+    def _rendered(self, track_id: str) -> np.ndarray | None:
+        """A rendered track's audio at the teacher's rate (a view), or None for a file's track."""
+        if self.render is None:
+            return None
+        return np.asarray(self.render(track_id, self.teacher.sample_rate), dtype=np.float32)
+
+    def _read_whole(self, path: Path, track: _Track, cache: _CacheStream | None,
+                    rendered: np.ndarray | None = None) -> np.ndarray:
+        """Decode a whole file (or take ``rendered``) for a clip-level teacher (bounded by its own limit)."""
         from pipeline.audio import read_audio
 
-        audio = read_audio(path, sample_rate=self.teacher.sample_rate)
+        audio = read_audio(path, sample_rate=self.teacher.sample_rate) if rendered is None else rendered
         if cache is not None:
             cache.add(audio, last=True)
         track.n_windows, track.n_samples = 1, len(audio)
@@ -479,6 +500,7 @@ def extract_tracks(
     batch_seconds: float = 120.0,
     on_track: Callable[[TrackOutcome], None] | None = None,
     decode_workers: int | None = None,
+    render: Callable[[str, int], np.ndarray] | None = None,
 ) -> list[TrackOutcome]:
     """Run ``teacher`` over ``clips`` and add each finished track to ``writer``.
 
@@ -495,6 +517,9 @@ def extract_tracks(
         decode_workers: decoder threads (libsndfile and soxr release the GIL, so they decode in
             parallel); ``None``: 1 on the CPU (the cores are busy with the teacher), and
             :data:`GPU_DECODE_WORKERS` (at most the CPU count) when the teacher runs on CUDA.
+        render: ``render(track_id, sample_rate)`` gives each clip's audio (float32 at the teacher's
+            rate) instead of its file: the augmented views (:class:`pipeline.views.ViewRenderer`);
+            the index records the sha256 of those samples.
 
     Returns:
         One outcome per clip, in completion order.
@@ -506,5 +531,5 @@ def extract_tracks(
         cuda = str(teacher.device).startswith("cuda")
         decode_workers = max(1, min(GPU_DECODE_WORKERS, (os.cpu_count() or 1) - 2)) if cuda else 1
     pipeline = _Pipeline(teacher, audio_root, writer, audio_writer, audio_sample_rate, batch_seconds, on_track,
-                         decode_workers)
+                         decode_workers, render)
     return pipeline.run(clips)

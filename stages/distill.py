@@ -19,7 +19,7 @@ import torch
 from pipeline.config import RUNTIME_KEYS, DistillConfig, Params, to_mapping
 from pipeline.data import AudioSource, ClipDataset, frame_statistics, hot_copy, usable_audio_cache
 from pipeline.devices import resolve_device, training_threads
-from pipeline.errors import ConfigError, ManifestError
+from pipeline.errors import ConfigError, ManifestError, StoreError
 from pipeline.files import write_atomic
 from pipeline.losses import EAsTObjective
 from pipeline.manifests import Clip, is_unlabeled, labelled, read_classes, usable_splits
@@ -31,6 +31,7 @@ from pipeline.teachers import teacher_slug
 from pipeline.teacher_stores import checked_store, first_store_with_audio, store_path
 from pipeline.students import STUDENTS, build_student
 from pipeline.train import Trainer
+from pipeline.views import ViewRenderer, ViewTable, read_view_table
 
 
 def run_name(cfg: DistillConfig) -> str:
@@ -272,7 +273,9 @@ def _datasets(params: Params, train_clips: list[Clip], valid_clips: list[Clip], 
     cfg = params.distill
     use_teacher = cfg.spec.uses_teacher
     stores = [checked_store(params, ref.name) for ref in cfg.teacher_refs()] if use_teacher else []
-    cache_owner = stores[0] if stores else first_store_with_audio(params)
+    tables = _view_tables(params, stores)
+    view_store = stores[0] if stores else (checked_store(params, cfg.teacher_refs()[0].name) if tables else None)
+    cache_owner = view_store or first_store_with_audio(params)  # views: the cache they were rendered from
     audio_cache = usable_audio_cache(cache_owner, sample_rate)
     # labelled clips only: the probe's statistics (its input must match the loader's)
     norms = [frame_statistics(store, _reference_clips(train_clips)) for store in stores]
@@ -282,12 +285,36 @@ def _datasets(params: Params, train_clips: list[Clip], valid_clips: list[Clip], 
     audio = AudioSource(params.data.audio_root, sample_rate, audio_cache)
     common: dict[str, Any] = {"audio": audio, "teacher_store": stores or None, "teacher_norm": norms or None,
                               "seed": cfg.seed}
-    train_set = ClipDataset(train_clips, clip_seconds=clip_seconds, random_crop=True, **common)
+    renderer = ViewRenderer(tables[0], audio, {c.id: c for c in train_clips}) if tables else None
+    train_set = ClipDataset(train_clips, clip_seconds=clip_seconds, random_crop=True, view_renderer=renderer,
+                            **common)
     valid_set = ClipDataset(valid_clips, clip_seconds=clip_seconds, random_crop=False, **common)
     # Clips of different lengths: the validation loss pairs valid items with the training items'
     # teacher times, so both serve the frames that every clip of either split has.
     train_set.share_frames(valid_set)
     return train_set, valid_set
+
+
+def _view_tables(params: Params, stores: list[Path]) -> list[ViewTable]:
+    """With ``distill.views``: the views of every teacher store of the run (the baseline's: ``distill.teacher``'s),
+    all the same; else ``[]``.
+
+    Raises:
+        StoreError: a store without views, or teachers whose views differ (extract them with one
+            ``extract.view_augment`` and ``extract.views``).
+    """
+    if not params.distill.views:
+        return []
+    paths: list[Path | str] = list(stores) or [checked_store(params, params.distill.teacher_refs()[0].name)]
+    tables = [read_view_table(path) for path in paths]
+    for path, table in zip(paths, tables):
+        if table is None:
+            raise StoreError(f"distill.views is set but the store {path} has no views; run `pipeline extract` "
+                             "with extract.views > 0 first (README: Augmented views)")
+    if any(t.views != tables[0].views for t in tables[1:]):  # type: ignore[union-attr]
+        raise StoreError("distill.views: the teachers' stores hold different views; extract every teacher "
+                         "with the same extract.views and extract.view_augment")
+    return tables  # type: ignore[return-value]
 
 
 def _reference_clips(train_clips: list[Clip]) -> list[Clip]:

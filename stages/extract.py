@@ -10,7 +10,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pipeline.config import ExtractConfig, Params
+from pipeline.data import AudioSource
 from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError, TeacherError, WeightsNotFoundError
 from pipeline.files import write_atomic
@@ -30,6 +31,7 @@ from pipeline.interrupts import sigterm_as_interrupt
 from pipeline.teacher_stores import refuse_remote_target, store_path
 from pipeline.timings import timings_file
 from pipeline.teachers import Teacher, build_teacher, cached_teacher, teacher_settings
+from pipeline.views import ViewRenderer, parse_view_track, plan_views, view_track_id, write_view_table
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,8 @@ class ExtractReport:
     wall_seconds: float = 0.0
     workers: int = 0
     device: str = "cpu"
+    views_done: int = 0
+    views_skipped: int = 0
 
     @property
     def ok(self) -> bool:
@@ -63,6 +67,9 @@ class ExtractReport:
         """The report as DVC tracks it (a metrics file): no wall-clock field, see :meth:`timings`."""
         data = asdict(self)
         data.pop("wall_seconds")
+        if not self.views_done and not self.views_skipped:  # no views: the report as before them
+            data.pop("views_done")
+            data.pop("views_skipped")
         return data
 
     def timings(self) -> dict[str, float]:
@@ -81,18 +88,21 @@ def _run_chunk(
     audio_store: str | None,
     config: dict[str, Any],
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    render: ViewRenderer | None = None,
 ) -> list[dict[str, Any]]:
     """One task: embed ``clips`` into parts of ``store`` (in a dask worker process or in-process).
 
     ``on_record`` receives each outcome (as a dict, with the decoder's notes on its file) as it
-    happens (in-process progress).
+    happens (in-process progress). With ``render`` the clips are views: their audio is rendered,
+    not decoded, and no audio is cached.
     """
     on_track: Callable[[TrackOutcome], None] | None = None
     if on_record is not None:
         callback = on_record
         on_track = lambda outcome: callback(_with_notes(asdict(outcome), audio_root))  # noqa: E731
     try:
-        return _embed_chunk(teacher_name, settings, device, clips, audio_root, store, audio_store, config, on_track)
+        return _embed_chunk(teacher_name, settings, device, clips, audio_root, store, audio_store, config, on_track,
+                            render)
     except PipelineError:
         raise
     except Exception as exc:  # the model itself failed (out of memory, a bug in a module): one line, not a traceback
@@ -104,17 +114,19 @@ def _run_chunk(
 
 def _embed_chunk(teacher_name: str, settings: dict[str, Any], device: str, clips: Sequence[Clip], audio_root: str,
                  store: str, audio_store: str | None, config: dict[str, Any],
-                 on_track: Callable[[TrackOutcome], None] | None) -> list[dict[str, Any]]:
+                 on_track: Callable[[TrackOutcome], None] | None,
+                 render: ViewRenderer | None = None) -> list[dict[str, Any]]:
     """:func:`_run_chunk`'s work: load the teacher (cached per process), embed, commit parts."""
     if config["threads"]:
         torch.set_num_threads(config["threads"])
     teacher = cached_teacher(teacher_name, settings, device)
     emb_store = open_store(store, mode="a")
-    audio_cache = open_store(audio_store, mode="a") if audio_store else None
+    audio_cache = open_store(audio_store, mode="a") if audio_store and render is None else None
     with emb_store.writer(part_tracks=config["part_tracks"]) as writer:
         if audio_cache is None:
             outcomes = extract_tracks(
-                teacher, clips, Path(audio_root), writer, batch_seconds=config["batch_seconds"], on_track=on_track
+                teacher, clips, Path(audio_root), writer, batch_seconds=config["batch_seconds"], on_track=on_track,
+                render=render,
             )
         else:
             with audio_cache.writer(part_tracks=config["part_tracks"]) as audio_writer:
@@ -135,6 +147,8 @@ def _with_notes(outcome: dict[str, Any], audio_root: str) -> dict[str, Any]:
     """The outcome with the decoder's notes on its file (level scaling, silence, cancelling channels, ...)."""
     from pipeline.audio import decode_notes
 
+    if parse_view_track(outcome["track_id"]):  # a rendered view: its clip's notes were given once
+        return {**outcome, "warnings": []}
     path = Path(outcome["path"])
     notes = decode_notes(path) or decode_notes(Path(audio_root) / path)
     return {**outcome, "warnings": list(notes)}
@@ -185,38 +199,73 @@ def run(
     root = Path(audio_root or params.data.audio_root)
     clips = [clip for split in cfg.splits for clip in load_split(Path(manifests or params.data.manifests), split)]
     clips = clips[:limit] if limit is not None else clips
-
     new_store = not (path / TEACHER_FILE).is_file()
     emb_store, audio_path = _open_stores(path, model, cfg, overwrite=overwrite)
     todo = [c for c in clips if c.id not in emb_store]
     report = ExtractReport(teacher=teacher, store=str(path), skipped=len(clips) - len(todo), device=device)
     log.info("%s: %d tracks, %d already stored", teacher, len(clips), report.skipped)
-
     use_dask = bool(cfg.scheduler) or (cfg.workers > 1 and device == "cpu" and len(todo) > 1)
     report.workers = cfg.workers if use_dask else 0
     tally = _Tally(report, len(todo), progress=progress)
-    if todo:
-        try:
-            with sigterm_as_interrupt():  # Ctrl-C or SIGTERM: the writers commit the whole tracks computed, then exit
-                _embed(todo, tally, cfg, teacher=teacher, settings=settings, device=device, root=root, path=path,
-                       audio_path=audio_path, use_dask=use_dask)
-        except BaseException:
-            if new_store:
-                _remove_if_empty(path)
-            raise
+    where: dict[str, Any] = dict(teacher=teacher, settings=settings, device=device, root=root, path=path,
+                                 audio_path=audio_path, use_dask=use_dask)
+    try:
+        with sigterm_as_interrupt():  # Ctrl-C or SIGTERM: the writers commit the whole tracks computed, then exit
+            _embed(todo, tally, cfg, **where)
+    except BaseException:
+        if new_store:
+            _remove_if_empty(path)
+        raise
+    _extract_views(cfg, Path(manifests or params.data.manifests), clips, tally, **where)
     tally.close()
     _write_report(report, path)
     return report
 
 
+def _extract_views(cfg: ExtractConfig, manifests: Path, clips: Sequence[Clip], tally: _Tally, *, root: Path,
+                   path: Path, audio_path: Path | None, device: str, settings: dict[str, Any], teacher: str,
+                   use_dask: bool) -> None:
+    """Second pass, with ``extract.views`` > 0: plan the views of every stored train clip of ``clips`` into
+    ``views.json`` (merged, atomic) and embed those not stored yet (rendered, see :mod:`pipeline.views`).
+
+    Raises:
+        StoreError: the store's views were made with other settings (:func:`pipeline.views.write_view_table`).
+    """
+    augment = cfg.view_augment  # read always: dvc.yaml declares it (a change re-runs the stage, which resumes)
+    if not cfg.views or "train" not in cfg.splits:
+        return
+    train_ids = {c.id for c in load_split(manifests, "train")}
+    train_clips = [c for c in clips if c.id in train_ids]
+    emb_store = open_store(path)
+    train = [c for c in train_clips if c.id in emb_store]
+    if not train:
+        return
+    table = write_view_table(path, plan_views(train, cfg.views, augment, cfg.audio_sample_rate))
+    wanted = [replace(c, id=view_track_id(c.id, k)) for c in train for k in range(1, cfg.views + 1)]
+    todo = [v for v in wanted if v.id not in emb_store]
+    tally.report.views_skipped = len(wanted) - len(todo)
+    if not todo:
+        return
+    renderer = ViewRenderer(table, AudioSource(root, cfg.audio_sample_rate, audio_path),
+                            {c.id: c for c in train})
+    tally.grow(len(todo))
+    with sigterm_as_interrupt():
+        _embed(todo, tally, cfg, teacher=teacher, settings=settings, device=device, root=root, path=path,
+               audio_path=audio_path, use_dask=use_dask, render=renderer)
+
+
 def _embed(todo: list[Clip], tally: _Tally, cfg: ExtractConfig, *, teacher: str, settings: dict[str, Any],
-           device: str, root: Path, path: Path, audio_path: Path | None, use_dask: bool) -> None:
-    """Embed ``todo`` on dask workers (``use_dask``) or in this process, one part per chunk of tracks."""
+           device: str, root: Path, path: Path, audio_path: Path | None, use_dask: bool,
+           render: ViewRenderer | None = None) -> None:
+    """Embed ``todo`` on dask workers (``use_dask``) or in this process, one part per chunk of tracks
+    (``render``: views, see :func:`_run_chunk`); nothing when ``todo`` is empty."""
+    if not todo:
+        return
     chunk_config = {"batch_seconds": cfg.batch_seconds, "part_tracks": cfg.part_tracks, "threads": int(use_dask)}
     if use_dask:
         n_chunks = max(cfg.workers * 4, math.ceil(len(todo) / cfg.part_tracks))
         for outcomes in _map_on_dask(
-            cfg, teacher, settings, device, _chunks(todo, n_chunks), root, path, audio_path, chunk_config
+            cfg, teacher, settings, device, _chunks(todo, n_chunks), root, path, audio_path, chunk_config, render
         ):
             for outcome in outcomes:
                 tally.record(outcome)
@@ -225,7 +274,7 @@ def _embed(todo: list[Clip], tally: _Tally, cfg: ExtractConfig, *, teacher: str,
     for chunk in _chunks(todo, math.ceil(len(todo) / cfg.part_tracks)):
         _run_chunk(
             teacher, settings, device, chunk, str(root), str(path), audio, chunk_config,
-            on_record=tally.record,
+            on_record=tally.record, render=render,
         )
 
 
@@ -254,7 +303,10 @@ class _Tally:
         """Add one :class:`~pipeline.extraction.TrackOutcome` (as a dict)."""
         report = self.report
         if outcome["status"] == "done":
-            report.done += 1
+            if parse_view_track(outcome["track_id"]):
+                report.views_done += 1
+            else:
+                report.done += 1
             report.audio_seconds += outcome["audio_seconds"]
         elif outcome["status"] == "failed":
             report.failed.append({"track": outcome["track_id"], "path": outcome["path"], "reason": outcome["reason"]})
@@ -265,13 +317,20 @@ class _Tally:
         rate = report.audio_seconds / max(time.perf_counter() - self.start, 1e-9)
         self.bar.set_postfix_str(f"{hours:.2f} h audio, {rate:.0f} audio-s/s, {len(report.failed)} failed")
 
+    def grow(self, more: int) -> None:
+        """``more`` tracks to do (the views' pass)."""
+        self.bar.total = (self.bar.total or 0) + more
+        if not self.bar.disable:
+            self.bar.refresh()
+
     def close(self) -> None:
         """Close the bar and stamp the wall time on the report."""
         self.bar.close()
         self.report.wall_seconds = time.perf_counter() - self.start
 
 
-def _map_on_dask(cfg, teacher, settings, device, chunks, root, path, audio_path, config):  # noqa: ANN001, ANN201
+def _map_on_dask(cfg, teacher, settings, device, chunks, root, path, audio_path, config,  # noqa: ANN001, ANN201
+                 render=None):  # noqa: ANN001
     """Run chunks on a local cluster (``workers`` processes) or on ``scheduler``; yield outcome lists."""
     from dask.distributed import Client, LocalCluster, as_completed  # dask only when workers are asked for
     from distributed.scheduler import KilledWorker
@@ -295,7 +354,7 @@ def _map_on_dask(cfg, teacher, settings, device, chunks, root, path, audio_path,
         futures = {
             client.submit(
                 _run_chunk, teacher, settings, device, chunk, str(root), str(path),
-                str(audio_path) if audio_path else None, config, pure=False,
+                str(audio_path) if audio_path else None, config, None, render, pure=False,
             ): chunk
             for chunk in chunks
         }

@@ -62,7 +62,8 @@ def _item_keys(item: Item) -> set[str]:
 
 
 def _declared_keys(entries: list[Any], item: Item, params: dict[str, Any]) -> set[str]:
-    """dvc.yaml params entries, a whole section expanded into its keys."""
+    """dvc.yaml params entries, a whole section expanded into its keys (a mapping inside a section, such
+    as ``extract.view_augment``, is one setting: the stage reads it whole)."""
     keys = set()
     for entry in entries:
         key = _resolve(entry if isinstance(entry, str) else next(iter(entry)), item, params)
@@ -70,7 +71,7 @@ def _declared_keys(entries: list[Any], item: Item, params: dict[str, Any]) -> se
         for part in key.split("."):
             value = value[part]
         is_plugin = key.split(".")[0] in ("teachers", "students")
-        if isinstance(value, dict) and not is_plugin:
+        if isinstance(value, dict) and not is_plugin and "." not in key:
             keys |= {f"{key}.{sub}" for sub in value}
         else:
             keys.add(key)

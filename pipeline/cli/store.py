@@ -11,6 +11,8 @@ from pipeline.config import BACKENDS, FRAME_DTYPES
 from pipeline.errors import StoreError
 from pipeline.stores import convert_store, export_store, open_store
 from pipeline.stores.convert import EXPORT_FORMATS
+from pipeline.stores.verify import VerifyReport
+from pipeline.views import VIEWS_FILE, parse_view_track, verify_views
 
 
 def _size(n: float) -> str:
@@ -99,9 +101,15 @@ def info(path: str, as_json: bool) -> None:
 @click.argument("path")
 @click.option("--no-checksums", is_flag=True, help="Only check index <-> data consistency (no frame reads).")
 def verify(path: str, no_checksums: bool) -> None:
-    """Recompute checksums and check index <-> data consistency of the store at PATH and of its audio
-    cache (PATH/audio); exit 1 listing the problems."""
-    reports = open_store(path).verify_with_audio_cache(checksums=not no_checksums)
+    """Recompute checksums and check index <-> data consistency of the store at PATH, of its audio
+    cache (PATH/audio) and of its augmented views (PATH/views.json); exit 1 listing the problems."""
+    opened = open_store(path)
+    reports = opened.verify_with_audio_cache(checksums=not no_checksums)
+    if opened.location.exists(VIEWS_FILE):  # a store with augmented views: their parameters are checked too
+        view_problems, view_notes = verify_views(opened)
+        views = len([t for t in opened.track_ids() if parse_view_track(t)])
+        reports.append(VerifyReport(store=f"{opened.path}/{VIEWS_FILE}", tracks=views, problems=view_problems,
+                                    notes=view_notes))
     for report in reports:
         where = "" if report is reports[0] else f"{report.store}: "
         for note in report.notes:
