@@ -123,7 +123,8 @@ def run(args: argparse.Namespace) -> dict:
     import torch
 
     from pipeline.audio import read_audio
-    from pipeline.data import AudioSource, ClipDataset, collate, frame_statistics
+    from pipeline.data import ClipDataset, collate, frame_statistics
+    from pipeline.audio_source import AudioSource
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:

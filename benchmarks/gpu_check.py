@@ -297,7 +297,8 @@ def make_stores(root: Path, n_clips: int, seconds: float, sr: int) -> tuple[Path
 def training_row(device: str, sizes: Sizes, batch_size: int, amp: bool, store: Path, clips: list) -> dict:
     """CP-ResNet EAsT-Final training fed by the real loader from ``store``; clips/s of the 2nd epoch."""
     from pipeline.config import DistillConfig
-    from pipeline.data import AudioSource, ClipDataset
+    from pipeline.data import ClipDataset
+    from pipeline.audio_source import AudioSource
     from pipeline.losses import EAsTObjective
     from pipeline.students import build_student
     from pipeline.train import Trainer

@@ -9,7 +9,7 @@ a view is never stored. Stage two renders the same parameters from the same base
 student hears exactly the audio whose teacher frames it is served (View 0 is the clean clip).
 
 The base audio of a view is the clip as the stage-two loader reads it
-(:meth:`pipeline.data.AudioSource.read_clip`: the int16 audio cache at ``extract.audio_sample_rate``,
+(:meth:`pipeline.audio_source.AudioSource.read_clip`: the int16 audio cache at ``extract.audio_sample_rate``,
 or the file at that rate without a cache), at that rate; stage one resamples the rendered view
 to the teacher's rate only when the two differ.
 """
@@ -38,7 +38,7 @@ _VIEW_ID = re.compile(r"^(?P<clip>.+)#v(?P<k>[1-9][0-9]*)$")
 
 
 class ClipAudio(Protocol):
-    """Where a view's base audio comes from: :class:`pipeline.data.AudioSource` (not imported: it imports this)."""
+    """Where a view's base audio comes from (:class:`pipeline.audio_source.AudioSource`)."""
 
     sample_rate: int
 

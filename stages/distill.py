@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from pipeline.config import RUNTIME_KEYS, DistillConfig, Params, to_mapping
-from pipeline.data import AudioSource, ClipDataset, frame_statistics, hot_copy, usable_audio_cache
+from pipeline.data import ClipDataset, frame_statistics, hot_copy
+from pipeline.audio_source import AudioSource, usable_audio_cache
 from pipeline.devices import resolve_device, training_threads
 from pipeline.errors import ConfigError, ManifestError, StoreError
 from pipeline.files import write_atomic

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from pipeline.config import Params
-from pipeline.data import AudioSource, usable_audio_cache
+from pipeline.audio_source import AudioSource, usable_audio_cache
 from pipeline.devices import training_threads
 from pipeline.manifests import label_arrays, usable_splits
 from pipeline.metrics import evaluate_predictions

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pipeline.config import ExtractConfig, Params
-from pipeline.data import AudioSource
+from pipeline.audio_source import AudioSource
 from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError, TeacherError, WeightsNotFoundError
 from pipeline.files import write_atomic

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from pipeline.config import Params
-from pipeline.data import AudioSource, usable_audio_cache
+from pipeline.audio_source import AudioSource, usable_audio_cache
 from pipeline.devices import training_threads
 from pipeline.errors import ConfigError
 from pipeline.manifests import Clip, usable_splits

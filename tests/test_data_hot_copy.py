@@ -5,7 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data import AudioSource, ClipDataset, hot_copy
+from pipeline.data import ClipDataset, hot_copy
+
+from pipeline.audio_source import AudioSource
 from pipeline.stores import open_store
 from tests.stage2_fixtures import make_fake_data
 

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.data import AudioSource, ClipDataset, collate, mixup, usable_audio_cache
+from pipeline.data import ClipDataset, collate, mixup
+
+from pipeline.audio_source import AudioSource, usable_audio_cache
 from pipeline.errors import StoreError
 from pipeline.stores import open_store
 from tests import stage2_fixtures

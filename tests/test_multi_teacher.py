@@ -16,7 +16,8 @@ import torch
 import yaml
 
 from pipeline.config import load_params
-from pipeline.data import AudioSource, ClipDataset, crop_grid, teacher_key
+from pipeline.data import ClipDataset, crop_grid, teacher_key
+from pipeline.audio_source import AudioSource
 from pipeline.errors import ConfigError, StoreError, TrainingError
 from pipeline.losses import EAsTObjective
 from pipeline.stores import StoreSpec, create_store, open_store

@@ -92,7 +92,8 @@ def test_kd_against_the_probe_itself_is_zero_and_grows_with_disagreement() -> No
 
 def test_trainer_kd_logits_equal_the_probe_on_the_pooled_embeddings(tiny_pipeline: TinyPipeline) -> None:
     """What east-kd distils on a whole clip is what the probe stage was trained and scored on."""
-    from pipeline.data import AudioSource, ClipDataset, collate, frame_statistics, pooled_embeddings
+    from pipeline.data import ClipDataset, collate, frame_statistics, pooled_embeddings
+    from pipeline.audio_source import AudioSource
     from pipeline.manifests import load_split
 
     train = load_split(tiny_pipeline.manifests, "train")

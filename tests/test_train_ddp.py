@@ -15,7 +15,8 @@ import os, sys, torch
 sys.path.insert(0, {root!r})
 from pathlib import Path
 from tests.stage2_fixtures import make_fake_data, distill_config, small_student
-from pipeline.data import AudioSource, ClipDataset
+from pipeline.data import ClipDataset
+from pipeline.audio_source import AudioSource
 from pipeline.losses import EAsTObjective
 from pipeline.train import Trainer
 

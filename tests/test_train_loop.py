@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.data import AudioSource, ClipDataset, collate
+from pipeline.data import ClipDataset, collate
+
+from pipeline.audio_source import AudioSource
 from pipeline.errors import TrainingError
 from pipeline.losses import EAsTObjective
 from pipeline.train import HISTORY_FIELDS, Trainer

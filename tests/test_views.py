@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from pipeline.config import ViewAugment, load_params
-from pipeline.data import AudioSource, ClipDataset
+from pipeline.data import ClipDataset
+from pipeline.audio_source import AudioSource
 from pipeline.manifests import Clip, load_split
 from pipeline.stores import open_store
 from pipeline.teachers import TEACHERS, Teacher, WindowGrid
