@@ -15,6 +15,7 @@ from importlib import metadata
 from typing import Any, Mapping
 
 from pipeline.errors import StoreError
+from pipeline.frame_axis import FrameAxis
 
 #: Format tag written into teacher.json; bumped when the layout changes incompatibly.
 STORE_FORMAT = "east-store/1"
@@ -108,6 +109,12 @@ class StoreSpec:
     dim: int
     dtype: str = "float16"
     versions: dict = field(default_factory=dict)
+
+    @property
+    def axis(self) -> FrameAxis:
+        """The time axis of the stored frames (clip-level: one frame per track, hop 0)."""
+        return FrameAxis(0.0 if self.clip_level else self.hop_seconds, self.frame0_center_seconds,
+                         self.window_seconds)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -15,7 +15,6 @@ ever unpickled. Stores with the format-1 JSON index are still read.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 from pathlib import Path
@@ -49,7 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: tolerance (in frames) when mapping times to frame indices, against float round-off
-_EPS_FRAMES = 1e-6
 
 
 class EmbeddingStore:
@@ -233,21 +231,11 @@ class EmbeddingStore:
     def frame_times(self, track_id: str) -> np.ndarray:
         """Center time of every frame in seconds, float64 (n_frames,); clip-level: duration / 2."""
         entry = self.entry(track_id)
-        if self.spec.clip_level:
-            return np.full(entry.n_frames, entry.duration / 2.0)
-        index = np.arange(entry.n_frames, dtype=np.float64)
-        return self.spec.frame0_center_seconds + self.spec.hop_seconds * index
+        return self.spec.axis.times(entry.n_frames, clip_seconds=entry.duration)
 
     def frame_range(self, track_id: str, t0: float, t1: float) -> tuple[int, int]:
         """Indices ``[i0, i1)`` of the frames whose centers fall in ``[t0, t1)`` seconds."""
-        entry = self.entry(track_id)
-        if self.spec.clip_level:
-            return 0, entry.n_frames
-        f0, hop = self.spec.frame0_center_seconds, self.spec.hop_seconds
-        i0 = math.ceil((t0 - f0) / hop - _EPS_FRAMES)
-        i1 = math.ceil((t1 - f0) / hop - _EPS_FRAMES)
-        i0 = min(max(i0, 0), entry.n_frames)
-        return i0, min(max(i1, i0), entry.n_frames)
+        return self.spec.axis.index_range(t0, t1, self.entry(track_id).n_frames)
 
     def read_window(self, track_id: str, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray]:
         """Frames whose centers fall in ``[t0, t1)`` seconds, and their center times.
@@ -262,8 +250,7 @@ class EmbeddingStore:
         frames = self.read(track_id, i0, i1)
         if self.spec.clip_level:
             return frames, self.frame_times(track_id)[i0:i1]
-        times = self.spec.frame0_center_seconds + self.spec.hop_seconds * np.arange(i0, i1, dtype=np.float64)
-        return frames, times
+        return frames, self.spec.axis.times(i1 - i0, i0)
 
     # ---- writing and upkeep -----------------------------------------------------------
     def writer(self, *, part_tracks: int = 256, part_bytes: int = 256 << 20) -> PartWriter:

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from pipeline.errors import ConfigError
+from pipeline.frame_axis import FrameAxis
 from pipeline.registry import Registry
 from pipeline.students.frontend import FrontEndConfig, LogMelFrontEnd
 
@@ -82,8 +83,8 @@ class StudentOutput:
 
     def frame_times(self, stage: int) -> np.ndarray:
         """Center times in seconds, float64 (frames,), of ``features[stage]`` (0-based)."""
-        n = self.features[stage].shape[1]
-        return self.frame0_center_seconds[stage] + self.frame_hop_seconds[stage] * np.arange(n)
+        axis = FrameAxis(self.frame_hop_seconds[stage], self.frame0_center_seconds[stage])
+        return axis.times(self.features[stage].shape[1])
 
     @property
     def probabilities(self) -> torch.Tensor:

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pipeline.errors import ConfigError, TeacherError
+from pipeline.frame_axis import FrameAxis
 from pipeline.registry import Registry
 
 
@@ -185,14 +186,17 @@ class Teacher(abc.ABC):
         grid = self.grid
         return 1 if grid is None else grid.num_windows(n_samples) * self.frames_per_window
 
+    @property
+    def axis(self) -> FrameAxis:
+        """The time axis of this teacher's frames (:class:`~pipeline.frame_axis.FrameAxis`)."""
+        return FrameAxis(self.hop_seconds, self.frame0_center_seconds, self.window_seconds)
+
     def frame_times(self, n_frames: int, duration_seconds: float | None = None) -> np.ndarray:
         """Center times in seconds, float64 (n_frames,).
 
         Clip-level teachers put their one frame at ``duration_seconds / 2``.
         """
-        if self.grid is None:
-            return np.full(n_frames, (duration_seconds or 0.0) / 2.0)
-        return self.frame0_center_seconds + self.hop_seconds * np.arange(n_frames)
+        return self.axis.times(n_frames, clip_seconds=duration_seconds or 0.0)
 
     # ---- weights --------------------------------------------------------------------
     @abc.abstractmethod
