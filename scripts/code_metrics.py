@@ -8,7 +8,12 @@ Prints:
 - import cycles: strongly connected components of the module import graph (top-level and
   function-level imports both count, since both run);
 - layer violations: imports against ``cli -> stages -> library`` (the library never imports
-  ``pipeline.cli`` or ``stages``; a stage never imports ``pipeline.cli`` or another stage);
+  ``pipeline.cli`` or ``stages``; a stage never imports ``pipeline.cli`` or another stage), and
+  storage (``pipeline.stores``) importing the teachers or the params;
+- folder-level import cycles (every sub-package collapsed into one node);
+- imports of the project's own modules inside functions (outside the CLI, whose commands import
+  their stage lazily so that ``pipeline --help`` stays light);
+- plain ``Any`` on the training seams (loader -> trainer -> objective);
 - mypy errors (``mypy pipeline stages``, configured in ``setup.cfg``) and flake8 findings.
 
 ``tests/test_layers.py`` imports :func:`import_graph`, :func:`cycles` and :func:`layer_violations`
@@ -172,9 +177,59 @@ def layer_violations(edges: list[Import]) -> list[str]:
             why = "a stage imports the CLI"
         elif src == "stages" and dst == "stages" and "stages" not in (edge.source, edge.target):
             why = "a stage imports another stage"
+        elif _in(edge.source, "pipeline.stores") and (_in(edge.target, "pipeline.teachers")
+                                                      or edge.target == "pipeline.config"):
+            why = "storage imports the teachers or the params"
         if why:
             bad.append(f"{edge.source}:{edge.line} -> {edge.target} ({why})")
     return sorted(bad)
+
+
+def _in(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def folder(module: str) -> str:
+    """The node of ``module`` in the folder graph: its sub-package (``pipeline.stores``), or itself for
+    a module at a package's top (``pipeline.data``) and for a package (``stages``, ``pipeline``)."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 else module
+
+
+def folder_cycles(edges: list[Import]) -> list[list[str]]:
+    """Import cycles between folders: every sub-package collapsed into one node (:func:`folder`)."""
+    collapsed = {Import(folder(e.source), folder(e.target), e.line, e.top, e.type_only) for e in edges
+                 if folder(e.source) != folder(e.target) and not _is_package_of(e.target, e.source)}
+    return cycles(sorted(collapsed, key=lambda e: (e.source, e.target, e.line)))
+
+
+def _is_package_of(package: str, module: str) -> bool:
+    """``pipeline.stores`` importing ``pipeline.stores.x`` is the folder itself (its ``__init__``)."""
+    return module.startswith(package + ".")
+
+
+#: the modules a batch travels through from the loader to the loss
+TRAINING_SEAMS = ("pipeline/batch.py", "pipeline/data.py", "pipeline/train.py", "pipeline/losses.py",
+                  "stages/distill.py")
+
+
+def any_on_seams(root: Path = ROOT) -> list[str]:
+    """Arguments and returns annotated plain ``Any`` in :data:`TRAINING_SEAMS`, as ``file:line name``."""
+    found = []
+    for name in TRAINING_SEAMS:
+        path = root / name
+        if not path.is_file():
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            arguments = [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]
+            for arg in arguments:
+                if isinstance(arg.annotation, ast.Name) and arg.annotation.id == "Any":
+                    found.append(f"{name}:{arg.lineno} {node.name}({arg.arg})")
+            if isinstance(node.returns, ast.Name) and node.returns.id == "Any":
+                found.append(f"{name}:{node.lineno} {node.name} -> Any")
+    return found
 
 
 @dataclass(frozen=True)
@@ -241,9 +296,12 @@ def figures(*, tools: bool = True, root: Path = ROOT) -> dict[str, object]:
         "long_functions": [f"{f.where} ({f.lines} lines{', explained' if f.explained else ''})" for f in longs],
         "import_statements_inside_functions": imports_inside_functions(root),
         "project_imports_inside_functions": sum(not e.top for e in edges),
+        "project_imports_inside_functions_outside_cli": sum(not e.top and layer(e.source) != "cli" for e in edges),
         "import_cycles": cycles(edges),
+        "folder_import_cycles": folder_cycles(edges),
         "import_cycles_at_run_time": cycles([e for e in edges if not e.type_only]),
         "layer_violations": layer_violations(edges),
+        "any_on_training_seams": any_on_seams(root),
     }
     if tools:
         result["mypy_errors"] = _tool_count([sys.executable, "-m", "mypy", "pipeline", "stages"],
