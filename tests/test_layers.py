@@ -37,6 +37,11 @@ def test_no_import_cycles() -> None:
     assert found == [], f"import cycles: {found}"
 
 
+def test_no_import_cycles_between_folders() -> None:
+    found = metrics.folder_cycles(metrics.import_graph(ROOT))
+    assert found == [], f"import cycles between folders: {found}"
+
+
 def test_imports_follow_the_layers() -> None:
     found = metrics.layer_violations(metrics.import_graph(ROOT))
     assert found == [], "imports against cli -> stages -> library:\n" + "\n".join(found)
@@ -57,3 +62,16 @@ def test_the_checks_can_fail(tmp_path: Path) -> None:
     violations = metrics.layer_violations(edges)
     assert any("pipeline.lib" in v and "the library imports stages" in v for v in violations)
     assert sum("a stage imports another stage" in v for v in violations) == 2
+
+
+def test_storage_importing_teachers_and_two_folders_in_a_cycle_are_caught(tmp_path: Path) -> None:
+    for folder in ("pipeline", "pipeline/stores", "pipeline/teachers", "stages"):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / "__init__.py").write_text("")
+    (tmp_path / "pipeline" / "stores" / "lookup.py").write_text("from pipeline.teachers.base import Teacher\n")
+    (tmp_path / "pipeline" / "teachers" / "base.py").write_text("from pipeline.stores.store import open_store\n")
+    (tmp_path / "pipeline" / "stores" / "store.py").write_text("import numpy\n")
+    edges = metrics.import_graph(tmp_path)
+    assert metrics.cycles(edges) == []  # no module imports itself back...
+    assert metrics.folder_cycles(edges) == [["pipeline.stores", "pipeline.teachers"]]  # ...but the folders do
+    assert any("storage imports the teachers" in v for v in metrics.layer_violations(edges))
