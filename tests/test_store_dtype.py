@@ -159,3 +159,37 @@ def test_a_segment_with_bad_parameters_is_refused(tmp_path: Path) -> None:
     reopened = open_store(store.path)
     assert len(reopened) < len(store) and any("NaN or Inf" in why for why in reopened.refused_parts.values())
     assert not reopened.verify().ok
+
+
+def _batches(clips: list, store: str, cache: str, data) -> list[dict]:  # noqa: ANN001
+    import torch
+    from torch.utils.data import DataLoader
+
+    from pipeline.data import collate
+
+    dataset = ClipDataset(clips, AudioSource(data.audio_root, data.sample_rate, cache), clip_seconds=2.0,
+                          teacher_store=store, random_crop=True, seed=5)
+    loader = DataLoader(dataset, batch_size=2, shuffle=True, collate_fn=collate,
+                        generator=torch.Generator().manual_seed(1))
+    return list(loader)
+
+
+def test_the_loader_over_s3_returns_the_local_batches(tmp_path: Path, s3_server) -> None:  # noqa: ANN001
+    import s3fs
+
+    data = make_fake_data(tmp_path / "data", [3.0, 4.5, 2.5, 5.0, 3.5])
+    local = convert_store(data.store, tmp_path / "u8", backend="zarr", dtype="uint8").path
+    convert_store(data.cache, tmp_path / "u8" / "audio", backend="zarr")
+    url = f"s3://{s3_server.new_bucket()}/u8"
+    s3fs.S3FileSystem(skip_instance_cache=True).put(str(local), url.removeprefix("s3://"), recursive=True)
+    expected = _batches(data.clips, str(local), f"{local}/audio", data)
+    direct = _batches(data.clips, url, f"{url}/audio", data)  # loader: store, reading through fsspec
+    copied = _batches(data.clips, str(hot_copy(url, tmp_path / "c")), str(hot_copy(f"{url}/audio", tmp_path / "c")),
+                      data)  # loader: memmap, the copy filled from S3
+    assert len(expected) == 3 and expected[0]["teacher"].shape[0] == 2
+    for got in (direct, copied):
+        assert len(got) == len(expected)
+        for mine, theirs in zip(got, expected):
+            assert mine.keys() == theirs.keys()
+            for key in ("audio", "teacher", "labels"):
+                assert np.array_equal(np.asarray(mine[key]), np.asarray(theirs[key]))
