@@ -18,6 +18,9 @@ when the command is run again), and every label is judged, paired by seed, again
 
     nice -n 15 python benchmarks/bench_store_dtype_map.py --store-root stores --label float16 --jobs 1
     nice -n 15 python benchmarks/bench_store_dtype_map.py --store-root stores-uint8 --label uint8 --jobs 1
+
+(``--reference-rows benchmarks/results/east_study.json`` takes the float16 rows from that study
+instead of training them again.)
 """
 from __future__ import annotations
 
@@ -83,6 +86,14 @@ def _fit_probe(label: str, store_root: str, size: int) -> float:
     return float(json.loads(metrics.read_text())["test_map"])
 
 
+def _borrow(result: dict[str, Any], path: Path, label: str, size: int) -> None:
+    """Add the ``kd-v`` rows of ``size`` from ``bench_east_study.py``'s JSON at ``path`` as ``label``'s rows."""
+    have = {(r["label"], r["seed"]) for r in result["runs"]}
+    for row in json.loads(path.read_text())["runs"]:
+        if row["config"] == CONFIG and row["size"] == size and (label, row["seed"]) not in have:
+            result["runs"].append({**row, "label": label, "from": str(path)})
+
+
 def judged(result: dict[str, Any], reference: str) -> list[dict[str, Any]]:
     """One row per label: test mAP mean ± std and, against ``reference``, paired differences and verdict."""
     from pipeline.judging import paired_differences, summarize, verdict
@@ -109,9 +120,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--jobs", type=int, default=1, help="parallel training processes (1 torch thread each)")
     parser.add_argument("--manifests", default="data_manifests/demo")
+    parser.add_argument("--reference-rows", default=None,
+                        help="an east_study.json whose kd-v rows of --size become the --reference label's rows")
     args = parser.parse_args()
     args.unlabeled_per_epoch = 0
     result = json.loads(OUT.read_text()) if OUT.is_file() else {"runs": [], "probes": {}}
+    if args.reference_rows:
+        _borrow(result, Path(args.reference_rows), args.reference, args.size)
     study._subset(Path(args.manifests), args.size, None)
     result["probes"][args.label] = _fit_probe(args.label, args.store_root, args.size)
     done = {(r["label"], r["size"], r["seed"]) for r in result["runs"]}
