@@ -60,7 +60,7 @@ LOADERS: tuple[str, ...] = typing.get_args(Loader)
 Backend = Literal["zarr", "hdf5"]
 BACKENDS: tuple[str, ...] = typing.get_args(Backend)
 #: ``extract.dtype``: frame dtype in a store
-FrameDtype = Literal["float16", "float32"]
+FrameDtype = Literal["float16", "float32", "uint8"]
 FRAME_DTYPES: tuple[str, ...] = typing.get_args(FrameDtype)
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -191,7 +191,8 @@ class ExtractConfig:
         batch_seconds: audio seconds of teacher windows per forward pass.
         workers: dask worker processes (local cluster); 0 runs in-process.
         scheduler: address of an existing dask scheduler (``tcp://host:8786``) or empty.
-        dtype: frame dtype in the store (``float16`` or ``float32``).
+        dtype: frame dtype in the store: ``float16`` (default), ``float32``, or ``uint8`` (8-bit
+            codes with a per-part, per-dimension scale and shift; readers return float32).
         cache_audio: also keep decoded, resampled int16 audio in an audio store.
         audio_sample_rate: rate of the cached audio in Hz (the students' rate).
         part_tracks: a writer commits a part after this many tracks.

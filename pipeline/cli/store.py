@@ -11,6 +11,7 @@ from pipeline.config import BACKENDS, FRAME_DTYPES
 from pipeline.errors import StoreError
 from pipeline.stores import convert_store, export_store, open_store
 from pipeline.stores.convert import EXPORT_FORMATS
+from pipeline.stores.spec import COMPRESSIONS
 from pipeline.stores.verify import VerifyReport
 from pipeline.views import VIEWS_FILE, parse_view_track, verify_views
 
@@ -130,8 +131,8 @@ def verify(path: str, no_checksums: bool) -> None:
               help="npy: one <track>.npy per track (HEAR / official EAsT layout); "
                    "memmap: one raw .npy per part + index (fast training reads).")
 @click.option("--out", "out", type=click.Path(file_okay=False), required=True, help="Destination folder.")
-@click.option("--dtype", type=click.Choice(FRAME_DTYPES), default=None,
-              help="npy only: cast frames (default: the stored dtype).")
+@click.option("--dtype", type=click.Choice(["float16", "float32"]), default=None,
+              help="npy only: cast frames (default: the stored dtype; an 8-bit store gives float32).")
 def export(path: str, fmt: str, out: str, dtype: str | None) -> None:
     """Export the store at PATH as per-track .npy files or a memory-mappable store."""
     source = open_store(path)
@@ -146,12 +147,18 @@ def export(path: str, fmt: str, out: str, dtype: str | None) -> None:
     "--out", "out", type=click.Path(file_okay=False), required=True, help="Folder of the new store."
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at --out.")
-def convert(path: str, backend: str, out: str, overwrite: bool) -> None:
-    """Copy the store at PATH into a new store with another backend (parts and checksums kept)."""
+@click.option("--dtype", type=click.Choice(FRAME_DTYPES), default=None,
+              help="Stored dtype of the copy; uint8 quantises each part with its per-dimension range "
+                   "[default: the source's]")
+@click.option("--compression", type=click.Choice(COMPRESSIONS), default=None,
+              help="zstd: compress each zarr chunk (hdf5: gzip) [default: the source's]")
+def convert(path: str, backend: str, out: str, overwrite: bool, dtype: str | None, compression: str | None) -> None:
+    """Copy the store at PATH into a new store with another backend, dtype or compression (parts kept)."""
     source = open_store(path)
-    target = convert_store(source, out, backend=backend, overwrite=overwrite)
+    target = convert_store(source, out, backend=backend, overwrite=overwrite, dtype=dtype, compression=compression)
     click.echo(
-        f"converted {len(target)} tracks of {source.path} ({source.backend}) to {target.path} ({backend})"
+        f"converted {len(target)} tracks of {source.path} ({source.backend}, {source.spec.dtype}, "
+        f"{source.layout.compression}) to {target.path} ({backend}, {target.spec.dtype}, {target.layout.compression})"
     )
 
 

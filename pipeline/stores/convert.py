@@ -1,7 +1,8 @@
 """Backend conversion and exports.
 
 ``convert_store`` copies a store part by part into another backend (same spec, same
-parts, same chunking, checksums re-checked), so zarr <-> hdf5 round trips are exact.
+parts, same chunking, checksums re-checked), so zarr <-> hdf5 round trips are exact; it can
+also change the stored dtype (to or from the 8-bit form) and the compression.
 ``export_store`` writes ``npy`` (one ``<track_id>.npy`` (frames, dim) per track, the
 layout HEAR-style tools and the official EAsT code load) or ``memmap`` (one raw ``.npy``
 per part plus the index: a store ``open_store`` reads, the hot-loop fast path).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,8 @@ import numpy as np
 from pipeline.errors import StoreError
 from pipeline.files import write_atomic, write_rendered
 from pipeline.stores.index import PartIndex, frames_checksum
+from pipeline.stores.quant import dequantise
+from pipeline.stores.spec import EMBEDDING_DTYPES, StoreSpec, default_chunk_frames
 from pipeline.stores.store import EmbeddingStore, create_store, open_store
 
 EXPORT_FORMATS = ("npy", "memmap")
@@ -51,43 +55,64 @@ def _checked(store: EmbeddingStore, entry, frames: np.ndarray) -> np.ndarray:  #
 
 
 def convert_store(
-    src: EmbeddingStore | str | os.PathLike, dst: str | os.PathLike, *, backend: str, overwrite: bool = False
+    src: EmbeddingStore | str | os.PathLike, dst: str | os.PathLike, *, backend: str, overwrite: bool = False,
+    dtype: str | None = None, compression: str | None = None,
 ) -> EmbeddingStore:
     """Copy ``src`` into a new store at ``dst`` with ``backend``, part by part.
 
-    Parts, track order, chunking and checksums are kept; a ``dst`` already holding some
-    of the tracks (an interrupted conversion) is completed, not redone.
+    Parts, track order and checksums are kept when the dtype is (chunking too); a ``dst``
+    already holding some of the tracks (an interrupted conversion) is completed, not redone.
+    Another ``dtype`` converts the frames: to ``uint8`` each part is quantised with its own
+    range (:mod:`pipeline.stores.quant`), from ``uint8`` the frames are dequantised first;
+    uint8 -> uint8 copies the codes and their parameters exactly.
+
+    Args:
+        dtype: stored dtype of the copy (``float16``, ``float32``, ``uint8``); default the source's.
+        compression: ``none`` or ``zstd`` (zarr: a zstd codec per chunk); default the source's.
 
     Returns:
         The destination store, open for appending.
 
     Raises:
-        StoreError: a source track does not match its checksum, or ``dst`` is not usable.
+        StoreError: a source track does not match its checksum, ``dst`` is not usable, or
+            ``dtype`` is not an embedding dtype.
     """
     source = _source(src)
     if not isinstance(dst, str) or "://" not in dst:
         if Path(dst).resolve() == Path(str(source.path)).resolve():
             raise StoreError(f"convert: destination {dst} is the source store; choose another --out folder")
+    spec = source.spec if dtype in (None, source.spec.dtype) else _retyped(source.spec, str(dtype))
     target = create_store(
-        dst,
-        source.spec,
-        backend=backend,
-        overwrite=overwrite,
-        chunk_frames=source.layout.chunk_frames,
-        compression=source.layout.compression,
+        dst, spec, backend=backend, overwrite=overwrite,
+        chunk_frames=source.layout.chunk_frames if spec is source.spec else default_chunk_frames(spec),
+        compression=compression or source.layout.compression,
     )
     for part in source.parts():
         todo = [e for e in sorted(part.entries, key=lambda e: e.offset) if e.track_id not in target]
-        if not todo:
-            continue
-        block, lo = _part_frames(source, part)
-        with target.writer(part_tracks=len(todo) + 1, part_bytes=1 << 62) as writer:
-            for entry in todo:
-                rows = block[entry.offset - lo : entry.offset - lo + entry.n_frames]
-                frames = _checked(source, entry, rows)
-                writer.add(entry.track_id, frames, audio_sha256=entry.audio_sha256, duration=entry.duration)
-        del block
+        if todo:
+            _convert_part(source, target, part, todo)
     return target
+
+
+def _retyped(spec: StoreSpec, dtype: str) -> StoreSpec:
+    """``spec`` with another stored dtype (embedding stores only)."""
+    if spec.kind != "embedding" or dtype not in EMBEDDING_DTYPES:
+        raise StoreError(f"convert: a {spec.kind} store cannot become {dtype!r}; embedding stores take "
+                         f"{', '.join(EMBEDDING_DTYPES)}")
+    return replace(spec, dtype=dtype)
+
+
+def _convert_part(source: EmbeddingStore, target: EmbeddingStore, part: PartIndex, todo: list) -> None:
+    """Write the ``todo`` tracks of the source ``part`` as one part of ``target``."""
+    block, lo = _part_frames(source, part)
+    coded = source.spec.quantised and target.spec.quantised
+    params = source.quant_params(part.name) if source.spec.quantised else None
+    writer = target.writer(part_tracks=len(todo) + 1, part_bytes=1 << 62, coded=params if coded else None)
+    with writer:
+        for entry in todo:
+            rows = _checked(source, entry, block[entry.offset - lo : entry.offset - lo + entry.n_frames])
+            frames = dequantise(rows, *params) if params is not None and not coded else rows
+            writer.add(entry.track_id, frames, audio_sha256=entry.audio_sha256, duration=entry.duration)
 
 
 def _npy_path(out: Path, track_id: str) -> Path:
@@ -112,7 +137,8 @@ def export_store(
         format: ``npy`` -> ``<out>/<track_id>.npy`` (frames, dim) per track plus ``index.json``
             (track -> file, frames, duration, and the frame-time convention);
             ``memmap`` -> a read-only store with one raw ``.npy`` per part.
-        dtype: ``npy`` only: cast to this dtype (e.g. ``float32``); default the stored dtype.
+        dtype: ``npy`` only: cast to this dtype (e.g. ``float32``); default the stored dtype
+            (an 8-bit store exports its dequantised float32 frames).
 
     Returns:
         ``out_dir`` as a Path.
@@ -133,6 +159,8 @@ def export_store(
         block, lo = _part_frames(source, part)
         for entry in part.entries:
             frames = _checked(source, entry, block[entry.offset - lo : entry.offset - lo + entry.n_frames])
+            if spec.quantised:
+                frames = dequantise(frames, *source.quant_params(part.name))
             path = _npy_path(out, entry.track_id)
             array = frames if dtype is None else frames.astype(dtype)
             write_rendered(path, lambda handle: np.save(handle, array, allow_pickle=False), what="an exported track",
@@ -146,7 +174,7 @@ def export_store(
             }
     index = {
         "teacher": spec.to_json(),
-        "dtype": dtype or spec.dtype,
+        "dtype": dtype or spec.frame_dtype,
         "frame_times": (
             "t_i = duration / 2 (one frame per clip)"
             if spec.clip_level

@@ -16,7 +16,7 @@ import hashlib
 import io
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Mapping
 
@@ -106,6 +106,8 @@ class PartIndex:
         n_frames: rows of the part's array (tracks dropped at commit may leave unused rows).
         dim, dtype: array columns and stored dtype.
         entries: the tracks, in offset order.
+        scale, shift: ``uint8`` parts only: (dim,) float32 quantisation parameters (frames =
+            codes * scale + shift, :mod:`pipeline.stores.quant`); ``None`` otherwise.
     """
 
     name: str
@@ -116,6 +118,8 @@ class PartIndex:
     dim: int
     dtype: str
     entries: tuple[TrackEntry, ...]
+    scale: np.ndarray | None = field(default=None, compare=False, repr=False)
+    shift: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -23,6 +23,7 @@ import numpy as np
 from pipeline.errors import StoreError
 from pipeline.stores.columns import TextColumn, check_id_column, concat_columns, id_hash
 from pipeline.stores.index import MAX_PART_ROWS, PartIndex, TrackEntry, part_name
+from pipeline.stores.quant import check_params, is_quantised
 from pipeline.stores.spec import MAX_DIM
 
 #: ``idx-000000-000063.npz``: the segment covering parts 0 to 63
@@ -34,6 +35,7 @@ ARRAYS: dict[str, tuple[str, int]] = {
     "track.frames": ("<i8", 1), "track.duration": ("<f8", 1), "lookup.hash": ("<u8", 1), "lookup.row": ("<i4", 1),
     "id.blob": ("|u1", 1), "id.ends": ("<i8", 1), "checksum.blob": ("|u1", 1), "checksum.ends": ("<i8", 1),
     "checksum.digests": ("|u1", 2), "audio.blob": ("|u1", 1), "audio.ends": ("<i8", 1), "audio.digests": ("|u1", 2),
+    "part.scale": ("<f4", 2), "part.shift": ("<f4", 2),
 }
 META_KEYS = frozenset({"format", "first", "last", "backend", "dim", "dtype", "tracks", "parts"})
 #: most tracks one segment may hold (row numbers are int32)
@@ -56,6 +58,8 @@ class Segment:
         offset, frames: (n,) int64 first row and row count; duration: (n,) float64 seconds.
         ids, checksum, audio: :class:`TextColumn` of n strings.
         lookup_hash: (n,) uint64 sorted hashes of the ids; lookup_row: (n,) int32 their rows.
+        part_scale, part_shift: ``uint8`` segments only: (k, dim) float32 quantisation parameters of
+            each part (:mod:`pipeline.stores.quant`); ``None`` otherwise.
     """
 
     backend: str
@@ -72,6 +76,8 @@ class Segment:
     audio: TextColumn
     lookup_hash: np.ndarray
     lookup_row: np.ndarray
+    part_scale: np.ndarray | None = None
+    part_shift: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self._bounds: np.ndarray | None = None
@@ -139,6 +145,8 @@ class Segment:
             name=name, seq=int(self.part_seq[position]), backend=self.backend,
             file=name + get_backend(self.backend).suffix, n_frames=int(self.part_rows[position]),
             dim=self.dim, dtype=self.dtype, entries=self.entries(lo, hi) if entries else (),
+            scale=None if self.part_scale is None else self.part_scale[position],
+            shift=None if self.part_shift is None else self.part_shift[position],
         )
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -148,6 +156,8 @@ class Segment:
                "lookup.hash": self.lookup_hash, "lookup.row": self.lookup_row}
         for name, column in (("id", self.ids), ("checksum", self.checksum), ("audio", self.audio)):
             out.update(column.arrays(name))
+        if self.part_scale is not None and self.part_shift is not None:
+            out.update({"part.scale": self.part_scale, "part.shift": self.part_shift})
         return out
 
     def meta(self) -> dict[str, Any]:
@@ -175,6 +185,8 @@ def build_segment(part: PartIndex) -> Segment:
         checksum=TextColumn.build([e.checksum for e in entries]),
         audio=TextColumn.build([e.audio_sha256 for e in entries]),
         lookup_hash=hashes, lookup_row=rows,
+        part_scale=None if part.scale is None else np.asarray(part.scale, np.float32).reshape(1, -1),
+        part_shift=None if part.shift is None else np.asarray(part.shift, np.float32).reshape(1, -1),
     )
 
 
@@ -197,8 +209,19 @@ def merge_segments(segments: Sequence[Segment]) -> Segment:
         duration=np.concatenate([s.duration for s in segments]),
         ids=concat_columns([s.ids for s in segments]), checksum=concat_columns([s.checksum for s in segments]),
         audio=concat_columns([s.audio for s in segments]), lookup_hash=hashes[order],
-        lookup_row=rows[order].astype(np.int32),
+        lookup_row=rows[order].astype(np.int32), **_merged_params(segments),
     )
+
+
+def _merged_params(segments: Sequence[Segment]) -> dict[str, np.ndarray | None]:
+    """The quantisation parameters of merged ``segments`` (all of them have them, or none)."""
+    have = [s.part_scale is not None and s.part_shift is not None for s in segments]
+    if not any(have):
+        return {"part_scale": None, "part_shift": None}
+    if not all(have):
+        raise StoreError("cannot merge index segments with and without quantisation parameters")
+    return {"part_scale": np.concatenate([s.part_scale for s in segments]),  # type: ignore[misc]
+            "part_shift": np.concatenate([s.part_shift for s in segments])}  # type: ignore[misc]
 
 
 def write_members(handle: IO[bytes], meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
@@ -391,12 +414,26 @@ def load_segment(handle: IO[bytes], *, where: str, first: int, last: int) -> Seg
         audio=TextColumn.from_arrays(arrays, "audio", n, where=where, max_chars=256),
         lookup_hash=_need(arrays, "lookup.hash", n, where), lookup_row=_need(arrays, "lookup.row", n, where),
     )
+    _load_params(seg, arrays, k, where)
     if seg.ids.digests is not None:
         raise StoreError(f"{where}: track ids must be text; refusing the index")
     _check_parts(seg.part_seq, seg.part_rows, first, last, where)
     check_id_column(seg.ids, where=where)
     _check_tracks(seg, where)
     return seg
+
+
+def _load_params(seg: Segment, arrays: Mapping[str, np.ndarray], k: int, where: str) -> None:
+    """Attach and check ``part.scale``/``part.shift``: required (k, dim) for ``uint8``, absent otherwise."""
+    scale, shift = arrays.get("part.scale"), arrays.get("part.shift")
+    if not is_quantised(seg.dtype):
+        if scale is not None or shift is not None:
+            raise StoreError(f"{where}: a {seg.dtype} segment holds quantisation parameters; refusing the index")
+        return
+    if scale is None or shift is None:
+        raise StoreError(f"{where}: a uint8 segment lacks 'part.scale' or 'part.shift'; refusing the index")
+    check_params(scale, shift, (k, seg.dim), where)
+    seg.part_scale, seg.part_shift = scale, shift
 
 
 def hash_problems(seg: Segment) -> list[str]:

@@ -20,7 +20,9 @@ from pipeline.frame_axis import FrameAxis
 #: Format tag written into teacher.json; bumped when the layout changes incompatibly.
 STORE_FORMAT = "east-store/1"
 KINDS = ("embedding", "audio")
-DTYPES = ("float16", "float32", "int16")
+DTYPES = ("float16", "float32", "int16", "uint8")
+#: dtypes an embedding store may hold (``uint8``: codes with per-part scale and shift, :mod:`.quant`)
+EMBEDDING_DTYPES = ("float16", "float32", "uint8")
 COMPRESSIONS = ("none", "zstd")
 #: Libraries whose versions are recorded (read from package metadata; nothing is imported).
 RECORDED_PACKAGES = ("numpy", "zarr", "h5py", "torch", "tensorflow", "musicnn", "openl3", "soxr", "soundfile")
@@ -93,7 +95,8 @@ class StoreSpec:
         frame0_center_seconds: center time of frame 0 in seconds.
         clip_level: one frame per track, centered at half the duration.
         dim: embedding size (audio: 1).
-        dtype: stored dtype: ``"float16"`` (default), ``"float32"`` or ``"int16"`` (audio).
+        dtype: stored dtype: ``"float16"`` (default), ``"float32"``, ``"uint8"`` (8-bit codes that
+            readers return as float32, see :mod:`pipeline.stores.quant`) or ``"int16"`` (audio).
         versions: library versions (recorded, not compared).
     """
 
@@ -123,6 +126,8 @@ class StoreSpec:
             raise StoreError(
                 f"store dtype {self.dtype!r} is not one of {', '.join(DTYPES)}; float16 is the default"
             )
+        if self.dtype == "uint8" and self.kind != "embedding":
+            raise StoreError("the 8-bit form (dtype uint8) is for embedding stores; an audio cache is int16")
         if not 1 <= int(self.dim) <= MAX_DIM:
             raise StoreError(f"store dim must be in [1, {MAX_DIM}], got {self.dim!r}")
         if self.hop_seconds < 0 or (not self.clip_level and self.hop_seconds <= 0):
@@ -164,10 +169,10 @@ class StoreSpec:
         Args:
             teacher: a :class:`~pipeline.teachers.base.Teacher` (weights must be present:
                 the weights sha256 is part of the spec).
-            dtype: stored frame dtype, ``"float16"`` or ``"float32"``.
+            dtype: stored frame dtype, ``"float16"``, ``"float32"`` or ``"uint8"``.
         """
-        if dtype not in ("float16", "float32"):
-            raise StoreError(f"embedding dtype {dtype!r} must be float16 or float32")
+        if dtype not in EMBEDDING_DTYPES:
+            raise StoreError(f"embedding dtype {dtype!r} must be one of {', '.join(EMBEDDING_DTYPES)}")
         info = dict(teacher.describe())
         versions = library_versions()
         versions.update(info.get("versions", {}) or {})
@@ -242,7 +247,17 @@ class StoreSpec:
     @property
     def itemsize(self) -> int:
         """Bytes of one stored value."""
-        return {"float16": 2, "float32": 4, "int16": 2}[self.dtype]
+        return {"float16": 2, "float32": 4, "int16": 2, "uint8": 1}[self.dtype]
+
+    @property
+    def quantised(self) -> bool:
+        """Whether the frames are stored as 8-bit codes (``dtype: uint8``) that readers dequantise."""
+        return self.dtype == "uint8"
+
+    @property
+    def frame_dtype(self) -> str:
+        """The dtype reads return: the stored dtype, or ``float32`` for the 8-bit form."""
+        return "float32" if self.quantised else self.dtype
 
 
 @dataclass(frozen=True)

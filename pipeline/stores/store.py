@@ -36,6 +36,7 @@ from pipeline.stores.spec import (
     read_teacher_json,
     teacher_json_text,
 )
+from pipeline.stores.quant import dequantise
 from pipeline.stores.protocol import LOCK_FILE, TEACHER_FILE, TMP_DIR, store_lock
 from pipeline.stores.writer import PartWriter, clean_tmp
 
@@ -74,6 +75,7 @@ class EmbeddingStore:
         self.refused_parts: dict[str, str] = {}
         self._warned: set[str] = set()
         self._readers: dict[str, PartReader] = {}
+        self._params: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # uint8 parts: scale, shift
         self._pid = os.getpid()
         self.refresh()
 
@@ -202,15 +204,39 @@ class EmbeddingStore:
         """Frames ``[start, stop)`` of a track (clipped to its length, like a slice).
 
         Returns:
-            (frames, dim) array in the stored dtype (float16 by default; int16 for audio).
+            (frames, dim) array in the stored dtype (float16 by default; int16 for audio), or
+            float32 ``codes * scale + shift`` for the 8-bit form (``dtype: uint8``).
         """
+        frames = self.read_stored(track_id, start, stop)
+        if not self.spec.quantised:
+            return frames
+        scale, shift = self.quant_params(self.entry(track_id).part)
+        return dequantise(frames, scale, shift)
+
+    def quant_params(self, part: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(scale, shift)``, (dim,) float32, of a part of an 8-bit store (frames = codes * scale + shift).
+
+        Raises:
+            StoreError: the store is not 8-bit, or the part's index lacks its parameters.
+        """
+        params = self._params.get(part)
+        if params is None:
+            info = self._index.part(part, entries=False)
+            if not self.spec.quantised or info is None or info.scale is None or info.shift is None:
+                raise StoreError(f"part {part} of {self.path} has no quantisation parameters in its index; "
+                                 "run `pipeline store verify`")
+            params = self._params[part] = (info.scale, info.shift)
+        return params
+
+    def read_stored(self, track_id: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """As :meth:`read`, but in the stored dtype (an 8-bit store's uint8 codes as they are)."""
         entry = self.entry(track_id)
         if start < 0 or (stop is not None and stop < 0):
             raise StoreError(f"read of {track_id!r}: start/stop must be >= 0, got {start}, {stop}")
         stop = entry.n_frames if stop is None else min(int(stop), entry.n_frames)
         start = min(int(start), stop)
         if start == stop:
-            return np.zeros((0, self.spec.dim), dtype=self.spec.dtype)
+            return np.zeros((0, self.spec.dim), dtype=self.spec.dtype)  # dequantises to float32
         reader = self.part_reader(entry.part)
         try:
             frames = reader.read(entry.offset + start, entry.offset + stop)
@@ -244,7 +270,7 @@ class EmbeddingStore:
         than the chunk touches at most two chunks.
 
         Returns:
-            ``(frames (k, dim) stored dtype, times (k,) float64 seconds)``.
+            ``(frames (k, dim) stored dtype (8-bit form: float32), times (k,) float64 seconds)``.
         """
         i0, i1 = self.frame_range(track_id, t0, t1)
         frames = self.read(track_id, i0, i1)
@@ -253,9 +279,10 @@ class EmbeddingStore:
         return frames, self.spec.axis.times(i1 - i0, i0)
 
     # ---- writing and upkeep -----------------------------------------------------------
-    def writer(self, *, part_tracks: int = 256, part_bytes: int = 256 << 20) -> PartWriter:
-        """A new :class:`PartWriter` (one per process or worker)."""
-        return PartWriter(self, part_tracks=part_tracks, part_bytes=part_bytes)
+    def writer(self, *, part_tracks: int = 256, part_bytes: int = 256 << 20,
+               coded: tuple[np.ndarray, np.ndarray] | None = None) -> PartWriter:
+        """A new :class:`PartWriter` (one per process or worker; ``coded``: see :class:`PartWriter`)."""
+        return PartWriter(self, part_tracks=part_tracks, part_bytes=part_bytes, coded=coded)
 
     def clean_tmp(self) -> list[str]:
         """Remove leftovers of interrupted writers (dead writers only); returns what was removed."""

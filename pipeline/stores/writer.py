@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import logging
 import os
 import re
@@ -33,7 +34,7 @@ import numpy as np
 from pipeline.errors import StoreError
 from pipeline.files import os_error_text
 from pipeline.interrupts import signals_deferred
-from pipeline.stores.backend import get_backend
+from pipeline.stores.backend import PartBackend, get_backend
 from pipeline.stores.catalog import INDEX_DIR, catalog_text, parse_catalog, plan_commit
 from pipeline.stores.index import (
     PARTS_DIR,
@@ -46,6 +47,7 @@ from pipeline.stores.index import (
     part_seq,
     write_atomic,
 )
+from pipeline.stores.quant import quant_params, quantise, value_range
 from pipeline.stores.segment import build_segment, part_numbers, segment_writer
 from pipeline.stores.protocol import TMP_DIR, StoreLike, store_lock
 
@@ -236,7 +238,7 @@ class TrackBuffer:
             return
         if self._spool_handle is not None:
             self._spool_handle.flush()
-        dtype = np.dtype(self.writer.store.spec.dtype).newbyteorder("<")
+        dtype = self.writer.buffer_dtype
         dim = self.writer.store.spec.dim
         rows = max(1, _READ_BYTES // (dim * dtype.itemsize))
         with open(self._spool, "rb") as handle:
@@ -270,14 +272,20 @@ class PartWriter:
     Use as a context manager: leaving the block without an exception commits what is
     buffered; an exception discards the buffer (nothing half-written reaches the store).
 
+    A ``uint8`` store (the 8-bit form) buffers float32 rows and quantises each part when it
+    commits it, with the part's per-dimension range (:mod:`pipeline.stores.quant`).
+
     Args:
         store: a store opened with ``mode="a"`` (or made by ``create_store``).
         part_tracks: commit after this many buffered tracks.
         part_bytes: commit once the buffer holds this many bytes of frames.
+        coded: ``uint8`` stores only: ``(scale, shift)`` (dim,) float32 of codes copied from
+            another 8-bit store (``convert``): ``add`` then takes uint8 codes, written as they are.
     """
 
     def __init__(
-        self, store: StoreLike, *, part_tracks: int = 256, part_bytes: int = 256 << 20
+        self, store: StoreLike, *, part_tracks: int = 256, part_bytes: int = 256 << 20,
+        coded: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         if store.mode != "a" or store.location.local is None:
             raise StoreError(f"store {store.path} is open read-only; open it with mode='a' to write")
@@ -290,7 +298,13 @@ class PartWriter:
                 f"store {store.path} has the format-1 index (one JSON file per part); convert it once with "
                 f"`pipeline store upgrade {store.path}`, then write to it"
             )
+        if coded is not None and not store.spec.quantised:
+            raise StoreError(f"store {store.path} is {store.spec.dtype}; only a uint8 store takes codes")
         self.store = store
+        self._coded = coded
+        #: dtype of buffered rows: the stored dtype, or float32 rows that a uint8 store quantises at commit
+        self.buffer_dtype = np.dtype(
+            "uint8" if coded is not None else store.spec.frame_dtype).newbyteorder("<")
         self.root: Path = store.location.local
         self.part_tracks = int(part_tracks)
         self.part_bytes = int(part_bytes)
@@ -407,7 +421,11 @@ class PartWriter:
             )
         if arr.shape[0] == 0:
             raise StoreError(f"track {track_id!r} has no frames; a stored track needs at least one frame")
-        target = np.dtype(spec.dtype).newbyteorder("<")
+        target = self.buffer_dtype
+        if self._coded is not None:
+            if arr.dtype != np.uint8:
+                raise StoreError(f"track {track_id!r}: a coded copy takes uint8 codes, got {arr.dtype}")
+            return np.ascontiguousarray(arr).copy()
         if target.kind == "i":
             if arr.dtype.kind not in "iu":
                 raise StoreError(
@@ -422,6 +440,9 @@ class PartWriter:
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
             out = np.array(arr, dtype=target, order="C", copy=True)
         if not np.isfinite(out).all():
+            if spec.quantised:
+                raise StoreError(f"track {track_id!r}: frames hold NaN or Inf, which the 8-bit store "
+                                 f"{self.store.path} cannot quantise; check the teacher output")
             peak = float(np.nanmax(np.abs(np.asarray(arr, dtype=np.float64)))) if arr.size else 0.0
             raise StoreError(
                 f"track {track_id!r}: frames are not finite in {spec.dtype} (max |x| = {peak:.4g}); "
@@ -483,7 +504,10 @@ class PartWriter:
         try:
             offsets = np.cumsum([0] + [len(t.frames) for t in fresh])
             n_frames = int(offsets[-1])
-            if all(isinstance(t.frames, np.ndarray) for t in fresh):
+            params = None
+            if store.spec.quantised:
+                params = self._write_codes(backend, data_tmp, fresh, n_frames)
+            elif all(isinstance(t.frames, np.ndarray) for t in fresh):
                 frames = np.concatenate([t.frames for t in fresh], axis=0)  # type: ignore[misc]
                 backend.write_part(data_tmp, frames, store.layout)
                 del frames
@@ -491,7 +515,7 @@ class PartWriter:
                 spec = store.spec
                 dtype = np.dtype(spec.dtype).newbyteorder("<")
                 backend.write_part_pieces(data_tmp, _pieces(fresh), n_frames, spec.dim, dtype, store.layout)
-            done = self._publish(fresh, offsets, n_frames, data_tmp, backend.suffix, backend.name)
+            done = self._publish(fresh, offsets, n_frames, data_tmp, backend.suffix, backend.name, params)
         finally:
             if data_tmp.exists():
                 _remove(data_tmp)
@@ -504,6 +528,34 @@ class PartWriter:
         self.committed.extend(done)
         return done
 
+    def _write_codes(self, backend: PartBackend, path: Path, items: list[_Pending],
+                     n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+        """Quantise ``items`` with their common per-dimension range and write the codes as a part.
+
+        Each item's checksum becomes the sha256 of its codes (what ``verify`` recomputes).
+
+        Returns:
+            ``(scale, shift)``, (dim,) float32: frames = codes * scale + shift.
+        """
+        dim = self.store.spec.dim
+        if self._coded is not None:
+            scale, shift = (np.asarray(a, np.float32).reshape(dim) for a in self._coded)
+        else:
+            scale, shift = quant_params(*value_range(_pieces(items), dim))
+
+        def codes() -> Iterator[np.ndarray]:
+            for item in items:
+                digest = hashlib.sha256()
+                pieces = item.frames.pieces() if isinstance(item.frames, TrackBuffer) else [item.frames]
+                for piece in pieces:
+                    block = piece if self._coded is not None else quantise(piece, scale, shift)
+                    digest.update(block.tobytes())
+                    yield block
+                item.checksum = digest.hexdigest()
+
+        backend.write_part_pieces(path, codes(), n_frames, dim, np.dtype(np.uint8), self.store.layout)
+        return scale, shift
+
     def _publish(
         self,
         items: list[_Pending],
@@ -512,6 +564,7 @@ class PartWriter:
         data_tmp: Path,
         suffix: str,
         backend: str,
+        params: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> list[str]:
         store = self.store
         with store_lock(self.root):
@@ -528,7 +581,7 @@ class PartWriter:
             parts_dir.mkdir(exist_ok=True)
             seqs = [store.index.max_seq()] + [part_seq(n) for n in os.listdir(parts_dir)]
             seq = 1 + max(s for s in seqs if s is not None)
-            part = _part_index(store, seq, backend, suffix, n_frames, keep)
+            part = _part_index(store, seq, backend, suffix, n_frames, keep, params)
             os.rename(data_tmp, parts_dir / part.file)
             self._write_index(part)
         log.debug("store %s: committed %s with %d tracks", self.root, part.name, len(keep))
@@ -590,14 +643,16 @@ class PartWriter:
 
 
 def _part_index(store: StoreLike, seq: int, backend: str, suffix: str, n_frames: int,
-                keep: list[tuple[_Pending, int]]) -> PartIndex:
-    """The index of the new part ``seq`` holding ``keep`` (tracks and their first rows)."""
+                keep: list[tuple[_Pending, int]], params: tuple[np.ndarray, np.ndarray] | None) -> PartIndex:
+    """The index of the new part ``seq`` holding ``keep`` (tracks and their first rows; ``params``:
+    a uint8 part's scale and shift)."""
     name = part_name(seq)
     return PartIndex(
         name=name, seq=seq, backend=backend, file=f"{name}{suffix}", n_frames=n_frames,
         dim=store.spec.dim, dtype=store.spec.dtype,
         entries=tuple(TrackEntry(t.track_id, name, o, len(t.frames), t.audio_sha256, t.duration, t.checksum)
                       for t, o in keep),
+        scale=None if params is None else params[0], shift=None if params is None else params[1],
     )
 
 
