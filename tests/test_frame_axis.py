@@ -13,8 +13,8 @@ offsets = st.floats(0.0, 3.0, allow_nan=False)
 
 @settings(max_examples=200, deadline=None)
 @given(hop=hops, f0=offsets, n=st.integers(0, 60), t0=st.floats(-5.0, 80.0), span=st.floats(0.0, 30.0))
-def test_index_range_holds_exactly_the_frames_centered_in_the_span(hop: float, f0: float, n: int, t0: float,
-                                                                    span: float) -> None:
+def test_index_range_holds_exactly_the_frames_centered_in_the_span(
+        hop: float, f0: float, n: int, t0: float, span: float) -> None:
     axis = FrameAxis(hop, f0)
     t1 = t0 + span
     i0, i1 = axis.index_range(t0, t1, n)
