@@ -435,6 +435,47 @@ def _read_frames(handle: sf.SoundFile, wanted: int) -> np.ndarray:
     return np.concatenate(blocks) if blocks else np.zeros((0, handle.channels), dtype=np.float32)
 
 
+def _window(info: AudioInfo, start: float, duration: float | None) -> tuple[int, int]:
+    """``(first, count)``: the first frame of the window ``[start, start + duration)`` seconds and
+    its frame count, cut at the end of the file (``duration=None``: to the end).
+
+    Raises:
+        ValueError: ``start`` is negative or ``duration`` is not positive.
+        AudioError: the window starts past the end of the file.
+    """
+    if start < 0 or (duration is not None and duration <= 0):
+        raise ValueError(f"bad window start={start!r} duration={duration!r} for {info.path}")
+    first = int(round(start * info.sample_rate))
+    if first >= info.frames:
+        raise _fail(info.path, f"window start {start:.3f} s is past the end ({info.duration:.3f} s)",
+                    "check the manifest's duration or the requested offset")
+    wanted = info.frames - first
+    if duration is not None:
+        wanted = min(wanted, max(1, int(round(duration * info.sample_rate))))
+    return first, wanted
+
+
+def _read_window(info: AudioInfo, first: int, count: int) -> np.ndarray:
+    """Frames ``first .. first + count`` of the file as float32 ``(count, channels)``, as decoded.
+
+    Raises:
+        AudioError: decoding fails, or the file ends before ``first + count``.
+    """
+    try:
+        with sf.SoundFile(str(info.path)) as handle:
+            if first:
+                handle.seek(first)
+            block = _read_frames(handle, count)
+    except _SF_ERRORS as exc:
+        raise _fail(info.path, f"decoding failed ({_short(exc)})",
+                    "the file is probably truncated or corrupt; re-encode or remove it") from None
+    if block.shape[0] < count:
+        raise _fail(info.path, f"got {block.shape[0]} of {count} frames from offset {first}",
+                    "the file is truncated (the header promises more audio than it holds); "
+                    "re-encode or remove it")
+    return block
+
+
 def read_audio(
     path: Path | str,
     *,
@@ -465,28 +506,9 @@ def read_audio(
     """
     info = audio_info(path)
     path = info.path
-    if start < 0 or (duration is not None and duration <= 0):
-        raise ValueError(f"bad window start={start!r} duration={duration!r} for {path}")
-    first = int(round(start * info.sample_rate))
-    if first >= info.frames:
-        raise _fail(path, f"window start {start:.3f} s is past the end ({info.duration:.3f} s)",
-                    "check the manifest's duration or the requested offset")
-    wanted = info.frames - first
-    if duration is not None:
-        wanted = min(wanted, max(1, int(round(duration * info.sample_rate))))
+    first, wanted = _window(info, start, duration)
     gain, peak = level_gain(info)
-    try:
-        with sf.SoundFile(str(path)) as handle:
-            if first:
-                handle.seek(first)
-            block = _read_frames(handle, wanted)
-    except _SF_ERRORS as exc:
-        raise _fail(path, f"decoding failed ({_short(exc)})",
-                    "the file is probably truncated or corrupt; re-encode or remove it") from None
-    if block.shape[0] < wanted:
-        raise _fail(path, f"got {block.shape[0]} of {wanted} frames from offset {first}",
-                    "the file is truncated (the header promises more audio than it holds); "
-                    "re-encode or remove it")
+    block = _read_window(info, first, wanted)
     audio = _to_mono(block)
     _check_finite(path, audio)
     if first == 0 and duration is None:  # a whole file: note what the user should know
@@ -505,6 +527,51 @@ def read_audio(
         raise _fail(path, f"audio is {audio.shape[0] / out_sr:.3f} s long, shorter than the required "
                     f"{min_duration:.3f} s", "drop the clip from the manifest or lower the crop length")
     return audio
+
+
+def _level_chunks(
+    info: AudioInfo, sample_rate: int, in_block: int, gain: float, stats: SignalStats
+) -> Iterator[np.ndarray]:
+    """The whole file as float32 mono chunks at ``sample_rate`` (non-empty, of any length).
+
+    The file is decoded ``in_block`` frames at a time, mixed to mono, scaled by ``gain`` and
+    clipped to +-1, and resampled by one stateful :class:`soxr.ResampleStream`. Each decoded
+    block is added to ``stats`` before its level is applied.
+
+    Raises:
+        AudioError: the file cannot be opened or decoded, holds non-finite samples, or gives
+            fewer frames than its header says.
+    """
+    path = info.path
+    stream = None
+    if info.sample_rate != sample_rate:
+        stream = soxr.ResampleStream(info.sample_rate, sample_rate, 1, dtype="float32", quality=SOXR_QUALITY)
+    read_total = 0
+    try:
+        handle = sf.SoundFile(str(path))
+    except _SF_ERRORS as exc:
+        raise _fail(path, f"not a readable audio file ({_short(exc)})", "re-encode or remove it") from None
+    with handle:
+        while True:
+            try:
+                block = handle.read(frames=in_block, dtype="float32", always_2d=True)
+            except _SF_ERRORS as exc:
+                raise _fail(path, f"decoding failed after {read_total} frames ({_short(exc)})",
+                            "the file is probably truncated or corrupt; re-encode or remove it") from None
+            read_total += block.shape[0]
+            last = block.shape[0] < in_block or read_total >= info.frames
+            mono = _to_mono(block)
+            _check_finite(path, mono)
+            stats.add(block, mono, gain)
+            mono = _apply_level(mono, gain)
+            out = stream.resample_chunk(mono, last=last) if stream is not None else mono
+            if out.shape[0]:
+                yield np.asarray(out, dtype=np.float32)
+            if last:
+                break
+    if read_total < info.frames:
+        raise _fail(path, f"got {read_total} of {info.frames} frames",
+                    "the file is truncated; re-encode or remove it")
 
 
 def iter_blocks(
@@ -534,47 +601,20 @@ def iter_blocks(
         raise ValueError(f"block_seconds must be positive, got {block_seconds!r}")
     out_block = max(1, int(round(block_seconds * sample_rate)))
     in_block = max(1, int(round(block_seconds * info.sample_rate)))
-    stream = None
-    if info.sample_rate != sample_rate:
-        stream = soxr.ResampleStream(info.sample_rate, sample_rate, 1, dtype="float32", quality=SOXR_QUALITY)
     pending: list[np.ndarray] = []
     pending_len = 0
     offset = 0
-    read_total = 0
     gain, peak = level_gain(info)
     stats = SignalStats()
-    try:
-        handle = sf.SoundFile(str(path))
-    except _SF_ERRORS as exc:
-        raise _fail(path, f"not a readable audio file ({_short(exc)})", "re-encode or remove it") from None
-    with handle:
-        while True:
-            try:
-                block = handle.read(frames=in_block, dtype="float32", always_2d=True)
-            except _SF_ERRORS as exc:
-                raise _fail(path, f"decoding failed after {read_total} frames ({_short(exc)})",
-                            "the file is probably truncated or corrupt; re-encode or remove it") from None
-            read_total += block.shape[0]
-            last = block.shape[0] < in_block or read_total >= info.frames
-            mono = _to_mono(block)
-            _check_finite(path, mono)
-            stats.add(block, mono, gain)
-            mono = _apply_level(mono, gain)
-            out = stream.resample_chunk(mono, last=last) if stream is not None else mono
-            if out.shape[0]:
-                pending.append(np.asarray(out, dtype=np.float32))
-                pending_len += out.shape[0]
-            while pending_len >= out_block:
-                joined = np.concatenate(pending)
-                yield offset, joined[:out_block].copy()
-                offset += out_block
-                rest = joined[out_block:]
-                pending, pending_len = ([rest] if rest.shape[0] else []), rest.shape[0]
-            if last:
-                break
-    if read_total < info.frames:
-        raise _fail(path, f"got {read_total} of {info.frames} frames",
-                    "the file is truncated; re-encode or remove it")
+    for chunk in _level_chunks(info, sample_rate, in_block, gain, stats):
+        pending.append(chunk)
+        pending_len += chunk.shape[0]
+        while pending_len >= out_block:
+            joined = np.concatenate(pending)
+            yield offset, joined[:out_block].copy()
+            offset += out_block
+            rest = joined[out_block:]
+            pending, pending_len = ([rest] if rest.shape[0] else []), rest.shape[0]
     note = length_note(info)
     stats.notes = [note] if note else []
     _set_notes(path, stats.finish(info, gain, peak))
