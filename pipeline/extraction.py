@@ -58,6 +58,7 @@ class TrackOutcome:
         audio_seconds: decoded duration (0 when skipped or failed early).
         reason: why it failed (empty otherwise).
         path: the audio file.
+        notes: what decoding the file found worth a warning (:attr:`pipeline.audio.DecodedAudio.notes`).
     """
 
     track_id: str
@@ -65,6 +66,7 @@ class TrackOutcome:
     audio_seconds: float = 0.0
     reason: str = ""
     path: str = ""
+    notes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -81,6 +83,7 @@ class _Track:
     received: int = 0
     n_samples: int = 0
     failed: bool = False
+    notes: tuple[str, ...] = ()  # the decoder's, known once the file has been read to its end
 
     @property
     def complete(self) -> bool:
@@ -143,10 +146,10 @@ def _iter_spans(
 ) -> Iterator[_Span]:
     """Yield the window spans of one file (at most ``max_windows`` each), decoding it block by block.
 
-    Feeds ``cache`` each decoded block. Sets ``track.n_windows`` and ``track.n_samples`` when
-    the file is exhausted. Memory: one decoding block plus one window of context.
+    Feeds ``cache`` each decoded block. Sets ``track.n_windows``, ``track.n_samples`` and
+    ``track.notes`` when the file is exhausted. Memory: one decoding block plus one window of context.
     """
-    from pipeline.audio import iter_blocks
+    from pipeline.audio import AudioBlocks
 
     grid = teacher.grid
     assert grid is not None
@@ -154,7 +157,8 @@ def _iter_spans(
     buffer_offset = 0  # track sample index of buffer[0]
     next_window = 0
     total = 0
-    for offset, block in iter_blocks(path, sample_rate=teacher.sample_rate, block_seconds=BLOCK_SECONDS):
+    blocks = AudioBlocks(path, sample_rate=teacher.sample_rate, block_seconds=BLOCK_SECONDS)
+    for offset, block in blocks:
         if cache is not None:
             cache.add(block)
         buffer = np.concatenate([buffer, block]) if len(buffer) else block
@@ -172,6 +176,7 @@ def _iter_spans(
             buffer_offset = keep_from
     if total == 0:
         raise AudioError(f"{path}: no audio samples decoded; the file is empty")
+    track.notes = blocks.notes
     n_windows = grid.num_windows(total)
     track.frame_limit = teacher.num_frames(total)  # set before the last windows are handed on
     while next_window < n_windows:
@@ -283,9 +288,10 @@ class _Pipeline:
 
     def _read_whole(self, path: Path, track: _Track, cache: _CacheStream | None) -> np.ndarray:
         """Decode a whole file for a clip-level teacher (bounded by the teacher's own limit)."""
-        from pipeline.audio import read_audio
+        from pipeline.audio import decode_audio
 
-        audio = read_audio(path, sample_rate=self.teacher.sample_rate)
+        decoded = decode_audio(path, sample_rate=self.teacher.sample_rate)
+        audio, track.notes = decoded.samples, decoded.notes
         if cache is not None:
             cache.add(audio, last=True)
         track.n_windows, track.n_samples = 1, len(audio)
@@ -313,7 +319,7 @@ class _Pipeline:
         self.writer.add_buffer(track.frames, audio_sha256=track.sha256, duration=seconds)
         if track.audio is not None:
             self.audio_writer.add_buffer(track.audio, audio_sha256=track.sha256, duration=seconds)
-        self.finish(TrackOutcome(track.clip.id, "done", seconds, path=str(track.clip.audio_path)))
+        self.finish(TrackOutcome(track.clip.id, "done", seconds, path=str(track.clip.audio_path), notes=track.notes))
 
     @staticmethod
     def _drop(track: _Track) -> None:
