@@ -10,7 +10,7 @@ import numpy as np
 
 from pipeline.config import Params
 from pipeline.errors import TrainingError
-from pipeline.files import write_atomic
+from pipeline.files import json_text, write_atomic
 from pipeline.windows import HOP_FRACTION, cut_windows, hop_samples, window_starts
 
 
@@ -20,7 +20,7 @@ def write_json(path: Path | str, data: dict[str, Any]) -> None:
     Raises:
         FileFault: the file system refused the write (one line; the old file, if any, is unchanged).
     """
-    write_atomic(path, json.dumps(data, indent=2, default=lambda o: asdict(o)) + "\n")
+    write_atomic(path, json_text(data, indent=2, default=lambda o: asdict(o)))
 
 
 def probe_dir(params: Params, teacher: str) -> Path:

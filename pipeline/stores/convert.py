@@ -8,14 +8,13 @@ per part plus the index: a store ``open_store`` reads, the hot-loop fast path).
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.errors import StoreError
-from pipeline.files import write_atomic, write_rendered
+from pipeline.files import write_json, write_rendered
 from pipeline.stores.index import PartIndex, frames_checksum
 from pipeline.stores.store import EmbeddingStore, create_store, open_store
 
@@ -154,6 +153,6 @@ def export_store(
         ),
         "tracks": tracks,
     }
-    write_atomic(out / "index.json", json.dumps(index, indent=1) + "\n", what="the export's index",
-                 kept="the store is unchanged; the exported tracks are whole", todo="free space and export again")
+    write_json(out / "index.json", index, indent=1, what="the export's index",
+               kept="the store is unchanged; the exported tracks are whole", todo="free space and export again")
     return out
