@@ -56,7 +56,7 @@ def bench_model(model: str, clips: list[np.ndarray], threads: int, hop: float, r
     import torch
 
     from pipeline.teachers.musicnn import MusicnnConfig, MusicnnTeacher
-    from pipeline.teachers.musicnn_reference import TFMusicnn, upstream_patches
+    from tests.musicnn_reference import TFMusicnn, upstream_patches
 
     torch.set_num_threads(threads)
     layer = "pool5" if model.endswith("_vgg") else "penultimate"

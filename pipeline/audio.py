@@ -18,8 +18,8 @@ samples beyond +-1; such a file is scaled by ``1 / peak`` of its mono mix (the p
 one pass over the file, cached per process), every other decoded sample is clipped to +-1
 (lossy decoders overshoot a little). Whatever reads the audio (teacher, int16 cache, training
 crops, predict) therefore sees the same signal. **Notes per file.** A whole-file decode
-(:func:`read_audio` without a window, :func:`iter_blocks`) records what the user should know
-about the file in :func:`decode_notes`: the level scaling, digital silence, a file too short to
+(:func:`decode_audio`, :class:`AudioBlocks`) returns, with the audio, what the user should know
+about the file (``notes``): the level scaling, digital silence, a file too short to
 hold music, stereo channels that cancel when mixed down, and an MP3 whose header gets its
 length wrong (a VBR file without a Xing/Info header: libsndfile decodes only the length the
 first frame's bitrate suggests; :func:`mpeg_stream_seconds` counts the real frames).
@@ -225,20 +225,8 @@ def _check_finite(path: Path, audio: np.ndarray) -> None:
 
 # --- level policy and per-file notes ---------------------------------------------------------------
 
-_NOTES: dict[str, tuple[str, ...]] = {}
 _GAINS: dict[tuple[str, int, int], tuple[float, float]] = {}
 _LOCK = threading.Lock()
-
-
-def decode_notes(path: Path | str) -> tuple[str, ...]:
-    """What the last whole-file decode of ``path`` in this process found worth a warning (may be empty)."""
-    with _LOCK:
-        return _NOTES.get(str(Path(path)), ())
-
-
-def _set_notes(path: Path, notes: list[str]) -> None:
-    with _LOCK:
-        _NOTES[str(path)] = tuple(notes)
 
 
 def level_gain(info: AudioInfo) -> tuple[float, float]:
@@ -302,7 +290,7 @@ class SignalStats:
             self.channel_energy += float(np.square(block, dtype=np.float64).mean(axis=1).sum()) * gain * gain
 
     def finish(self, info: AudioInfo, gain: float, peak: float) -> list[str]:
-        """The notes for this file (also kept for :func:`decode_notes`)."""
+        """The notes for this file: :attr:`notes` (set beforehand), then those of its statistics."""
         notes = list(self.notes)
         rate = info.sample_rate
         if gain != 1.0:
@@ -435,6 +423,47 @@ def _read_frames(handle: sf.SoundFile, wanted: int) -> np.ndarray:
     return np.concatenate(blocks) if blocks else np.zeros((0, handle.channels), dtype=np.float32)
 
 
+def _window(info: AudioInfo, start: float, duration: float | None) -> tuple[int, int]:
+    """``(first, count)``: the first frame of the window ``[start, start + duration)`` seconds and
+    its frame count, cut at the end of the file (``duration=None``: to the end).
+
+    Raises:
+        ValueError: ``start`` is negative or ``duration`` is not positive.
+        AudioError: the window starts past the end of the file.
+    """
+    if start < 0 or (duration is not None and duration <= 0):
+        raise ValueError(f"bad window start={start!r} duration={duration!r} for {info.path}")
+    first = int(round(start * info.sample_rate))
+    if first >= info.frames:
+        raise _fail(info.path, f"window start {start:.3f} s is past the end ({info.duration:.3f} s)",
+                    "check the manifest's duration or the requested offset")
+    wanted = info.frames - first
+    if duration is not None:
+        wanted = min(wanted, max(1, int(round(duration * info.sample_rate))))
+    return first, wanted
+
+
+def _read_window(info: AudioInfo, first: int, count: int) -> np.ndarray:
+    """Frames ``first .. first + count`` of the file as float32 ``(count, channels)``, as decoded.
+
+    Raises:
+        AudioError: decoding fails, or the file ends before ``first + count``.
+    """
+    try:
+        with sf.SoundFile(str(info.path)) as handle:
+            if first:
+                handle.seek(first)
+            block = _read_frames(handle, count)
+    except _SF_ERRORS as exc:
+        raise _fail(info.path, f"decoding failed ({_short(exc)})",
+                    "the file is probably truncated or corrupt; re-encode or remove it") from None
+    if block.shape[0] < count:
+        raise _fail(info.path, f"got {block.shape[0]} of {count} frames from offset {first}",
+                    "the file is truncated (the header promises more audio than it holds); "
+                    "re-encode or remove it")
+    return block
+
+
 def read_audio(
     path: Path | str,
     *,
@@ -463,38 +492,59 @@ def read_audio(
         AudioError: unreadable/truncated file, empty result, window starting past the end,
             non-finite samples, or audio shorter than ``min_duration``.
     """
+    return _decode(path, sample_rate=sample_rate, start=start, duration=duration, min_duration=min_duration,
+                   with_notes=False).samples
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    """A decoded file and what its decoding found worth a warning.
+
+    Attributes:
+        samples: ``(n,)`` float32 mono waveform in ``[-1, 1]`` at ``sample_rate``.
+        sample_rate: rate of ``samples`` in Hz.
+        notes: one line per thing the user should know about the file (level scaling, digital
+            silence, too short, cancelling channels, an MP3 header that gets the length wrong);
+            empty when there is nothing to say.
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+    notes: tuple[str, ...] = ()
+
+
+def decode_audio(path: Path | str, *, sample_rate: int | None = None, min_duration: float = 0.0) -> DecodedAudio:
+    """Read a whole file as float32 mono, resampled, with its notes.
+
+    The samples are those of ``read_audio(path, sample_rate=sample_rate, min_duration=min_duration)``.
+
+    Args:
+        path: the audio file.
+        sample_rate: output rate in Hz; ``None`` keeps the file's rate.
+        min_duration: the audio must be at least this long (seconds).
+
+    Raises:
+        AudioError: as :func:`read_audio`.
+    """
+    return _decode(path, sample_rate=sample_rate, start=0.0, duration=None, min_duration=min_duration,
+                   with_notes=True)
+
+
+def _decode(path: Path | str, *, sample_rate: int | None, start: float, duration: float | None,
+            min_duration: float, with_notes: bool) -> DecodedAudio:
+    """:func:`read_audio`'s work; notes only for a whole file (``start`` 0, no ``duration``) and ``with_notes``."""
     info = audio_info(path)
     path = info.path
-    if start < 0 or (duration is not None and duration <= 0):
-        raise ValueError(f"bad window start={start!r} duration={duration!r} for {path}")
-    first = int(round(start * info.sample_rate))
-    if first >= info.frames:
-        raise _fail(path, f"window start {start:.3f} s is past the end ({info.duration:.3f} s)",
-                    "check the manifest's duration or the requested offset")
-    wanted = info.frames - first
-    if duration is not None:
-        wanted = min(wanted, max(1, int(round(duration * info.sample_rate))))
+    first, wanted = _window(info, start, duration)
     gain, peak = level_gain(info)
-    try:
-        with sf.SoundFile(str(path)) as handle:
-            if first:
-                handle.seek(first)
-            block = _read_frames(handle, wanted)
-    except _SF_ERRORS as exc:
-        raise _fail(path, f"decoding failed ({_short(exc)})",
-                    "the file is probably truncated or corrupt; re-encode or remove it") from None
-    if block.shape[0] < wanted:
-        raise _fail(path, f"got {block.shape[0]} of {wanted} frames from offset {first}",
-                    "the file is truncated (the header promises more audio than it holds); "
-                    "re-encode or remove it")
+    block = _read_window(info, first, wanted)
     audio = _to_mono(block)
     _check_finite(path, audio)
-    if first == 0 and duration is None:  # a whole file: note what the user should know
+    notes: tuple[str, ...] = ()
+    if with_notes and first == 0 and duration is None:  # a whole file: note what the user should know
         stats = SignalStats()
         stats.add(block, audio, gain)
-        note = length_note(info)
-        stats.notes = [note] if note else []
-        _set_notes(path, stats.finish(info, gain, peak))
+        notes = _file_notes(info, stats, gain, peak)
     audio = _apply_level(audio, gain)
     if sample_rate is not None and int(sample_rate) != info.sample_rate:
         audio = resample(audio, info.sample_rate, int(sample_rate))
@@ -504,45 +554,34 @@ def read_audio(
     if audio.shape[0] / out_sr < min_duration - 1e-9:
         raise _fail(path, f"audio is {audio.shape[0] / out_sr:.3f} s long, shorter than the required "
                     f"{min_duration:.3f} s", "drop the clip from the manifest or lower the crop length")
-    return audio
+    return DecodedAudio(audio, out_sr, notes)
 
 
-def iter_blocks(
-    path: Path | str, *, sample_rate: int, block_seconds: float
-) -> Iterator[tuple[int, np.ndarray]]:
-    """Stream a file as consecutive mono blocks at ``sample_rate``.
+def _file_notes(info: AudioInfo, stats: SignalStats, gain: float, peak: float) -> tuple[str, ...]:
+    """The notes of a whole decoded file: its length note (:func:`length_note`), then its statistics'."""
+    note = length_note(info)
+    stats.notes = [note] if note else []
+    return tuple(stats.finish(info, gain, peak))
 
-    The file is read block by block and resampled with a stateful
-    :class:`soxr.ResampleStream`, so blocks join seamlessly (their concatenation equals
-    resampling the whole file, up to float rounding) and the whole file is never held.
 
-    Args:
-        path: the audio file.
-        sample_rate: output rate in Hz.
-        block_seconds: output block length in seconds (the last block may be shorter).
+def _level_chunks(
+    info: AudioInfo, sample_rate: int, in_block: int, gain: float, stats: SignalStats
+) -> Iterator[np.ndarray]:
+    """The whole file as float32 mono chunks at ``sample_rate`` (non-empty, of any length).
 
-    Yields:
-        ``(offset, block)``: the block's first output sample index and a ``(samples,)``
-        float32 block.
+    The file is decoded ``in_block`` frames at a time, mixed to mono, scaled by ``gain`` and
+    clipped to +-1, and resampled by one stateful :class:`soxr.ResampleStream`. Each decoded
+    block is added to ``stats`` before its level is applied.
 
     Raises:
-        AudioError: as :func:`read_audio` (checked per block).
+        AudioError: the file cannot be opened or decoded, holds non-finite samples, or gives
+            fewer frames than its header says.
     """
-    info = audio_info(path)
     path = info.path
-    if block_seconds <= 0:
-        raise ValueError(f"block_seconds must be positive, got {block_seconds!r}")
-    out_block = max(1, int(round(block_seconds * sample_rate)))
-    in_block = max(1, int(round(block_seconds * info.sample_rate)))
     stream = None
     if info.sample_rate != sample_rate:
         stream = soxr.ResampleStream(info.sample_rate, sample_rate, 1, dtype="float32", quality=SOXR_QUALITY)
-    pending: list[np.ndarray] = []
-    pending_len = 0
-    offset = 0
     read_total = 0
-    gain, peak = level_gain(info)
-    stats = SignalStats()
     try:
         handle = sf.SoundFile(str(path))
     except _SF_ERRORS as exc:
@@ -562,26 +601,85 @@ def iter_blocks(
             mono = _apply_level(mono, gain)
             out = stream.resample_chunk(mono, last=last) if stream is not None else mono
             if out.shape[0]:
-                pending.append(np.asarray(out, dtype=np.float32))
-                pending_len += out.shape[0]
+                yield np.asarray(out, dtype=np.float32)
+            if last:
+                break
+    if read_total < info.frames:
+        raise _fail(path, f"got {read_total} of {info.frames} frames",
+                    "the file is truncated; re-encode or remove it")
+
+
+class AudioBlocks:
+    """A file streamed as consecutive mono blocks at ``sample_rate``, and its notes.
+
+    Iterating decodes the file block by block and resamples it with a stateful
+    :class:`soxr.ResampleStream`, so blocks join seamlessly (their concatenation equals
+    resampling the whole file, up to float rounding) and the whole file is never held.
+    Once the iteration has reached the end of the file, :attr:`notes` holds what the decoding
+    found worth a warning (as :attr:`DecodedAudio.notes`).
+
+    Args:
+        path: the audio file.
+        sample_rate: output rate in Hz.
+        block_seconds: output block length in seconds (the last block may be shorter).
+
+    Iterating yields ``(offset, block)``: the block's first output sample index and a
+    ``(samples,)`` float32 block; it raises :class:`~pipeline.errors.AudioError` as
+    :func:`read_audio` (checked per block), and ``ValueError`` for ``block_seconds <= 0``.
+    """
+
+    def __init__(self, path: Path | str, *, sample_rate: int, block_seconds: float) -> None:
+        self.path = path
+        self.sample_rate = sample_rate
+        self.block_seconds = block_seconds
+        self.notes: tuple[str, ...] = ()
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        info = audio_info(self.path)
+        path, sample_rate, block_seconds = info.path, self.sample_rate, self.block_seconds
+        if block_seconds <= 0:
+            raise ValueError(f"block_seconds must be positive, got {block_seconds!r}")
+        out_block = max(1, int(round(block_seconds * sample_rate)))
+        in_block = max(1, int(round(block_seconds * info.sample_rate)))
+        pending: list[np.ndarray] = []
+        pending_len = 0
+        offset = 0
+        gain, peak = level_gain(info)
+        stats = SignalStats()
+        for chunk in _level_chunks(info, sample_rate, in_block, gain, stats):
+            pending.append(chunk)
+            pending_len += chunk.shape[0]
             while pending_len >= out_block:
                 joined = np.concatenate(pending)
                 yield offset, joined[:out_block].copy()
                 offset += out_block
                 rest = joined[out_block:]
                 pending, pending_len = ([rest] if rest.shape[0] else []), rest.shape[0]
-            if last:
-                break
-    if read_total < info.frames:
-        raise _fail(path, f"got {read_total} of {info.frames} frames",
-                    "the file is truncated; re-encode or remove it")
-    note = length_note(info)
-    stats.notes = [note] if note else []
-    _set_notes(path, stats.finish(info, gain, peak))
-    if pending_len:
-        yield offset, np.concatenate(pending)
-    elif offset == 0:
-        raise _fail(path, "the file holds no audio", "re-export it or remove it from the dataset")
+        self.notes = _file_notes(info, stats, gain, peak)
+        if pending_len:
+            yield offset, np.concatenate(pending)
+        elif offset == 0:
+            raise _fail(path, "the file holds no audio", "re-export it or remove it from the dataset")
+
+
+def iter_blocks(
+    path: Path | str, *, sample_rate: int, block_seconds: float
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Stream a file as consecutive mono blocks at ``sample_rate`` (:class:`AudioBlocks` without its notes).
+
+    Args:
+        path: the audio file.
+        sample_rate: output rate in Hz.
+        block_seconds: output block length in seconds (the last block may be shorter).
+
+    Returns:
+        An iterator of ``(offset, block)``: the block's first output sample index and a
+        ``(samples,)`` float32 block; it decodes only as it is advanced.
+
+    Raises:
+        AudioError: as :func:`read_audio` (checked per block), while iterating.
+    """
+    return iter(AudioBlocks(path, sample_rate=sample_rate, block_seconds=block_seconds))
 
 
 def write_audio(path: Path | str, audio: np.ndarray, sample_rate: int, *, subtype: str | None = None) -> None:

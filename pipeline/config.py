@@ -558,9 +558,3 @@ def load_params(path: Path | str = DEFAULT_PARAMS, overrides: Mapping[str, Any] 
         if value is not None:
             set_dotted(data, key, value)
     return from_mapping(Params, data, where=str(path))
-
-
-def plugin_config(cls: type[C], params: Params, family: str, name: str) -> C:
-    """Typed config of plugin ``name`` of ``family`` (``teachers``/``students``) from ``params``."""
-    section: Mapping[str, Mapping[str, Any]] = getattr(params, family)
-    return from_mapping(cls, section.get(name, {}), where=f"params.yaml:{family}.{name}")

@@ -58,6 +58,7 @@ class TrackOutcome:
         audio_seconds: decoded duration (0 when skipped or failed early).
         reason: why it failed (empty otherwise).
         path: the audio file.
+        notes: what decoding the file found worth a warning (:attr:`pipeline.audio.DecodedAudio.notes`).
     """
 
     track_id: str
@@ -65,6 +66,7 @@ class TrackOutcome:
     audio_seconds: float = 0.0
     reason: str = ""
     path: str = ""
+    notes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -81,6 +83,7 @@ class _Track:
     received: int = 0
     n_samples: int = 0
     failed: bool = False
+    notes: tuple[str, ...] = ()  # the decoder's, known once the file has been read to its end
 
     @property
     def complete(self) -> bool:
@@ -138,17 +141,28 @@ class _Span:
     offset: int
 
 
+class _RenderedBlocks:
+    """A rendered track (a view's audio) as one decoded block, with no decoder notes."""
+
+    def __init__(self, audio: np.ndarray) -> None:
+        self._blocks = [(0, audio)] if len(audio) else []
+        self.notes: tuple[str, ...] = ()
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        return iter(self._blocks)
+
+
 def _iter_spans(
     teacher: Teacher, path: Path, track: _Track, cache: _CacheStream | None, max_windows: int,
     rendered: np.ndarray | None = None,
 ) -> Iterator[_Span]:
     """Yield the window spans of one file (at most ``max_windows`` each), decoding it block by block.
 
-    Feeds ``cache`` each decoded block. Sets ``track.n_windows`` and ``track.n_samples`` when
-    the file is exhausted. Memory: one decoding block plus one window of context. ``rendered``
-    (audio at the teacher's rate, e.g. a view's) replaces the file as one block.
+    Feeds ``cache`` each decoded block. Sets ``track.n_windows``, ``track.n_samples`` and
+    ``track.notes`` when the file is exhausted. Memory: one decoding block plus one window of context.
+    ``rendered`` (audio at the teacher's rate, e.g. a view's) replaces the file as one block.
     """
-    from pipeline.audio import iter_blocks
+    from pipeline.audio import AudioBlocks
 
     grid = teacher.grid
     assert grid is not None
@@ -156,8 +170,8 @@ def _iter_spans(
     buffer_offset = 0  # track sample index of buffer[0]
     next_window = 0
     total = 0
-    blocks = (iter_blocks(path, sample_rate=teacher.sample_rate, block_seconds=BLOCK_SECONDS) if rendered is None
-              else iter([(0, rendered)] if len(rendered) else []))
+    blocks = (AudioBlocks(path, sample_rate=teacher.sample_rate, block_seconds=BLOCK_SECONDS) if rendered is None
+              else _RenderedBlocks(rendered))
     for offset, block in blocks:
         if cache is not None:
             cache.add(block)
@@ -176,6 +190,7 @@ def _iter_spans(
             buffer_offset = keep_from
     if total == 0:
         raise AudioError(f"{path}: no audio samples decoded; the file is empty")
+    track.notes = blocks.notes
     n_windows = grid.num_windows(total)
     track.frame_limit = teacher.num_frames(total)  # set before the last windows are handed on
     while next_window < n_windows:
@@ -304,9 +319,13 @@ class _Pipeline:
     def _read_whole(self, path: Path, track: _Track, cache: _CacheStream | None,
                     rendered: np.ndarray | None = None) -> np.ndarray:
         """Decode a whole file (or take ``rendered``) for a clip-level teacher (bounded by its own limit)."""
-        from pipeline.audio import read_audio
+        from pipeline.audio import decode_audio
 
-        audio = read_audio(path, sample_rate=self.teacher.sample_rate) if rendered is None else rendered
+        if rendered is None:
+            decoded = decode_audio(path, sample_rate=self.teacher.sample_rate)
+            audio, track.notes = decoded.samples, decoded.notes
+        else:
+            audio = rendered
         if cache is not None:
             cache.add(audio, last=True)
         track.n_windows, track.n_samples = 1, len(audio)
@@ -334,7 +353,7 @@ class _Pipeline:
         self.writer.add_buffer(track.frames, audio_sha256=track.sha256, duration=seconds)
         if track.audio is not None:
             self.audio_writer.add_buffer(track.audio, audio_sha256=track.sha256, duration=seconds)
-        self.finish(TrackOutcome(track.clip.id, "done", seconds, path=str(track.clip.audio_path)))
+        self.finish(TrackOutcome(track.clip.id, "done", seconds, path=str(track.clip.audio_path), notes=track.notes))
 
     @staticmethod
     def _drop(track: _Track) -> None:

@@ -2,9 +2,10 @@
 
 A file system can refuse a write for reasons the user must act on: a full disk (``ENOSPC``),
 a quota (``EDQUOT``), a read-only mount (``EROFS``), permissions (``EACCES``), a network file
-system without locks (``ENOLCK``). :func:`write_atomic` writes through a temporary file in
-the target's folder, ``fsync`` and ``os.replace``, so the target is either the old file or
-the whole new one and no temporary file is left behind; :func:`fs_faults` turns an
+system without locks (``ENOLCK``). :func:`write_atomic` (text or bytes), :func:`write_json`
+and :func:`write_rendered` write through a temporary file in the target's folder, ``fsync``
+and ``os.replace`` (:func:`replace_atomically`, the one such writer of the pipeline), so the
+target is either the old file or the whole new one and no temporary file is left behind; :func:`fs_faults` turns an
 ``OSError`` into a :class:`FileFault` whose message is one line: the path, the OS error, what
 was kept and what to do. The CLI prints it and exits 1, like every ``PipelineError``.
 """
@@ -13,11 +14,12 @@ from __future__ import annotations
 import csv
 import errno
 import io
+import json
 import os
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 from pipeline.errors import PipelineError
 
@@ -141,6 +143,44 @@ def write_atomic(path: Path | str, content: bytes | str, *, what: str = "", kept
         replace_atomically(path, data)
 
 
+def json_text(data: Any, *, indent: int = 2, default: Callable[[Any], Any] | None = None) -> str:
+    """``data`` as indented JSON text ending in a newline.
+
+    Args:
+        data: JSON-friendly data.
+        indent: spaces per nesting level.
+        default: turns a value :mod:`json` cannot write into one it can (e.g. ``str``,
+            :func:`dataclasses.asdict`).
+
+    Raises:
+        TypeError: a value is not JSON-friendly and ``default`` does not make it so.
+    """
+    return json.dumps(data, indent=indent, default=default) + "\n"
+
+
+def write_json(path: Path | str, data: Any, *, indent: int = 2, default: Callable[[Any], Any] | None = None,
+               what: str = "", kept: str = "", todo: str | None = None) -> None:
+    """Write ``data`` as :func:`json_text` to ``path`` atomically; a refusal is one :class:`FileFault`.
+
+    Args:
+        path: the target file (its folder is created).
+        data, indent, default: as :func:`json_text`.
+        what, kept, todo: as :func:`write_atomic`.
+
+    Raises:
+        FileFault: as :func:`write_atomic`.
+        TypeError: as :func:`json_text` (nothing is written).
+    """
+    write_atomic(path, json_text(data, indent=indent, default=default), what=what, kept=kept, todo=todo)
+
+
+def rendered(render: Callable[[BinaryIO], None]) -> bytes:
+    """The bytes ``render(handle)`` writes to a binary handle (rendered in memory)."""
+    buffer = io.BytesIO()
+    render(buffer)
+    return buffer.getvalue()
+
+
 def write_rendered(path: Path | str, render: Callable[[BinaryIO], None], **options: str | None) -> None:
     """Write what ``render(handle)`` produces (``torch.save``, ``np.save``, ``savefig``) atomically.
 
@@ -155,9 +195,7 @@ def write_rendered(path: Path | str, render: Callable[[BinaryIO], None], **optio
     Raises:
         FileFault: as :func:`write_atomic`.
     """
-    buffer = io.BytesIO()
-    render(buffer)
-    write_atomic(path, buffer.getvalue(), **options)  # type: ignore[arg-type]
+    write_atomic(path, rendered(render), **options)  # type: ignore[arg-type]
 
 
 def csv_text(rows: Iterable[Sequence[object]]) -> str:

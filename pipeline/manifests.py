@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from pipeline.errors import ManifestError
-from pipeline.files import write_atomic
+from pipeline.files import write_atomic, write_json
 
 CLASSES_FILE = "classes.json"
 SPLITS = ("train", "valid", "test")
@@ -105,15 +105,6 @@ class Clip:
         )
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
-
-    Raises:
-        FileFault: the file system refused the write (one line; the old file, if any, is unchanged).
-    """
-    write_atomic(path, text)
-
-
 def write_manifest(path: Path | str, clips: Iterable[Clip]) -> None:
     """Write clips as JSON lines, atomically (temporary file + rename).
 
@@ -133,7 +124,7 @@ def write_manifest(path: Path | str, clips: Iterable[Clip]) -> None:
             raise ManifestError(
                 f"clip {clip.id!r} has {len(clip.labels)} labels, others {width}; writing {path}")
         lines.append(json.dumps(clip.to_json(), separators=(", ", ": ")))
-    atomic_write_text(Path(path), "".join(line + "\n" for line in lines))
+    write_atomic(path, "".join(line + "\n" for line in lines))
 
 
 def read_manifest(path: Path | str) -> list[Clip]:
@@ -180,7 +171,7 @@ def write_classes(path: Path | str, classes: Sequence[str]) -> None:
     names = [str(c) for c in classes]
     if len(set(names)) != len(names):
         raise ManifestError(f"duplicate class names in {names!r}")
-    atomic_write_text(Path(path), json.dumps(names, indent=1) + "\n")
+    write_json(path, names, indent=1)
 
 
 def read_classes(path: Path | str) -> list[str]:

@@ -5,13 +5,12 @@ Rebuilding a trained student from its run folder lives with the students
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import Params
-from pipeline.files import write_atomic
+from pipeline.files import json_text, write_atomic
 from pipeline.teachers.names import teacher_slug
 
 
@@ -21,7 +20,7 @@ def write_json(path: Path | str, data: dict[str, Any]) -> None:
     Raises:
         FileFault: the file system refused the write (one line; the old file, if any, is unchanged).
     """
-    write_atomic(path, json.dumps(data, indent=2, default=lambda o: asdict(o)) + "\n")
+    write_atomic(path, json_text(data, indent=2, default=lambda o: asdict(o)))
 
 
 def probe_dir(params: Params, teacher: str) -> Path:

@@ -87,21 +87,17 @@ def _run_chunk(
     store: str,
     audio_store: str | None,
     config: dict[str, Any],
-    on_record: Callable[[dict[str, Any]], None] | None = None,
+    on_record: Callable[[TrackOutcome], None] | None = None,
     render: ViewRenderer | None = None,
-) -> list[dict[str, Any]]:
+) -> list[TrackOutcome]:
     """One task: embed ``clips`` into parts of ``store`` (in a dask worker process or in-process).
 
-    ``on_record`` receives each outcome (as a dict, with the decoder's notes on its file) as it
-    happens (in-process progress). With ``render`` the clips are views: their audio is rendered,
-    not decoded, and no audio is cached.
+    ``on_record`` receives each outcome (with the decoder's notes on its file) as it happens
+    (in-process progress). With ``render`` the clips are views: their audio is rendered, not
+    decoded, and no audio is cached.
     """
-    on_track: Callable[[TrackOutcome], None] | None = None
-    if on_record is not None:
-        callback = on_record
-        on_track = lambda outcome: callback(_with_notes(asdict(outcome), audio_root))  # noqa: E731
     try:
-        return _embed_chunk(teacher_name, settings, device, clips, audio_root, store, audio_store, config, on_track,
+        return _embed_chunk(teacher_name, settings, device, clips, audio_root, store, audio_store, config, on_record,
                             render)
     except PipelineError:
         raise
@@ -115,7 +111,7 @@ def _run_chunk(
 def _embed_chunk(teacher_name: str, settings: dict[str, Any], device: str, clips: Sequence[Clip], audio_root: str,
                  store: str, audio_store: str | None, config: dict[str, Any],
                  on_track: Callable[[TrackOutcome], None] | None,
-                 render: ViewRenderer | None = None) -> list[dict[str, Any]]:
+                 render: ViewRenderer | None = None) -> list[TrackOutcome]:
     """:func:`_run_chunk`'s work: load the teacher (cached per process), embed, commit parts."""
     if config["threads"]:
         torch.set_num_threads(config["threads"])
@@ -140,18 +136,7 @@ def _embed_chunk(teacher_name: str, settings: dict[str, Any], device: str, clips
                     batch_seconds=config["batch_seconds"],
                     on_track=on_track,
                 )
-    return [_with_notes(asdict(o), audio_root) for o in outcomes]
-
-
-def _with_notes(outcome: dict[str, Any], audio_root: str) -> dict[str, Any]:
-    """The outcome with the decoder's notes on its file (level scaling, silence, cancelling channels, ...)."""
-    from pipeline.audio import decode_notes
-
-    if parse_view_track(outcome["track_id"]):  # a rendered view: its clip's notes were given once
-        return {**outcome, "warnings": []}
-    path = Path(outcome["path"])
-    notes = decode_notes(path) or decode_notes(Path(audio_root) / path)
-    return {**outcome, "warnings": list(notes)}
+    return outcomes
 
 
 def _chunks(clips: Sequence[Clip], n_chunks: int) -> list[list[Clip]]:
@@ -299,19 +284,19 @@ class _Tally:
         self.bar = tqdm(total=total, desc=f"extract {report.teacher}", unit="track",
                         disable=not progress or total == 0)
 
-    def record(self, outcome: dict[str, Any]) -> None:
-        """Add one :class:`~pipeline.extraction.TrackOutcome` (as a dict)."""
+    def record(self, outcome: TrackOutcome) -> None:
+        """Add one track's outcome (its decoder notes become the report's warnings)."""
         report = self.report
-        if outcome["status"] == "done":
-            if parse_view_track(outcome["track_id"]):
+        if outcome.status == "done":
+            if parse_view_track(outcome.track_id):
                 report.views_done += 1
             else:
                 report.done += 1
-            report.audio_seconds += outcome["audio_seconds"]
-        elif outcome["status"] == "failed":
-            report.failed.append({"track": outcome["track_id"], "path": outcome["path"], "reason": outcome["reason"]})
-        for note in outcome.get("warnings", []) if outcome["status"] == "done" else []:
-            report.warnings.append({"track": outcome["track_id"], "path": outcome["path"], "warning": note})
+            report.audio_seconds += outcome.audio_seconds
+        elif outcome.status == "failed":
+            report.failed.append({"track": outcome.track_id, "path": outcome.path, "reason": outcome.reason})
+        for note in outcome.notes if outcome.status == "done" else ():
+            report.warnings.append({"track": outcome.track_id, "path": outcome.path, "warning": note})
         self.bar.update(1)
         hours = report.audio_seconds / 3600
         rate = report.audio_seconds / max(time.perf_counter() - self.start, 1e-9)
@@ -362,8 +347,9 @@ def _map_on_dask(cfg, teacher, settings, device, chunks, root, path, audio_path,
             try:
                 yield future.result()
             except KilledWorker as exc:  # its workers kept dying: the others go on, a rerun does these tracks
-                yield [{"track_id": clip.id, "status": "failed", "audio_seconds": 0.0, "path": str(clip.audio_path),
-                        "reason": f"dask worker died ({exc}); rerun to extract it"} for clip in futures[future]]
+                reason = f"dask worker died ({exc}); rerun to extract it"
+                yield [TrackOutcome(clip.id, "failed", 0.0, path=str(clip.audio_path), reason=reason)
+                       for clip in futures[future]]
     finally:
         from pipeline.logs import quiet_shutdown
 

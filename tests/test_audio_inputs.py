@@ -26,7 +26,12 @@ def _music(seconds: float, sr: int = SR, seed: int = 0) -> np.ndarray:
 
 
 def _blocks(path: Path, sr: int = SR, block: float = 0.25) -> np.ndarray:
-    return np.concatenate([b for _, b in audio.iter_blocks(path, sample_rate=sr, block_seconds=block)])
+    return _blocks_and_notes(path, sr, block)[0]
+
+
+def _blocks_and_notes(path: Path, sr: int = SR, block: float = 0.25) -> tuple[np.ndarray, tuple[str, ...]]:
+    blocks = audio.AudioBlocks(path, sample_rate=sr, block_seconds=block)
+    return np.concatenate([b for _, b in blocks]), blocks.notes
 
 
 # --- 3: float audio beyond +-1 ---------------------------------------------------------------------
@@ -39,7 +44,8 @@ def test_float_audio_beyond_one_is_scaled_by_its_peak_everywhere(
     sf.write(path, signal, SR, subtype=subtype)
     whole = audio.read_audio(path)
     np.testing.assert_allclose(whole, signal / 4.0, atol=1e-6)  # scaled, not clipped: no sample lost
-    assert "peak at 4.00" in " ".join(audio.decode_notes(path)) and "-12.0 dB" in audio.decode_notes(path)[0]
+    notes = audio.decode_audio(path).notes
+    assert "peak at 4.00" in " ".join(notes) and "-12.0 dB" in notes[0]
     np.testing.assert_allclose(_blocks(path), whole, atol=1e-6)  # the teacher's block reader: same signal
     window = audio.read_audio(path, start=0.5, duration=0.25)  # a training crop read from the file
     np.testing.assert_allclose(window, whole[8000:12000], atol=1e-6)
@@ -48,7 +54,7 @@ def test_float_audio_beyond_one_is_scaled_by_its_peak_everywhere(
 def test_audio_within_range_is_untouched_and_lossy_overs_are_clipped(tmp_path: Path) -> None:
     sf.write(tmp_path / "ok.wav", 0.5 * _music(0.6), SR, subtype="FLOAT")
     np.testing.assert_allclose(audio.read_audio(tmp_path / "ok.wav"), 0.5 * _music(0.6), atol=1e-7)
-    assert audio.decode_notes(tmp_path / "ok.wav") == ()
+    assert audio.decode_audio(tmp_path / "ok.wav").notes == ()
     sf.write(tmp_path / "hot.ogg", np.clip(1.6 * _music(1.0), -1, 1), SR)  # Vorbis overshoots +-1
     assert np.abs(audio.read_audio(tmp_path / "hot.ogg")).max() <= 1.0
     assert np.abs(_blocks(tmp_path / "hot.ogg")).max() <= 1.0
@@ -76,9 +82,9 @@ def test_vbr_mp3_without_xing_header_is_detected(tmp_path: Path) -> None:
     assert real == pytest.approx(12.0, abs=0.1) and info.duration < 9.0  # libsndfile believes the first frame
     note = audio.length_note(info)
     assert f"holds {real:.2f} s" in note and "re-encode" in note
-    decoded = _blocks(path, sr=16000, block=1.0)
+    decoded, notes = _blocks_and_notes(path, sr=16000, block=1.0)
     assert len(decoded) == pytest.approx(info.duration * 16000, abs=2)  # consistent with the manifest
-    assert any("MPEG stream holds" in n for n in audio.decode_notes(path))
+    assert any("MPEG stream holds" in n for n in notes)
 
 
 def test_mp3_with_a_true_header_gives_no_note(tmp_path: Path) -> None:
@@ -120,8 +126,9 @@ def test_a_truncated_cbr_mp3_is_described_as_truncated_and_used_for_what_decodes
     assert "re-encode it" not in note and "MPEG stream holds" not in note
     whole = audio.read_audio(path)  # no "got N of M frames" any more
     assert len(whole) == info.frames
-    assert len(_blocks(path, sr=16000, block=1.0)) == pytest.approx(info.duration * 16000, abs=2)
-    assert audio.decode_notes(path) == (note,)
+    blocks, block_notes = _blocks_and_notes(path, sr=16000, block=1.0)
+    assert len(blocks) == pytest.approx(info.duration * 16000, abs=2)
+    assert audio.decode_audio(path).notes == (note,) and block_notes == (note,)
 
 
 def test_prepare_warns_about_the_truncated_mp3_and_extraction_uses_it(tmp_path: Path) -> None:
@@ -177,8 +184,8 @@ def test_degenerate_audio_gets_a_note_from_every_reader(tmp_path: Path, reader: 
     expect = {"silence": "digital silence", "two": "only 2 sample(s)", "cancel": "channels cancel",
               "cancel_wav": "channels cancel", "fine": None}
     for name, path in paths.items():
-        audio.read_audio(path) if reader == "read_audio" else _blocks(path)
-        notes = " ".join(audio.decode_notes(path))
+        found = audio.decode_audio(path).notes if reader == "read_audio" else _blocks_and_notes(path)[1]
+        notes = " ".join(found)
         assert (expect[name] in notes) if expect[name] else notes == "", (name, notes)
 
 

@@ -48,7 +48,7 @@ def audio() -> np.ndarray:
 @pytest.fixture(scope="module")
 def originals(tf):
     """model -> the original TF graph (loaded once per module)."""
-    from pipeline.teachers.musicnn_reference import TFMusicnn
+    from tests.musicnn_reference import TFMusicnn
 
     folder = package_dir("musicnn")
     graphs = {model: TFMusicnn(folder / model, threads=1) for model in ("MTT_musicnn", "MTT_vgg")}
@@ -106,7 +106,7 @@ def test_reader_on_a_checkpoint_tensorflow_writes(tf, tmp_path):
 
 
 def test_musicnn_patch_layers_equal_the_original(originals, audio):
-    from pipeline.teachers.musicnn_reference import upstream_patches
+    from tests.musicnn_reference import upstream_patches
 
     layers = ("logits", "taggram", "penultimate", "max_pool", "mean_pool")
     patches = upstream_patches(audio, 62)
@@ -118,7 +118,7 @@ def test_musicnn_patch_layers_equal_the_original(originals, audio):
 
 
 def test_musicnn_frame_layers_equal_the_original(originals, audio):
-    from pipeline.teachers.musicnn_reference import upstream_patches
+    from tests.musicnn_reference import upstream_patches
 
     layers = ("timbral", "temporal", "cnn1", "cnn2", "cnn3")
     patches = upstream_patches(audio, 187)  # non-overlapping, like the frame-level port
@@ -130,7 +130,7 @@ def test_musicnn_frame_layers_equal_the_original(originals, audio):
 
 
 def test_vgg_equals_the_original(originals, audio):
-    from pipeline.teachers.musicnn_reference import upstream_patches
+    from tests.musicnn_reference import upstream_patches
 
     patches = upstream_patches(audio, 62)
     expected = originals["MTT_vgg"].run(patches, ("logits", "pool5"))
@@ -141,7 +141,7 @@ def test_vgg_equals_the_original(originals, audio):
 
 def test_msd_vgg_uses_the_pooling_of_its_own_graph(tf, audio):
     """The MSD_vgg checkpoint was trained with other pools than ``models.py`` builds."""
-    from pipeline.teachers.musicnn_reference import TFMusicnn, upstream_patches
+    from tests.musicnn_reference import TFMusicnn, upstream_patches
 
     original = TFMusicnn(package_dir("musicnn") / "MSD_vgg", threads=1)
     try:
@@ -153,7 +153,7 @@ def test_msd_vgg_uses_the_pooling_of_its_own_graph(tf, audio):
 
 
 def test_float16_cast_equals_upstream_quantisation_without_overflow(originals, audio):
-    from pipeline.teachers.musicnn_reference import upstream_patches
+    from tests.musicnn_reference import upstream_patches
 
     patches = upstream_patches(audio, 62, float16="safe")
     expected = originals["MTT_musicnn"].run(patches, ("logits",))["logits"]

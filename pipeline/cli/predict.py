@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from pipeline.audio import decode_notes, find_audio, read_audio
+from pipeline.audio import decode_audio, find_audio
 from pipeline.errors import AudioError
 from pipeline.students.trained import LoadedRun, WindowScores, load_run, score_windows
 
@@ -51,11 +51,12 @@ def predict(run_dir: str, audio: tuple[str, ...], top: int, as_json: bool, timel
 def _tag(run: LoadedRun, path: Path, *, top: int, as_json: bool, timeline: Path | None, names: set[str]) -> bool:
     """Print the tags of one file (and write its timeline); False (with one line on stderr) when it cannot be read."""
     try:
-        waveform = read_audio(path, sample_rate=run.sample_rate)
+        decoded = decode_audio(path, sample_rate=run.sample_rate)
     except AudioError as exc:
         click.echo(f"skipped: {exc}", err=True)
         return False
-    for note in decode_notes(path):
+    waveform = decoded.samples
+    for note in decoded.notes:
         click.echo(f"warning: {path}: {note}", err=True)
     scores = score_windows(run, waveform)
     probs = scores.clip

@@ -7,7 +7,6 @@ of the manifests but never silently: the report lists each one with the reason.
 from __future__ import annotations
 
 import codecs
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -17,11 +16,11 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from pipeline.errors import AudioError, ManifestError
+from pipeline.files import write_json
 from pipeline.manifests import (
     CLASSES_FILE,
     SPLITS,
     Clip,
-    atomic_write_text,
     is_unlabeled,
     write_classes,
     write_manifest,
@@ -74,7 +73,7 @@ class BuildReport:
 
     def write(self, path: Path | str) -> None:
         """Write the report as indented JSON, atomically."""
-        atomic_write_text(Path(path), json.dumps(self.to_json(), indent=1, default=str) + "\n")
+        write_json(path, self.to_json(), indent=1, default=str)
 
     def summary(self, max_listed: int = 5) -> str:
         """A few human-readable lines for the console."""

@@ -34,6 +34,7 @@ from pipeline.config import DemoConfig, to_mapping
 from pipeline.datasets.base import BuildReport, register_builder, write_outputs
 from pipeline.datasets.demo_music import OPENMIC_CLASSES, Context, compose, draw_context, synthesize
 from pipeline.errors import ConfigError, ManifestError
+from pipeline.files import write_atomic
 from pipeline.manifests import SPLITS, Clip
 
 __all__ = ["OPENMIC_CLASSES", "render_instrument", "render_clip", "render_mix", "plan_demo", "build"]
@@ -296,9 +297,7 @@ def write_labels_csv(path: Path, plans: Sequence[ClipPlan]) -> None:
     for plan in plans:
         cells = [str(v) if k else "" for v, k in zip(plan.labels, plan.known)]
         writer.writerow([plan.id, plan.split, *cells])
-    from pipeline.manifests import atomic_write_text
-
-    atomic_write_text(path, out.getvalue())
+    write_atomic(path, out.getvalue())
 
 
 def render_audio(config: DemoConfig, audio_root: Path | str, *, workers: int = 2,

@@ -49,6 +49,7 @@ import numpy as np
 
 from pipeline.datasets.base import (
     BuildReport,
+    Probe,
     length_warnings,
     probe_audio,
     read_text,
@@ -397,6 +398,19 @@ def _unlisted(index: AudioIndex, rows: Sequence[Row], labels_csv: Path) -> list[
             f"(e.g. {extra[0]})"]
 
 
+def _clips(rows: Sequence[Row], probes: Sequence[Probe]) -> dict[str, list[Clip]]:
+    """Clips per split of the rows whose probe (same order as ``rows``) found readable audio.
+
+    A row without a split goes to train.
+    """
+    clips: dict[str, list[Clip]] = {s: [] for s in SPLITS}
+    for row, probe in zip(rows, probes):
+        if not probe.problem:
+            clips[row.split or "train"].append(
+                Clip(row.clip_id, row.audio_path, probe.duration, probe.sample_rate, row.labels, row.known))
+    return clips
+
+
 @register_builder("folder")
 def build(
     *,
@@ -444,11 +458,7 @@ def build(
     extra, more_warnings = unlabeled_rows(unlabeled, index, rows, len(names))
     rows, more = rows + extra, more + more_warnings
     probes = probe_audio(root, [(r.split or "train", r.clip_id, r.audio_path) for r in rows], threads=threads)
-    clips: dict[str, list[Clip]] = {s: [] for s in SPLITS}
-    for row, probe in zip(rows, probes):
-        if not probe.problem:
-            clips[row.split or "train"].append(
-                Clip(row.clip_id, row.audio_path, probe.duration, probe.sample_rate, row.labels, row.known))
+    clips = _clips(rows, probes)
     missing, unreadable = split_probes(probes)
     return write_outputs(
         dataset=dataset, manifests_dir=manifests_dir, audio_root=root, classes=names, split_clips=clips,

@@ -35,6 +35,7 @@ import numpy as np
 
 from pipeline.datasets.base import (
     BuildReport,
+    Probe,
     probe_audio,
     read_text,
     register_builder,
@@ -142,6 +143,108 @@ def _resolve_split_dir(root: Path, split_dir: Path | str | None) -> Path | None:
     return None
 
 
+def _row_lookup(ids: list[str], mp3_paths: list[str]) -> dict[str, int]:
+    """Annotation row of each clip id, ``folder/stem`` and ``stem`` of the mp3 paths (ids win)."""
+    lookup: dict[str, int] = {}
+    for i, (clip_id, mp3) in enumerate(zip(ids, mp3_paths)):
+        lookup[clip_id] = i
+        for key in _entry_keys(mp3):
+            lookup.setdefault(key, i)
+    return lookup
+
+
+def _listed_rows(folder: Path, lookup: dict[str, int]) -> tuple[dict[str, list[int]], list[dict[str, str]]]:
+    """``(annotation rows per split, entries not in the annotations)`` of the split lists in ``folder``.
+
+    Raises:
+        ManifestError: a split has no list in ``folder``.
+    """
+    files = find_split_files(folder)
+    absent = [s for s in SPLITS if s not in files]
+    if absent:
+        raise ManifestError(f"{folder} has no list for split(s) {', '.join(absent)}")
+    split_rows: dict[str, list[int]] = {s: [] for s in SPLITS}
+    missing_entries: list[dict[str, str]] = []
+    for split, path in files.items():
+        for entry in _read_split_file(path):
+            row = next((lookup[k] for k in _entry_keys(entry) if k in lookup), None)
+            if row is None:
+                missing_entries.append({"split": split, "id": entry, "path": f"(not in {ANNOTATIONS})"})
+            else:
+                split_rows[split].append(row)
+    return split_rows, missing_entries
+
+
+def _random_rows(labels: np.ndarray, seed: int) -> dict[str, list[int]]:
+    """A seeded 70/15/15 split of the rows of ``labels`` (n, classes) with at least one positive."""
+    rows = np.flatnonzero(labels.any(axis=1))
+    perm = rows[np.random.default_rng(seed).permutation(len(rows))]
+    n_valid = n_test = int(round(0.15 * len(rows)))
+    return {"valid": sorted(perm[:n_valid].tolist()),
+            "test": sorted(perm[n_valid:n_valid + n_test].tolist()),
+            "train": sorted(perm[n_valid + n_test:].tolist())}
+
+
+def _check_disjoint(split_rows: dict[str, list[int]], ids: list[str]) -> None:
+    """Raise :class:`ManifestError` when one annotation row is listed in two splits."""
+    seen: dict[int, str] = {}
+    for split, split_list in split_rows.items():
+        for index in split_list:
+            if index in seen and seen[index] != split:
+                raise ManifestError(f"clip {ids[index]} is in both the {seen[index]} and the {split} list")
+            seen[index] = split
+
+
+def _split_rows(
+    folder: Path | None,
+    random_split: bool,
+    seed: int,
+    ids: list[str],
+    mp3_paths: list[str],
+    labels: np.ndarray,
+) -> tuple[dict[str, list[int]], list[dict[str, str]], list[str]]:
+    """``(annotation rows per split, list entries not in the annotations, warnings)``.
+
+    The rows come from the split lists in ``folder``, else (with ``random_split``) from a seeded
+    random split of the rows of ``labels`` (n, classes) that have a positive.
+
+    Raises:
+        ManifestError: no lists and no ``random_split``, a list is absent, or a clip is in two splits.
+    """
+    warnings: list[str] = []
+    missing_entries: list[dict[str, str]] = []
+    if folder is not None:
+        split_rows, missing_entries = _listed_rows(folder, _row_lookup(ids, mp3_paths))
+    elif random_split:
+        split_rows = _random_rows(labels, seed)
+        warnings.append(
+            f"random 70/15/15 split (seed {seed}), not the standard clean split; {WHERE_SPLITS}")
+    else:
+        raise ManifestError(
+            f"no MagnaTagATune split lists found (looked in {', '.join(DEFAULT_SPLIT_DIRS)}); "
+            f"pass --split-dir DIR, or --random-split for a seeded random split; {WHERE_SPLITS}")
+    _check_disjoint(split_rows, ids)
+    return split_rows, missing_entries, warnings
+
+
+def _clips(probes: list[Probe], ids: list[str], labels: np.ndarray) -> tuple[dict[str, list[Clip]], int]:
+    """``(clips per split, how many have no positive label)`` of the readable ``probes``.
+
+    ``labels`` is (n annotation rows, classes) bool, in the order of ``ids``; every class is known.
+    """
+    by_id = {clip_id: i for i, clip_id in enumerate(ids)}
+    clips: dict[str, list[Clip]] = {s: [] for s in SPLITS}
+    untagged = 0
+    for probe in probes:
+        if probe.problem:
+            continue
+        row = by_id[probe.id]
+        untagged += not labels[row].any()
+        clips[probe.split].append(Clip(probe.id, probe.path, probe.duration, probe.sample_rate,
+                                       tuple(int(v) for v in labels[row]), (True,) * labels.shape[1]))
+    return clips, untagged
+
+
 @register_builder("magnatagatune")
 def build(
     *,
@@ -178,62 +281,15 @@ def build(
         audio_dir = "mp3" if (root / "mp3").is_dir() else ""
     prefix = PurePosixPath(audio_dir) if audio_dir not in ("", ".") else None
 
-    lookup: dict[str, int] = {}
-    for i, (clip_id, mp3) in enumerate(zip(ids, mp3_paths)):
-        lookup[clip_id] = i
-        for key in _entry_keys(mp3):
-            lookup.setdefault(key, i)
     folder = _resolve_split_dir(root, split_dir)
-    warnings: list[str] = []
-    missing_entries: list[dict[str, str]] = []
-    split_rows: dict[str, list[int]] = {s: [] for s in SPLITS}
-    if folder is not None:
-        files = find_split_files(folder)
-        absent = [s for s in SPLITS if s not in files]
-        if absent:
-            raise ManifestError(f"{folder} has no list for split(s) {', '.join(absent)}")
-        for split, path in files.items():
-            for entry in _read_split_file(path):
-                row = next((lookup[k] for k in _entry_keys(entry) if k in lookup), None)
-                if row is None:
-                    missing_entries.append({"split": split, "id": entry, "path": f"(not in {ANNOTATIONS})"})
-                else:
-                    split_rows[split].append(row)
-    elif random_split:
-        rows = np.flatnonzero(labels.any(axis=1))
-        perm = rows[np.random.default_rng(seed).permutation(len(rows))]
-        n_valid = n_test = int(round(0.15 * len(rows)))
-        split_rows = {"valid": sorted(perm[:n_valid].tolist()),
-                      "test": sorted(perm[n_valid:n_valid + n_test].tolist()),
-                      "train": sorted(perm[n_valid + n_test:].tolist())}
-        warnings.append(
-            f"random 70/15/15 split (seed {seed}), not the standard clean split; {WHERE_SPLITS}")
-    else:
-        raise ManifestError(
-            f"no MagnaTagATune split lists found (looked in {', '.join(DEFAULT_SPLIT_DIRS)}); "
-            f"pass --split-dir DIR, or --random-split for a seeded random split; {WHERE_SPLITS}")
-    seen: dict[int, str] = {}
-    for split, split_list in split_rows.items():
-        for index in split_list:
-            if index in seen and seen[index] != split:
-                raise ManifestError(f"clip {ids[index]} is in both the {seen[index]} and the {split} list")
-            seen[index] = split
+    split_rows, missing_entries, warnings = _split_rows(folder, random_split, seed, ids, mp3_paths, labels)
 
     def rel(row: int) -> str:
         return str(prefix / mp3_paths[row]) if prefix else mp3_paths[row]
 
     items = [(s, ids[r], rel(r)) for s in SPLITS for r in split_rows[s]]
     probes = probe_audio(root, items, threads=threads)
-    by_id = {clip_id: i for i, clip_id in enumerate(ids)}
-    clips: dict[str, list[Clip]] = {s: [] for s in SPLITS}
-    untagged = 0
-    for probe in probes:
-        if probe.problem:
-            continue
-        row = by_id[probe.id]
-        untagged += not labels[row].any()
-        clips[probe.split].append(Clip(probe.id, probe.path, probe.duration, probe.sample_rate,
-                                       tuple(int(v) for v in labels[row]), (True,) * len(classes)))
+    clips, untagged = _clips(probes, ids, labels)
     if untagged:
         warnings.append(f"{untagged} listed clip(s) have none of the top-{n_tags} tags (all-negative labels)")
     missing, unreadable = split_probes(probes)

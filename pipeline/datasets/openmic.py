@@ -35,6 +35,7 @@ import numpy as np
 import pipeline
 from pipeline.datasets.base import (
     BuildReport,
+    Probe,
     probe_audio,
     read_text,
     register_builder,
@@ -126,6 +127,67 @@ def _load_npz(path: Path, allow_pickle: bool) -> tuple[np.ndarray, np.ndarray, n
         raise ManifestError(f"{path} cannot be read ({exc})") from None
 
 
+def read_classes(path: Path) -> list[str]:
+    """Class names of ``class-map.json`` (``{"accordion": 0, ...}``), in the order of their column index.
+
+    Raises:
+        ManifestError: the file is absent.
+    """
+    if not path.is_file():
+        raise ManifestError(f"{str(path)!r} not found; --root must be the unpacked OpenMIC-2018 folder")
+    class_map = json.loads(path.read_text(encoding="utf-8"))
+    return [name for name, _ in sorted(class_map.items(), key=lambda kv: int(kv[1]))]
+
+
+def _read_dataset(root: Path, allow_pickle: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """``(Y_true (n, c) float64, Y_mask (n, c) bool, sample keys (n,) str, c class names)`` under ``root``.
+
+    Raises:
+        ManifestError: a file is absent or unreadable, or the shapes do not fit together.
+    """
+    y_true, y_mask, keys = _load_npz(root / "openmic-2018.npz", allow_pickle)
+    classes = read_classes(root / "class-map.json")
+    if y_true.shape != y_mask.shape or y_true.shape != (len(keys), len(classes)):
+        raise ManifestError(f"{root}: Y_true {y_true.shape}, Y_mask {y_mask.shape}, {len(keys)} sample keys "
+                            f"and {len(classes)} classes do not fit together")
+    return y_true, y_mask, keys, classes
+
+
+def rule_differences(y_true: np.ndarray, y_mask: np.ndarray) -> int:
+    """How many label entries are known under one of :data:`LABEL_RULES` and unknown under the other."""
+    _, paper_known = openmic_labels(y_true, y_mask, "paper")
+    _, mask_known = openmic_labels(y_true, y_mask, "mask")
+    return int(np.count_nonzero(paper_known != mask_known))
+
+
+def _split_keys(split_dir: Path, valid_fraction: float, valid_seed: int) -> tuple[dict[str, list[str]], str]:
+    """``(sample keys per split, note)`` from the split01 partitions in ``split_dir``, valid drawn from train.
+
+    ``note`` is empty, or says how the partition sizes differ from the official split01.
+    """
+    train_keys = read_partition(split_dir / SPLIT_FILES["train"])
+    test_keys = read_partition(split_dir / SPLIT_FILES["test"])
+    if (len(train_keys), len(test_keys)) != OFFICIAL_SIZES:
+        size_note = (f"partition files hold {len(train_keys)}/{len(test_keys)} train/test keys, the official "
+                     f"split01 has {OFFICIAL_SIZES[0]}/{OFFICIAL_SIZES[1]}")
+    else:
+        size_note = ""
+    train_keys, valid_keys = validation_split(train_keys, valid_fraction, valid_seed)
+    return {"train": train_keys, "valid": valid_keys, "test": test_keys}, size_note
+
+
+def _clips(probes: list[Probe], row: dict[str, int], labels: np.ndarray, known: np.ndarray) -> dict[str, list[Clip]]:
+    """Clips per split of the readable ``probes``; ``labels``/``known`` are (n keys, 20) bool, ``row`` indexes them."""
+    clips: dict[str, list[Clip]] = {s: [] for s in SPLITS}
+    for probe in probes:
+        if probe.problem:
+            continue
+        i = row[probe.id]
+        clips[probe.split].append(Clip(probe.id, probe.path, probe.duration, probe.sample_rate,
+                                       tuple(int(v) for v in labels[i]), tuple(bool(v) for v in known[i])))
+    return clips
+
+
 @register_builder("openmic")
 def build(
     *,
@@ -154,44 +216,19 @@ def build(
     """
     started = time.perf_counter()
     root = Path(root)
-    y_true, y_mask, keys = _load_npz(root / "openmic-2018.npz", allow_pickle)
-    class_map_path = root / "class-map.json"
-    if not class_map_path.is_file():
-        raise ManifestError(
-            f"{str(class_map_path)!r} not found; --root must be the unpacked OpenMIC-2018 folder")
-    class_map = json.loads(class_map_path.read_text(encoding="utf-8"))
-    classes = [name for name, _ in sorted(class_map.items(), key=lambda kv: int(kv[1]))]
-    if y_true.shape != y_mask.shape or y_true.shape != (len(keys), len(classes)):
-        raise ManifestError(f"{root}: Y_true {y_true.shape}, Y_mask {y_mask.shape}, {len(keys)} sample keys "
-                            f"and {len(classes)} classes do not fit together")
+    y_true, y_mask, keys, classes = _read_dataset(root, allow_pickle)
     labels, known = openmic_labels(y_true, y_mask, label_rule)
-    _, paper_known = openmic_labels(y_true, y_mask, "paper")
-    _, mask_known = openmic_labels(y_true, y_mask, "mask")
-    rule_diff = int(np.count_nonzero(paper_known != mask_known))
+    rule_diff = rule_differences(y_true, y_mask)
     row = {key: i for i, key in enumerate(keys)}
 
     split_dir, split_source = resolve_split_dir(root, split_dir)
-    train_keys = read_partition(split_dir / SPLIT_FILES["train"])
-    test_keys = read_partition(split_dir / SPLIT_FILES["test"])
-    if (len(train_keys), len(test_keys)) != OFFICIAL_SIZES:
-        size_note = (f"partition files hold {len(train_keys)}/{len(test_keys)} train/test keys, the official "
-                     f"split01 has {OFFICIAL_SIZES[0]}/{OFFICIAL_SIZES[1]}")
-    else:
-        size_note = ""
-    train_keys, valid_keys = validation_split(train_keys, valid_fraction, valid_seed)
-    split_keys = {"train": train_keys, "valid": valid_keys, "test": test_keys}
+    split_keys, size_note = _split_keys(split_dir, valid_fraction, valid_seed)
 
     missing_keys = [{"split": s, "id": k, "path": "(not in openmic-2018.npz)"}
                     for s, ks in split_keys.items() for k in ks if k not in row]
     items = [(s, k, f"audio/{k[:3]}/{k}.ogg") for s, ks in split_keys.items() for k in ks if k in row]
     probes = probe_audio(root, items, threads=threads)
-    clips: dict[str, list[Clip]] = {s: [] for s in SPLITS}
-    for probe in probes:
-        if probe.problem:
-            continue
-        i = row[probe.id]
-        clips[probe.split].append(Clip(probe.id, probe.path, probe.duration, probe.sample_rate,
-                                       tuple(int(v) for v in labels[i]), tuple(bool(v) for v in known[i])))
+    clips = _clips(probes, row, labels, known)
     missing, unreadable = split_probes(probes)
     warnings = [size_note] if size_note else []
     if split_source.startswith("committed"):

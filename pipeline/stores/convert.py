@@ -9,7 +9,6 @@ per part plus the index: a store ``open_store`` reads, the hot-loop fast path).
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import StoreError
-from pipeline.files import write_atomic, write_rendered
+from pipeline.files import write_json, write_rendered
 from pipeline.stores.index import PartIndex, frames_checksum
 from pipeline.stores.quant import dequantise
 from pipeline.stores.spec import EMBEDDING_DTYPES, StoreSpec, default_chunk_frames
@@ -182,6 +181,6 @@ def export_store(
         ),
         "tracks": tracks,
     }
-    write_atomic(out / "index.json", json.dumps(index, indent=1) + "\n", what="the export's index",
-                 kept="the store is unchanged; the exported tracks are whole", todo="free space and export again")
+    write_json(out / "index.json", index, indent=1, what="the export's index",
+               kept="the store is unchanged; the exported tracks are whole", todo="free space and export again")
     return out

@@ -33,6 +33,8 @@ import numpy as np
 
 from pipeline.errors import StoreError
 from pipeline.manifests import Clip
+from pipeline.stores.spec import StoreSpec, library_versions
+from pipeline.stores.store import EmbeddingStore, create_store
 
 FORMATS = ("openl3", "hear", "npy")
 #: Allowed deviation of a timestamp from the store's grid, as a fraction of the hop.
@@ -276,9 +278,6 @@ def import_cache(
     Raises:
         StoreError: no files, no geometry, or an existing store with other provenance.
     """
-    from pipeline.stores import StoreSpec, create_store
-    from pipeline.stores.spec import library_versions
-
     root = Path(source)
     if not root.is_dir():
         raise StoreError(f"import source {str(root)!r} is not a folder")
@@ -288,25 +287,45 @@ def import_cache(
     hop, frame0, dim = _geometry(sources, fmt, hop, frame0)
     if not (hop > 0 and math.isfinite(hop)):
         raise StoreError(f"hop must be > 0 seconds, got {hop!r}")
-    teacher = f"imported:{label}"
-    known = int(sample_rate) > 0
-    if not known:  # a store records some rate; say that it is the audio's, not the teacher's
-        rates = sorted(int(c.sample_rate) for c in clips if c.sample_rate) or [16000]
-        sample_rate = rates[len(rates) // 2]
     spec = StoreSpec(
-        kind="embedding", teacher=teacher,
+        kind="embedding", teacher=f"imported:{label}",
         config={"provenance": "imported", "format": fmt, "fingerprint": fingerprint(sources, root),
-                "sample_rate_known": known},
-        weights_sha256="", sample_rate=int(sample_rate), hop_seconds=float(hop),
+                "sample_rate_known": int(sample_rate) > 0},
+        weights_sha256="", sample_rate=_recorded_rate(sample_rate, clips), hop_seconds=float(hop),
         window_seconds=float(window if window is not None else hop), frame0_center_seconds=float(frame0),
         clip_level=False, dim=int(dim), dtype=dtype, versions=library_versions(),
     )
     store = create_store(out, spec, backend=backend, overwrite=overwrite)
-    report = ImportReport(store=str(out), teacher=teacher)
-    table = match_table(clips)
+    report = ImportReport(store=str(out), teacher=spec.teacher)
+    _write_tracks(store, sources, clips, fmt, report, dim=dim, hop=hop, frame0=frame0)
+    return report
+
+
+def _recorded_rate(sample_rate: int, clips: Sequence[Clip]) -> int:
+    """The rate (Hz) an imported store records: the teacher's when known (> 0), else the clips' median.
+
+    A store records some rate; ``config.sample_rate_known`` says whether it is the teacher's.
+    16000 when no clip has a rate either.
+    """
+    if int(sample_rate) > 0:
+        return int(sample_rate)
+    rates = sorted(int(c.sample_rate) for c in clips if c.sample_rate) or [16000]
+    return rates[len(rates) // 2]
+
+
+def _write_tracks(
+    store: EmbeddingStore, sources: Sequence[_Source], clips: Sequence[Clip], fmt: str, report: ImportReport,
+    *, dim: int, hop: float, frame0: float,
+) -> None:
+    """Write each source matched to a clip into ``store``, filling ``report``.
+
+    Tracks already in the store are skipped; a file that cannot be used (a second file for one
+    clip, a dimension other than ``dim``, off the grid ``frame0 + k * hop`` seconds, unreadable)
+    is refused.
+    """
     seen: set[str] = set()
     with store.writer() as writer:
-        for item, clip in _matched(sources, table, report):
+        for item, clip in _matched(sources, match_table(clips), report):
             if clip.id in seen:
                 report.refused.append((str(item.files[0]), f"a second file for clip {clip.id!r}"))
                 continue
@@ -326,7 +345,6 @@ def import_cache(
             writer.add(clip.id, frames, audio_sha256="", duration=float(clip.duration))
             report.imported.append(clip.id)
     report.missing = [c.id for c in clips if c.id not in seen]
-    return report
 
 
 def _matched(

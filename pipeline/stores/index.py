@@ -13,7 +13,6 @@ In both, ``parts.json`` is the commit point: a part exists for readers once it i
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import IO, Any, Callable, Iterable, Mapping
 import numpy as np
 
 from pipeline.errors import StoreError
-from pipeline.files import replace_atomically
+from pipeline.files import rendered, replace_atomically
 from pipeline.stores.spec import MAX_DIM
 
 PARTS_FILE = "parts.json"
@@ -259,9 +258,4 @@ def write_atomic(path: Path, content: str | Callable[[IO[bytes]], None]) -> None
     Raises:
         OSError: as the file system reports it (the part writer words it); no temporary file remains.
     """
-    if isinstance(content, str):
-        replace_atomically(path, content.encode("utf-8"))
-        return
-    buffer = io.BytesIO()
-    content(buffer)
-    replace_atomically(path, buffer.getvalue())
+    replace_atomically(path, content.encode("utf-8") if isinstance(content, str) else rendered(content))

@@ -30,11 +30,7 @@ log = logging.getLogger(__name__)
 
 _MODULES = ("musicnn", "openl3", "vggish", "passt", "panns")
 for _module in _MODULES:
-    try:
-        importlib.import_module(f"pipeline.teachers.{_module}")
-    except ModuleNotFoundError as exc:  # a teacher module not written yet
-        if exc.name != f"pipeline.teachers.{_module}":
-            raise
+    importlib.import_module(f"pipeline.teachers.{_module}")
 
 BUILTINS = tuple(TEACHERS.names())
 #: Entry-point group through which other packages add teachers.

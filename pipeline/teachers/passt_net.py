@@ -205,10 +205,6 @@ class PaSST(nn.Module):
         """Time positions of the positional embedding (99 for 998 mel frames)."""
         return int(self.time_new_pos_embed.shape[-1])
 
-    def time_patches(self, mel_frames: int) -> int:
-        """Patch columns for ``mel_frames`` mel frames (0 if fewer than one patch)."""
-        return 0 if mel_frames < self.patch else (mel_frames - self.patch) // self.stride + 1
-
     def tokens(self, mel: torch.Tensor) -> torch.Tensor:
         """Transformer output tokens.
 

@@ -1,4 +1,4 @@
-"""The *original* musicnn, for cross-checks and benchmarks only (never used by the pipeline).
+"""The *original* musicnn, for cross-checks and benchmarks only (test support, not part of the pipeline).
 
 :class:`TFMusicnn` runs the TF1 inference graph stored in a checkpoint's ``.meta`` file: the
 graph is imported with ``tf.compat.v1.train.import_meta_graph`` after deleting the
