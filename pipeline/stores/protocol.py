@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 TEACHER_FILE = "teacher.json"
 LOCK_FILE = ".lock"
 TMP_DIR = "tmp"
+#: object stores: one index segment per committed part, uploaded last (see :mod:`.remote`)
+COMMITS_DIR = "commits"
+#: object stores: one object per part number, created only if absent (who writes that part)
+CLAIMS_DIR = "claims"
 
 
 @contextmanager

@@ -26,7 +26,7 @@ import numpy as np
 from pipeline.errors import PipelineError, ProvenanceError, StoreError
 from pipeline.stores.backend import BACKENDS, PartReader, get_backend
 from pipeline.stores.catalog import INDEX_DIR, StoreIndex, catalog_text, load_v1, load_v2, parse_catalog
-from pipeline.stores.index import PARTS_DIR, PARTS_FILE, PartIndex, TrackEntry, write_atomic
+from pipeline.stores.index import INDEX_FORMAT, PARTS_DIR, PARTS_FILE, PartIndex, TrackEntry, part_name, write_atomic
 from pipeline.stores.segment import Segment
 from pipeline.stores.location import Location, is_url
 from pipeline.stores.spec import (
@@ -37,7 +37,9 @@ from pipeline.stores.spec import (
     read_teacher_json,
     teacher_json_text,
 )
-from pipeline.stores.protocol import LOCK_FILE, TEACHER_FILE, TMP_DIR, store_lock
+from pipeline.stores.protocol import COMMITS_DIR, LOCK_FILE, TEACHER_FILE, TMP_DIR, store_lock
+from pipeline.stores.remote import init_object_store, load_commits, object_faults, remove_object_store
+from pipeline.stores.object_writer import ObjectPartWriter
 from pipeline.stores.writer import PartWriter, clean_tmp
 
 #: Folder of an embedding store's own int16 audio cache (written by extraction with ``extract.cache_audio``).
@@ -109,6 +111,7 @@ class EmbeddingStore:
             if not gone or attempt == 19 or self._read_catalog() == text:  # missing, not replaced meanwhile
                 missing = []
                 refused.update({r.label: f"index segment {INDEX_DIR}/{r.file} is missing" for r in gone})
+                index = self._with_commits(index, refused)
                 break
         self._index = index
         self.missing_parts, self.refused_parts = missing, refused
@@ -117,6 +120,25 @@ class EmbeddingStore:
             self._warned.update(news)
             log.warning("store %s: parts listed but missing or refused: %s (run `pipeline store verify`)",
                         self.path, ", ".join(news))
+
+    def _with_commits(self, index: StoreIndex, refused: dict[str, str]) -> StoreIndex:
+        """``index`` and the parts committed as objects (``commits/``, see :mod:`.remote`) after it.
+
+        Refused commit segments go to ``refused``. Parts are in part-number order, so the copy
+        of a track in the lower part number is the one read.
+        """
+        if self.location.local is not None and not self.location.exists(COMMITS_DIR):
+            return index
+        segments, bad = load_commits(self.location, self.spec, self.backend, index.max_seq(), self._cache)
+        refused.update(bad)
+        if not segments and not bad:
+            return index
+        listed = list(index.listed) + [part_name(seg.first) for seg in segments] + sorted(bad)
+        return StoreIndex(INDEX_FORMAT, list(index.rows), [*index.segments, *segments], listed=listed)
+
+    def remember_commit(self, segment: Segment) -> None:
+        """Keep ``segment``, just committed as an object by this process (:meth:`refresh` need not read it)."""
+        self._cache[f"{COMMITS_DIR}/{segment.file}"] = segment
 
     def _read_catalog(self) -> str:
         try:
@@ -267,13 +289,17 @@ class EmbeddingStore:
 
     # ---- writing and upkeep -----------------------------------------------------------
     def writer(self, *, part_tracks: int = 256, part_bytes: int = 256 << 20) -> PartWriter:
-        """A new :class:`PartWriter` (one per process or worker)."""
+        """A new :class:`PartWriter` (one per process or worker; an object store's: :class:`ObjectPartWriter`)."""
+        if self.location.local is None:
+            return ObjectPartWriter(self, part_tracks=part_tracks, part_bytes=part_bytes)
         return PartWriter(self, part_tracks=part_tracks, part_bytes=part_bytes)
 
     def clean_tmp(self) -> list[str]:
         """Remove leftovers of interrupted writers (dead writers only); returns what was removed."""
-        if self.location.local is None or self.mode != "a":
+        if self.mode != "a":
             raise StoreError(f"store {self.path} is open read-only; open it with mode='a' to clean it")
+        if self.location.local is None:
+            return []  # an object store: uncommitted objects are never listed (verify notes them)
         removed = clean_tmp(self.location.local)
         self.refresh()
         return removed
@@ -377,10 +403,10 @@ def open_store(path_or_url: str | os.PathLike, *, mode: str = "r") -> EmbeddingS
     if mode not in ("r", "a"):
         raise StoreError(f"store mode {mode!r} must be 'r' or 'a'")
     location = Location(path_or_url)
-    if mode == "a" and location.local is None:
-        raise StoreError(f"store {location} is a URL and can only be opened read-only (mode='r')")
     try:
-        text = location.read_text(TEACHER_FILE)
+        with object_faults(str(location), doing=f"reading {TEACHER_FILE}", kept="nothing was changed",
+                           passthrough=(FileNotFoundError, NotADirectoryError)):
+            text = _teacher_text(location)
     except (FileNotFoundError, NotADirectoryError):
         raise StoreError(
             f"no embedding store at {location}: {TEACHER_FILE} is missing; "
@@ -393,6 +419,13 @@ def open_store(path_or_url: str | os.PathLike, *, mode: str = "r") -> EmbeddingS
             f"this version reads {', '.join(BACKENDS)}"
         )
     return EmbeddingStore(location, spec, layout, mode)
+
+
+def _teacher_text(location: Location) -> str:
+    """``teacher.json``'s text; FileNotFoundError when absent (an object store's missing bucket included)."""
+    if location.local is None and not location.exists(TEACHER_FILE):
+        raise FileNotFoundError(location.join(TEACHER_FILE))
+    return location.read_text(TEACHER_FILE)
 
 
 def create_store(
@@ -420,13 +453,14 @@ def create_store(
         StoreError: a store exists with another backend or chunking, or ``path`` is a
             non-empty folder that is not a store.
     """
-    if is_url(path):
-        raise StoreError(f"stores are created on a local path, not {path!r}")
     get_backend(backend)
     if compression not in COMPRESSIONS:
         raise StoreError(f"store compression {compression!r} is not one of: {', '.join(COMPRESSIONS)}")
     if chunk_frames is not None and int(chunk_frames) < 1:
         raise StoreError(f"chunk_frames must be >= 1, got {chunk_frames!r}")
+    if is_url(path):
+        layout = StoreLayout(backend, int(chunk_frames or default_chunk_frames(spec)), compression)
+        return _create_object_store(str(path), spec, layout, overwrite=overwrite, chunk_frames=chunk_frames)
     root = Path(path)
     if root.exists() and not root.is_dir():
         raise StoreError(f"store path {root} is a file; use another path")
@@ -457,22 +491,54 @@ def create_store(
             )
             return EmbeddingStore(Location(root), spec, layout, "a")
     store = open_store(root, mode="a")
+    _check_resumable(store, spec, backend, chunk_frames)
+    store.clean_tmp()
+    log.info("resuming store %s: %d tracks in %d parts", root, len(store), len(store.parts()))
+    return store
+
+
+def _create_object_store(url: str, spec: StoreSpec, layout: StoreLayout, *, overwrite: bool,
+                         chunk_frames: int | None) -> EmbeddingStore:
+    """:func:`create_store` for a URL (``s3://...``): the objects of :mod:`.remote`, checked as locally.
+
+    Raises:
+        FileFault: the bucket or credentials refused (one line).
+        ProvenanceError, StoreError: as :func:`create_store`.
+    """
+    location = Location(url)
+    with object_faults(url, doing="creating the store", kept="nothing was written"):
+        if overwrite and location.exists(TEACHER_FILE):
+            remove_object_store(location)
+        if init_object_store(location, teacher_json_text(spec, layout), catalog_text([])):
+            log.info("created %s store %s for %s (chunk %d frames)", layout.backend, url, spec.teacher,
+                     layout.chunk_frames)
+            return EmbeddingStore(location, spec, layout, "a")
+    store = open_store(url, mode="a")
+    _check_resumable(store, spec, layout.backend, chunk_frames)
+    log.info("resuming store %s: %d tracks in %d parts", url, len(store), len(store.parts()))
+    return store
+
+
+def _check_resumable(store: EmbeddingStore, spec: StoreSpec, backend: str, chunk_frames: int | None) -> None:
+    """Refuse to append to ``store`` with another spec, backend or chunking than asked for.
+
+    Raises:
+        ProvenanceError: naming every difference of the spec.
+        StoreError: another backend or chunk size.
+    """
     diffs = store.spec.differences(spec)
     if diffs:
         raise ProvenanceError(
-            f"store {root} holds {store.spec.teacher} frames made with other settings than requested "
+            f"store {store.path} holds {store.spec.teacher} frames made with other settings than requested "
             f"(stored != requested): {'; '.join(diffs)}. Use another store path, or --overwrite to replace it"
         )
     if store.backend != backend:
         raise StoreError(
-            f"store {root} uses the {store.backend!r} backend, not {backend!r}; use "
+            f"store {store.path} uses the {store.backend!r} backend, not {backend!r}; use "
             f"`pipeline store convert` or another path, or --overwrite"
         )
     if chunk_frames is not None and int(chunk_frames) != store.layout.chunk_frames:
         raise StoreError(
-            f"store {root} has chunks of {store.layout.chunk_frames} frames, not {chunk_frames}; "
+            f"store {store.path} has chunks of {store.layout.chunk_frames} frames, not {chunk_frames}; "
             "leave chunk_frames unset to append, or use another path"
         )
-    store.clean_tmp()
-    log.info("resuming store %s: %d tracks in %d parts", root, len(store), len(store.parts()))
-    return store
