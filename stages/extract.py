@@ -360,6 +360,7 @@ def _write_report(report: ExtractReport, store: Path | str) -> Path | str:
     """
     if is_url(str(store)):
         return _write_remote_report(report, str(store))
+    store = Path(store)
     out = store.parent / f"{store.name}-extract-report.json"
     write_atomic(out, json.dumps(report.to_json(), indent=2), what="the extract report",
                  kept="the store keeps every track committed")

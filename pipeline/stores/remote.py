@@ -53,11 +53,13 @@ def object_faults(where: str, *, doing: str, kept: str,
     Raises:
         FileFault: naming ``where``, the error, ``kept`` and what to do (no traceback in the CLI).
     """
+    handled: tuple[type[BaseException], ...] = (FileFault, *passthrough)
+    caught: tuple[type[BaseException], ...] = (OSError, *_boto_errors())
     try:
         yield
-    except (FileFault, *passthrough):
+    except handled:
         raise
-    except (OSError, _boto_errors()) as exc:  # type: ignore[misc]
+    except caught as exc:
         text = os_error_text(exc) if isinstance(exc, OSError) and exc.errno else f"{type(exc).__name__}: {exc}"
         raise FileFault(
             f"{where}: {text[:300]} while {doing}; {kept}; check the bucket name and the credentials "
@@ -67,13 +69,13 @@ def object_faults(where: str, *, doing: str, kept: str,
         ) from None
 
 
-def _boto_errors() -> type[BaseException] | tuple[type[BaseException], ...]:
+def _boto_errors() -> tuple[type[Exception], ...]:
     """botocore's own exception base (missing credentials, unreachable endpoint), when installed."""
     try:
         from botocore.exceptions import BotoCoreError
     except ImportError:  # pragma: no cover - s3fs needs botocore
         return ()
-    return BotoCoreError
+    return (BotoCoreError,)
 
 
 # ---- reading -------------------------------------------------------------------------------
