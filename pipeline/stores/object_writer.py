@@ -21,7 +21,7 @@ from pipeline.stores.remote import (
     claim_part, object_faults, part_objects_prefix, publish_segment, remove_scratch, scratch_folder, upload_part,
 )
 from pipeline.stores.segment import build_segment
-from pipeline.stores.writer import PartWriter, TrackBuffer, _part_index, _Pending, _pieces, _token
+from pipeline.stores.writer import PartWriter, TrackBuffer, _part_index, _Pending, _pieces, _token, check_format
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class ObjectPartWriter(PartWriter):
         """A private scratch folder for spooled tracks and parts before upload (removed on close)."""
         if store.location.fs is None:
             raise StoreError(f"store {store.path} is a local folder; use its PartWriter")
+        check_format(store)  # before the scratch folder is made
         self._scratch_guard = threading.Lock()
         return scratch_folder()
 

@@ -264,6 +264,19 @@ class _Pending:
     checksum: str
 
 
+def check_format(store: StoreLike) -> None:
+    """Refuse to write to a store with the format-1 index.
+
+    Raises:
+        StoreError: naming ``pipeline store upgrade``.
+    """
+    if store.index.format != 2:
+        raise StoreError(
+            f"store {store.path} has the format-1 index (one JSON file per part); convert it once with "
+            f"`pipeline store upgrade {store.path}`, then write to it"
+        )
+
+
 class PartWriter:
     """Buffers whole tracks and commits them as immutable parts (one writer per process).
 
@@ -283,13 +296,9 @@ class PartWriter:
             raise StoreError(f"store {store.path} is open read-only; open it with mode='a' to write")
         if part_tracks < 1 or part_bytes < 1:
             raise StoreError(f"part_tracks and part_bytes must be >= 1, got {part_tracks}, {part_bytes}")
-        if store.index.format != 2:
-            raise StoreError(
-                f"store {store.path} has the format-1 index (one JSON file per part); convert it once with "
-                f"`pipeline store upgrade {store.path}`, then write to it"
-            )
-        self.store = store
         self.root: Path = self._writable_root(store)
+        check_format(store)
+        self.store = store
         self.part_tracks = int(part_tracks)
         self.part_bytes = int(part_bytes)
         self.committed: list[str] = []
