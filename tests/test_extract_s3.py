@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from pipeline.stores import StoreSpec, open_store
+from pipeline.manifests import load_split
+from pipeline.stores import EmbeddingStore, StoreSpec, create_store, open_store
 from pipeline.stores.remote import commit_numbers
 from tests import gated_teacher
 from tests.extract_fixtures import make_dataset
@@ -120,11 +121,7 @@ def test_two_workers_without_a_shared_folder_extract_into_s3_and_survive_kill_9(
     for folder in ("worker0", "worker1", "client"):  # no store on the workers' (or the client's) disks
         assert not [p for p in (tmp_path / folder).rglob("teacher.json")]
 
-    local_params = _params(tmp_path / "local", str(tmp_path / "local" / "stores"), workers=0)
-    done = subprocess.run([sys.executable, "-m", "pipeline", "--params", str(local_params), "extract", "--teacher",
-                           "gated", "--no-progress"], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    local = open_store(tmp_path / "local" / "stores" / "gated")
+    local = _local_extraction(tmp_path / "data", tmp_path / "local", store.spec)  # the same engine, in-process
     for clip in clips:
         assert np.array_equal(store.read(clip), local.read(clip)), clip
 
@@ -137,10 +134,21 @@ def test_two_workers_without_a_shared_folder_extract_into_s3_and_survive_kill_9(
     assert sorted(open_store(url).track_ids()) == clips
 
 
+def _local_extraction(data: Path, out: Path, spec: StoreSpec) -> EmbeddingStore:
+    """The clips of ``data`` extracted by the gated teacher (no gate) into a local store like ``spec``'s."""
+    from pipeline.extraction import extract_tracks
+
+    store = create_store(out, spec, backend="zarr")
+    with store.writer(part_tracks=2) as writer:
+        outcomes = extract_tracks(gated_teacher.GatedTeacher(), load_split(data / "manifests", "train"),
+                                  data / "audio", writer, batch_seconds=0.5)
+    assert [o.status for o in outcomes] == ["done"] * N_CLIPS
+    return open_store(out)
+
+
 def test_two_writers_racing_on_one_track_keep_one_copy(tmp_path: Path, s3_server) -> None:  # noqa: ANN001
     """Both writers checked before either committed: the lower part number wins on every read,
     verify notes the other copy; a claim without a commit (a dead writer) is never read."""
-    from pipeline.stores import create_store
     from pipeline.stores.remote import claim_part
 
     spec = StoreSpec(kind="embedding", teacher="fake", config={}, weights_sha256="0" * 64, sample_rate=16000,
@@ -167,6 +175,8 @@ def test_two_writers_racing_on_one_track_keep_one_copy(tmp_path: Path, s3_server
     assert report.ok, report.problems
     assert any("'shared'" in n and "two writers" in n for n in report.notes)
     assert any(n.startswith("claims/part-000002") for n in report.notes)
+    cli = invoke(None, "store", "verify", url)
+    assert cli.exit_code == 0 and "3 tracks" in cli.output and "clean" in cli.output, cli.output  # both copies checked
     third = open_store(url, mode="a").writer()
     third.add("shared", ones, audio_sha256="a", duration=2.5)
     assert third.commit() == [] and third.dropped == ["shared"]  # a rerun skips committed tracks
