@@ -192,5 +192,6 @@ def test_a_missing_bucket_is_one_line(tmp_path: Path, s3_server) -> None:  # noq
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "s3://east-no-such-bucket/stores/musicnn" in lines[0], result.output
-    assert "bucket" in lines[0] and "nothing was written" in lines[0] and "AWS_ACCESS_KEY_ID" in lines[0]
+    assert "bucket does not exist" in lines[0] and "nothing was written" in lines[0]
+    assert "AWS_ACCESS_KEY_ID" in lines[0] and "Traceback" not in result.output
     assert s3fs.S3FileSystem(skip_instance_cache=True).ls(bucket) == []

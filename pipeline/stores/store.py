@@ -7,6 +7,8 @@
     <store>/index/idx-*.npz         the compact index: track -> part, offset, frames, audio sha256, checksum
     <store>/parts/part-000000.zarr  frames of a part: one (N, dim) array (zarr folder, .h5 or .npy file)
     <store>/tmp/, <store>/.lock     writers' scratch space and the commit lock
+    <store>/claims/, commits/       a store in object storage: part numbers claimed, and one index
+                                    segment per committed part (:mod:`.remote`)
 
 Opening reads ``teacher.json``, ``parts.json`` and the index arrays (:mod:`.catalog`); part data
 is opened lazily, once per process (safe with ``fork`` and DataLoader workers), and nothing is
@@ -392,11 +394,12 @@ def open_store(path_or_url: str | os.PathLike, *, mode: str = "r") -> EmbeddingS
     """Open an existing store, reading only its JSON metadata.
 
     Args:
-        path_or_url: store folder, or an fsspec URL (``file://...``, ``s3://...``) read-only.
-        mode: ``"r"`` (read) or ``"a"`` (read and append; local stores only).
+        path_or_url: store folder, or an fsspec URL (``file://...``, ``s3://...``).
+        mode: ``"r"`` (read) or ``"a"`` (read and append; a URL's writer is the object-store one, :mod:`.remote`).
 
     Raises:
-        StoreError: no store there, damaged metadata, or ``"a"`` on a URL.
+        StoreError: no store there, or damaged metadata.
+        FileFault: the object store refused the request (no bucket, credentials): one line.
     """
     if isinstance(path_or_url, EmbeddingStore):
         path_or_url = path_or_url.path
@@ -440,7 +443,7 @@ def create_store(
     """Create a store, or reopen an existing one with the same spec for appending (resume).
 
     Args:
-        path: local folder of the store.
+        path: local folder of the store, or a URL (``s3://...``: objects of :mod:`.remote`).
         spec: what the frames are.
         backend: ``zarr`` (default) or ``hdf5`` (``memmap`` is written by exports).
         overwrite: delete an existing store at ``path`` first.
