@@ -19,7 +19,7 @@ from pipeline.teachers import build_teacher, settings_key, teacher_settings, tea
 def store_path(params: Params, teacher: str, store: str | None = None) -> Path:
     """Where the store of ``teacher`` lives: ``store`` or ``<extract.store_root>/<teacher>``.
 
-    A URL (``file://``, ``s3://``, ...) is kept as given (read-only stores for stage two).
+    A URL (``file://``, ``s3://``, ...) is kept as given (stage one writes it, stage two reads it).
     """
     if store and is_url(store):
         return store  # type: ignore[return-value]
@@ -27,23 +27,6 @@ def store_path(params: Params, teacher: str, store: str | None = None) -> Path:
     if not store and is_url(params.extract.store_root):
         return f"{params.extract.store_root.rstrip('/')}/{folder}"  # type: ignore[return-value]
     return Path(store) if store else Path(params.extract.store_root) / folder
-
-
-def refuse_remote_target(path: Path | str) -> None:
-    """Extraction writes local stores only: a URL target is refused before anything runs.
-
-    Object stores have no atomic rename or lock, which the part commit protocol needs; a
-    local store shared with ``dvc push`` (or copied with any S3 tool) keeps every guarantee.
-
-    Raises:
-        StoreError: naming the URL and the local-extract-then-push route.
-    """
-    if is_url(str(path)):
-        raise StoreError(
-            f"cannot extract into {path}: stores are written locally and then shared; run "
-            "`pipeline extract --store stores/<teacher>` (or set extract.store_root to a local folder), "
-            "then `dvc push` (or `aws s3 sync stores/<teacher> <url>`), and read the URL in probe/distill"
-        )
 
 
 def checked_store(params: Params, teacher: str, store: str | None = None) -> Path:

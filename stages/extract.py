@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from pipeline.config import ExtractConfig, Params
 from pipeline.audio_source import AudioSource
 from pipeline.devices import resolve_device
-from pipeline.errors import PipelineError, TeacherError, WeightsNotFoundError
+from pipeline.errors import PipelineError, StoreError, TeacherError, WeightsNotFoundError
 from pipeline.files import write_atomic
 from pipeline.extraction import TrackOutcome, extract_tracks
 from pipeline.manifests import Clip, load_split
@@ -28,7 +28,9 @@ from pipeline.stores import EmbeddingStore, StoreSpec, create_store, open_store
 from pipeline.stores.protocol import TEACHER_FILE
 from pipeline.allocator import WORKER_ENV as ALLOCATOR_ENV
 from pipeline.interrupts import sigterm_as_interrupt
-from pipeline.teacher_stores import refuse_remote_target, store_path
+from pipeline.stores.location import Location, is_url
+from pipeline.stores.remote import object_faults, remove_object_store
+from pipeline.teacher_stores import store_path
 from pipeline.timings import timings_file
 from pipeline.teachers import Teacher, build_teacher, cached_teacher, teacher_settings
 from pipeline.views import ViewRenderer, parse_view_track, plan_views, view_track_id, write_view_table
@@ -175,7 +177,6 @@ def run(
     """
     cfg: ExtractConfig = params.extract
     path = store_path(params, teacher, store)
-    refuse_remote_target(path)
     settings = teacher_settings(params, teacher)
     model = build_teacher(teacher, settings)
     if not model.weights_available():
@@ -184,7 +185,8 @@ def run(
     root = Path(audio_root or params.data.audio_root)
     clips = [clip for split in cfg.splits for clip in load_split(Path(manifests or params.data.manifests), split)]
     clips = clips[:limit] if limit is not None else clips
-    new_store = not (path / TEACHER_FILE).is_file()
+
+    new_store = not _store_exists(path)
     emb_store, audio_path = _open_stores(path, model, cfg, overwrite=overwrite)
     todo = [c for c in clips if c.id not in emb_store]
     report = ExtractReport(teacher=teacher, store=str(path), skipped=len(clips) - len(todo), device=device)
@@ -219,6 +221,9 @@ def _extract_views(cfg: ExtractConfig, manifests: Path, clips: Sequence[Clip], t
     augment = cfg.view_augment  # read always: dvc.yaml declares it (a change re-runs the stage, which resumes)
     if not cfg.views or "train" not in cfg.splits:
         return
+    if is_url(str(path)):
+        raise StoreError(f"extract.views: views are planned into a local store's views.json; {path} is a URL. "
+                         "Extract the views into a local store, then copy it to the bucket")
     train_ids = {c.id for c in load_split(manifests, "train")}
     train_clips = [c for c in clips if c.id in train_ids]
     emb_store = open_store(path)
@@ -239,8 +244,27 @@ def _extract_views(cfg: ExtractConfig, manifests: Path, clips: Sequence[Clip], t
                audio_path=audio_path, use_dask=use_dask, render=renderer)
 
 
+def _store_exists(path: Path | str) -> bool:
+    """Whether a store is at ``path`` (a folder or a URL; a refused bucket or credentials: one line).
+
+    Raises:
+        FileFault: the object store refused the request.
+    """
+    with object_faults(str(path), doing="looking for the store", kept="nothing was written",
+                       passthrough=(FileNotFoundError,)):
+        try:
+            return Location(path).exists(TEACHER_FILE)
+        except FileNotFoundError:  # no such bucket: create_store names it
+            return False
+
+
+def _child(path: Path | str, name: str) -> Path | str:
+    """``path/name`` for a folder or a URL."""
+    return f"{str(path).rstrip('/')}/{name}" if is_url(str(path)) else Path(path) / name
+
+
 def _embed(todo: list[Clip], tally: _Tally, cfg: ExtractConfig, *, teacher: str, settings: dict[str, Any],
-           device: str, root: Path, path: Path, audio_path: Path | None, use_dask: bool,
+           device: str, root: Path, path: Path | str, audio_path: Path | str | None, use_dask: bool,
            render: ViewRenderer | None = None) -> None:
     """Embed ``todo`` on dask workers (``use_dask``) or in this process, one part per chunk of tracks
     (``render``: views, see :func:`_run_chunk`); nothing when ``todo`` is empty."""
@@ -263,14 +287,14 @@ def _embed(todo: list[Clip], tally: _Tally, cfg: ExtractConfig, *, teacher: str,
         )
 
 
-def _open_stores(path: Path, model: Teacher, cfg: ExtractConfig, *,
-                 overwrite: bool) -> tuple[EmbeddingStore, Path | None]:
+def _open_stores(path: Path | str, model: Teacher, cfg: ExtractConfig, *,
+                 overwrite: bool) -> tuple[EmbeddingStore, Path | str | None]:
     """The teacher's store at ``path`` (created or resumed) and, with ``cache_audio``, its audio cache's path."""
     emb_store = create_store(path, StoreSpec.from_teacher(model, dtype=cfg.dtype), backend=cfg.backend,
                              overwrite=overwrite)
     if not cfg.cache_audio:
         return emb_store, None
-    audio_path = path / "audio"
+    audio_path = _child(path, "audio")
     create_store(audio_path, StoreSpec.for_audio(cfg.audio_sample_rate), backend=cfg.backend, overwrite=overwrite)
     return emb_store, audio_path
 
@@ -359,7 +383,7 @@ def _map_on_dask(cfg, teacher, settings, device, chunks, root, path, audio_path,
                 cluster.close()
 
 
-def _remove_if_empty(path: Path) -> None:
+def _remove_if_empty(path: Path | str) -> None:
     """Delete the store this run created at ``path`` when it aborted before committing any track.
 
     An empty store would otherwise pin the settings of the failed run, so that the rerun with
@@ -370,16 +394,41 @@ def _remove_if_empty(path: Path) -> None:
 
     try:
         if len(open_store(path)) == 0:
-            shutil.rmtree(path, ignore_errors=True)
+            if is_url(str(path)):
+                remove_object_store(Location(path))
+            else:
+                shutil.rmtree(path, ignore_errors=True)
     except Exception:  # noqa: BLE001 - cleanup after a failure must never hide that failure
         log.debug("could not check the aborted store %s", path, exc_info=True)
 
 
-def _write_report(report: ExtractReport, store: Path) -> Path:
-    """``<store>-extract-report.json`` (a DVC metric) and ``timings-<store>-extract.json`` (wall-clock, untracked)."""
+def _write_report(report: ExtractReport, store: Path | str) -> Path | str:
+    """``<store>-extract-report.json`` (a DVC metric) and ``timings-<store>-extract.json`` (wall-clock, untracked).
+
+    A store behind a URL gets both beside it in the object store.
+    """
+    if is_url(str(store)):
+        return _write_remote_report(report, str(store))
+    store = Path(store)
     out = store.parent / f"{store.name}-extract-report.json"
     write_atomic(out, json.dumps(report.to_json(), indent=2), what="the extract report",
                  kept="the store keeps every track committed")
     write_atomic(timings_file(store.parent, f"{store.name}-extract"), json.dumps(report.timings(), indent=2),
                  what="the extract timings", kept="the store keeps every track committed")
     return out
+
+
+def _write_remote_report(report: ExtractReport, url: str) -> str:
+    """The report and timings of a store behind ``url``, as objects beside it (``<url>-extract-report.json``).
+
+    Raises:
+        FileFault: the object store refused the upload (the store keeps every track).
+    """
+    location = Location(url.rstrip("/").rsplit("/", 1)[0])
+    name = url.rstrip("/").rsplit("/", 1)[1]
+    out = f"{name}-extract-report.json"
+    with object_faults(location.join(out), doing="writing the extract report", kept="the store keeps every track"):
+        location.fs.pipe_file(location.fs_path(out), json.dumps(report.to_json(), indent=2).encode())
+        location.fs.pipe_file(location.fs_path(f"timings-{name}-extract.json"),
+                              json.dumps(report.timings(), indent=2).encode())
+    return location.join(out)

@@ -1,7 +1,7 @@
 """Stores on object storage, against a real S3-protocol server (moto on loopback, see conftest).
 
-Stores are written locally and shared; through ``s3://`` they are inspected, verified and
-read by probe and distill directly. Extraction into ``s3://`` is refused with the local route.
+Stores written locally and uploaded are inspected, verified and read by probe and distill through
+``s3://`` directly. Extraction straight into ``s3://`` is tested in ``test_extract_s3.py``.
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def test_store_info_verify_and_reads_through_s3(tmp_path: Path, s3_server, backe
     window, times = store.read_window("t4", 2.0, 5.0)
     assert np.array_equal(window, frames["t4"][4:10]) and np.allclose(times, 2.25 + 0.5 * np.arange(6))
     with pytest.raises(Exception, match="read-only"):
-        open_store(url, mode="a")
+        store.writer()
 
 
 def test_verify_through_s3_names_a_corrupted_part(tmp_path: Path, s3_server) -> None:  # noqa: ANN001
@@ -71,21 +71,6 @@ def test_verify_through_s3_names_a_corrupted_part(tmp_path: Path, s3_server) -> 
     assert result.exit_code == 1
     assert "problem: part-000001" in result.output and "t3" in result.output
     assert "Error:" in result.output and "re-extract" in result.output
-
-
-def test_extract_into_s3_is_refused_with_the_local_route(tmp_path: Path, s3_server) -> None:  # noqa: ANN001
-    import s3fs
-
-    bucket = s3_server.new_bucket()
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"extract": {"store_root": f"s3://{bucket}/stores", "workers": 0}}))
-    for extra in ([], ["--store", f"s3://{bucket}/elsewhere"]):
-        result = invoke(params, "extract", "--teacher", "musicnn", "--no-progress", *extra)
-        assert result.exit_code == 1
-        lines = [line for line in result.output.splitlines() if line.strip()]
-        assert len(lines) == 1 and "cannot extract into s3://" in lines[0]
-        assert "pipeline extract --store" in lines[0] and "dvc push" in lines[0]
-    assert s3fs.S3FileSystem(skip_instance_cache=True).ls(bucket) == []  # nothing was written
 
 
 @pytest.mark.slow

@@ -356,7 +356,7 @@ def load_v2(location: "Location", spec: "StoreSpec", backend: str, rows: list[Se
             missing.append(row)
         except StoreError as exc:
             refused[row.label] = str(exc)
-    for stale in set(cache) - {r.file for r in rows}:
+    for stale in {key for key in cache if "/" not in key} - {r.file for r in rows}:  # commits/...: see .remote
         del cache[stale]
     listed: list[str] = []
     for row in rows:

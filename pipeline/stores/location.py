@@ -1,4 +1,4 @@
-"""Where a store lives: a local folder, or (read-only) any fsspec URL.
+"""Where a store lives: a local folder, or any fsspec URL (``s3://...``: see :mod:`.remote`).
 
 Local stores use plain file I/O; URLs (``file://``, ``s3://``, ``memory://`` ...) go
 through fsspec, imported only when a URL is given.
@@ -104,11 +104,12 @@ class Location:
         return bool(self.fs.exists(self.fs_path(rel)))
 
     def listdir(self, rel: str) -> list[str]:
-        """Entry names directly under ``rel`` ([] when it does not exist)."""
+        """Entry names directly under ``rel`` ([] when it does not exist); a URL is listed afresh."""
         if self.local is not None:
             folder = self.local / rel
             return sorted(os.listdir(folder)) if folder.is_dir() else []
         try:
+            self.fs.invalidate_cache(self.fs_path(rel))  # others' commits since the last look (s3fs caches listings)
             listing = self.fs.ls(self.fs_path(rel), detail=False)
             return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in listing)
         except FileNotFoundError:

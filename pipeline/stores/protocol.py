@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 TEACHER_FILE = "teacher.json"
 LOCK_FILE = ".lock"
 TMP_DIR = "tmp"
+#: object stores: one index segment per committed part, uploaded last (see :mod:`.remote`)
+COMMITS_DIR = "commits"
+#: object stores: one object per part number, created only if absent (who writes that part)
+CLAIMS_DIR = "claims"
 
 
 @contextmanager
@@ -75,6 +79,8 @@ class StoreLike(Protocol):
     def refresh(self) -> None: ...
 
     def remember(self, segment: "Segment") -> None: ...
+
+    def remember_commit(self, segment: "Segment") -> None: ...
 
     def __contains__(self, track_id: object) -> bool: ...
 

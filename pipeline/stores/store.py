@@ -7,6 +7,8 @@
     <store>/index/idx-*.npz         the compact index: track -> part, offset, frames, audio sha256, checksum
     <store>/parts/part-000000.zarr  frames of a part: one (N, dim) array (zarr folder, .h5 or .npy file)
     <store>/tmp/, <store>/.lock     writers' scratch space and the commit lock
+    <store>/claims/, commits/       a store in object storage: part numbers claimed, and one index
+                                    segment per committed part (:mod:`.remote`)
 
 Opening reads ``teacher.json``, ``parts.json`` and the index arrays (:mod:`.catalog`); part data
 is opened lazily, once per process (safe with ``fork`` and DataLoader workers), and nothing is
@@ -25,7 +27,7 @@ import numpy as np
 from pipeline.errors import PipelineError, ProvenanceError, StoreError
 from pipeline.stores.backend import BACKENDS, PartReader, get_backend
 from pipeline.stores.catalog import INDEX_DIR, StoreIndex, catalog_text, load_v1, load_v2, parse_catalog
-from pipeline.stores.index import PARTS_DIR, PARTS_FILE, PartIndex, TrackEntry, write_atomic
+from pipeline.stores.index import INDEX_FORMAT, PARTS_DIR, PARTS_FILE, PartIndex, TrackEntry, part_name, write_atomic
 from pipeline.stores.segment import Segment
 from pipeline.stores.location import Location, is_url
 from pipeline.stores.spec import (
@@ -36,8 +38,10 @@ from pipeline.stores.spec import (
     read_teacher_json,
     teacher_json_text,
 )
+from pipeline.stores.object_writer import ObjectPartWriter
+from pipeline.stores.protocol import COMMITS_DIR, LOCK_FILE, TEACHER_FILE, TMP_DIR, store_lock
 from pipeline.stores.quant import dequantise
-from pipeline.stores.protocol import LOCK_FILE, TEACHER_FILE, TMP_DIR, store_lock
+from pipeline.stores.remote import init_object_store, load_commits, object_faults, remove_object_store
 from pipeline.stores.writer import PartWriter, clean_tmp
 
 #: Folder of an embedding store's own int16 audio cache (written by extraction with ``extract.cache_audio``).
@@ -109,6 +113,7 @@ class EmbeddingStore:
             if not gone or attempt == 19 or self._read_catalog() == text:  # missing, not replaced meanwhile
                 missing = []
                 refused.update({r.label: f"index segment {INDEX_DIR}/{r.file} is missing" for r in gone})
+                index = self._with_commits(index, refused)
                 break
         self._index = index
         self.missing_parts, self.refused_parts = missing, refused
@@ -117,6 +122,25 @@ class EmbeddingStore:
             self._warned.update(news)
             log.warning("store %s: parts listed but missing or refused: %s (run `pipeline store verify`)",
                         self.path, ", ".join(news))
+
+    def _with_commits(self, index: StoreIndex, refused: dict[str, str]) -> StoreIndex:
+        """``index`` and the parts committed as objects (``commits/``, see :mod:`.remote`) after it.
+
+        Refused commit segments go to ``refused``. Parts are in part-number order, so the copy
+        of a track in the lower part number is the one read.
+        """
+        if self.location.local is not None and not self.location.exists(COMMITS_DIR):
+            return index
+        segments, bad = load_commits(self.location, self.spec, self.backend, index.max_seq(), self._cache)
+        refused.update(bad)
+        if not segments and not bad:
+            return index
+        listed = list(index.listed) + [part_name(seg.first) for seg in segments] + sorted(bad)
+        return StoreIndex(INDEX_FORMAT, list(index.rows), [*index.segments, *segments], listed=listed)
+
+    def remember_commit(self, segment: Segment) -> None:
+        """Keep ``segment``, just committed as an object by this process (:meth:`refresh` need not read it)."""
+        self._cache[f"{COMMITS_DIR}/{segment.file}"] = segment
 
     def _read_catalog(self) -> str:
         try:
@@ -281,13 +305,18 @@ class EmbeddingStore:
     # ---- writing and upkeep -----------------------------------------------------------
     def writer(self, *, part_tracks: int = 256, part_bytes: int = 256 << 20,
                coded: tuple[np.ndarray, np.ndarray] | None = None) -> PartWriter:
-        """A new :class:`PartWriter` (one per process or worker; ``coded``: see :class:`PartWriter`)."""
+        """A new :class:`PartWriter` (one per process or worker; an object store's: :class:`ObjectPartWriter`;
+        ``coded``: see :class:`PartWriter`)."""
+        if self.location.local is None:
+            return ObjectPartWriter(self, part_tracks=part_tracks, part_bytes=part_bytes, coded=coded)
         return PartWriter(self, part_tracks=part_tracks, part_bytes=part_bytes, coded=coded)
 
     def clean_tmp(self) -> list[str]:
         """Remove leftovers of interrupted writers (dead writers only); returns what was removed."""
-        if self.location.local is None or self.mode != "a":
+        if self.mode != "a":
             raise StoreError(f"store {self.path} is open read-only; open it with mode='a' to clean it")
+        if self.location.local is None:
+            return []  # an object store: uncommitted objects are never listed (verify notes them)
         removed = clean_tmp(self.location.local)
         self.refresh()
         return removed
@@ -380,21 +409,22 @@ def open_store(path_or_url: str | os.PathLike, *, mode: str = "r") -> EmbeddingS
     """Open an existing store, reading only its JSON metadata.
 
     Args:
-        path_or_url: store folder, or an fsspec URL (``file://...``, ``s3://...``) read-only.
-        mode: ``"r"`` (read) or ``"a"`` (read and append; local stores only).
+        path_or_url: store folder, or an fsspec URL (``file://...``, ``s3://...``).
+        mode: ``"r"`` (read) or ``"a"`` (read and append; a URL's writer is the object-store one, :mod:`.remote`).
 
     Raises:
-        StoreError: no store there, damaged metadata, or ``"a"`` on a URL.
+        StoreError: no store there, or damaged metadata.
+        FileFault: the object store refused the request (no bucket, credentials): one line.
     """
     if isinstance(path_or_url, EmbeddingStore):
         path_or_url = path_or_url.path
     if mode not in ("r", "a"):
         raise StoreError(f"store mode {mode!r} must be 'r' or 'a'")
     location = Location(path_or_url)
-    if mode == "a" and location.local is None:
-        raise StoreError(f"store {location} is a URL and can only be opened read-only (mode='r')")
     try:
-        text = location.read_text(TEACHER_FILE)
+        with object_faults(str(location), doing=f"reading {TEACHER_FILE}", kept="nothing was changed",
+                           passthrough=(FileNotFoundError, NotADirectoryError)):
+            text = _teacher_text(location)
     except (FileNotFoundError, NotADirectoryError):
         raise StoreError(
             f"no embedding store at {location}: {TEACHER_FILE} is missing; "
@@ -409,6 +439,13 @@ def open_store(path_or_url: str | os.PathLike, *, mode: str = "r") -> EmbeddingS
     return EmbeddingStore(location, spec, layout, mode)
 
 
+def _teacher_text(location: Location) -> str:
+    """``teacher.json``'s text; FileNotFoundError when absent (an object store's missing bucket included)."""
+    if location.local is None and not location.exists(TEACHER_FILE):
+        raise FileNotFoundError(location.join(TEACHER_FILE))
+    return location.read_text(TEACHER_FILE)
+
+
 def create_store(
     path: str | os.PathLike,
     spec: StoreSpec,
@@ -421,7 +458,7 @@ def create_store(
     """Create a store, or reopen an existing one with the same spec for appending (resume).
 
     Args:
-        path: local folder of the store.
+        path: local folder of the store, or a URL (``s3://...``: objects of :mod:`.remote`).
         spec: what the frames are.
         backend: ``zarr`` (default) or ``hdf5`` (``memmap`` is written by exports).
         overwrite: delete an existing store at ``path`` first.
@@ -434,13 +471,14 @@ def create_store(
         StoreError: a store exists with another backend or chunking, or ``path`` is a
             non-empty folder that is not a store.
     """
-    if is_url(path):
-        raise StoreError(f"stores are created on a local path, not {path!r}")
     get_backend(backend)
     if compression not in COMPRESSIONS:
         raise StoreError(f"store compression {compression!r} is not one of: {', '.join(COMPRESSIONS)}")
     if chunk_frames is not None and int(chunk_frames) < 1:
         raise StoreError(f"chunk_frames must be >= 1, got {chunk_frames!r}")
+    if is_url(path):
+        layout = StoreLayout(backend, int(chunk_frames or default_chunk_frames(spec)), compression)
+        return _create_object_store(str(path), spec, layout, overwrite=overwrite, chunk_frames=chunk_frames)
     root = Path(path)
     if root.exists() and not root.is_dir():
         raise StoreError(f"store path {root} is a file; use another path")
@@ -471,22 +509,54 @@ def create_store(
             )
             return EmbeddingStore(Location(root), spec, layout, "a")
     store = open_store(root, mode="a")
+    _check_resumable(store, spec, backend, chunk_frames)
+    store.clean_tmp()
+    log.info("resuming store %s: %d tracks in %d parts", root, len(store), len(store.parts()))
+    return store
+
+
+def _create_object_store(url: str, spec: StoreSpec, layout: StoreLayout, *, overwrite: bool,
+                         chunk_frames: int | None) -> EmbeddingStore:
+    """:func:`create_store` for a URL (``s3://...``): the objects of :mod:`.remote`, checked as locally.
+
+    Raises:
+        FileFault: the bucket or credentials refused (one line).
+        ProvenanceError, StoreError: as :func:`create_store`.
+    """
+    location = Location(url)
+    with object_faults(url, doing="creating the store", kept="nothing was written"):
+        if overwrite and location.exists(TEACHER_FILE):
+            remove_object_store(location)
+        if init_object_store(location, teacher_json_text(spec, layout), catalog_text([])):
+            log.info("created %s store %s for %s (chunk %d frames)", layout.backend, url, spec.teacher,
+                     layout.chunk_frames)
+            return EmbeddingStore(location, spec, layout, "a")
+    store = open_store(url, mode="a")
+    _check_resumable(store, spec, layout.backend, chunk_frames)
+    log.info("resuming store %s: %d tracks in %d parts", url, len(store), len(store.parts()))
+    return store
+
+
+def _check_resumable(store: EmbeddingStore, spec: StoreSpec, backend: str, chunk_frames: int | None) -> None:
+    """Refuse to append to ``store`` with another spec, backend or chunking than asked for.
+
+    Raises:
+        ProvenanceError: naming every difference of the spec.
+        StoreError: another backend or chunk size.
+    """
     diffs = store.spec.differences(spec)
     if diffs:
         raise ProvenanceError(
-            f"store {root} holds {store.spec.teacher} frames made with other settings than requested "
+            f"store {store.path} holds {store.spec.teacher} frames made with other settings than requested "
             f"(stored != requested): {'; '.join(diffs)}. Use another store path, or --overwrite to replace it"
         )
     if store.backend != backend:
         raise StoreError(
-            f"store {root} uses the {store.backend!r} backend, not {backend!r}; use "
+            f"store {store.path} uses the {store.backend!r} backend, not {backend!r}; use "
             f"`pipeline store convert` or another path, or --overwrite"
         )
     if chunk_frames is not None and int(chunk_frames) != store.layout.chunk_frames:
         raise StoreError(
-            f"store {root} has chunks of {store.layout.chunk_frames} frames, not {chunk_frames}; "
+            f"store {store.path} has chunks of {store.layout.chunk_frames} frames, not {chunk_frames}; "
             "leave chunk_frames unset to append, or use another path"
         )
-    store.clean_tmp()
-    log.info("resuming store %s: %d tracks in %d parts", root, len(store), len(store.parts()))
-    return store

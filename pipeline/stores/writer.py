@@ -49,7 +49,7 @@ from pipeline.stores.index import (
 )
 from pipeline.stores.quant import quant_params, quantise, value_range
 from pipeline.stores.segment import build_segment, part_numbers, segment_writer
-from pipeline.stores.protocol import TMP_DIR, StoreLike, store_lock
+from pipeline.stores.protocol import COMMITS_DIR, TMP_DIR, StoreLike, store_lock
 
 log = logging.getLogger(__name__)
 
@@ -266,6 +266,19 @@ class _Pending:
     checksum: str
 
 
+def check_format(store: StoreLike) -> None:
+    """Refuse to write to a store with the format-1 index.
+
+    Raises:
+        StoreError: naming ``pipeline store upgrade``.
+    """
+    if store.index.format != 2:
+        raise StoreError(
+            f"store {store.path} has the format-1 index (one JSON file per part); convert it once with "
+            f"`pipeline store upgrade {store.path}`, then write to it"
+        )
+
+
 class PartWriter:
     """Buffers whole tracks and commits them as immutable parts (one writer per process).
 
@@ -287,17 +300,12 @@ class PartWriter:
         self, store: StoreLike, *, part_tracks: int = 256, part_bytes: int = 256 << 20,
         coded: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
-        if store.mode != "a" or store.location.local is None:
+        if store.mode != "a":
             raise StoreError(f"store {store.path} is open read-only; open it with mode='a' to write")
         if part_tracks < 1 or part_bytes < 1:
             raise StoreError(f"part_tracks and part_bytes must be >= 1, got {part_tracks}, {part_bytes}")
-        for folder in (PARTS_DIR, TMP_DIR, INDEX_DIR):  # a hostile store must not redirect our writes elsewhere
-            store.location.contained(folder)
-        if store.index.format != 2:
-            raise StoreError(
-                f"store {store.path} has the format-1 index (one JSON file per part); convert it once with "
-                f"`pipeline store upgrade {store.path}`, then write to it"
-            )
+        self.root: Path = self._writable_root(store)
+        check_format(store)
         if coded is not None and not store.spec.quantised:
             raise StoreError(f"store {store.path} is {store.spec.dtype}; only a uint8 store takes codes")
         self.store = store
@@ -305,7 +313,6 @@ class PartWriter:
         #: dtype of buffered rows: the stored dtype, or float32 rows that a uint8 store quantises at commit
         self.buffer_dtype = np.dtype(
             "uint8" if coded is not None else store.spec.frame_dtype).newbyteorder("<")
-        self.root: Path = store.location.local
         self.part_tracks = int(part_tracks)
         self.part_bytes = int(part_bytes)
         self.committed: list[str] = []
@@ -318,6 +325,18 @@ class PartWriter:
         self._spool_lock_fd: int | None = None
         self._spool_count = 0
         self._spool_guard = threading.Lock()  # track buffers spool from the extraction's threads
+
+    def _writable_root(self, store: StoreLike) -> Path:
+        """The local store folder this writer commits into (checked to hold no link out of it)."""
+        if store.location.local is None:
+            raise StoreError(f"store {store.path} is a URL; write to it with its object-store writer "
+                             "(open_store(url, mode='a').writer())")
+        for folder in (PARTS_DIR, TMP_DIR, INDEX_DIR):  # a hostile store must not redirect our writes elsewhere
+            store.location.contained(folder)
+        if store.location.exists(COMMITS_DIR):
+            raise StoreError(f"store {store.path} holds parts committed to object storage ({COMMITS_DIR}/); "
+                             "append to it through its URL, not as a local folder")
+        return store.location.local
 
     # ---- buffering ------------------------------------------------------------------
     def add(self, track_id: str, frames: np.ndarray, *, audio_sha256: str, duration: float) -> None:
