@@ -23,7 +23,8 @@ from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, PipelineError, TrainingError
+from pipeline.manifests import label_arrays, load_split
 
 Method = Literal["static", "dynamic"]
 METHODS: tuple[str, ...] = ("static", "dynamic")
@@ -157,8 +158,6 @@ def run_clips(config: dict[str, Any], split: str, limit: int, sample_rate: int) 
         left out).
     """
     from pipeline.audio import read_audio
-    from pipeline.errors import PipelineError
-    from pipeline.manifests import label_arrays, load_split
 
     manifests, audio_root = config.get("manifests"), config.get("audio_root")
     found, audio = [], []
@@ -227,7 +226,6 @@ def timed_scores(model: Any, clips: Sequence[np.ndarray]) -> tuple[np.ndarray, f
 
 def compare(float_path: Path | str, int8_path: Path | str, clips: ClipSet) -> Agreement:
     """Score ``clips`` with both files at one thread: :class:`Agreement`."""
-    from pipeline.errors import TrainingError
     from pipeline.metrics import evaluate_predictions
 
     expected, float_ms = timed_scores(session(float_path), clips.audio)

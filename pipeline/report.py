@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from pipeline.cost import cost_table
 from pipeline.files import write_atomic, write_rendered
-from pipeline.judging import RULE, Judgement, to_json
-from pipeline.variants import VARIANTS, variant_label
+from pipeline.judging import Judgement, RULE, to_json
 from pipeline.timings import timings_file
+from pipeline.variants import VARIANTS, variant_label
 
 __all__ = ["RunSummary", "collect_runs", "plot_all", "plot_seeds", "write_markdown", "write_judged"]
 
@@ -268,8 +269,6 @@ def cost_lines(cost: Mapping[str, Any], summaries: Sequence[RunSummary]) -> list
 
     A student's cell lists every run of it (``0.547 (EAsT-KD)``), a teacher's its probe's.
     """
-    from pipeline.cost import cost_table
-
     test_map: dict[str, list[str]] = {}
     for s in summaries:
         model = s.metrics.get("student") if not s.name.startswith("probe-") else s.name.removeprefix("probe-")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pipeline.config import Params, to_mapping
 from pipeline.errors import ProvenanceError, StoreError
-from pipeline.stores.location import is_url
+from pipeline.stores.location import Location, is_url
 from pipeline.stores.spec import StoreSpec
 from pipeline.stores.store import open_store
 from pipeline.teachers import build_teacher, settings_key, teacher_settings, teacher_slug
@@ -68,8 +68,6 @@ def checked_store(params: Params, teacher: str, store: str | None = None) -> Pat
 
 def first_store_with_audio(params: Params) -> Path | str | None:
     """A teacher store whose audio cache a run without a teacher can reuse (first enabled teacher)."""
-    from pipeline.stores.location import Location
-
     for name in params.teachers_enabled:
         path = store_path(params, name)
         if Location(path).exists("audio/teacher.json"):

@@ -18,6 +18,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from pipeline.errors import ConfigError
+from pipeline.stores import open_store
 
 #: the dependence measures ``pipeline triage --measure`` offers
 MEASURES = ("dcor", "cka")
@@ -39,8 +40,6 @@ def pooled_embeddings(store_path: Path | str, clip_ids: Sequence[str]) -> np.nda
     Raises:
         StoreError: a clip is not in the store (from the store's reader).
     """
-    from pipeline.stores import open_store
-
     store = open_store(store_path)
     return np.stack([store.read(cid).astype(np.float64).mean(axis=0) for cid in clip_ids])
 

@@ -25,10 +25,12 @@ from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from pipeline.config import ViewAugment, from_mapping, to_mapping
 from pipeline.errors import StoreError
+from pipeline.files import write_atomic
+from pipeline.stores.location import Location
 
 if TYPE_CHECKING:
-    from pipeline.config import ViewAugment
     from pipeline.manifests import Clip
 
 #: the sidecar of a store's views, next to ``teacher.json``
@@ -242,8 +244,6 @@ class ViewTable:
 def plan_views(train_clips: Sequence["Clip"], n_views: int, augment: "ViewAugment",
                sample_rate: int) -> ViewTable:
     """The table of views 1..``n_views`` of every clip of ``train_clips`` (partners among them)."""
-    from pipeline.config import to_mapping
-
     partners = sorted(c.id for c in train_clips)
     table = ViewTable(n_views, sample_rate, to_mapping(augment), partners)
     for clip in train_clips:
@@ -255,8 +255,6 @@ def plan_views(train_clips: Sequence["Clip"], n_views: int, augment: "ViewAugmen
 
 def read_view_table(store_path: Path | str) -> ViewTable | None:
     """The ``views.json`` of a store (path or URL), or None when it has none."""
-    from pipeline.stores.location import Location
-
     location = Location(store_path)
     if not location.exists(VIEWS_FILE):
         return None
@@ -270,8 +268,6 @@ def write_view_table(store_path: Path, table: ViewTable) -> ViewTable:
         StoreError: the store's views were made with other settings (rate, augmentation, partners),
             so the stored view tracks would not match these parameters; ``--overwrite`` starts afresh.
     """
-    from pipeline.files import write_atomic
-
     old = read_view_table(store_path)
     if old is not None:
         if (old.sample_rate, old.augment, old.partners) != (table.sample_rate, table.augment, table.partners):
@@ -353,8 +349,6 @@ def verify_views(store: Any) -> tuple[list[str], list[str]]:
     parameters that :func:`draw_view` no longer gives (the sidecar was edited). Notes: planned
     views not extracted yet (a rerun of ``pipeline extract`` adds them).
     """
-    from pipeline.config import ViewAugment, from_mapping
-
     try:
         table = read_view_table(store.path)
     except StoreError as exc:

@@ -185,6 +185,45 @@ def layer_violations(edges: list[Import]) -> list[str]:
     return sorted(bad)
 
 
+#: third-party packages that take long to import or pull in large native libraries: a function-level import of
+#: a project module that loads one of them at its top keeps `pipeline --help` and light commands light
+HEAVY_PACKAGES = frozenset({"torch", "tensorflow", "dask", "distributed", "zarr", "h5py", "onnx", "onnxruntime",
+                            "openl3", "musicnn", "librosa", "matplotlib", "s3fs", "fsspec", "scipy", "soxr",
+                            "sklearn", "hear21passt", "torchcrepe"})
+
+
+def _third_party_tops(path: Path) -> set[str]:
+    """Top-level names of the packages ``path`` imports at module level (outside ``TYPE_CHECKING``)."""
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def heavy_modules(edges: list[Import], root: Path = ROOT) -> set[str]:
+    """Project modules that load a :data:`HEAVY_PACKAGES` package when imported (directly or through
+    the project modules they import at module level)."""
+    known = modules(root)
+    heavy = {m for m, path in known.items() if _third_party_tops(path) & HEAVY_PACKAGES}
+    tops = [e for e in edges if e.top and not e.type_only]
+    while True:
+        more = {e.source for e in tops if e.target in heavy} - heavy
+        if not more:
+            return heavy
+        heavy |= more
+
+
+def lazy_project_imports(edges: list[Import], root: Path = ROOT) -> list[str]:
+    """Function-level imports of the project's own modules outside the CLI that import nothing heavy
+    (:data:`HEAVY_PACKAGES`): nothing justifies them, as ``source:line -> target``."""
+    heavy = heavy_modules(edges, root)
+    return sorted(f"{e.source}:{e.line} -> {e.target}" for e in edges
+                  if not e.top and not e.type_only and layer(e.source) != "cli" and e.target not in heavy)
+
+
 def _in(module: str, package: str) -> bool:
     return module == package or module.startswith(package + ".")
 
@@ -297,6 +336,7 @@ def figures(*, tools: bool = True, root: Path = ROOT) -> dict[str, object]:
         "import_statements_inside_functions": imports_inside_functions(root),
         "project_imports_inside_functions": sum(not e.top for e in edges),
         "project_imports_inside_functions_outside_cli": sum(not e.top and layer(e.source) != "cli" for e in edges),
+        "unjustified_function_level_imports": lazy_project_imports(edges, root),
         "import_cycles": cycles(edges),
         "folder_import_cycles": folder_cycles(edges),
         "import_cycles_at_run_time": cycles([e for e in edges if not e.type_only]),

@@ -17,22 +17,23 @@ from typing import Any, Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from pipeline.config import ExtractConfig, Params
+from pipeline.allocator import WORKER_ENV as ALLOCATOR_ENV
 from pipeline.audio_source import AudioSource
+from pipeline.config import ExtractConfig, Params
 from pipeline.devices import resolve_device
 from pipeline.errors import PipelineError, StoreError, TeacherError, WeightsNotFoundError
-from pipeline.files import write_atomic
 from pipeline.extraction import TrackOutcome, extract_tracks
+from pipeline.files import write_atomic
+from pipeline.interrupts import sigterm_as_interrupt
+from pipeline.logs import dask_log_level, quiet_shutdown
 from pipeline.manifests import Clip, load_split
 from pipeline.stores import EmbeddingStore, StoreSpec, create_store, open_store
-from pipeline.stores.protocol import TEACHER_FILE
-from pipeline.allocator import WORKER_ENV as ALLOCATOR_ENV
-from pipeline.interrupts import sigterm_as_interrupt
 from pipeline.stores.location import Location, is_url
+from pipeline.stores.protocol import TEACHER_FILE
 from pipeline.stores.remote import object_faults, remove_object_store
 from pipeline.teacher_stores import store_path
-from pipeline.timings import timings_file
 from pipeline.teachers import Teacher, build_teacher, cached_teacher, teacher_settings
+from pipeline.timings import timings_file
 from pipeline.views import ViewRenderer, parse_view_track, plan_views, view_track_id, write_view_table
 
 log = logging.getLogger(__name__)
@@ -344,8 +345,6 @@ def _map_on_dask(cfg, teacher, settings, device, chunks, root, path, audio_path,
     from dask.distributed import Client, LocalCluster, as_completed  # dask only when workers are asked for
     from distributed.scheduler import KilledWorker
 
-    from pipeline.logs import dask_log_level
-
     if cfg.scheduler:
         client = Client(cfg.scheduler)
         cluster = None
@@ -375,8 +374,6 @@ def _map_on_dask(cfg, teacher, settings, device, chunks, root, path, audio_path,
                 yield [TrackOutcome(clip.id, "failed", 0.0, path=str(clip.audio_path), reason=reason)
                        for clip in futures[future]]
     finally:
-        from pipeline.logs import quiet_shutdown
-
         with quiet_shutdown():
             client.close()
             if cluster is not None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline.config import Params
 from pipeline.datasets import BUILDERS, BuildReport
+from pipeline.datasets.demo import render_audio
 from pipeline.errors import ConfigError
 
 
@@ -85,8 +86,6 @@ def run(params: Params, *, builder: str | None = None, **options: Any) -> BuildR
 
 def render(params: Params, *, audio_root: str | None = None, workers: int = 2, progress: bool = True) -> str:
     """Render the demo's audio and ``labels.csv`` only (``dvc repro``'s ``render`` stage); returns the folder."""
-    from pipeline.datasets.demo import render_audio
-
     if audio_root is None:
         audio_root = params.data.audio_root if params.data.dataset == "demo" else "data/demo"
     folder = audio_root

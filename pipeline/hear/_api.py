@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from pipeline.errors import TeacherError
+from pipeline.teachers import build_teacher
 
 #: Sample rates the HEAR 2021 rules allow a module to declare.
 HEAR_SAMPLE_RATES = (16000, 22050, 44100, 48000)
@@ -32,8 +33,6 @@ class HearModel(torch.nn.Module):
 
 def load(name: str, model_file_path: str, settings: dict[str, Any], sample_rate: int | None = None) -> HearModel:
     """Build and load teacher ``name`` (CPU) with ``settings``; ``model_file_path`` sets its weights."""
-    from pipeline.teachers import build_teacher
-
     settings = dict(settings)
     if model_file_path:
         settings["weights"] = str(model_file_path)

@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from pipeline.errors import StoreError
+from pipeline.stores.index import check_track_id
 
 #: lower-case hex digits, as bytes (for turning raw digests back into text without a loop)
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
@@ -194,8 +195,6 @@ def check_id_column(ids: TextColumn, *, where: str) -> None:
     Raises:
         StoreError: quoting the first refused id, as :func:`check_track_id` words it.
     """
-    from pipeline.stores.index import check_track_id
-
     blob, ends = ids._utf8()
     starts = ids.starts()
     for lo in range(0, len(ends), _BLOCK_ROWS):

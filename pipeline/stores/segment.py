@@ -21,6 +21,7 @@ from typing import IO, Any, Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from pipeline.errors import StoreError
+from pipeline.stores.backend import get_backend
 from pipeline.stores.columns import TextColumn, check_id_column, concat_columns, id_hash
 from pipeline.stores.index import MAX_PART_ROWS, PartIndex, TrackEntry, part_name
 from pipeline.stores.quant import check_params, is_quantised
@@ -139,7 +140,6 @@ class Segment:
         """The :class:`PartIndex` of the part at ``position`` (``entries=False``: its header only)."""
         lo, hi = (int(b) for b in self.part_bounds()[position:position + 2])
         name = part_name(int(self.part_seq[position]))
-        from pipeline.stores.backend import get_backend
 
         return PartIndex(
             name=name, seq=int(self.part_seq[position]), backend=self.backend,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from pipeline.config import from_mapping
 from pipeline.errors import ConfigError
 from pipeline.students.base import STUDENTS, Student, StudentOutput, register_student
 from pipeline.students.cp_resnet import CPResNet, CPResNetConfig
@@ -48,8 +49,6 @@ def build_student(
         UnknownNameError: unknown ``name`` (the valid names are listed).
         ConfigError: bad settings, a sample-rate mismatch, or clips too short.
     """
-    from pipeline.config import from_mapping
-
     cls = STUDENTS.get(name)
     settings = dict(settings or {})
     where = f"params.yaml:students.{name}"

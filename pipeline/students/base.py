@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline.config import to_mapping
 from pipeline.errors import ConfigError
 from pipeline.frame_axis import FrameAxis
 from pipeline.registry import Registry
@@ -231,8 +232,6 @@ class Student(nn.Module):
 
     def describe(self) -> dict[str, Any]:
         """What a run records about its student."""
-        from pipeline.config import to_mapping
-
         return {
             "name": self.name,
             "config": to_mapping(self.config),

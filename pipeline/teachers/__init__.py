@@ -19,8 +19,10 @@ import importlib
 import logging
 from typing import TYPE_CHECKING
 
-from pipeline.errors import UnknownNameError
+from pipeline.config import from_mapping
+from pipeline.errors import TeacherError, UnknownNameError
 from pipeline.teachers.base import TEACHERS, Teacher, WindowGrid, register_teacher
+from pipeline.teachers.hear import HearConfig, HearTeacher
 from pipeline.teachers.names import FORMS, base_name, settings_key, teacher_settings, teacher_slug
 
 if TYPE_CHECKING:
@@ -95,22 +97,15 @@ def build_teacher(name: str, settings: dict | None = None) -> Teacher:
         UnknownNameError: not a built-in, plugin, ``hear:`` or ``run:`` name (the valid ones are listed).
         ConfigError: bad settings.
     """
-    from pipeline.config import from_mapping
-
     if name.startswith("hear:"):
-        from pipeline.teachers.hear import HearConfig, HearTeacher
-
         return HearTeacher(name[5:], from_mapping(HearConfig, settings or {}, where="teachers.hear"))
     if name.startswith("imported:"):
-        from pipeline.errors import TeacherError
-
         raise TeacherError(f"{name} is a store made by `pipeline store import`; there is no model to run. "
                            "Use it in probe/distill (--teacher " + name + ")")
     if name.startswith("run:"):
         from pipeline.teachers.run_teacher import RunTeacher, RunTeacherConfig
 
         return RunTeacher(name[4:], from_mapping(RunTeacherConfig, settings or {}, where="teachers.run"))
-    from pipeline.errors import UnknownNameError
 
     base = base_name(name)  # musicnn@msd: musicnn with the instance's settings
     if base not in TEACHERS:

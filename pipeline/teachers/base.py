@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from pipeline.config import to_mapping
 from pipeline.errors import ConfigError, TeacherError
 from pipeline.frame_axis import FrameAxis
 from pipeline.registry import Registry
@@ -284,8 +285,6 @@ class Teacher(abc.ABC):
     # ---- provenance -----------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
         """What a store records about this teacher (everything that changes its frames)."""
-        from pipeline.config import to_mapping
-
         config = to_mapping(self.config)
         config.pop("weights", None)  # a path is not provenance; the sha256 is
         if config.get("precision") == "float32":

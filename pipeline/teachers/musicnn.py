@@ -52,6 +52,7 @@ import numpy as np
 
 from pipeline.errors import ConfigError, TeacherError, WeightsNotFoundError
 from pipeline.teachers.base import Teacher, WindowGrid, register_teacher
+from pipeline.teachers.tf_checkpoint import CheckpointReader, checkpoint_prefix
 from pipeline.teachers.weights import package_dir
 
 SAMPLE_RATE = 16000
@@ -199,8 +200,6 @@ class MusicnnTeacher(Teacher):
         Raises:
             WeightsNotFoundError: no ``weights`` path and no installed ``musicnn`` package.
         """
-        from pipeline.teachers.tf_checkpoint import checkpoint_prefix
-
         if self.config.weights:
             return checkpoint_prefix(Path(self.config.weights).expanduser())
         folder = package_dir("musicnn")
@@ -220,7 +219,6 @@ class MusicnnTeacher(Teacher):
         import torch
 
         from pipeline.teachers.musicnn_net import MUSICNN_VARIABLES, VGG_VARIABLES, LogMel, MusicnnNet, VggNet
-        from pipeline.teachers.tf_checkpoint import CheckpointReader
 
         files = self.weight_files()
         missing = [str(f) for f in files if not f.is_file()]
