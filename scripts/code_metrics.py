@@ -351,13 +351,25 @@ def figures(*, tools: bool = True, root: Path = ROOT) -> dict[str, object]:
     return result
 
 
+#: the figures ``--check`` (``make lint``) holds at zero; docs/architecture.md says why each matters
+MUST_BE_EMPTY = ("long_functions", "import_cycles", "folder_import_cycles", "layer_violations",
+                 "unjustified_function_level_imports", "any_on_training_seams")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--no-tools", action="store_true", help="skip mypy and flake8")
     parser.add_argument("--root", type=Path, default=ROOT, help="checkout to measure (default: this one)")
+    parser.add_argument("--check", action="store_true",
+                        help=f"exit 1 unless every figure in {', '.join(MUST_BE_EMPTY)} is zero (make lint)")
     args = parser.parse_args()
     result = figures(tools=not args.no_tools, root=args.root.resolve())
+    if args.check:
+        failed = {key: result[key] for key in MUST_BE_EMPTY if result[key]}
+        for key, items in failed.items():
+            print(f"code_metrics: {key}: " + "; ".join(map(str, items)), file=sys.stderr)  # type: ignore[call-overload]
+        sys.exit(1 if failed else 0)
     if args.json:
         print(json.dumps(result, indent=2))
         return

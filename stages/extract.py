@@ -184,9 +184,7 @@ def run(
         raise WeightsNotFoundError(f"teacher {teacher!r}: weights not found. {model.weights_hint}")
     device = resolve_device(cfg.device)
     root = Path(audio_root or params.data.audio_root)
-    clips = [clip for split in cfg.splits for clip in load_split(Path(manifests or params.data.manifests), split)]
-    clips = clips[:limit] if limit is not None else clips
-
+    clips = _clips(Path(manifests or params.data.manifests), cfg.splits, limit)
     new_store = not _store_exists(path)
     emb_store, audio_path = _open_stores(path, model, cfg, overwrite=overwrite)
     todo = [c for c in clips if c.id not in emb_store]
@@ -208,6 +206,12 @@ def run(
     tally.close()
     _write_report(report, path)
     return report
+
+
+def _clips(manifests: Path, splits: Sequence[str], limit: int | None) -> list[Clip]:
+    """The clips of ``splits`` in manifest order (the first ``limit`` of them when given)."""
+    clips = [clip for split in splits for clip in load_split(manifests, split)]
+    return clips[:limit] if limit is not None else clips
 
 
 def _extract_views(cfg: ExtractConfig, manifests: Path, clips: Sequence[Clip], tally: _Tally, *, root: Path,

@@ -153,24 +153,7 @@ def export_store(
         return out
     out.mkdir(parents=True, exist_ok=True)
     spec = source.spec
-    tracks: dict[str, dict] = {}
-    for part in source.parts():
-        block, lo = _part_frames(source, part)
-        for entry in part.entries:
-            frames = _checked(source, entry, block[entry.offset - lo : entry.offset - lo + entry.n_frames])
-            if spec.quantised:
-                frames = dequantise(frames, *source.quant_params(part.name))
-            path = _npy_path(out, entry.track_id)
-            array = frames if dtype is None else frames.astype(dtype)
-            write_rendered(path, lambda handle: np.save(handle, array, allow_pickle=False), what="an exported track",
-                           kept="the store is unchanged; the files exported so far are whole",
-                           todo="free space (or fix the folder) and export again")
-            tracks[entry.track_id] = {
-                "file": path.relative_to(out).as_posix(),
-                "n_frames": entry.n_frames,
-                "duration": entry.duration,
-                "audio_sha256": entry.audio_sha256,
-            }
+    tracks = _export_npy_tracks(source, out, dtype)
     index = {
         "teacher": spec.to_json(),
         "dtype": dtype or spec.frame_dtype,
@@ -184,3 +167,30 @@ def export_store(
     write_json(out / "index.json", index, indent=1, what="the export's index",
                kept="the store is unchanged; the exported tracks are whole", todo="free space and export again")
     return out
+
+
+def _export_npy_tracks(source: EmbeddingStore, out: Path, dtype: str | None) -> dict[str, dict]:
+    """Write ``<out>/<track_id>.npy`` per track (dequantised from an 8-bit store, cast to ``dtype``).
+
+    Returns:
+        track id -> its ``index.json`` entry (file, frames, duration, audio fingerprint).
+    """
+    tracks: dict[str, dict] = {}
+    for part in source.parts():
+        block, lo = _part_frames(source, part)
+        for entry in part.entries:
+            frames = _checked(source, entry, block[entry.offset - lo : entry.offset - lo + entry.n_frames])
+            if source.spec.quantised:
+                frames = dequantise(frames, *source.quant_params(part.name))
+            path = _npy_path(out, entry.track_id)
+            array = frames if dtype is None else frames.astype(dtype)
+            write_rendered(path, lambda handle: np.save(handle, array, allow_pickle=False), what="an exported track",
+                           kept="the store is unchanged; the files exported so far are whole",
+                           todo="free space (or fix the folder) and export again")
+            tracks[entry.track_id] = {
+                "file": path.relative_to(out).as_posix(),
+                "n_frames": entry.n_frames,
+                "duration": entry.duration,
+                "audio_sha256": entry.audio_sha256,
+            }
+    return tracks

@@ -471,13 +471,8 @@ def create_store(
         StoreError: a store exists with another backend or chunking, or ``path`` is a
             non-empty folder that is not a store.
     """
-    get_backend(backend)
-    if compression not in COMPRESSIONS:
-        raise StoreError(f"store compression {compression!r} is not one of: {', '.join(COMPRESSIONS)}")
-    if chunk_frames is not None and int(chunk_frames) < 1:
-        raise StoreError(f"chunk_frames must be >= 1, got {chunk_frames!r}")
+    layout = _layout(spec, backend, chunk_frames, compression)
     if is_url(path):
-        layout = StoreLayout(backend, int(chunk_frames or default_chunk_frames(spec)), compression)
         return _create_object_store(str(path), spec, layout, overwrite=overwrite, chunk_frames=chunk_frames)
     root = Path(path)
     if root.exists() and not root.is_dir():
@@ -489,30 +484,47 @@ def create_store(
     # not see each other's half-created folder as "not a store".
     with store_lock(root):
         if not (root / TEACHER_FILE).is_file():
-            foreign = [p.name for p in root.iterdir() if p.name != LOCK_FILE]
-            if foreign:
-                raise StoreError(
-                    f"{root} exists and is not an embedding store (no {TEACHER_FILE}; holds "
-                    f"{', '.join(sorted(foreign)[:3])}); refusing to use it. Use another path"
-                )
-            layout = StoreLayout(backend, int(chunk_frames or default_chunk_frames(spec)), compression)
-            (root / PARTS_DIR).mkdir(exist_ok=True)
-            (root / INDEX_DIR).mkdir(exist_ok=True)
-            write_atomic(root / PARTS_FILE, catalog_text([]))
-            write_atomic(root / TEACHER_FILE, teacher_json_text(spec, layout))
-            log.info(
-                "created %s store %s for %s (chunk %d frames)",
-                backend,
-                root,
-                spec.teacher,
-                layout.chunk_frames,
-            )
-            return EmbeddingStore(Location(root), spec, layout, "a")
+            return _init_local_store(root, spec, layout)
     store = open_store(root, mode="a")
     _check_resumable(store, spec, backend, chunk_frames)
     store.clean_tmp()
     log.info("resuming store %s: %d tracks in %d parts", root, len(store), len(store.parts()))
     return store
+
+
+def _layout(spec: StoreSpec, backend: str, chunk_frames: int | None, compression: str) -> StoreLayout:
+    """The layout a new store gets (the backend, chunking and compression checked first).
+
+    Raises:
+        UnknownNameError: an unknown backend.
+        StoreError: an unknown compression or chunk_frames < 1.
+    """
+    get_backend(backend)
+    if compression not in COMPRESSIONS:
+        raise StoreError(f"store compression {compression!r} is not one of: {', '.join(COMPRESSIONS)}")
+    if chunk_frames is not None and int(chunk_frames) < 1:
+        raise StoreError(f"chunk_frames must be >= 1, got {chunk_frames!r}")
+    return StoreLayout(backend, int(chunk_frames or default_chunk_frames(spec)), compression)
+
+
+def _init_local_store(root: Path, spec: StoreSpec, layout: StoreLayout) -> EmbeddingStore:
+    """Write an empty store into ``root`` (held under the store lock by the caller).
+
+    Raises:
+        StoreError: ``root`` holds files that are not a store's.
+    """
+    foreign = [p.name for p in root.iterdir() if p.name != LOCK_FILE]
+    if foreign:
+        raise StoreError(
+            f"{root} exists and is not an embedding store (no {TEACHER_FILE}; holds "
+            f"{', '.join(sorted(foreign)[:3])}); refusing to use it. Use another path"
+        )
+    (root / PARTS_DIR).mkdir(exist_ok=True)
+    (root / INDEX_DIR).mkdir(exist_ok=True)
+    write_atomic(root / PARTS_FILE, catalog_text([]))
+    write_atomic(root / TEACHER_FILE, teacher_json_text(spec, layout))
+    log.info("created %s store %s for %s (chunk %d frames)", layout.backend, root, spec.teacher, layout.chunk_frames)
+    return EmbeddingStore(Location(root), spec, layout, "a")
 
 
 def _create_object_store(url: str, spec: StoreSpec, layout: StoreLayout, *, overwrite: bool,
