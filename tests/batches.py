@@ -17,8 +17,10 @@ def frames(values: torch.Tensor, times: Any, window: float) -> TeacherFrames:
 
 
 def make_batch(labels: torch.Tensor, known: torch.Tensor, teachers: Sequence[TeacherFrames] = (),
-               audio: torch.Tensor | None = None) -> Batch:
-    """A batch of ``labels``/``known`` (B, C) with ``teachers`` (default: none) and ``audio`` (default: (B, 1) zeros)."""
+               audio: torch.Tensor | None = None, index: torch.Tensor | None = None) -> Batch:
+    """A batch of ``labels``/``known`` (B, C), ``teachers`` (default: none), ``audio`` (default: (B, 1) zeros)
+    and ``index`` (default: 0 .. B-1)."""
     n = int(labels.shape[0])
     audio = torch.zeros(n, 1) if audio is None else audio
-    return Batch(audio, labels, known, torch.arange(n), list(teachers))
+    index = torch.arange(n) if index is None else index
+    return Batch(audio, labels, known, index, list(teachers))

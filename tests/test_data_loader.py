@@ -231,9 +231,8 @@ def test_prefetch_to_device_yields_every_batch_transformed_in_order() -> None:
 
     from pipeline.data import prefetch_to_device
 
-    batches = [dataclasses.replace(make_batch(torch.zeros(2, 1), torch.ones(2, 1, dtype=torch.bool),
-                                              audio=torch.full((2, 3), float(i))), index=torch.full((2,), i))
-               for i in range(4)]
+    batches = [make_batch(torch.zeros(2, 1), torch.ones(2, 1, dtype=torch.bool), audio=torch.full((2, 3), float(i)),
+                          index=torch.full((2,), i)) for i in range(4)]
     out = list(prefetch_to_device(iter(batches), "cpu", transform=lambda b: dataclasses.replace(b, audio=b.audio + 1)))
     assert [int(b.index[0]) for b in out] == [0, 1, 2, 3]
     assert all(torch.equal(b.audio, torch.full((2, 3), i + 1.0)) for i, b in enumerate(out))
