@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> dict:
     import torch
 
     from pipeline.audio import read_audio
-    from pipeline.data import ClipDataset, collate, frame_statistics
+    from pipeline.data import ClipDataset, frame_statistics
     from pipeline.audio_source import AudioSource
 
     torch.set_num_threads(1)
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> dict:
 
         from torch.utils.data import DataLoader
 
-        loader = DataLoader(zarr_ds, batch_size=16, shuffle=True, num_workers=0, collate_fn=collate,
+        loader = DataLoader(zarr_ds, batch_size=16, shuffle=True, num_workers=0, collate_fn=zarr_ds.collate,
                             generator=torch.Generator().manual_seed(0))
         results["zarr-cache+collate"] = _time_loader(loader, args.repeats)
 
@@ -179,8 +179,8 @@ def run(args: argparse.Namespace) -> dict:
 
         results["decode-flac"] = _time(decode("flac", ".flac"), file_order, args.repeats)
         results["decode-ogg-44k"] = _time(decode("ogg", ".ogg"), file_order, max(1, args.repeats - 1))
-        check = zarr_ds[order[0]]["audio"]
-        assert np.array_equal(check, mm_ds[order[0]]["audio"]) and np.array_equal(check, raw(order[0])[0])
+        check = zarr_ds[order[0]].audio
+        assert np.array_equal(check, mm_ds[order[0]].audio) and np.array_equal(check, raw(order[0])[0])
     ceiling = results["raw-memmap"]["clips_per_s_per_core"]
     for name, row in results.items():
         row["fraction_of_raw_memmap"] = row["clips_per_s_per_core"] / ceiling
@@ -200,7 +200,7 @@ def _time_loader(loader, repeats: int) -> dict:  # noqa: ANN001
     walls, cpus, count = [], [], 0
     for _ in range(repeats):
         w0, c0 = time.perf_counter(), time.process_time()
-        count = sum(batch["audio"].shape[0] for batch in loader)
+        count = sum(len(batch) for batch in loader)
         walls.append(time.perf_counter() - w0)
         cpus.append(time.process_time() - c0)
     wall, cpu = statistics.median(walls), statistics.median(cpus)

@@ -43,8 +43,28 @@ MUSICNN = {"name": "musicnn", "dim": 200, "hop_seconds": 0.992, "window_seconds"
 MUSICNN_FRAMES_5S = 3
 
 
-def _trainer(variant: str, teacher_geometry: dict, n_frames: int, run_dir: Path, *,  # noqa: ANN202
-             clip_level: bool = False, device: str = "cpu"):
+def _frame_times(teacher_geometry: dict, n_frames: int, clip_level: bool = False) -> tuple[np.ndarray, float]:
+    """The teacher's frame center times in a clip (relative to its start) and its window."""
+    if clip_level:
+        return np.array([SECONDS / 2]), teacher_geometry["window_seconds"]
+    hop, f0 = teacher_geometry["hop_seconds"], teacher_geometry["frame0_center_seconds"]
+    return f0 + hop * np.arange(n_frames), teacher_geometry["window_seconds"]
+
+
+def _batch(audio, labels, known, frames=None, geometry: tuple[np.ndarray, float] | None = None):  # noqa: ANN001, ANN202
+    """A :class:`~pipeline.batch.Batch` of the clips, with one teacher's ``frames`` at ``geometry`` (times, window)."""
+    import torch
+
+    from pipeline.batch import Batch, TeacherFrames
+
+    teachers = []
+    if frames is not None and geometry is not None:
+        teachers = [TeacherFrames(frames, torch.as_tensor(geometry[0], dtype=torch.float32), float(geometry[1]))]
+    index = torch.arange(len(audio))
+    return Batch(audio, labels, known, index.pin_memory() if audio.is_pinned() else index, teachers)
+
+
+def _trainer(variant: str, teacher_geometry: dict, run_dir: Path, *, device: str = "cpu"):  # noqa: ANN202
     import torch
 
     from pipeline.config import DistillConfig
@@ -56,9 +76,7 @@ def _trainer(variant: str, teacher_geometry: dict, n_frames: int, run_dir: Path,
     torch.manual_seed(0)
     student = build_student("mobile_fcn", {}, n_classes=CLASSES, sample_rate=SR)
     config = DistillConfig(variant=variant, device=device, amp=device == "cuda", batch_size=BATCH)
-    keys = ("dim", "hop_seconds", "frame0_center_seconds", "window_seconds")
-    dim, hop, f0, window = (teacher_geometry[k] for k in keys)
-    times = np.array([SECONDS / 2]) if clip_level else f0 + hop * np.arange(n_frames)
+    dim = teacher_geometry["dim"]
     probe = None
     if variant == "east-kd":
         probe = build_probe(dim, CLASSES, np.zeros(dim, np.float32), np.ones(dim, np.float32)).eval()
@@ -66,13 +84,12 @@ def _trainer(variant: str, teacher_geometry: dict, n_frames: int, run_dir: Path,
             p.requires_grad_(False)
     objective = EAsTObjective(variant=variant, lam=0.3)
     trainer = Trainer(student, objective, config, run_dir,
-                      teacher_times=times if variant != "baseline" else None,
-                      teacher_window=window, probe=probe, device=device)
+                      probes=[(0, probe)] if probe is not None else None, device=device)
     optimiser = torch.optim.Adam(student.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     return trainer, optimiser
 
 
-def _step(trainer, optimiser, batch: dict) -> float:  # noqa: ANN001
+def _step(trainer, optimiser, batch) -> float:  # noqa: ANN001
     import torch
 
     losses, _ = trainer._losses(batch, train=True)
@@ -113,19 +130,17 @@ def _cnn14(args: argparse.Namespace, audio, labels, known, tmp: Path) -> dict[st
     audio32 = 0.3 * torch.randn(BATCH, int(32000 * SECONDS), device=args.device)  # the cost is what counts
     geometry = {"dim": 2048, "hop_seconds": 0.0, "frame0_center_seconds": SECONDS / 2, "window_seconds": 0.0}
     out = {}
-    trainer, optimiser = _trainer("east-final", geometry, 1, tmp / "cnn14-cached", clip_level=True,
-                                  device=args.device)
-    cached = {"audio": audio, "labels": labels, "known": known, "teacher": torch.randn(BATCH, 1, 2048)}
+    times = _frame_times(geometry, 1, clip_level=True)
+    trainer, optimiser = _trainer("east-final", geometry, tmp / "cnn14-cached", device=args.device)
+    cached = _batch(audio, labels, known, torch.randn(BATCH, 1, 2048), times)
     out["cnn14-cached"] = _measure(lambda: _step(trainer, optimiser, cached), args.steps, args.repeats)
     print(f"{'cnn14-cached':20s} {out['cnn14-cached']['clips_per_s']:8.2f} clips/s", flush=True)
-    trainer, optimiser = _trainer("east-final", geometry, 1, tmp / "cnn14-loop", clip_level=True,
-                                  device=args.device)
+    trainer, optimiser = _trainer("east-final", geometry, tmp / "cnn14-loop", device=args.device)
 
     def in_loop() -> float:
         with torch.no_grad():
             frames = net.embed(audio32)[:, None]
-        batch = {"audio": audio, "labels": labels, "known": known, "teacher": frames}
-        return _step(trainer, optimiser, batch)
+        return _step(trainer, optimiser, _batch(audio, labels, known, frames, times))
 
     gpu = args.device == "cuda"
     out["cnn14-in-the-loop"] = _measure(in_loop, args.steps if gpu else 1, args.repeats if gpu else 2,
@@ -158,25 +173,24 @@ def run(args: argparse.Namespace) -> dict:
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for variant in ("baseline", "east-final", "east-kd"):
-            trainer, optimiser = _trainer(variant, geometry, n_frames, Path(tmp) / variant, device=device)
-            batch = {"audio": audio, "labels": labels, "known": known}
+            trainer, optimiser = _trainer(variant, geometry, Path(tmp) / variant, device=device)
+            batch = _batch(audio, labels, known)
             if variant != "baseline":
-                batch["teacher"] = torch.from_numpy(
-                    rng.standard_normal((BATCH, n_frames, geometry["dim"])).astype(np.float32))
+                frames = torch.from_numpy(rng.standard_normal((BATCH, n_frames, geometry["dim"])).astype(np.float32))
                 if device == "cuda":
-                    batch["teacher"] = batch["teacher"].pin_memory()
+                    frames = frames.pin_memory()
+                batch = _batch(audio, labels, known, frames, _frame_times(geometry, n_frames))
             results[variant] = _measure(lambda: _step(trainer, optimiser, batch), args.steps, args.repeats)
             print(f"{variant:20s} {results[variant]['clips_per_s']:8.2f} clips/s", flush=True)
 
         if teacher is not None:
-            trainer, optimiser = _trainer("east-final", geometry, n_frames, Path(tmp) / "in-loop",
-                                          device=device)
+            trainer, optimiser = _trainer("east-final", geometry, Path(tmp) / "in-loop", device=device)
+            times = _frame_times(geometry, n_frames)
 
             def in_loop() -> float:
                 with torch.no_grad():
                     frames = teacher.embed(audio.numpy())
-                return _step(trainer, optimiser, {"audio": audio, "labels": labels, "known": known,
-                                                  "teacher": torch.from_numpy(frames)})
+                return _step(trainer, optimiser, _batch(audio, labels, known, torch.from_numpy(frames), times))
 
             results["teacher-in-the-loop"] = _measure(in_loop, max(1, args.steps // 2),
                                                       max(2, args.repeats - 2), warmup=1)

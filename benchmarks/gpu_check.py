@@ -314,7 +314,7 @@ def training_row(device: str, sizes: Sizes, batch_size: int, amp: bool, store: P
         model = build_student("cp_resnet", {"rho": 7, "base_channels": 16 if sizes.smoke else 128}, n_classes=20,
                               sample_rate=sr)
         trainer = Trainer(model, EAsTObjective(variant="east-final", lam=0.3), cfg, Path(tmp) / "run",
-                          teacher_times=train.teacher_times(), teacher_window=0.96, device=device)
+                          device=device)  # the store's frames: 0.96 s windows
         trainer.fit(train, valid, progress=False)
         history = (Path(tmp) / "run" / "history.csv").read_text().splitlines()
     header = history[0].split(",")
@@ -325,6 +325,7 @@ def training_row(device: str, sizes: Sizes, batch_size: int, amp: bool, store: P
 
 def step_ratio(device: str, sizes: Sizes, batch_size: int, amp: bool) -> dict:
     """Seconds per training step (forward, backward, Adam) of EAsT-Final vs the baseline, data on the device."""
+    from pipeline.batch import Batch, TeacherFrames
     from pipeline.losses import EAsTObjective
     from pipeline.students import build_student
 
@@ -339,6 +340,7 @@ def step_ratio(device: str, sizes: Sizes, batch_size: int, amp: bool) -> dict:
     n_frames = int(seconds / 0.96) + 1
     teacher = torch.randn(batch_size, n_frames, 768, device=device)
     times = torch.arange(n_frames, dtype=torch.float32) * 0.96
+    batch = Batch(audio, labels, known, torch.arange(batch_size, device=device), [TeacherFrames(teacher, times, 0.96)])
     result = {}
     for variant in ("baseline", "east-final"):
         objective = EAsTObjective(variant=variant, lam=0.3)
@@ -346,7 +348,7 @@ def step_ratio(device: str, sizes: Sizes, batch_size: int, amp: bool) -> dict:
         def step() -> None:
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and device.startswith("cuda")):
                 output = model(audio)
-            losses = objective(output, labels, known, teacher=teacher, teacher_times=times, teacher_window=0.96)
+            losses = objective(output, batch)
             optimiser.zero_grad(set_to_none=True)
             losses["total"].backward()
             optimiser.step()

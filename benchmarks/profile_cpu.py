@@ -77,6 +77,7 @@ def extraction(clips: int) -> dict:
 
 
 def training_step() -> dict:
+    from pipeline.batch import Batch, TeacherFrames
     from pipeline.losses import EAsTObjective
     from pipeline.students import build_student
 
@@ -89,9 +90,10 @@ def training_step() -> dict:
     known = torch.ones(16, 20, dtype=torch.bool)
     teacher = torch.randn(16, 5, 200)
     times = torch.arange(5, dtype=torch.float32) * 0.992 + 1.488
+    batch = Batch(audio, labels, known, torch.arange(16), [TeacherFrames(teacher, times, 3.008)])
 
     def step() -> None:
-        losses = objective(model(audio), labels, known, teacher=teacher, teacher_times=times, teacher_window=3.008)
+        losses = objective(model(audio), batch)
         optimiser.zero_grad(set_to_none=True)
         losses["total"].backward()
         optimiser.step()

@@ -16,6 +16,7 @@ crop that every clip of the split has); evaluation uses whole clips.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -23,10 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
+import torch
+from torch.utils.data import Dataset
 
 from pipeline.errors import StoreError, TrainingError
 from pipeline.files import os_error_text
 from pipeline.audio_source import AudioSource
+from pipeline.batch import Batch, ClipItem, collate_items
 from pipeline.manifests import Clip
 from pipeline.views import ViewRenderer, view_track_id
 
@@ -55,11 +59,6 @@ class TeacherView:
         return self.hop_seconds == 0.0
 
 
-def teacher_key(slot: int) -> str:
-    """The item/batch key of teacher ``slot``'s frames: ``teacher``, ``teacher_1``, ``teacher_2``, ..."""
-    return "teacher" if slot == 0 else f"teacher_{slot}"
-
-
 def crop_grid(views: Sequence[TeacherView]) -> float:
     """Seconds between allowed crop starts: the shortest multiple of every frame-level hop.
 
@@ -82,11 +81,13 @@ def crop_grid(views: Sequence[TeacherView]) -> float:
                         "with a commensurate hop")
 
 
-class ClipDataset:
-    """A map-style dataset of clips (a ``torch.utils.data.Dataset`` by duck typing).
+class ClipDataset(Dataset[ClipItem]):
+    """A map-style dataset of clips.
 
-    Several teachers may regularise one run: item key :func:`teacher_key` ``(k)`` holds teacher
-    ``k``'s frames centered inside the crop, at :meth:`teacher_times` ``(k)`` relative to its start.
+    Items are :class:`~pipeline.batch.ClipItem`; :meth:`collate` stacks them into a
+    :class:`~pipeline.batch.Batch`. Several teachers may regularise one run: ``item.teachers[k]``
+    holds teacher ``k``'s frames centered inside the crop, at :meth:`teacher_times` ``(k)``
+    relative to its start.
     Hops, frame-0 centers and dimensions may differ; clip-level teachers serve one frame.
 
     Args:
@@ -235,22 +236,24 @@ class ClipDataset:
         state["_stores"] = {}
         return state
 
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    def __getitem__(self, index: int) -> ClipItem:
         clip = self.clips[index]
         track = clip.id if self.renderer is None else self.renderer.draw(clip.id, self.seed, self.epoch, index)
         labels, known = (np.asarray(clip.labels, dtype=np.float32), np.asarray(clip.known, dtype=bool))
         if track != clip.id:
             labels, known = self.renderer.labels(track)  # type: ignore[union-attr]
-        item: dict[str, np.ndarray] = {"labels": labels, "known": known, "index": np.asarray(index)}
         if not self.views:
             start_s = self._crop_start_seconds_plain(index, clip)
         else:
             start_s = self._crop_start_seconds(index, clip, track)
-            for slot in range(len(self.views)):
-                item[teacher_key(slot)] = self._read_teacher(track, slot, start_s)
-        start = int(round(start_s * self.audio.sample_rate))
-        item["audio"] = self._read_audio(clip, track, start)
-        return item
+        teachers = [self._read_teacher(track, slot, start_s) for slot in range(len(self.views))]
+        audio = self._read_audio(clip, track, int(round(start_s * self.audio.sample_rate)))
+        return ClipItem(audio, labels, known, index, teachers)
+
+    def collate(self, items: Sequence[ClipItem]) -> Batch:
+        """Stack items of this dataset into a :class:`~pipeline.batch.Batch` with every teacher's times and window."""
+        return collate_items(list(items), [self.teacher_times(k) for k in range(len(self.views))],
+                             [view.window_seconds for view in self.views])
 
     def _read_audio(self, clip: Clip, track: str, start: int) -> np.ndarray:
         """float32 ``(n_samples,)`` from sample ``start`` of the clip or of its view ``track`` (zero-padded)."""
@@ -321,17 +324,9 @@ def frame_statistics(store_path: Path | str, clips: Sequence[Clip]) -> tuple[np.
     return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)
 
 
-def collate(items: Sequence[dict[str, np.ndarray]]) -> dict[str, Any]:
-    """Stack items into torch tensors: audio (B, S), labels/known (B, C), teacher (B, T, D)."""
-    import torch
-
-    batch = {key: torch.from_numpy(np.stack([item[key] for item in items])) for key in items[0]}
-    return batch
-
-
 def prefetch_to_device(
-    batches: Iterable[dict[str, Any]], device: str, transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-) -> Iterator[dict[str, Any]]:
+    batches: Iterable[Batch], device: str, transform: Callable[[Batch], Batch] | None = None
+) -> Iterator[Batch]:
     """Yield ``batches`` with their tensors on ``device``, the next batch copied while this one trains.
 
     On CUDA each batch (from a ``pin_memory`` loader) is copied on a side stream with
@@ -340,13 +335,11 @@ def prefetch_to_device(
     On CPU batches pass through (``transform`` still applied).
 
     Args:
-        batches: host batches (dicts of tensors; other values pass through).
+        batches: host batches.
         device: ``cpu`` or ``cuda[:i]``.
         transform: applied on the host before the copy (e.g. mixup), or None.
     """
-    import torch
-
-    def host(batch: dict[str, Any]) -> dict[str, Any]:
+    def host(batch: Batch) -> Batch:
         return transform(batch) if transform is not None else batch
 
     if not str(device).startswith("cuda"):
@@ -355,27 +348,25 @@ def prefetch_to_device(
         return
     stream = torch.cuda.Stream(device=device)
 
-    def send(batch: dict[str, Any]) -> dict[str, Any]:
+    def send(batch: Batch) -> Batch:
         batch = host(batch)
         with torch.cuda.stream(stream):
-            moved = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        return moved
+            return batch.to(device, non_blocking=True)
 
     iterator = iter(batches)
     ahead = next(iterator, None)
     pending = None if ahead is None else send(ahead)
     while pending is not None:
         torch.cuda.current_stream(device).wait_stream(stream)
-        for value in pending.values():  # the caching allocator must not reuse these before use
-            if isinstance(value, torch.Tensor):
-                value.record_stream(torch.cuda.current_stream(device))
+        for value in pending.tensors():  # the caching allocator must not reuse these before use
+            value.record_stream(torch.cuda.current_stream(device))
         current = pending
         ahead = next(iterator, None)
         pending = None if ahead is None else send(ahead)
         yield current
 
 
-def mixup(batch: dict[str, Any], alpha: float, generator) -> dict[str, Any]:  # noqa: ANN001
+def mixup(batch: Batch, alpha: float, generator: torch.Generator) -> Batch:
     """Mix each item with a random partner of the batch (audio, teacher frames and labels).
 
     Each item keeps a share ``w ~ Beta(alpha, alpha)``, ``w = max(w, 1 - w)`` of itself, as in the
@@ -387,25 +378,23 @@ def mixup(batch: dict[str, Any], alpha: float, generator) -> dict[str, Any]:  # 
     and drops out of the label loss (it still enters the feature term, and KD on every class
     through :func:`pipeline.losses.kd_mask`).
     """
-    import torch
-
     if alpha <= 0:
         return batch
-    n = batch["audio"].shape[0]
+    n = len(batch)
     beta = torch.distributions.Beta(torch.tensor(alpha), torch.tensor(alpha))
     share = beta.sample((n,))
-    share = torch.maximum(share, 1 - share).to(batch["audio"].device)  # drawn on the CPU: same numbers anywhere
-    partner = torch.randperm(n, generator=generator).to(batch["audio"].device)
-    out = dict(batch)
-    out["audio"] = share[:, None] * batch["audio"] + (1 - share[:, None]) * batch["audio"][partner]
-    labels = batch["labels"] * batch["known"]
-    out["labels"] = share[:, None] * labels + (1 - share[:, None]) * labels[partner]
-    unlabeled = ~batch["known"].any(dim=1)
+    share = torch.maximum(share, 1 - share).to(batch.audio.device)  # drawn on the CPU: same numbers anywhere
+    partner = torch.randperm(n, generator=generator).to(batch.audio.device)
+    audio = share[:, None] * batch.audio + (1 - share[:, None]) * batch.audio[partner]
+    labels = batch.labels * batch.known
+    labels = share[:, None] * labels + (1 - share[:, None]) * labels[partner]
+    unlabeled = ~batch.known.any(dim=1)
     mixed_unlabeled = (unlabeled | unlabeled[partner])[:, None]
-    out["known"] = (batch["known"] | batch["known"][partner]) & ~mixed_unlabeled
-    for key in [k for k in batch if k == "teacher" or k.startswith("teacher_")]:  # every teacher's frames
-        out[key] = share[:, None, None] * batch[key] + (1 - share[:, None, None]) * batch[key][partner]
-    return out
+    known = (batch.known | batch.known[partner]) & ~mixed_unlabeled
+    mix = share[:, None, None]
+    teachers = [dataclasses.replace(t, frames=mix * t.frames + (1 - mix) * t.frames[partner])
+                for t in batch.teachers]  # every teacher's frames
+    return Batch(audio, labels, known, batch.index, teachers)
 
 
 #: Environment variable naming the folder of the memmap copies (default: :func:`memmap_cache_root`'s search).

@@ -16,14 +16,17 @@ Departures from the official code, on purpose:
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from pipeline.alignment import MODES, align_frames
 from pipeline.config import DCOR_ESTIMATORS, DCOR_POOLS, FEATURE_LOSSES, KD_ENTRIES, VARIANTS
+from pipeline.batch import Batch, TeacherFrames
 from pipeline.errors import ConfigError, TrainingError
+from pipeline.students.base import StudentOutput
 from pipeline.variants import VARIANTS as VARIANTS_TABLE, VariantSpec
 
 __all__ = [
@@ -339,6 +342,7 @@ class EAsTObjective:
         dcor_estimator: ``v`` (paper) or ``u`` (bias-corrected), :func:`distance_correlation`.
         dcor_pool: ``frame`` (paper) or ``batch``, :func:`feature_loss_dcor` (and :func:`feature_loss_cka`).
         kd_entries: ``known`` (:func:`kd_mask`) or ``all`` (every class of every clip).
+        teacher_weights: one weight per teacher in the feature term (None: equal).
 
     Attributes:
         heads: the learned projections of ``cosine_projection`` teachers (``"<teacher>_<stage>"`` ->
@@ -361,6 +365,7 @@ class EAsTObjective:
         dcor_estimator: str = "v",
         dcor_pool: str = "frame",
         kd_entries: str = "known",
+        teacher_weights: Sequence[float] | None = None,
     ) -> None:
         losses = [feature_loss] if isinstance(feature_loss, str) else list(feature_loss)
         _check_settings(variant, losses, alignment, dcor_estimator, dcor_pool, kd_entries)
@@ -382,6 +387,7 @@ class EAsTObjective:
         self.clip_level = clip_level
         self.dcor = {"estimator": dcor_estimator, "pool": dcor_pool}
         self.kd_entries = kd_entries
+        self.teacher_weights = None if teacher_weights is None else [float(w) for w in teacher_weights]
         self.heads = torch.nn.ModuleDict()
 
     def loss_of(self, teacher: int) -> str:
@@ -422,7 +428,8 @@ class EAsTObjective:
         return feature_loss_cosine(s, e)
 
     def feature_term(
-        self, output: Any, teacher: torch.Tensor, teacher_times: Any, teacher_window: float, slot: int = 0
+        self, output: StudentOutput, teacher: torch.Tensor, teacher_times: torch.Tensor | np.ndarray,
+        teacher_window: float, slot: int = 0
     ) -> torch.Tensor:
         """``L_feat`` of a :class:`~pipeline.students.base.StudentOutput` against teacher ``slot``'s frames."""
         if len(output.features) != len(self.stage_weights):
@@ -445,41 +452,26 @@ class EAsTObjective:
         assert total is not None
         return total
 
-    def teachers_term(self, output: Any, teachers: Sequence[torch.Tensor], times: Sequence[Any],
-                      windows: Sequence[float], weights: Sequence[float] | None) -> torch.Tensor:
-        """``L_feat`` over several teachers: ``sum_k w_k L_feat,k / sum_k w_k`` (one teacher: its term)."""
-        terms = [self.feature_term(output, e, t, w, slot=k)
-                 for k, (e, t, w) in enumerate(zip(teachers, times, windows))]
+    def teachers_term(self, output: StudentOutput, teachers: Sequence[TeacherFrames]) -> torch.Tensor:
+        """``L_feat`` over the batch's teachers: ``sum_k w_k L_feat,k / sum_k w_k`` (one teacher: its term)."""
+        terms = [self.feature_term(output, t.frames, t.times, t.window, slot=k) for k, t in enumerate(teachers)]
         if len(terms) == 1:
             return terms[0]
-        w = [1.0] * len(terms) if weights is None else [float(v) for v in weights]
+        w = [1.0] * len(terms) if self.teacher_weights is None else list(self.teacher_weights)
         return sum(wk * term for wk, term in zip(w, terms)) / sum(w)  # type: ignore[return-value]
 
-    def __call__(
-        self,
-        output: Any,
-        targets: torch.Tensor,
-        known: torch.Tensor,
-        teacher: torch.Tensor | Sequence[torch.Tensor] | None = None,
-        teacher_times: Any = None,
-        teacher_window: float | Sequence[float] = 0.0,
-        teacher_logits: torch.Tensor | None = None,
-        teacher_weights: Sequence[float] | None = None,
-    ) -> dict[str, torch.Tensor]:
+    def __call__(self, output: StudentOutput, batch: Batch, teacher_logits: torch.Tensor | None = None
+                 ) -> dict[str, torch.Tensor]:
         """Loss terms of one batch.
 
         Args:
-            output: the student's :class:`~pipeline.students.base.StudentOutput`.
-            targets: (B, C) labels in [0, 1] (never read by pretrain).
-            known: (B, C) bool mask of known labels (never read by pretrain).
-            teacher: (B, Tt, D) teacher frames (any float dtype), a list of them (one per
-                teacher; Tt and D may differ), or None.
-            teacher_times: (Tt,) center times in seconds, same origin as the student's frames
-                (a list with one entry per teacher when ``teacher`` is a list).
-            teacher_window: seconds one teacher frame summarises (<= 0: clip-level teacher);
-                a list with one per teacher when ``teacher`` is a list.
+            output: the student's :class:`~pipeline.students.base.StudentOutput` for ``batch.audio``.
+            batch: the :class:`~pipeline.batch.Batch`: ``labels`` (B, C) in [0, 1] and ``known`` (B, C)
+                (never read by a variant without a label term), and ``teachers``: one
+                :class:`~pipeline.batch.TeacherFrames` per teacher (frames (B, Tt, D) of any float dtype,
+                their center times in seconds on the student's time origin, the window one frame
+                summarises, <= 0 for a clip-level teacher); empty for a baseline.
             teacher_logits: (B, C) probe logits for KD (the mean over teachers' probes), or None.
-            teacher_weights: one weight per teacher (None: equal).
 
         Returns:
             ``{"total", "pred", "feat", "kd"}`` scalar tensors; only ``total`` is to be
@@ -488,25 +480,18 @@ class EAsTObjective:
         Raises:
             TrainingError: a teacher variant called without the teacher inputs it needs.
         """
-        logits = output.logits
-        spec = self.spec
+        logits, spec = output.logits, self.spec
         nan = torch.full((), math.nan, device=logits.device, dtype=_f32(logits).dtype)
-        pred = masked_bce(logits, targets, known) if spec.label_term else nan
-        needs_feat = spec.feature_term
+        pred = masked_bce(logits, batch.labels, batch.known) if spec.label_term else nan
         needs_kd = teacher_logits is not None and spec.uses_kd(self.kd_weight)
-        _check_inputs(spec, teacher is not None and teacher_times is not None, teacher_logits is not None)
+        _check_inputs(spec, bool(batch.teachers), teacher_logits is not None)
         feat, kd = nan, nan
-        if teacher is not None and teacher_times is not None:
-            several = not isinstance(teacher, torch.Tensor)
-            teachers: list[torch.Tensor] = list(teacher) if several else [teacher]  # type: ignore[list-item, arg-type]
-            times = list(teacher_times) if several else [teacher_times]
-            windows: list[float] = (list(teacher_window) if several  # type: ignore[arg-type]
-                                    else [teacher_window])  # type: ignore[list-item]
-            with torch.set_grad_enabled(needs_feat and torch.is_grad_enabled()):
-                feat = self.teachers_term(output, teachers, times, windows, teacher_weights)
+        if batch.teachers:
+            with torch.set_grad_enabled(spec.feature_term and torch.is_grad_enabled()):
+                feat = self.teachers_term(output, batch.teachers)
         if teacher_logits is not None:
             every = spec.kd_every_entry or self.kd_entries == "all"
-            entries = torch.ones_like(logits, dtype=torch.bool) if every else kd_mask(known)
+            entries = torch.ones_like(logits, dtype=torch.bool) if every else kd_mask(batch.known)
             with torch.set_grad_enabled(needs_kd and torch.is_grad_enabled()):
                 kd = kd_loss(logits, teacher_logits, entries, self.tau)
         return {"total": self._combine(pred, feat, kd, needs_kd), "pred": pred, "feat": feat, "kd": kd}

@@ -35,7 +35,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from pipeline.config import DistillConfig
-from pipeline.data import collate, mixup, teacher_key
+from pipeline.batch import Batch
+from pipeline.data import ClipDataset, mixup, prefetch_to_device
 from pipeline.distributed import agree, from_env, wrap
 from pipeline.distributed import sampler as shard_sampler
 from pipeline.errors import TrainingError, TrainingInterrupted
@@ -43,6 +44,7 @@ from pipeline.files import csv_text, write_atomic, write_rendered
 from pipeline.losses import EAsTObjective
 from pipeline.metrics import evaluate_predictions
 from pipeline.sampling import unlabeled_sampler
+from pipeline.students.base import StudentOutput
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,7 @@ class TrainState:
 class _Run:
     """The objects one call of :meth:`Trainer.fit` works with."""
 
-    train_set: Any  # a ClipDataset: set_epoch() fixes its random crops per epoch
+    train_set: ClipDataset  # set_epoch() fixes its random crops per epoch
     loader: DataLoader
     shard: Any  # a DistributedSampler under torchrun, else None
     optimiser: torch.optim.Optimizer
@@ -131,7 +133,7 @@ def _ignore_interrupts(worker_id: int) -> None:  # noqa: ARG001
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _loader(dataset: Any, *, batch_size: int, shuffle: bool, drop_last: bool,
+def _loader(dataset: ClipDataset, *, batch_size: int, shuffle: bool, drop_last: bool,
             num_workers: int, seed: int, sampler: Any = None,
             generator: torch.Generator | None = None) -> DataLoader:
     generator = generator if generator is not None else torch.Generator()
@@ -143,7 +145,7 @@ def _loader(dataset: Any, *, batch_size: int, shuffle: bool, drop_last: bool,
         sampler=sampler,
         drop_last=drop_last,
         num_workers=num_workers,
-        collate_fn=collate,
+        collate_fn=dataset.collate,
         generator=generator,
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),
@@ -159,23 +161,15 @@ class Trainer:
         objective: ``pipeline.losses.EAsTObjective``.
         config: the ``distill`` settings.
         run_dir: where checkpoints, history and metrics go.
-        teacher_times: center times (s, relative to item start) of the items' teacher frames;
-            a list with one array per teacher for several teachers (batch keys ``teacher``,
-            ``teacher_1``, ...; :func:`pipeline.data.teacher_key`).
-        teacher_window: seconds one teacher frame summarises (a list for several teachers).
-        probe: frozen linear probe for KD (east-kd) on the first teacher's frames, or None.
-        probes: ``(teacher slot, probe)`` pairs whose logits are averaged for KD (overrides ``probe``).
-        teacher_weights: one weight per teacher for the feature term (None: equal).
+        probes: ``(teacher slot, probe)`` pairs whose logits are averaged for KD (None: no KD).
         device: ``cpu`` or ``cuda``.
         fingerprint: digest of every setting of the run; ``last.pt`` is resumed only when
             it was written with the same one (other settings start the run over).
     """
 
     def __init__(self, student: torch.nn.Module, objective: EAsTObjective, config: DistillConfig, run_dir: Path, *,
-                 teacher_times: np.ndarray | list[np.ndarray] | None, teacher_window: float | list[float],
-                 probe: torch.nn.Module | None = None, device: str = "cpu", fingerprint: str = "",
-                 probes: list[tuple[int, torch.nn.Module]] | None = None,
-                 teacher_weights: list[float] | None = None) -> None:
+                 probes: list[tuple[int, torch.nn.Module]] | None = None, device: str = "cpu",
+                 fingerprint: str = "") -> None:
         self.dist, device = from_env(device)
         self.student = student.to(device)
         self.model = wrap(self.student, self.dist, device)  # what the training step calls
@@ -184,13 +178,7 @@ class Trainer:
         self.config = config
         self.run_dir = Path(run_dir)
         self.device = device
-        pairs = probes if probes is not None else ([(0, probe)] if probe is not None else [])
-        self.probes = [(slot, model.to(device)) for slot, model in pairs]
-        several = isinstance(teacher_times, list)
-        times = (teacher_times if several else [teacher_times]) if teacher_times is not None else []
-        self.teacher_times = [torch.as_tensor(t, dtype=torch.float32) for t in times]  # type: ignore[union-attr]
-        self.teacher_window = list(teacher_window) if isinstance(teacher_window, list) else [teacher_window]
-        self.teacher_weights = teacher_weights
+        self.probes = [(slot, model.to(device)) for slot, model in (probes or [])]
         self.amp = config.amp and device.startswith("cuda")
         self.fingerprint = fingerprint
 
@@ -303,8 +291,6 @@ class Trainer:
         batches = iter(run.loader)
         for _ in range(state.step):  # the loader order is fixed by the seed: skip what was trained
             next(batches)
-        from pipeline.data import prefetch_to_device
-
         for batch in prefetch_to_device(batches, self.device):  # on CUDA: copied one step ahead
             self._step(run, batch)
             bar.update(1)
@@ -322,7 +308,7 @@ class Trainer:
         return sums, seconds
 
     # ---- one step -------------------------------------------------------------------
-    def _step(self, run: _Run, batch: dict[str, Any]) -> None:
+    def _step(self, run: _Run, batch: Batch) -> None:
         """Objective, backward, clip, Adam; the losses are added to ``state.sums`` on the device."""
         cfg = self.config
         if cfg.mixup_alpha > 0:
@@ -339,33 +325,21 @@ class Trainer:
             if key in losses:
                 total += losses[key].detach()
         run.state.step += 1
-        run.clips_seen += batch["audio"].shape[0]
+        run.clips_seen += len(batch)
 
-    def _losses(self, batch: dict[str, Any], *, train: bool) -> tuple[dict[str, Any], Any]:
-        audio = batch["audio"].to(self.device, non_blocking=True)
-        labels = batch["labels"].to(self.device, non_blocking=True)
-        known = batch["known"].to(self.device, non_blocking=True)
-        teachers = [batch[teacher_key(k)].to(self.device, non_blocking=True)
-                    for k in range(len(self.teacher_times)) if teacher_key(k) in batch]
+    def _losses(self, batch: Batch, *, train: bool) -> tuple[dict[str, torch.Tensor], StudentOutput]:
+        batch = batch.to(self.device, non_blocking=True)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-            output = (self.model if train else self.student)(audio)
-        teacher_logits = None
-        if self.probes and teachers:
-            with torch.no_grad():  # KD targets: the mean of the probes' logits
-                logits = [probe(teachers[slot]) for slot, probe in self.probes]
-                teacher_logits = logits[0] if len(logits) == 1 else torch.stack(logits).mean(dim=0)
-        single = len(teachers) == 1
-        losses = self.objective(
-            output,
-            labels,
-            known,
-            teacher=(teachers[0] if single else teachers) if teachers else None,
-            teacher_times=(self.teacher_times[0] if single else self.teacher_times) if teachers else None,
-            teacher_window=self.teacher_window[0] if single else self.teacher_window,
-            teacher_logits=teacher_logits,
-            teacher_weights=None if single else self.teacher_weights,
-        )
-        return losses, output
+            output = (self.model if train else self.student)(batch.audio)
+        return self.objective(output, batch, self._kd_targets(batch)), output
+
+    def _kd_targets(self, batch: Batch) -> torch.Tensor | None:
+        """(B, C) KD targets: the mean of the probes' logits on their teachers' frames; None without probes."""
+        if not self.probes or not batch.teachers:
+            return None
+        with torch.no_grad():
+            logits = [probe(batch.teachers[slot].frames) for slot, probe in self.probes]
+        return logits[0] if len(logits) == 1 else torch.stack(logits).mean(dim=0)
 
     def validate(self, dataset: Any) -> dict[str, float]:
         """Mean total loss, macro mAP and ROC-AUC over ``dataset`` (whole clips)."""
@@ -376,10 +350,10 @@ class Trainer:
         with torch.no_grad():
             for batch in loader:
                 losses, output = self._losses(batch, train=False)
-                totals.append(losses["total"].detach().double() * batch["audio"].shape[0])
+                totals.append(losses["total"].detach().double() * len(batch))
                 probs.append(torch.sigmoid(output.logits.float()))
-                labels.append(batch["labels"].numpy())
-                known.append(batch["known"].numpy())
+                labels.append(batch.labels.numpy())
+                known.append(batch.known.numpy())
         metrics = evaluate_predictions(torch.cat(probs).cpu().numpy(), np.concatenate(labels), np.concatenate(known))
         return {"total": float(torch.stack(totals).sum()) / len(dataset), "map": metrics.mAP, "auc": metrics.roc_auc}
 

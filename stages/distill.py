@@ -113,16 +113,12 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     }
     config_text = json.dumps(config, indent=2) + "\n"
     write_atomic(folder / "config.json", config_text, what="the run's config.json")
-    slots = range(len(train_set.views))
     objective = _objective(cfg)
     if "cosine_projection" in cfg.feature_losses() and use_teacher:
         objective.build_projections(student_channels(student), [view.dim for view in train_set.views])
     trainer = Trainer(
         student, objective, cfg, folder,
-        teacher_times=[train_set.teacher_times(k) for k in slots] if use_teacher else None,
-        teacher_window=[view.window_seconds for view in valid_set.views] if use_teacher else 0.0,
         probes=_kd_probes(params) if _uses_kd(cfg) else None,
-        teacher_weights=[ref.weight for ref in cfg.teacher_refs()],
         device=device, fingerprint=hashlib.sha256(config_text.encode()).hexdigest(),
     )
     result = trainer.fit(train_set, valid_set, progress=progress)
@@ -329,4 +325,5 @@ def _objective(cfg: DistillConfig) -> EAsTObjective:
         variant=cfg.variant, lam=cfg.lam, kd_weight=cfg.kd_weight, tau=cfg.tau,
         feature_loss=list(cfg.feature_losses()), alignment=cfg.alignment,
         dcor_estimator=cfg.dcor_estimator, dcor_pool=cfg.dcor_pool, kd_entries=cfg.kd_entries,
+        teacher_weights=[ref.weight for ref in cfg.teacher_refs()],
     )

@@ -13,9 +13,11 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 def test_prefetch_to_device_moves_every_batch_in_order() -> None:
     from pipeline.data import prefetch_to_device
+    from tests.batches import make_batch
 
-    batches = [{"audio": torch.full((2, 3), float(i)).pin_memory(), "id": i} for i in range(5)]
-    out = [(b["id"], b["audio"].device.type, float(b["audio"].sum())) for b in prefetch_to_device(batches, "cuda")]
+    batches = [make_batch(torch.zeros(2, 1), torch.ones(2, 1, dtype=torch.bool), audio=torch.full((2, 3), float(i)),
+                          index=torch.full((2,), i)).pin_memory() for i in range(5)]
+    out = [(int(b.index[0]), b.audio.device.type, float(b.audio.sum())) for b in prefetch_to_device(batches, "cuda")]
     assert out == [(i, "cuda", 6.0 * i) for i in range(5)]
 
 

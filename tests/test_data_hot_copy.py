@@ -28,8 +28,8 @@ def test_hot_copy_items_equal_store_items_and_copy_is_reused(tmp_path: Path) -> 
         fast.set_epoch(epoch)
         for i in range(len(slow)):
             a, b = slow[i], fast[i]
-            np.testing.assert_array_equal(a["audio"], b["audio"])
-            np.testing.assert_array_equal(a["teacher"], b["teacher"])
+            np.testing.assert_array_equal(a.audio, b.audio)
+            np.testing.assert_array_equal(a.teachers[0], b.teachers[0])
 
 
 def test_a_store_that_gained_tracks_gets_a_new_copy(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pipeline.config import DistillConfig, TeacherRef
 from pipeline.errors import ConfigError, TrainingError
 from pipeline.losses import EAsTObjective, feature_loss_cka, feature_loss_projected_cosine, linear_cka
 from pipeline.students.base import StudentOutput
+from tests.batches import frames, make_batch
 
 torch.set_num_threads(1)
 
@@ -116,21 +117,20 @@ def test_feature_loss_is_chosen_per_teacher() -> None:
     teachers = [torch.randn(8, 3, 7, generator=gen), torch.randn(8, 3, 9, generator=gen)]
     times = [torch.tensor([1.5, 2.5, 3.5])] * 2
     known = torch.ones(8, 3, dtype=torch.bool)
-    args = (output, torch.zeros(8, 3), known)
-    mixed = EAsTObjective("east-final", feature_loss=["linear_cka", "cosine_projection"])
+    both = make_batch(torch.zeros(8, 3), known, [frames(t, ts, 3.0) for t, ts in zip(teachers, times)])
+    first = make_batch(torch.zeros(8, 3), known, [frames(teachers[0], times[0], 3.0)])
+    mixed = EAsTObjective("east-final", feature_loss=["linear_cka", "cosine_projection"], teacher_weights=[1.0, 3.0])
     heads = mixed.build_projections([4, 6, 10], [7, 9])
     assert list(heads) == ["1_2"] and heads["1_2"].in_features == 10 and heads["1_2"].out_features == 9
-    got = mixed(*args, teacher=teachers, teacher_times=times, teacher_window=[3.0, 3.0], teacher_weights=[1.0, 3.0])
-    cka = EAsTObjective("east-final", feature_loss="linear_cka")(
-        *args, teacher=teachers[0], teacher_times=times[0], teacher_window=3.0)["feat"]
+    got = mixed(output, both)
+    cka = EAsTObjective("east-final", feature_loss="linear_cka")(output, first)["feat"]
     cosine = mixed.feature_term(output, teachers[1], times[1], 3.0, slot=1)
     expected = (float(cka.detach()) + 3 * float(cosine.detach())) / 4
     assert float(got["feat"].detach()) == pytest.approx(expected, abs=1e-6)
     got["total"].backward()
     assert heads["1_2"].weight.grad is not None and output.features[2].grad is not None
     with pytest.raises(TrainingError, match="build_projections"):
-        EAsTObjective("east-final", feature_loss="cosine_projection")(
-            *args, teacher=teachers[0], teacher_times=times[0], teacher_window=3.0)
+        EAsTObjective("east-final", feature_loss="cosine_projection")(output, first)
     with pytest.raises(ConfigError, match="linear_cka"):
         EAsTObjective("east-final", feature_loss=["linear_cka", "mse"])
 

@@ -15,6 +15,7 @@ from pipeline.config import DistillConfig
 from pipeline.losses import EAsTObjective
 from pipeline.students.base import StudentOutput
 from pipeline.train import Trainer
+from tests.batches import frames, make_batch
 
 torch.set_num_threads(1)
 
@@ -47,10 +48,9 @@ def _objective_terms(objective: EAsTObjective, c: dict[str, np.ndarray], teacher
     gen = torch.Generator().manual_seed(9)
     output = StudentOutput(torch.from_numpy(c["zs"]), [torch.randn(6, 4, 8, generator=gen, dtype=torch.float64)],
                            [0.5], [0.25])
-    return objective(output, torch.from_numpy(c["y"]), torch.from_numpy(c["known"]),
-                     teacher=torch.randn(6, 4, 3, generator=gen, dtype=torch.float64),
-                     teacher_times=0.25 + 0.5 * np.arange(4), teacher_window=0.5,
-                     teacher_logits=torch.from_numpy(teacher_logits))
+    teacher = frames(torch.randn(6, 4, 3, generator=gen, dtype=torch.float64), 0.25 + 0.5 * np.arange(4), 0.5)
+    batch = make_batch(torch.from_numpy(c["y"]), torch.from_numpy(c["known"]), [teacher])
+    return objective(output, batch, teacher_logits=torch.from_numpy(teacher_logits))
 
 
 def test_field_kd_is_point_one_bce_plus_point_nine_kd_on_every_entry_of_the_mean_probe() -> None:
@@ -77,9 +77,9 @@ def test_kd_weight_point_nine_of_the_regulariser_with_the_feature_term() -> None
     teacher = torch.randn(6, 4, 3, generator=gen, dtype=torch.float64)
     objective = EAsTObjective("east-kd", lam=0.3, kd_weight=0.9, tau=1.0, kd_entries="all", stage_weights=(1,),
                               dcor_estimator="u", dcor_pool="batch")
-    got = objective(output, torch.from_numpy(c["y"]), torch.from_numpy(c["known"]), teacher=teacher,
-                    teacher_times=0.25 + 0.5 * np.arange(4), teacher_window=0.5,
-                    teacher_logits=torch.from_numpy(c["probe_a"]))
+    batch = make_batch(torch.from_numpy(c["y"]), torch.from_numpy(c["known"]),
+                       [frames(teacher, 0.25 + 0.5 * np.arange(4), 0.5)])
+    got = objective(output, batch, teacher_logits=torch.from_numpy(c["probe_a"]))
     bce = _bce(c["zs"], c["y"])[c["known"]].mean()
     kd = _binary_kl(c["probe_a"], c["zs"], 1.0).mean()
     feat = float(got["feat"])
@@ -110,14 +110,15 @@ def test_trainer_averages_the_probes_of_several_teachers(tmp_path) -> None:  # n
     c = _case(2)
     student = _Linear()
     objective = EAsTObjective("east-kd", lam=0.9, kd_weight=1.0, tau=1.0, kd_entries="all", stage_weights=(1,))
-    trainer = Trainer(student, objective, DistillConfig(amp=False), tmp_path, teacher_times=[np.zeros(1)] * 2,
-                      teacher_window=[0.0, 0.0], probes=[(0, _Probe(c["probe_a"])), (1, _Probe(c["probe_b"]))])
-    trainer.objective = lambda output, labels, known, **kw: {"teacher_logits": kw["teacher_logits"]}
+    trainer = Trainer(student, objective, DistillConfig(amp=False), tmp_path,
+                      probes=[(0, _Probe(c["probe_a"])), (1, _Probe(c["probe_b"]))])
     audio = torch.randn(6, 32, dtype=torch.float64)
-    batch = {"audio": audio, "labels": torch.from_numpy(c["y"]), "known": torch.from_numpy(c["known"]),
-             "teacher": torch.zeros(6, 1, 2), "teacher_1": torch.zeros(6, 1, 3)}
-    seen, _ = trainer._losses(batch, train=False)
-    np.testing.assert_allclose(seen["teacher_logits"].numpy(), (c["probe_a"] + c["probe_b"]) / 2)
+    batch = make_batch(torch.from_numpy(c["y"]), torch.from_numpy(c["known"]),
+                       [frames(torch.zeros(6, 1, 2), np.zeros(1), 0.0), frames(torch.zeros(6, 1, 3), np.zeros(1), 0.0)],
+                       audio=audio)
+    seen = trainer._kd_targets(batch)
+    assert seen is not None
+    np.testing.assert_allclose(seen.numpy(), (c["probe_a"] + c["probe_b"]) / 2)
 
 
 def test_the_defaults_stay_the_papers() -> None:

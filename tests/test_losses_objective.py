@@ -11,6 +11,7 @@ from pipeline.alignment import align_frames
 from pipeline.errors import ConfigError, TrainingError
 from pipeline.losses import EAsTObjective, feature_loss_dcor, kd_loss, masked_bce
 from pipeline.students.base import StudentOutput
+from tests.batches import frames, make_batch
 
 torch.set_num_threads(1)
 
@@ -172,7 +173,7 @@ def _batch(seed: int = 20, requires_grad: bool = True) -> dict:
         frame_hop_seconds=[0.96, 0.96, 0.96],
         frame0_center_seconds=[0.47, 0.47, 0.47],
     )
-    return {
+    b = {
         "output": output,
         "targets": (torch.rand(16, 4, generator=g) > 0.5).float(),
         "known": torch.rand(16, 4, generator=g) > 0.2,
@@ -181,15 +182,17 @@ def _batch(seed: int = 20, requires_grad: bool = True) -> dict:
         "teacher_window": 3.0,
         "teacher_logits": torch.randn(16, 4, generator=g),
     }
+    b["batch"] = make_batch(b["targets"], b["known"], [frames(b["teacher"], b["teacher_times"], 3.0)])
+    b["no_teacher"] = make_batch(b["targets"], b["known"])
+    return b
 
 
 def test_objective_variants_combine_the_terms() -> None:
     b = _batch(requires_grad=False)
-    args = (b["output"], b["targets"], b["known"])
-    kw = {k: b[k] for k in ("teacher", "teacher_times", "teacher_window", "teacher_logits")}
-    base = EAsTObjective("baseline")(*args, **kw)
-    final = EAsTObjective("east-final", lam=0.6)(*args, **kw)
-    kd = EAsTObjective("east-kd", lam=0.6, kd_weight=0.3, tau=2.0)(*args, **kw)
+    args = (b["output"], b["batch"], b["teacher_logits"])
+    base = EAsTObjective("baseline")(*args)
+    final = EAsTObjective("east-final", lam=0.6)(*args)
+    kd = EAsTObjective("east-kd", lam=0.6, kd_weight=0.3, tau=2.0)(*args)
     assert float(base["total"]) == float(base["pred"])
     assert torch.isfinite(base["feat"]) and not base["feat"].requires_grad  # logged, not trained
     expected = 0.4 * float(final["pred"]) + 0.6 * float(final["feat"])
@@ -200,13 +203,13 @@ def test_objective_variants_combine_the_terms() -> None:
     s, e = align_frames(b["output"].features[2], b["output"].frame_times(2), b["teacher"].float(),
                         b["teacher_times"], 3.0)
     assert float(final["feat"]) == pytest.approx(float(feature_loss_dcor(s, e)), abs=1e-6)
-    assert math.isnan(float(EAsTObjective("baseline")(*args)["feat"]))  # not computable without a teacher
+    no_teacher = EAsTObjective("baseline")(b["output"], b["no_teacher"])
+    assert math.isnan(float(no_teacher["feat"]))  # not computable without a teacher
 
 
 def test_objective_gradients_reach_the_regularised_stage_only() -> None:
     b = _batch()
-    out = EAsTObjective("east-final", lam=0.5)(b["output"], b["targets"], b["known"], teacher=b["teacher"],
-                                               teacher_times=b["teacher_times"], teacher_window=3.0)
+    out = EAsTObjective("east-final", lam=0.5)(b["output"], b["batch"])
     out["total"].backward()
     features = b["output"].features
     assert features[0].grad is None and features[1].grad is None
@@ -215,23 +218,21 @@ def test_objective_gradients_reach_the_regularised_stage_only() -> None:
 
 def test_stage_weights_are_normalised() -> None:
     b = _batch(requires_grad=False)
-    kw = {"teacher": b["teacher"], "teacher_times": b["teacher_times"], "teacher_window": 3.0}
-    args = (b["output"], b["targets"], b["known"])
+    args = (b["output"], b["batch"])
     per_stage = [
-        float(EAsTObjective("east-final", stage_weights=w)(*args, **kw)["feat"])
+        float(EAsTObjective("east-final", stage_weights=w)(*args)["feat"])
         for w in ((1, 0, 0), (0, 1, 0), (0, 0, 1))
     ]
-    all_stages = EAsTObjective("east-final", stage_weights=(2, 2, 2))(*args, **kw)
+    all_stages = EAsTObjective("east-final", stage_weights=(2, 2, 2))(*args)
     assert float(all_stages["feat"]) == pytest.approx(np.mean(per_stage), abs=1e-6)
 
 
 def test_objective_errors_say_what_is_missing() -> None:
     b = _batch()
     with pytest.raises(TrainingError, match="teacher frames"):
-        EAsTObjective("east-final")(b["output"], b["targets"], b["known"])
+        EAsTObjective("east-final")(b["output"], b["no_teacher"])
     with pytest.raises(TrainingError, match="probe"):
-        EAsTObjective("east-kd")(b["output"], b["targets"], b["known"], teacher=b["teacher"],
-                                 teacher_times=b["teacher_times"], teacher_window=3.0)
+        EAsTObjective("east-kd")(b["output"], b["batch"])
     for kwargs, match in (
         ({"variant": "east"}, "baseline, east-final, east-kd"),
         ({"lam": 1.5}, "lam"),
@@ -254,8 +255,8 @@ def test_feature_loss_falls_and_dependence_rises_when_trained() -> None:
     losses = []
     for _ in range(60):
         output = StudentOutput(torch.zeros(16, 2), [inputs @ weight], [1.0], [0.5])
-        loss = objective(output, torch.zeros(16, 2), torch.ones(16, 2, dtype=torch.bool), teacher=teacher,
-                         teacher_times=times, teacher_window=1.0)["total"]
+        loss = objective(output, make_batch(torch.zeros(16, 2), torch.ones(16, 2, dtype=torch.bool),
+                                            [frames(teacher, times, 1.0)]))["total"]
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()

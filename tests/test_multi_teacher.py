@@ -16,13 +16,14 @@ import torch
 import yaml
 
 from pipeline.config import load_params
-from pipeline.data import ClipDataset, crop_grid, teacher_key
+from pipeline.data import ClipDataset, crop_grid
 from pipeline.audio_source import AudioSource
 from pipeline.errors import ConfigError, StoreError, TrainingError
 from pipeline.losses import EAsTObjective
 from pipeline.stores import StoreSpec, create_store, open_store
 from pipeline.teachers import build_teacher, teacher_settings, teacher_slug
 from tests import stage2_fixtures
+from tests.batches import frames, make_batch
 from tests.stage2_fixtures import TinyPipeline, find_offset, invoke, make_fake_data
 
 tiny_pipeline = stage2_fixtures.tiny_pipeline
@@ -48,10 +49,10 @@ def _second_store(root: Path, clips, *, hop: float, frame0: float, dim: int, cli
 
 
 def _crop_seconds(data, item) -> float:  # noqa: ANN001
-    clip = data.clips[int(item["index"])]
+    clip = data.clips[int(item.index)]
     whole = AudioSource(data.audio_root, data.sample_rate, data.cache).read(
         clip, 0, int(round(clip.duration * data.sample_rate)))
-    return find_offset(whole, item["audio"]) / data.sample_rate
+    return find_offset(whole, item.audio) / data.sample_rate
 
 
 def test_mixed_hops_and_a_clip_level_teacher_serve_frames_of_the_same_crop(tmp_path: Path) -> None:
@@ -75,10 +76,10 @@ def test_mixed_hops_and_a_clip_level_teacher_serve_frames_of_the_same_crop(tmp_p
             assert t0 / 1.5 == pytest.approx(round(t0 / 1.5), abs=1e-6), "crops start on the common grid"
             for slot, path in enumerate(stores[:2]):
                 store = open_store(path)
-                frames, times = store.read_window(data.clips[i].id, t0, t0 + 3.0)
-                np.testing.assert_array_equal(item[teacher_key(slot)], frames)
+                served, times = store.read_window(data.clips[i].id, t0, t0 + 3.0)
+                np.testing.assert_array_equal(item.teachers[slot], served)
                 np.testing.assert_allclose(times - t0, ds.teacher_times(slot), atol=1e-9)
-            np.testing.assert_array_equal(item[teacher_key(2)], open_store(whole).read(data.clips[i].id))
+            np.testing.assert_array_equal(item.teachers[2], open_store(whole).read(data.clips[i].id))
     assert len(starts) > 2  # the crops do move
 
 
@@ -112,7 +113,7 @@ class _Output:
         return 0.125 + 0.25 * np.arange(12)
 
 
-def test_objective_one_teacher_list_equals_the_single_teacher_and_weights_average() -> None:
+def test_objective_one_teacher_is_its_feature_term_and_weights_average() -> None:
     gen = torch.Generator().manual_seed(0)
     out = _Output(gen)
     targets = (torch.rand(8, 4, generator=gen) > 0.5).float()
@@ -120,12 +121,11 @@ def test_objective_one_teacher_list_equals_the_single_teacher_and_weights_averag
     a, ta = torch.randn(8, 3, 6, generator=gen), 0.5 + np.arange(3)
     b, tb = torch.randn(8, 1, 9, generator=gen), np.array([1.5])
     objective = EAsTObjective("east-final", lam=0.4)
-    single = objective(out, targets, known, teacher=a, teacher_times=ta, teacher_window=1.0)
-    listed = objective(out, targets, known, teacher=[a], teacher_times=[ta], teacher_window=[1.0])
-    assert torch.equal(single["total"], listed["total"]) and torch.equal(single["feat"], listed["feat"])
-    only_b = objective(out, targets, known, teacher=b, teacher_times=tb, teacher_window=0.0)
-    both = objective(out, targets, known, teacher=[a, b], teacher_times=[ta, tb], teacher_window=[1.0, 0.0],
-                     teacher_weights=[3.0, 1.0])
+    single = objective(out, make_batch(targets, known, [frames(a, ta, 1.0)]))
+    assert torch.equal(single["feat"], objective.feature_term(out, a, torch.as_tensor(ta), 1.0))
+    only_b = objective(out, make_batch(targets, known, [frames(b, tb, 0.0)]))
+    weighted = EAsTObjective("east-final", lam=0.4, teacher_weights=[3.0, 1.0])
+    both = weighted(out, make_batch(targets, known, [frames(a, ta, 1.0), frames(b, tb, 0.0)]))
     expected = (3.0 * single["feat"] + only_b["feat"]) / 4.0
     assert float(both["feat"]) == pytest.approx(float(expected), rel=1e-6)
 

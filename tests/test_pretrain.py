@@ -131,25 +131,26 @@ def test_projection_heads_train_are_checkpointed_and_not_exported(world: dict[st
 def test_pretrain_objective_is_the_teacher_terms_on_every_entry_and_ignores_labels() -> None:
     from pipeline.losses import EAsTObjective, kd_loss
     from pipeline.students.base import StudentOutput
+    from tests.batches import frames, make_batch
 
     gen = torch.Generator().manual_seed(0)
     features = [torch.randn(8, 4, 6, generator=gen, dtype=torch.float64, requires_grad=True)]
     output = StudentOutput(torch.randn(8, 3, generator=gen, dtype=torch.float64, requires_grad=True), features,
                            [0.5], [0.25])
-    teacher = {"teacher": torch.randn(8, 4, 5, generator=gen, dtype=torch.float64),
-               "teacher_times": 0.25 + 0.5 * np.arange(4), "teacher_window": 0.5,
-               "teacher_logits": torch.randn(8, 3, generator=gen, dtype=torch.float64)}
+    teacher = [frames(torch.randn(8, 4, 5, generator=gen, dtype=torch.float64), 0.25 + 0.5 * np.arange(4), 0.5)]
+    teacher_logits = torch.randn(8, 3, generator=gen, dtype=torch.float64)
     objective = EAsTObjective("pretrain", kd_weight=0.3, tau=1.0, stage_weights=(1,))
-    clean = objective(output, torch.zeros(8, 3), torch.ones(8, 3, dtype=torch.bool), **teacher)
-    poisoned = objective(output, torch.full((8, 3), float("nan")), torch.rand(8, 3, generator=gen) > 0.5, **teacher)
+    clean = objective(output, make_batch(torch.zeros(8, 3), torch.ones(8, 3, dtype=torch.bool), teacher),
+                      teacher_logits)
+    poisoned = objective(output, make_batch(torch.full((8, 3), float("nan")), torch.rand(8, 3, generator=gen) > 0.5,
+                                            teacher), teacher_logits)
     assert torch.equal(clean["total"], poisoned["total"]) and torch.isnan(clean["pred"])
-    every = kd_loss(output.logits, teacher["teacher_logits"], torch.ones(8, 3, dtype=torch.bool), 1.0)
+    every = kd_loss(output.logits, teacher_logits, torch.ones(8, 3, dtype=torch.bool), 1.0)
     total, feat = float(clean["total"].detach()), float(clean["feat"].detach())
     assert total == pytest.approx(0.3 * float(every.detach()) + 0.7 * feat, rel=1e-12)
     clean["total"].backward()
     assert output.logits.grad is not None and features[0].grad is not None
     no_probe = EAsTObjective("pretrain", kd_weight=0.3, stage_weights=(1,))(
-        output, torch.zeros(8, 3), torch.ones(8, 3, dtype=torch.bool),
-        **{k: v for k, v in teacher.items() if k != "teacher_logits"})
+        output, make_batch(torch.zeros(8, 3), torch.ones(8, 3, dtype=torch.bool), teacher))
     # features alone without a probe
     assert float(no_probe["total"].detach()) == pytest.approx(float(no_probe["feat"].detach()))

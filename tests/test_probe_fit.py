@@ -92,7 +92,7 @@ def test_kd_against_the_probe_itself_is_zero_and_grows_with_disagreement() -> No
 
 def test_trainer_kd_logits_equal_the_probe_on_the_pooled_embeddings(tiny_pipeline: TinyPipeline) -> None:
     """What east-kd distils on a whole clip is what the probe stage was trained and scored on."""
-    from pipeline.data import ClipDataset, collate, frame_statistics, pooled_embeddings
+    from pipeline.data import ClipDataset, frame_statistics, pooled_embeddings
     from pipeline.audio_source import AudioSource
     from pipeline.manifests import load_split
 
@@ -109,14 +109,14 @@ def test_trainer_kd_logits_equal_the_probe_on_the_pooled_embeddings(tiny_pipelin
 
     store = open_store(tiny_pipeline.store)
     assert ds.n_teacher_frames == store.entry(valid[0].id).n_frames  # whole clips: every frame
-    batch = collate([ds[i] for i in range(len(ds))])
+    batch = ds.collate([ds[i] for i in range(len(ds))])
     pooled = (pooled_embeddings(tiny_pipeline.store, valid) - mean) / std
     with torch.no_grad():
-        from_loader = probe(batch["teacher"])  # what Trainer._losses feeds kd_loss
+        from_loader = probe(batch.teachers[0].frames)  # what Trainer._kd_targets feeds kd_loss
         from_stage = probe(torch.from_numpy(pooled))
     np.testing.assert_allclose(from_loader.numpy(), from_stage.numpy(), atol=1e-4)
-    assert float(kd_loss(from_stage, from_loader, batch["known"])) < 1e-7
+    assert float(kd_loss(from_stage, from_loader, batch.known)) < 1e-7
     metrics = json.loads((tiny_pipeline.runs / "probe-musicnn" / "metrics.json").read_text())
     probs = torch.sigmoid(from_stage).numpy()
-    labels, known = batch["labels"].numpy(), batch["known"].numpy()
+    labels, known = batch.labels.numpy(), batch.known.numpy()
     assert evaluate_predictions(probs, labels, known).mAP == pytest.approx(metrics["valid_map"], abs=1e-6)

@@ -39,9 +39,16 @@ class _Memory:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
-        return {"audio": self.audio[i], "labels": self.labels[i], "known": np.ones(4, bool),
-                "teacher": self.teacher[i], "index": np.asarray(i)}
+    def __getitem__(self, i: int) -> Any:
+        from pipeline.batch import ClipItem
+
+        return ClipItem(self.audio[i], self.labels[i], np.ones(4, bool), i, [self.teacher[i]])
+
+    def collate(self, items: list[Any]) -> Any:
+        """One teacher, clip-level frames at 0.96 s summarising 1.92 s."""
+        from pipeline.batch import collate_items
+
+        return collate_items(items, [np.array([0.96])], [1.92])
 
 
 def _trainer(run_dir: Path, **changes: Any):  # noqa: ANN202
@@ -55,7 +62,7 @@ def _trainer(run_dir: Path, **changes: Any):  # noqa: ANN202
     probe = build_probe(8, 4, np.zeros(8, np.float32), np.ones(8, np.float32)).eval()
     config = distill_config(variant="east-kd", lam=0.3, device="cuda", amp=True, batch_size=8, **changes)
     return Trainer(student, EAsTObjective(variant="east-kd", lam=0.3), config, run_dir,
-                   teacher_times=np.array([0.96]), teacher_window=1.92, probe=probe, device="cuda")
+                   probes=[(0, probe)], device="cuda")
 
 
 def _rows(run_dir: Path) -> list[dict[str, float]]:

@@ -29,8 +29,7 @@ valid = ClipDataset(data.clips[:8], audio, clip_seconds=4.0, teacher_store=data.
 torch.manual_seed(0)
 model = small_student(4, data.sample_rate)
 cfg = distill_config(epochs=2, batch_size=4, variant="east-final", lam=0.3)
-trainer = Trainer(model, EAsTObjective(variant="east-final", lam=0.3), cfg, Path({run!r}),
-                  teacher_times=train.teacher_times(), teacher_window=data.window, device="cpu")
+trainer = Trainer(model, EAsTObjective(variant="east-final", lam=0.3), cfg, Path({run!r}), device="cpu")
 result = trainer.fit(train, valid, progress=False)
 torch.save(model.state_dict(), Path({run!r}) / f"rank{{os.environ['RANK']}}.pt")
 # one string, one write: the two ranks share the pipe and print's separate pieces could interleave

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.data import ClipDataset, collate
+from pipeline.data import ClipDataset
 
 from pipeline.audio_source import AudioSource
 from pipeline.errors import TrainingError
@@ -57,13 +57,12 @@ def _sets(data, n_train: int, crop: float = 2.0):  # noqa: ANN001, ANN202
     return train, valid
 
 
-def _trainer(run_dir: Path, train: ClipDataset, *, variant: str = "baseline", lam: float = 0.0,
+def _trainer(run_dir: Path, *, variant: str = "baseline", lam: float = 0.0,
              seed: int = 0, fingerprint: str = "", **cfg: Any) -> Trainer:
     student = small_student(4, SR, seed=seed)
     objective = EAsTObjective(variant=variant, lam=lam)
     config = distill_config(variant=variant, lam=lam, seed=seed, **cfg)
-    return Trainer(student, objective, config, run_dir, teacher_times=train.teacher_times(),
-                   teacher_window=HOP, fingerprint=fingerprint)
+    return Trainer(student, objective, config, run_dir, fingerprint=fingerprint)
 
 
 def _history(run_dir: Path) -> tuple[list[str], list[dict[str, float]]]:
@@ -81,7 +80,7 @@ def _recalibrate(student, batch) -> None:  # noqa: ANN001
             module.momentum = None
     student.train()
     with torch.no_grad():
-        student(batch["audio"])
+        student(batch.audio)
     student.eval()
 
 
@@ -92,21 +91,22 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("train")
     data = _task(root / "data", 80)
     train, valid = _sets(data, 48)
-    held = collate([valid[i] for i in range(len(valid))])
+    held = valid.collate([valid[i] for i in range(len(valid))])
     runs: dict[str, Any] = {"train": train, "valid": valid, "held": held}
     for variant, lam in (("baseline", 0.0), ("east-final", 0.9)):
-        trainer = _trainer(root / variant, train, variant=variant, lam=lam, epochs=5, batch_size=16)
+        trainer = _trainer(root / variant, variant=variant, lam=lam, epochs=5, batch_size=16)
         runs[variant] = (trainer, trainer.fit(train, valid, progress=False))
     return runs
 
 
 def _dcor(trained: dict[str, Any], student) -> float:  # noqa: ANN001
     """Squared distance correlation of the student's last stage with the teacher on the held-out clips."""
-    _recalibrate(student, collate([trained["train"][i] for i in range(len(trained["train"]))]))
+    train = trained["train"]
+    _recalibrate(student, train.collate([train[i] for i in range(len(train))]))
     objective = EAsTObjective(variant="east-final")
     with torch.no_grad():
-        output = student(trained["held"]["audio"])
-        teacher, times = trained["held"]["teacher"], trained["train"].teacher_times()
+        output = student(trained["held"].audio)
+        teacher, times = trained["held"].teachers[0].frames, trained["train"].teacher_times()
         loss = objective.feature_term(output, teacher, times, HOP)
     return 1.0 - float(loss)
 
@@ -150,8 +150,7 @@ def test_best_pt_holds_the_best_validation_epoch(trained: dict[str, Any]) -> Non
     assert result.best_epoch == int(np.argmax(maps)) + 1
     student = small_student(4, SR)
     student.load_state_dict(torch.load(trainer.run_dir / "best.pt", weights_only=True))
-    check = Trainer(student, trainer.objective, trainer.config, trainer.run_dir / "check",
-                    teacher_times=trained["train"].teacher_times(), teacher_window=HOP)
+    check = Trainer(student, trainer.objective, trainer.config, trainer.run_dir / "check")
     assert check.validate(trained["valid"])["map"] == pytest.approx(max(maps), abs=1e-9)
 
 
@@ -181,7 +180,6 @@ def test_best_checkpoint_and_early_stopping_follow_validation(small: tuple, tmp_
     student = small_student(4, SR)
     trainer = _Scripted(student, EAsTObjective(variant="baseline", lam=0.0),
                         distill_config(epochs=10, patience=3), tmp_path / "run",
-                        teacher_times=train.teacher_times(), teacher_window=HOP,
                         script=[0.30, 0.50, 0.45, 0.50, 0.49, 0.90, 0.90])
     result = trainer.fit(train, valid, progress=False)
     # 0.50 at epoch 2 is not beaten by epochs 3-5 (a tie is no improvement): stop after epoch 5
@@ -216,15 +214,15 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(small: tuple, tm
                                                                 mixup_alpha: float) -> None:
     train, valid = small
     kw = dict(variant="east-final", lam=0.5, epochs=3, mixup_alpha=mixup_alpha)
-    straight = _trainer(tmp_path / "straight", train, **kw)
+    straight = _trainer(tmp_path / "straight", **kw)
     straight.fit(train, valid, progress=False)
 
-    first = _trainer(tmp_path / "resumed", train, **kw)
+    first = _trainer(tmp_path / "resumed", **kw)
     _interrupt_after_checkpoint(first, 1)
     with pytest.raises(KeyboardInterrupt):
         first.fit(train, valid, progress=False)
     assert len(_history(tmp_path / "resumed")[1]) == 1
-    second = _trainer(tmp_path / "resumed", train, seed=0, **kw)  # a new process: fresh model, same seed
+    second = _trainer(tmp_path / "resumed", seed=0, **kw)  # a new process: fresh model, same seed
     result = second.fit(train, valid, progress=False)
     assert result.epochs_run == 3
 
@@ -243,7 +241,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(small: tuple, tm
 def test_interruption_before_the_checkpoint_leaves_no_duplicate_history_row(small: tuple,
                                                                             tmp_path: Path) -> None:
     train, valid = small
-    trainer = _trainer(tmp_path / "run", train, epochs=3)
+    trainer = _trainer(tmp_path / "run", epochs=3)
 
     def stop(row: dict[str, float]) -> None:
         if row["epoch"] == 2:  # the row is written, the epoch-2 checkpoint is not
@@ -251,16 +249,16 @@ def test_interruption_before_the_checkpoint_leaves_no_duplicate_history_row(smal
 
     with pytest.raises(KeyboardInterrupt):
         trainer.fit(train, valid, progress=False, on_epoch=stop)
-    result = _trainer(tmp_path / "run", train, epochs=3).fit(train, valid, progress=False)
+    result = _trainer(tmp_path / "run", epochs=3).fit(train, valid, progress=False)
     _fields, rows = _history(tmp_path / "run")
     assert [r["epoch"] for r in rows] == [1, 2, 3] and result.epochs_run == 3
 
 
 def test_finished_run_is_not_trained_again(small: tuple, tmp_path: Path) -> None:
     train, valid = small
-    _trainer(tmp_path / "run", train, epochs=2).fit(train, valid, progress=False)
+    _trainer(tmp_path / "run", epochs=2).fit(train, valid, progress=False)
     before = _weights(tmp_path / "run" / "last.pt")
-    again = _trainer(tmp_path / "run", train, epochs=2).fit(train, valid, progress=False)
+    again = _trainer(tmp_path / "run", epochs=2).fit(train, valid, progress=False)
     assert again.epochs_run == 2 and len(_history(tmp_path / "run")[1]) == 2
     after = _weights(tmp_path / "run" / "last.pt")
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -268,18 +266,18 @@ def test_finished_run_is_not_trained_again(small: tuple, tmp_path: Path) -> None
 
 def test_more_epochs_continue_a_plateau_run_and_restart_a_onecycle_one(small: tuple, tmp_path: Path) -> None:
     train, valid = small
-    _trainer(tmp_path / "plateau", train, epochs=1, schedule="plateau").fit(train, valid, progress=False)
+    _trainer(tmp_path / "plateau", epochs=1, schedule="plateau").fit(train, valid, progress=False)
     one = _weights(tmp_path / "plateau" / "last.pt")
-    more = _trainer(tmp_path / "plateau", train, epochs=2, schedule="plateau")
+    more = _trainer(tmp_path / "plateau", epochs=2, schedule="plateau")
     result = more.fit(train, valid, progress=False)
     assert result.epochs_run == 2 and [r["epoch"] for r in _history(tmp_path / "plateau")[1]] == [1, 2]
     two = _weights(tmp_path / "plateau" / "last.pt")
     assert any(not torch.equal(one[k], two[k]) for k in one)  # it trained on from epoch 1
 
     # a one-cycle schedule is shaped by the epoch count: more epochs cannot continue it
-    _trainer(tmp_path / "onecycle", train, epochs=1).fit(train, valid, progress=False)
-    result = _trainer(tmp_path / "onecycle", train, epochs=2).fit(train, valid, progress=False)
-    _trainer(tmp_path / "straight", train, epochs=2).fit(train, valid, progress=False)
+    _trainer(tmp_path / "onecycle", epochs=1).fit(train, valid, progress=False)
+    result = _trainer(tmp_path / "onecycle", epochs=2).fit(train, valid, progress=False)
+    _trainer(tmp_path / "straight", epochs=2).fit(train, valid, progress=False)
     assert result.epochs_run == 2 and len(_history(tmp_path / "onecycle")[1]) == 2
     a, b = _weights(tmp_path / "onecycle" / "last.pt"), _weights(tmp_path / "straight" / "last.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)  # started over: same as a fresh 2-epoch run
@@ -288,8 +286,8 @@ def test_more_epochs_continue_a_plateau_run_and_restart_a_onecycle_one(small: tu
 def test_changed_settings_start_a_fresh_run(small: tuple, tmp_path: Path) -> None:
     train, valid = small
     kw = dict(variant="east-final", epochs=2)
-    _trainer(tmp_path / "run", train, lam=0.3, fingerprint="lam=0.3", **kw).fit(train, valid, progress=False)
-    changed = _trainer(tmp_path / "run", train, lam=0.6, fingerprint="lam=0.6", **kw)
+    _trainer(tmp_path / "run", lam=0.3, fingerprint="lam=0.3", **kw).fit(train, valid, progress=False)
+    changed = _trainer(tmp_path / "run", lam=0.6, fingerprint="lam=0.6", **kw)
     result = changed.fit(train, valid, progress=False)
     assert result.epochs_run == 2 and (tmp_path / "run" / "best.pt").is_file()
     _fields, rows = _history(tmp_path / "run")
@@ -302,10 +300,10 @@ def test_changed_settings_start_a_fresh_run(small: tuple, tmp_path: Path) -> Non
 def test_a_finished_run_whose_best_pt_was_removed_is_trained_again(small: tuple, tmp_path: Path) -> None:
     """`dvc repro` deletes a stage's outputs (best.pt), not last.pt: the best weights must not be guessed."""
     train, valid = small
-    first = _trainer(tmp_path / "run", train, epochs=2).fit(train, valid, progress=False)
+    first = _trainer(tmp_path / "run", epochs=2).fit(train, valid, progress=False)
     best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     (tmp_path / "run" / "best.pt").unlink()
-    again = _trainer(tmp_path / "run", train, epochs=2).fit(train, valid, progress=False)
+    again = _trainer(tmp_path / "run", epochs=2).fit(train, valid, progress=False)
     assert again.epochs_run == 2 and again.best_epoch == first.best_epoch
     assert len(_history(tmp_path / "run")[1]) == 2
     rebuilt = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
@@ -315,4 +313,4 @@ def test_a_finished_run_whose_best_pt_was_removed_is_trained_again(small: tuple,
 def test_fewer_clips_than_a_batch_is_a_training_error(small: tuple, tmp_path: Path) -> None:
     train, valid = small
     with pytest.raises(TrainingError, match="fewer than one batch of 16"):
-        _trainer(tmp_path / "run", train, batch_size=16).fit(train, valid, progress=False)
+        _trainer(tmp_path / "run", batch_size=16).fit(train, valid, progress=False)

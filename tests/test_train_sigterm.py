@@ -52,8 +52,7 @@ class Announcing(Trainer):
         if hold and (run.state.epoch, run.state.step) == (1, 2):
             sys.stdin.readline()  # the test releases the step once the signal was received
 
-trainer = Announcing(model, EAsTObjective(variant="east-final", lam=0.3), cfg, Path(sys.argv[1]),
-                     teacher_times=train.teacher_times(), teacher_window=data.window)
+trainer = Announcing(model, EAsTObjective(variant="east-final", lam=0.3), cfg, Path(sys.argv[1]))
 try:
     result = trainer.fit(train, valid, progress=False)
 except TrainingInterrupted as exc:

@@ -8,6 +8,7 @@ renderer and the folder builder add them without touching the labelled clips.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,13 @@ import soundfile as sf
 import torch
 import yaml
 
+from pipeline.batch import Batch, ClipItem, collate_items
 from pipeline.data import mixup
 from pipeline.errors import ConfigError
 from pipeline.losses import EAsTObjective, kd_loss, kd_mask, masked_bce
 from pipeline.manifests import is_unlabeled, load_split
 from pipeline.sampling import UnlabeledSubsetSampler, unlabeled_sampler
+from tests.batches import frames, make_batch
 from tests.stage2_fixtures import ROOT, distill_config, invoke, small_student
 
 torch.set_num_threads(1)
@@ -31,28 +34,31 @@ N_CLASSES = 4
 LABELLED, UNLABELED = 5, 3  # rows 0..4 labelled, 5..7 unlabeled
 
 
-def _batch(seed: int = 0) -> dict[str, torch.Tensor]:
+def _batch(seed: int = 0) -> Batch:
     """Audio (8, 2 s), labels, a known mask (labelled rows: some known; the last 3: none), teacher."""
     g = torch.Generator().manual_seed(seed)
     n = LABELLED + UNLABELED
     known = torch.rand(n, N_CLASSES, generator=g) > 0.3
     known[:LABELLED, 0] = True  # every labelled row has a known entry
     known[LABELLED:] = False
-    return {
-        "audio": 0.3 * torch.randn(n, 2 * SR, generator=g),
-        "labels": (torch.rand(n, N_CLASSES, generator=g) > 0.5).float() * known,
-        "known": known,
-        "teacher": torch.randn(n, 1, 6, generator=g),  # clip-level teacher frames
-    }
+    audio = 0.3 * torch.randn(n, 2 * SR, generator=g)
+    labels = (torch.rand(n, N_CLASSES, generator=g) > 0.5).float() * known
+    teacher = torch.randn(n, 1, 6, generator=g)  # clip-level teacher frames
+    return make_batch(labels, known, [frames(teacher, np.array([1.0]), 0.0)], audio=audio)
 
 
-def _terms(student: torch.nn.Module, batch: dict[str, torch.Tensor], probe: torch.nn.Module,
+def _head(batch: Batch, n: int) -> Batch:
+    """The batch's first ``n`` rows."""
+    return Batch(batch.audio[:n], batch.labels[:n], batch.known[:n], batch.index[:n],
+                 [dataclasses.replace(t, frames=t.frames[:n]) for t in batch.teachers])
+
+
+def _terms(student: torch.nn.Module, batch: Batch, probe: torch.nn.Module,
            variant: str = "east-kd") -> tuple[dict[str, torch.Tensor], Any]:
     objective = EAsTObjective(variant=variant, lam=0.5)
-    output = student(batch["audio"])
-    teacher_logits = probe(batch["teacher"]).detach()
-    losses = objective(output, batch["labels"], batch["known"], teacher=batch["teacher"],
-                       teacher_times=np.array([1.0]), teacher_window=0.0, teacher_logits=teacher_logits)
+    output = student(batch.audio)
+    teacher_logits = probe(batch.teachers[0].frames).detach()
+    losses = objective(output, batch, teacher_logits)
     return losses, output
 
 
@@ -72,8 +78,8 @@ def student_and_probe() -> tuple[torch.nn.Module, torch.nn.Module]:
 def test_poisoned_labels_of_unlabeled_rows_change_neither_loss_nor_gradients(student_and_probe: tuple) -> None:
     student, probe = student_and_probe
     clean = _batch()
-    poisoned = dict(clean, labels=clean["labels"].clone())
-    poisoned["labels"][LABELLED:] = 1.0
+    poisoned = dataclasses.replace(clean, labels=clean.labels.clone())
+    poisoned.labels[LABELLED:] = 1.0
     (a, _), (b, _) = _terms(student, clean, probe), _terms(student, poisoned, probe)
     assert torch.equal(a["pred"], b["pred"]) and torch.equal(a["total"], b["total"])
     for key in ("pred", "total"):
@@ -82,8 +88,8 @@ def test_poisoned_labels_of_unlabeled_rows_change_neither_loss_nor_gradients(stu
         assert all(torch.equal(x, y) for x, y in zip(grads_a, grads_b)), key
         assert any(bool(x.abs().sum() > 0) for x in grads_a), key  # a gradient that could have differed
     # the same poison on a labelled row does move the label loss: the check above can fail
-    control = dict(clean, labels=clean["labels"].clone())
-    control["labels"][0] = 1.0 - control["labels"][0]
+    control = dataclasses.replace(clean, labels=clean.labels.clone())
+    control.labels[0] = 1.0 - control.labels[0]
     assert not torch.equal(_terms(student, control, probe)[0]["pred"], a["pred"])
 
 
@@ -100,36 +106,36 @@ def test_unlabeled_rows_enter_the_feature_and_kd_terms(student_and_probe: tuple)
         batch = _batch(1)
         with torch.no_grad():
             full, output = _terms(student, batch, probe)
-            only_labelled, _ = _terms(student, {k: v[:LABELLED] for k, v in batch.items()}, probe)
+            only_labelled, _ = _terms(student, _head(batch, LABELLED), probe)
         assert float(full["feat"]) != pytest.approx(float(only_labelled["feat"]), abs=1e-6)
         assert float(full["kd"]) != pytest.approx(float(only_labelled["kd"]), abs=1e-6)
         assert float(full["pred"]) == pytest.approx(float(only_labelled["pred"]), rel=1e-5)  # unseen there
-        teacher_logits = probe(batch["teacher"]).detach()
-        by_hand = batch["known"].clone()
+        teacher_logits = probe(batch.teachers[0].frames).detach()
+        by_hand = batch.known.clone()
         by_hand[LABELLED:] = True  # every class of the unlabeled rows, the known entries of the others
         expected = kd_loss(output.logits, teacher_logits, by_hand, tau=2.0)
         assert float(full["kd"]) == pytest.approx(float(expected), rel=1e-6)
-        assert float(full["kd"]) != pytest.approx(float(kd_loss(output.logits, teacher_logits, batch["known"])))
+        assert float(full["kd"]) != pytest.approx(float(kd_loss(output.logits, teacher_logits, batch.known)))
     finally:
         student.train()
 
 
 def test_kd_gradient_reaches_every_class_of_an_unlabeled_row_and_bce_none() -> None:
     batch = _batch(2)
-    logits = torch.randn(len(batch["known"]), N_CLASSES, requires_grad=True)
-    teacher_logits = torch.randn(len(batch["known"]), N_CLASSES)
-    masked_bce(logits, batch["labels"], batch["known"]).backward()
+    logits = torch.randn(len(batch.known), N_CLASSES, requires_grad=True)
+    teacher_logits = torch.randn(len(batch.known), N_CLASSES)
+    masked_bce(logits, batch.labels, batch.known).backward()
     assert torch.all(logits.grad[LABELLED:] == 0)
     logits.grad = None
-    kd_loss(logits, teacher_logits, kd_mask(batch["known"])).backward()
+    kd_loss(logits, teacher_logits, kd_mask(batch.known)).backward()
     assert torch.all(logits.grad[LABELLED:] != 0)
 
 
 # ---- (c) mixup with an unlabeled partner -------------------------------------------------------
-def _mixed(batch: dict[str, torch.Tensor], seed: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def _mixed(batch: Batch, seed: int) -> tuple[Batch, torch.Tensor]:
     """Mixup of ``batch`` and the partners it used (mixup draws them from its generator)."""
     generator = torch.Generator().manual_seed(seed)
-    partner = torch.randperm(len(batch["audio"]), generator=torch.Generator().manual_seed(seed))
+    partner = torch.randperm(len(batch), generator=torch.Generator().manual_seed(seed))
     torch.manual_seed(seed)  # the Beta shares
     return mixup(batch, 0.4, generator), partner
 
@@ -142,17 +148,17 @@ def test_mixup_with_an_unlabeled_partner_drops_the_row_from_the_label_loss() -> 
     mixed, partner = _mixed(batch, seed)
     unlabeled = torch.arange(8) >= LABELLED
     involved = unlabeled | unlabeled[partner]
-    assert not mixed["known"][involved].any()
+    assert not mixed.known[involved].any()
     clean = ~involved
-    assert torch.equal(mixed["known"][clean], (batch["known"] | batch["known"][partner])[clean])
+    assert torch.equal(mixed.known[clean], (batch.known | batch.known[partner])[clean])
     # fake labels of the unlabeled clips reach no label target: poisoning them changes nothing
-    poisoned = dict(batch, labels=batch["labels"].clone())
-    poisoned["labels"][LABELLED:] = 1.0
+    poisoned = dataclasses.replace(batch, labels=batch.labels.clone())
+    poisoned.labels[LABELLED:] = 1.0
     mixed_poisoned, _ = _mixed(poisoned, seed)
     logits = torch.randn(8, N_CLASSES)
-    assert torch.equal(masked_bce(logits, mixed["labels"], mixed["known"]),
-                       masked_bce(logits, mixed_poisoned["labels"], mixed_poisoned["known"]))
-    assert not torch.equal(mixed["audio"][involved], batch["audio"][involved])  # still mixed: teacher terms
+    assert torch.equal(masked_bce(logits, mixed.labels, mixed.known),
+                       masked_bce(logits, mixed_poisoned.labels, mixed_poisoned.known))
+    assert not torch.equal(mixed.audio[involved], batch.audio[involved])  # still mixed: teacher terms
 
 
 # ---- (d) the per-epoch sampler -----------------------------------------------------------------
@@ -189,8 +195,12 @@ class _Clips:
     def __len__(self) -> int:
         return len(self.clips)
 
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        return {"index": np.asarray(index), "audio": np.zeros(4, np.float32)}
+    def __getitem__(self, index: int) -> ClipItem:
+        clip = self.clips[index]
+        return ClipItem(np.zeros(4, np.float32), np.asarray(clip.labels, np.float32), np.asarray(clip.known), index)
+
+    def collate(self, items: list[ClipItem]) -> Batch:
+        return collate_items(items, [], [])
 
 
 def test_trainer_loader_epochs_are_constant_reproducible_and_resume_exactly(tmp_path: Path) -> None:
@@ -199,15 +209,14 @@ def test_trainer_loader_epochs_are_constant_reproducible_and_resume_exactly(tmp_
 
     def trainer(per_epoch: int | None) -> Trainer:
         config = distill_config(batch_size=4, unlabeled_per_epoch=per_epoch)
-        return Trainer(torch.nn.Linear(1, 1), None, config, tmp_path / "run", teacher_times=None,
-                       teacher_window=0.0)
+        return Trainer(torch.nn.Linear(1, 1), None, config, tmp_path / "run")
 
     def epoch(loader: Any, number: int, skip: int = 0) -> list[int]:
         loader.generator.manual_seed(_epoch_seed(0, number))  # what Trainer._train_epoch does
         batches = iter(loader)
         for _ in range(skip):
             next(batches)
-        return [int(i) for batch in batches for i in batch["index"]]
+        return [int(i) for batch in batches for i in batch.index]
 
     run = trainer(6)._start(_Clips())
     assert len(run.loader) == 4  # (10 labelled + 6 unlabeled) / 4, every epoch

@@ -13,6 +13,7 @@ from pipeline.errors import ConfigError
 from pipeline.losses import EAsTObjective
 from pipeline.students.base import StudentOutput
 from pipeline.variants import VARIANTS, variant, variant_label
+from tests.batches import frames, make_batch
 
 
 def test_the_table_has_a_row_for_every_variant_name() -> None:
@@ -42,7 +43,7 @@ def test_the_total_is_the_rows_terms(name: str) -> None:
     teacher, times = torch.randn(4, 5, 6), np.arange(5) * 0.5 + 0.25
     logits = torch.randn(4, 3)
     objective = EAsTObjective(variant=name, lam=0.4, kd_weight=0.25, tau=1.0)
-    out = objective(_output(), targets, known, teacher, times, 0.5, logits)
+    out = objective(_output(), make_batch(targets, known, [frames(teacher, times, 0.5)]), logits)
     reg = 0.25 * out["kd"] + 0.75 * out["feat"] if spec.uses_kd(0.25) else out["feat"]
     if not spec.uses_teacher:
         expected = out["pred"]

@@ -153,15 +153,15 @@ def test_student_audio_is_the_audio_the_teacher_embedded(tmp_path: Path, teacher
         for index in range(len(dataset)):
             track = dataset.renderer.draw(dataset.clips[index].id, 3, epoch, index)  # type: ignore[union-attr]
             item = dataset[index]
-            heard = item["teacher"].reshape(-1)
+            heard = item.teachers[0].reshape(-1)
             served.add(track)
             if not parse_view_track(track):  # the clean clip: the teacher read the file, the student the int16 cache
-                np.testing.assert_allclose(item["audio"][: len(heard)], heard, atol=2e-4)
+                np.testing.assert_allclose(item.audio[: len(heard)], heard, atol=2e-4)
                 continue
-            assert item["audio"][: len(heard)].tobytes() == heard.tobytes(), track  # bit for bit
+            assert item.audio[: len(heard)].tobytes() == heard.tobytes(), track  # bit for bit
             if parse_view_track(track):
                 labels, known = dataset.renderer.labels(track)  # type: ignore[union-attr]
-                assert item["labels"].tolist() == labels.tolist() and item["known"].tolist() == known.tolist()
+                assert item.labels.tolist() == labels.tolist() and item.known.tolist() == known.tolist()
     assert any(parse_view_track(t) for t in served) and any(not parse_view_track(t) for t in served)
 
 
@@ -174,8 +174,8 @@ def test_baseline_gets_the_same_views(tmp_path: Path, teacher: str) -> None:
         baseline.set_epoch(epoch)
         for index in range(len(baseline)):
             a, b = with_teacher[index], baseline[index]
-            assert a["audio"].tobytes() == b["audio"].tobytes()
-            assert a["labels"].tobytes() == b["labels"].tobytes() and a["known"].tobytes() == b["known"].tobytes()
+            assert a.audio.tobytes() == b.audio.tobytes()
+            assert a.labels.tobytes() == b.labels.tobytes() and a.known.tobytes() == b.known.tobytes()
 
 
 def test_resume_skips_finished_views_and_verify_is_clean(tmp_path: Path, teacher: str) -> None:
