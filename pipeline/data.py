@@ -19,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
@@ -27,12 +29,18 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pipeline.errors import StoreError, TrainingError
-from pipeline.files import os_error_text
 from pipeline.audio_source import AudioSource
 from pipeline.batch import Batch, ClipItem, collate_items
+from pipeline.errors import StoreError, TrainingError
+from pipeline.files import file_fault, os_error_text, writable_folder
+from pipeline.frame_axis import FrameAxis
 from pipeline.manifests import Clip
+from pipeline.stores import export_store, open_store
+from pipeline.stores.location import Location, is_url
 from pipeline.views import ViewRenderer, view_track_id
+
+#: (mean, std), float32 (dim,) each: how a teacher's frames are z-scored
+FrameNorm = tuple[np.ndarray, np.ndarray]
 
 if TYPE_CHECKING:
     from pipeline.stores import EmbeddingStore
@@ -57,6 +65,11 @@ class TeacherView:
     @property
     def clip_level(self) -> bool:
         return self.hop_seconds == 0.0
+
+    @property
+    def axis(self) -> FrameAxis:
+        """The frames' time axis (:class:`~pipeline.frame_axis.FrameAxis`)."""
+        return FrameAxis(self.hop_seconds, self.frame0_center_seconds, self.window_seconds)
 
 
 def crop_grid(views: Sequence[TeacherView]) -> float:
@@ -117,7 +130,7 @@ class ClipDataset(Dataset[ClipItem]):
         *,
         clip_seconds: float,
         teacher_store: Path | str | Sequence[Path | str] | None = None,
-        teacher_norm: Any = None,
+        teacher_norm: FrameNorm | list[FrameNorm | None] | None = None,
         random_crop: bool = False,
         seed: int = 0,
         view_renderer: ViewRenderer | None = None,
@@ -189,9 +202,7 @@ class ClipDataset(Dataset[ClipItem]):
         if not self.views:
             return np.zeros(0)
         view = self.views[slot]
-        if view.clip_level:
-            return np.array([self.clip_seconds / 2.0])
-        return view.frame0_center_seconds + view.hop_seconds * np.arange(self.frames[slot])
+        return view.axis.times(1 if view.clip_level else self.frames[slot], clip_seconds=self.clip_seconds)
 
     def _crop_start_seconds(self, index: int, clip: Clip, track: str) -> float:
         """Start of the item: a random multiple of :attr:`grid` that keeps every teacher's frames of ``track``."""
@@ -226,8 +237,6 @@ class ClipDataset(Dataset[ClipItem]):
 
     def _teacher_store(self, slot: int = 0) -> EmbeddingStore:
         if slot not in self._stores:
-            from pipeline.stores import open_store
-
             self._stores[slot] = open_store(self.teacher_paths[slot])
         return self._stores[slot]
 
@@ -267,7 +276,7 @@ class ClipDataset(Dataset[ClipItem]):
 
     def _read_teacher(self, track: str, slot: int, start_seconds: float) -> np.ndarray:
         view = self.views[slot]
-        first = 0 if view.clip_level else int(round(start_seconds / view.hop_seconds))
+        first = view.axis.shift_frames(start_seconds)  # crops start on the hop grid
         frames = self._teacher_store(slot).read(track, first, first + self.frames[slot])
         frames = frames.astype(np.float32)
         norm = self.teacher_norms[slot]
@@ -279,7 +288,6 @@ class ClipDataset(Dataset[ClipItem]):
 
 def teacher_view(store_path: Path | str) -> TeacherView:
     """The geometry recorded in a store's ``teacher.json``."""
-    from pipeline.stores import open_store
 
     spec = open_store(store_path).spec
     return TeacherView(
@@ -292,7 +300,6 @@ def teacher_view(store_path: Path | str) -> TeacherView:
 
 def pooled_embeddings(store_path: Path | str, clips: Sequence[Clip]) -> np.ndarray:
     """Time-pooled teacher embeddings, float32 (n_clips, dim): the probe's input."""
-    from pipeline.stores import open_store
 
     store = open_store(store_path)
     missing = [c.id for c in clips if c.id not in store]
@@ -306,7 +313,6 @@ def pooled_embeddings(store_path: Path | str, clips: Sequence[Clip]) -> np.ndarr
 
 def frame_statistics(store_path: Path | str, clips: Sequence[Clip]) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and std (float32, (dim,)) of all frames of ``clips`` (train split)."""
-    from pipeline.stores import open_store
 
     store = open_store(store_path)
     total = None
@@ -414,11 +420,6 @@ def memmap_cache_root() -> Path:
         FileFault: ``$EAST_CACHE_DIR`` is set but not writable, or no candidate is writable
             (one line naming the first candidate and its OS error).
     """
-    import os
-    import tempfile
-
-    from pipeline.files import file_fault, writable_folder
-
     chosen = os.environ.get(CACHE_ENV)
     if chosen:
         error = writable_folder(chosen)
@@ -466,13 +467,8 @@ def hot_copy(store_path: Path | str, cache_root: Path | str | None = None) -> Pa
         FileFault: the cache folder is not writable or fills up (one line; no partial copy is left).
     """
     import hashlib
-    import os
     import shutil
     import uuid
-
-    from pipeline.files import file_fault
-    from pipeline.stores import export_store
-    from pipeline.stores.location import Location, is_url
 
     source: Path | str = str(store_path) if is_url(str(store_path)) else Path(store_path)
     location = Location(source)

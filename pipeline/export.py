@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from pipeline import __version__
 from pipeline.errors import ConfigError
 from pipeline.files import fs_faults, replace_atomically
 from pipeline.students.trained import LoadedRun
@@ -71,8 +72,6 @@ def export_metadata(run: LoadedRun, *, checkpoint: str = "best.pt") -> dict[str,
     ``pipeline_version``, ``torch_version``.
     """
     import torch
-
-    from pipeline import __version__
 
     length = int(round(run.clip_seconds * run.sample_rate))
     teachers = [t.get("name", t.get("teacher")) for t in run.config.get("teachers", []) if isinstance(t, dict)]
@@ -133,7 +132,6 @@ def _tagger(run: LoadedRun, *, hop_fraction: float = HOP_FRACTION) -> torch.nn.M
         ``length`` samples; the window ending at the last sample is added when needed; the student
         scores every window and the probabilities are averaged, as ``pipeline predict``.
         """
-
         def __init__(self) -> None:
             super().__init__()
             self.student = run.model

@@ -27,11 +27,13 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from types import FrameType
+from typing import Any, Callable, Iterator, Union
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.optim.lr_scheduler import OneCycleLR, ReduceLROnPlateau
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from tqdm.auto import tqdm
 
 from pipeline.config import DistillConfig
@@ -52,6 +54,9 @@ HISTORY_FIELDS = ("epoch", "train_total", "train_pred", "train_feat", "train_kd"
                   "valid_map", "valid_auc", "lr", "clips_per_second", "seconds")
 #: the loss terms summed over an epoch (``history.csv`` has ``train_<key>``)
 LOSS_KEYS = ("total", "pred", "feat", "kd")
+
+#: the learning-rate schedules ``distill.schedule`` names (onecycle, plateau)
+Scheduler = Union[OneCycleLR, ReduceLROnPlateau]
 
 
 @dataclass
@@ -108,9 +113,9 @@ class _Run:
 
     train_set: ClipDataset  # set_epoch() fixes its random crops per epoch
     loader: DataLoader
-    shard: Any  # a DistributedSampler under torchrun, else None
+    shard: DistributedSampler | None  # under torchrun, else None
     optimiser: torch.optim.Optimizer
-    scheduler: Any  # OneCycleLR or ReduceLROnPlateau
+    scheduler: Scheduler
     mixup: torch.Generator  # partners of mixup, reseeded every epoch
     state: TrainState
     clips_seen: int = 0
@@ -134,7 +139,7 @@ def _ignore_interrupts(worker_id: int) -> None:  # noqa: ARG001
 
 
 def _loader(dataset: ClipDataset, *, batch_size: int, shuffle: bool, drop_last: bool,
-            num_workers: int, seed: int, sampler: Any = None,
+            num_workers: int, seed: int, sampler: Sampler[int] | None = None,
             generator: torch.Generator | None = None) -> DataLoader:
     generator = generator if generator is not None else torch.Generator()
     generator.manual_seed(seed)
@@ -183,7 +188,7 @@ class Trainer:
         self.fingerprint = fingerprint
 
     # ---- the run --------------------------------------------------------------------
-    def fit(self, train_set: Any, valid_set: Any, *, progress: bool = True,
+    def fit(self, train_set: ClipDataset, valid_set: ClipDataset, *, progress: bool = True,
             on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
         """Train for ``config.epochs`` epochs (resuming from ``last.pt`` when present).
 
@@ -210,7 +215,7 @@ class Trainer:
             seconds=time.perf_counter() - run.started,
         )
 
-    def _start(self, train_set: Any) -> _Run:
+    def _start(self, train_set: ClipDataset) -> _Run:
         """Seed, build the loader, optimiser and schedule, and resume the state from ``last.pt``."""
         cfg = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -234,7 +239,7 @@ class Trainer:
         return run
 
     # ---- one epoch ------------------------------------------------------------------
-    def _run_epoch(self, run: _Run, valid_set: Any, *, progress: bool,
+    def _run_epoch(self, run: _Run, valid_set: ClipDataset, *, progress: bool,
                    on_epoch: Callable[[dict[str, float]], None] | None) -> bool:
         """Train one epoch, then (rank 0) validate, record and checkpoint; True to stop early."""
         sums, seconds = self._train_epoch(run, progress=progress)
@@ -242,7 +247,7 @@ class Trainer:
             run.state.epoch, run.state.step = run.state.epoch + 1, 0
             return agree(self.dist, False)
         valid = self.validate(valid_set)
-        if self.config.schedule == "plateau":
+        if isinstance(run.scheduler, ReduceLROnPlateau):
             run.scheduler.step(valid["total"])
         n_batches = len(run.loader)
         row = {
@@ -319,7 +324,7 @@ class Trainer:
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self._trained_parameters(), cfg.grad_clip)
         run.optimiser.step()
-        if cfg.schedule == "onecycle":
+        if isinstance(run.scheduler, OneCycleLR):
             run.scheduler.step()
         for key, total in run.state.sums.items():
             if key in losses:
@@ -341,7 +346,7 @@ class Trainer:
             logits = [probe(batch.teachers[slot].frames) for slot, probe in self.probes]
         return logits[0] if len(logits) == 1 else torch.stack(logits).mean(dim=0)
 
-    def validate(self, dataset: Any) -> dict[str, float]:
+    def validate(self, dataset: ClipDataset) -> dict[str, float]:
         """Mean total loss, macro mAP and ROC-AUC over ``dataset`` (whole clips)."""
         self.student.eval()
         loader = _loader(dataset, batch_size=self.config.batch_size, shuffle=False, drop_last=False,
@@ -366,7 +371,7 @@ class Trainer:
         return -valid["total"] if self.objective.spec.selected_by == "valid_loss" else valid["map"]
 
     # ---- state: save, resume, interrupt ---------------------------------------------
-    def _scheduler(self, optimiser: torch.optim.Optimizer, *, steps_per_epoch: int) -> Any:
+    def _scheduler(self, optimiser: torch.optim.Optimizer, *, steps_per_epoch: int) -> Scheduler:
         cfg = self.config
         if cfg.schedule == "onecycle":
             return torch.optim.lr_scheduler.OneCycleLR(
@@ -408,7 +413,7 @@ class Trainer:
         write_rendered(self.run_dir / "best.pt", lambda handle: torch.save(weights, handle),
                        what="the best weights")
 
-    def _usable_checkpoint(self, scheduler: Any) -> dict[str, Any] | None:
+    def _usable_checkpoint(self, scheduler: Scheduler) -> dict[str, Any] | None:
         """``last.pt`` when it belongs to this run's settings and outputs, else None (with the reason logged)."""
         path = self.run_dir / "last.pt"
         if not path.is_file():
@@ -419,7 +424,7 @@ class Trainer:
             reason = "was trained with other settings"
         elif not (self.run_dir / "best.pt").is_file():
             reason = "has last.pt but no best.pt (outputs removed?)"
-        elif self.config.schedule == "onecycle" and saved["scheduler"].get("total_steps") != scheduler.total_steps:
+        elif isinstance(scheduler, OneCycleLR) and saved["scheduler"].get("total_steps") != scheduler.total_steps:
             reason = (f"was scheduled for {saved['scheduler'].get('total_steps')} steps, now "
                       f"{scheduler.total_steps} (epochs, batch size or clips changed)")
         if reason:
@@ -471,7 +476,7 @@ class Trainer:
             yield
             return
 
-        def request_stop(signum: int, frame: Any) -> None:  # noqa: ARG001
+        def request_stop(signum: int, frame: FrameType | None) -> None:  # noqa: ARG001
             if run.stop_requested and signum == signal.SIGINT:
                 raise KeyboardInterrupt
             run.stop_signal = run.stop_signal or signum
@@ -509,7 +514,7 @@ class Trainer:
         write_atomic(self.run_dir / "history.csv", csv_text(body), what="the training history")
 
 
-def _objective_heads(objective: Any, device: str, distributed: bool) -> torch.nn.ModuleDict:
+def _objective_heads(objective: EAsTObjective, device: str, distributed: bool) -> torch.nn.ModuleDict:
     """The objective's learned heads (``EAsTObjective.heads``) on ``device``; empty when it has none.
 
     Raises:
@@ -529,5 +534,5 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2**63)
 
 
-def _bar(total: int, desc: str, enabled: bool) -> Any:
+def _bar(total: int, desc: str, enabled: bool) -> tqdm:
     return tqdm(total=total, desc=desc, unit="batch", leave=False, disable=not enabled)

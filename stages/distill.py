@@ -31,7 +31,7 @@ from pipeline.stores import open_store
 from pipeline.teachers import teacher_slug
 from pipeline.teacher_stores import checked_store, first_store_with_audio, store_path
 from pipeline.students import STUDENTS, build_student
-from pipeline.train import Trainer
+from pipeline.train import TrainResult, Trainer
 from pipeline.views import ViewRenderer, ViewTable, read_view_table
 
 
@@ -130,9 +130,9 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     return {**metrics, **timings}
 
 
-def _metrics(cfg: DistillConfig, name: str, student: torch.nn.Module, result: Any, device: str, n_labeled: int,
+def _metrics(cfg: DistillConfig, name: str, student: torch.nn.Module, result: TrainResult, device: str, n_labeled: int,
              n_unlabeled: int) -> dict[str, Any]:
-    """What ``metrics.json`` holds (no wall-clock field: DVC tracks it); ``result`` is the TrainResult."""
+    """What ``metrics.json`` holds (no wall-clock field: DVC tracks it)."""
     use_teacher = cfg.spec.uses_teacher
     metrics = {
         "run": name,

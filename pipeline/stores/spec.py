@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from importlib import metadata
 from typing import Any, Mapping
 
+from pipeline import __version__
 from pipeline.errors import StoreError
 from pipeline.frame_axis import FrameAxis
 
@@ -318,7 +319,6 @@ def default_chunk_frames(spec: StoreSpec, *, max_window_seconds: float = MAX_WIN
 
 def library_versions() -> dict[str, str]:
     """Versions of the recorded libraries that are installed, plus Python and the pipeline."""
-    from pipeline import __version__
 
     out = {"python": platform.python_version(), "pipeline": __version__}
     for name in RECORDED_PACKAGES:

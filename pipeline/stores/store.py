@@ -28,8 +28,14 @@ from pipeline.errors import PipelineError, ProvenanceError, StoreError
 from pipeline.stores.backend import BACKENDS, PartReader, get_backend
 from pipeline.stores.catalog import INDEX_DIR, StoreIndex, catalog_text, load_v1, load_v2, parse_catalog
 from pipeline.stores.index import INDEX_FORMAT, PARTS_DIR, PARTS_FILE, PartIndex, TrackEntry, part_name, write_atomic
-from pipeline.stores.segment import Segment
 from pipeline.stores.location import Location, is_url
+from pipeline.stores.object_writer import ObjectPartWriter
+from pipeline.stores.protocol import COMMITS_DIR, LOCK_FILE, TEACHER_FILE, TMP_DIR, store_lock
+from pipeline.stores.quant import dequantise
+from pipeline.stores.remote import init_object_store, load_commits, object_faults, remove_object_store
+from pipeline.stores.segment import Segment
+from pipeline.stores.verify import VerifyReport, verify_store
+from pipeline.stores.writer import PartWriter, clean_tmp
 from pipeline.stores.spec import (
     COMPRESSIONS,
     StoreLayout,
@@ -38,11 +44,6 @@ from pipeline.stores.spec import (
     read_teacher_json,
     teacher_json_text,
 )
-from pipeline.stores.object_writer import ObjectPartWriter
-from pipeline.stores.protocol import COMMITS_DIR, LOCK_FILE, TEACHER_FILE, TMP_DIR, store_lock
-from pipeline.stores.quant import dequantise
-from pipeline.stores.remote import init_object_store, load_commits, object_faults, remove_object_store
-from pipeline.stores.writer import PartWriter, clean_tmp
 
 #: Folder of an embedding store's own int16 audio cache (written by extraction with ``extract.cache_audio``).
 AUDIO_CACHE = "audio"
@@ -323,8 +324,6 @@ class EmbeddingStore:
 
     def verify(self, *, checksums: bool = True) -> "VerifyReport":
         """Recompute checksums and check index <-> data consistency (see :mod:`.verify`)."""
-        from pipeline.stores.verify import verify_store
-
         return verify_store(self, checksums=checksums)
 
     def verify_with_audio_cache(self, *, checksums: bool = True) -> list["VerifyReport"]:
@@ -333,8 +332,6 @@ class EmbeddingStore:
         An audio cache that cannot be opened (damaged ``teacher.json``, a symlink out of the
         store) is a problem of its report, not an exception.
         """
-        from pipeline.stores.verify import VerifyReport, verify_store
-
         reports = [verify_store(self, checksums=checksums)]
         if self.spec.kind != "embedding" or not self.location.exists(f"{AUDIO_CACHE}/{TEACHER_FILE}"):
             return reports
