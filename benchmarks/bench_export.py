@@ -37,8 +37,8 @@ def _test_set(run: Any) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     from pipeline.audio import read_audio
     from pipeline.manifests import label_arrays, load_split
 
-    clips = load_split(run.config["manifests"], "test")
-    audio = [read_audio(c.resolve(run.config["audio_root"]), sample_rate=run.sample_rate) for c in clips]
+    clips = load_split(run.config.manifests, "test")
+    audio = [read_audio(c.resolve(run.config.audio_root), sample_rate=run.sample_rate) for c in clips]
     labels, known = label_arrays(clips)
     return audio, labels, known
 

@@ -33,8 +33,8 @@ def parity(run_dir: Path, seconds: Sequence[float]) -> list[dict[str, Any]]:
     run = load_run(run_dir)
     need = max(seconds) * run.sample_rate
     audio: list[np.ndarray] = []
-    for clip in load_split(run.config["manifests"], "test"):
-        audio.append(read_audio(clip.resolve(run.config["audio_root"]), sample_rate=run.sample_rate))
+    for clip in load_split(run.config.manifests, "test"):
+        audio.append(read_audio(clip.resolve(run.config.audio_root), sample_rate=run.sample_rate))
         if sum(map(len, audio)) >= need:
             break
     joined = np.concatenate(audio)

@@ -74,7 +74,7 @@ def export_metadata(run: LoadedRun, *, checkpoint: str = "best.pt") -> dict[str,
     import torch
 
     length = int(round(run.clip_seconds * run.sample_rate))
-    teachers = [t.get("name", t.get("teacher")) for t in run.config.get("teachers", []) if isinstance(t, dict)]
+    teachers = run.config.teacher_names
     return {
         "classes": json.dumps(run.classes),
         "sample_rate": str(run.sample_rate),
@@ -83,10 +83,10 @@ def export_metadata(run: LoadedRun, *, checkpoint: str = "best.pt") -> dict[str,
         "input": "waveform: float32 (batch, samples), mono, any length >= 1 sample, at sample_rate Hz",
         "output": "probabilities: float32 (batch, classes), sigmoid, mean over sliding windows as `pipeline predict`",
         "run": run.path.name,
-        "student": str(run.config.get("student")),
-        "variant": str(run.config.get("variant")),
+        "student": str(run.config.student),
+        "variant": str(run.config.variant),
         "teachers": json.dumps(teachers),
-        "seed": str(run.config.get("distill", {}).get("seed")),
+        "seed": str(run.config.seed),
         "checkpoint_sha256": _sha256(run.path / checkpoint),
         "config_sha256": _sha256(run.path / "config.json"),
         "pipeline_version": __version__,

@@ -25,6 +25,7 @@ import numpy as np
 
 from pipeline.errors import ConfigError, PipelineError, TrainingError
 from pipeline.manifests import label_arrays, load_split
+from pipeline.run_config import RunConfig
 
 Method = Literal["static", "dynamic"]
 METHODS: tuple[str, ...] = ("static", "dynamic")
@@ -144,11 +145,11 @@ class ClipSet:
     known: np.ndarray
 
 
-def run_clips(config: dict[str, Any], split: str, limit: int, sample_rate: int) -> ClipSet:
+def run_clips(config: RunConfig, split: str, limit: int, sample_rate: int) -> ClipSet:
     """Up to ``limit`` decoded clips of ``split`` from the manifests a run was trained on.
 
     Args:
-        config: the run's ``config.json`` (``manifests`` and ``audio_root``).
+        config: the run's :class:`~pipeline.run_config.RunConfig` (its ``manifests`` and ``audio_root``).
         split: ``train``, ``valid`` or ``test``.
         limit: most clips (the first ones of the split, in manifest order).
         sample_rate: Hz to decode at.
@@ -159,7 +160,7 @@ def run_clips(config: dict[str, Any], split: str, limit: int, sample_rate: int) 
     """
     from pipeline.audio import read_audio
 
-    manifests, audio_root = config.get("manifests"), config.get("audio_root")
+    manifests, audio_root = config.manifests, config.audio_root
     found, audio = [], []
     if manifests and audio_root and (Path(manifests) / f"{split}.jsonl").is_file():
         for clip in load_split(manifests, split):

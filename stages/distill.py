@@ -25,6 +25,7 @@ from pipeline.files import write_atomic
 from pipeline.losses import EAsTObjective
 from pipeline.manifests import Clip, is_unlabeled, labelled, read_classes, usable_splits
 from pipeline.probe import load_probe
+from pipeline.run_config import RunConfig
 from pipeline.runs import probe_dir, write_json
 from pipeline.timings import timings_file
 from pipeline.stores import open_store
@@ -96,22 +97,15 @@ def run(params: Params, *, run_dir: str | None = None, progress: bool = True) ->
     train_set, valid_set = _datasets(params, train_clips, valid_clips, clip_seconds, sample_rate)
     use_teacher = cfg.spec.uses_teacher
     folder = Path(run_dir) if run_dir else Path(cfg.runs_root) / run_name(cfg)
-    config = {
-        "student": cfg.student,
-        "student_settings": settings,
-        "n_classes": len(classes),
-        "classes": classes,
-        "sample_rate": sample_rate,
-        "clip_seconds": clip_seconds,
-        "teacher": cfg.teacher_refs()[0].name if use_teacher else None,  # whose store holds the audio cache
-        "teachers": _provenance(params, train_set) if use_teacher else [],
-        "variant": cfg.variant,
-        "init": init,
-        "distill": {k: v for k, v in to_mapping(cfg).items() if f"distill.{k}" not in RUNTIME_KEYS},
-        "manifests": str(manifests),
-        "audio_root": params.data.audio_root,
-    }
-    config_text = json.dumps(config, indent=2) + "\n"
+    config = RunConfig(
+        student=cfg.student, student_settings=settings, n_classes=len(classes), classes=classes,
+        sample_rate=sample_rate, clip_seconds=clip_seconds,
+        teacher=cfg.teacher_refs()[0].name if use_teacher else None,  # whose store holds the audio cache
+        teachers=_provenance(params, train_set) if use_teacher else [], variant=cfg.variant, init=init,
+        distill={k: v for k, v in to_mapping(cfg).items() if f"distill.{k}" not in RUNTIME_KEYS},
+        manifests=str(manifests), audio_root=params.data.audio_root,
+    )
+    config_text = config.to_json()
     write_atomic(folder / "config.json", config_text, what="the run's config.json")
     objective = _objective(cfg)
     if "cosine_projection" in cfg.feature_losses() and use_teacher:

@@ -36,11 +36,11 @@ def run(params: Params, *, run_dir: str, split: str | None = None) -> dict[str, 
     torch.set_num_threads(training_threads(params.distill.threads))
     split = split or params.evaluate.split
     loaded = load_run(run_dir)
-    teacher = loaded.config.get("teacher")
+    teacher = loaded.config.teacher
     owner = store_path(params, teacher) if teacher else first_store_with_audio(params)
     stored = open_store(owner) if owner is not None and Path(owner, "teacher.json").is_file() else None
-    clips = usable_splits(Path(loaded.config["manifests"]), (split,), stored=stored, stage="evaluate")[split]
-    audio = AudioSource(loaded.config["audio_root"], loaded.sample_rate, usable_audio_cache(owner, loaded.sample_rate))
+    clips = usable_splits(Path(loaded.config.manifests), (split,), stored=stored, stage="evaluate")[split]
+    audio = AudioSource(loaded.config.audio_root, loaded.sample_rate, usable_audio_cache(owner, loaded.sample_rate))
     # Whole clips: clips longer than the training length are scored by sliding windows.
     probs = [
         predict_audio(loaded, audio.read(clip, 0, int(round(clip.duration * loaded.sample_rate))),

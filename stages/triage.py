@@ -95,7 +95,7 @@ def student_features(run_dir: Path, clips: Sequence[Clip], audio_store: Any) -> 
     """Clip-pooled last-stage features of a trained student on whole clips: float64 (n_clips, channels)."""
     loaded = load_run(run_dir)
     torch.set_num_threads(training_threads(0))
-    audio = AudioSource(loaded.config["audio_root"], loaded.sample_rate,
+    audio = AudioSource(loaded.config.audio_root, loaded.sample_rate,
                         usable_audio_cache(audio_store, loaded.sample_rate))
     rows = []
     with torch.no_grad():

@@ -5,16 +5,16 @@ written by :mod:`stages.distill`.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from pipeline.errors import TrainingError
+from pipeline.run_config import RunConfig
 from pipeline.students import build_student
+from pipeline.students.base import Student
 from pipeline.windows import HOP_FRACTION, cut_windows, hop_samples, window_starts
 
 
@@ -25,15 +25,15 @@ class LoadedRun:
     Attributes:
         path: the run folder.
         config: the run's ``config.json``.
-        model: the student (eval mode, CPU).
+        model: the student (eval mode, CPU; a :class:`~pipeline.students.base.Student`).
         classes: class names in label order.
         sample_rate: input rate in Hz.
         clip_seconds: the length it was trained on.
     """
 
     path: Path
-    config: dict[str, Any]
-    model: Any
+    config: RunConfig
+    model: Student
     classes: list[str]
     sample_rate: int
     clip_seconds: float
@@ -46,19 +46,15 @@ def load_run(run_dir: Path | str, *, checkpoint: str = "best.pt") -> LoadedRun:
         TrainingError: the folder, its ``config.json`` or the checkpoint is missing.
     """
     path = Path(run_dir)
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise TrainingError(f"{path} is not a training run (no config.json); pass a folder made by `pipeline distill`")
-    config = json.loads(config_file.read_text())
+    config = RunConfig.read(path)
     weights = path / checkpoint
     if not weights.is_file():
         raise TrainingError(f"{weights} not found; the run has not finished an epoch yet")
-    model = build_student(config["student"], config["student_settings"], n_classes=config["n_classes"],
-                          sample_rate=config["sample_rate"])
+    model = build_student(config.student, config.student_settings, n_classes=config.n_classes,
+                          sample_rate=config.sample_rate)
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     model.eval()
-    return LoadedRun(path, config, model, list(config["classes"]), int(config["sample_rate"]),
-                     float(config["clip_seconds"]))
+    return LoadedRun(path, config, model, list(config.classes), int(config.sample_rate), float(config.clip_seconds))
 
 
 @dataclass

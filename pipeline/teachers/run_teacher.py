@@ -8,14 +8,14 @@ Provenance: the run's ``config.json``, the layer and the sha256 of the checkpoin
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.errors import TeacherError
+from pipeline.errors import TeacherError, TrainingError
+from pipeline.run_config import RunConfig
 from pipeline.students.trained import load_run
 from pipeline.teachers.sequence import SequenceTeacher
 
@@ -64,16 +64,20 @@ class RunTeacher(SequenceTeacher):
     def weights_available(self) -> bool:
         return (self.run_dir / "config.json").is_file() and self._checkpoint().is_file()
 
-    def run_config(self) -> dict[str, Any]:
-        """The run's ``config.json``."""
-        path = self.run_dir / "config.json"
-        if not path.is_file():
-            raise TeacherError(f"{self.name}: {path} not found; pass the folder of a `pipeline distill` run")
-        return json.loads(path.read_text())
+    def run_config(self) -> RunConfig:
+        """The run's ``config.json``.
+
+        Raises:
+            TeacherError: no run there (one line naming the folder).
+        """
+        try:
+            return RunConfig.read(self.run_dir)
+        except TrainingError as exc:
+            raise TeacherError(f"{self.name}: {exc}") from None
 
     @property
     def sample_rate(self) -> int:
-        return int(self.run_config()["sample_rate"])
+        return int(self.run_config().sample_rate)
 
     def _layer(self, n_stages: int) -> int:
         layer = self.config.layer + n_stages if self.config.layer < 0 else self.config.layer
@@ -102,7 +106,7 @@ class RunTeacher(SequenceTeacher):
             "run": self.run_dir.resolve().name,
             "layer": self._stage,
             "checkpoint": self._checkpoint().name,
-            "run_config": self.run_config(),
+            "run_config": self.run_config().as_dict(),
             "mode": self.config.mode,
             "window_seconds": self.config.window_seconds,
             "context_seconds": self.config.context_seconds,
