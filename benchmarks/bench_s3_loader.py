@@ -84,7 +84,7 @@ def _upload(local: Path, bucket: str) -> str:
 def _epochs(loader: Any, repeats: int) -> dict[str, float]:
     """Median clips per wall second (and per CPU second) over ``repeats`` epochs after one warm-up epoch."""
     def epoch() -> int:
-        return sum(int(batch["labels"].shape[0]) for batch in loader)
+        return sum(len(batch) for batch in loader)
 
     epoch()
     walls, cpus, count = [], [], 0
@@ -101,11 +101,12 @@ def _loader(clips: list, store: str, cache: str, args: argparse.Namespace, norm:
     import torch
     from torch.utils.data import DataLoader
 
-    from pipeline.data import AudioSource, ClipDataset, collate
+    from pipeline.audio_source import AudioSource
+    from pipeline.data import ClipDataset
 
     dataset = ClipDataset(clips, AudioSource(args.audio_root, args.sample_rate, cache), clip_seconds=args.seconds,
                           teacher_store=store, teacher_norm=norm, random_crop=True, seed=0)
-    return DataLoader(dataset, batch_size=16, shuffle=True, num_workers=0, collate_fn=collate,
+    return DataLoader(dataset, batch_size=16, shuffle=True, num_workers=0, collate_fn=dataset.collate,
                       generator=torch.Generator().manual_seed(0))
 
 

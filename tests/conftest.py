@@ -7,6 +7,12 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 import yaml
+from hypothesis import HealthCheck, settings
+
+# Property tests must not depend on how busy the machine is: no per-example deadline, and no
+# "input generation is slow" health check (a loaded CI runner trips it with nothing wrong).
+settings.register_profile("east", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("east")
 
 
 @pytest.fixture

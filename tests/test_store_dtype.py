@@ -10,8 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from pipeline.batch import Batch
 from pipeline.cli import cli
-from pipeline.data import AudioSource, ClipDataset, hot_copy
+from pipeline.audio_source import AudioSource
+from pipeline.data import ClipDataset, hot_copy
 from pipeline.errors import StoreError
 from pipeline.stores import StoreSpec, convert_store, create_store, export_store, open_store
 from pipeline.stores.quant import LEVELS, dequantise, quant_params, quantise, value_range
@@ -96,7 +98,7 @@ def test_every_backend_and_the_loader_return_the_same_dequantised_frames(tmp_pat
     loaders = [ClipDataset(data.clips, audio, teacher_store=path, **kwargs)
                for path in (eight.path, copies[0].path, copies[2].path)]
     for i in range(len(loaders[0])):
-        items = [loader[i]["teacher"] for loader in loaders]
+        items = [loader[i].teachers[0] for loader in loaders]
         assert items[0].dtype == np.float32 and items[0].shape[0] > 0
         assert all(np.array_equal(items[0], item) for item in items[1:])
 
@@ -161,15 +163,13 @@ def test_a_segment_with_bad_parameters_is_refused(tmp_path: Path) -> None:
     assert not reopened.verify().ok
 
 
-def _batches(clips: list, store: str, cache: str, data) -> list[dict]:  # noqa: ANN001
+def _batches(clips: list, store: str, cache: str, data) -> list[Batch]:  # noqa: ANN001
     import torch
     from torch.utils.data import DataLoader
 
-    from pipeline.data import collate
-
     dataset = ClipDataset(clips, AudioSource(data.audio_root, data.sample_rate, cache), clip_seconds=2.0,
                           teacher_store=store, random_crop=True, seed=5)
-    loader = DataLoader(dataset, batch_size=2, shuffle=True, collate_fn=collate,
+    loader = DataLoader(dataset, batch_size=2, shuffle=True, collate_fn=dataset.collate,
                         generator=torch.Generator().manual_seed(1))
     return list(loader)
 
@@ -186,10 +186,11 @@ def test_the_loader_over_s3_returns_the_local_batches(tmp_path: Path, s3_server)
     direct = _batches(data.clips, url, f"{url}/audio", data)  # loader: store, reading through fsspec
     copied = _batches(data.clips, str(hot_copy(url, tmp_path / "c")), str(hot_copy(f"{url}/audio", tmp_path / "c")),
                       data)  # loader: memmap, the copy filled from S3
-    assert len(expected) == 3 and expected[0]["teacher"].shape[0] == 2
+    assert len(expected) == 3 and expected[0].teachers[0].frames.shape[0] == 2
     for got in (direct, copied):
         assert len(got) == len(expected)
         for mine, theirs in zip(got, expected):
-            assert mine.keys() == theirs.keys()
-            for key in ("audio", "teacher", "labels"):
-                assert np.array_equal(np.asarray(mine[key]), np.asarray(theirs[key]))
+            assert len(mine.teachers) == len(theirs.teachers)
+            for a, b in ((mine.audio, theirs.audio), (mine.teachers[0].frames, theirs.teachers[0].frames),
+                         (mine.labels, theirs.labels)):
+                assert np.array_equal(np.asarray(a), np.asarray(b))
