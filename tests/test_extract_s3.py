@@ -93,7 +93,7 @@ def test_two_workers_without_a_shared_folder_extract_into_s3_and_survive_kill_9(
         workers = [_worker(cluster.scheduler_address, tmp_path / f"worker{i}", _env(site, EAST_TEST_GATE=str(gate)))
                    for i in range(2)]
         try:
-            client.wait_for_workers(2, timeout=600)
+            client.wait_for_workers(2, timeout=1800)
             params = _params(tmp_path / "data", url_root, scheduler=cluster.scheduler_address, part_tracks=2)
             (tmp_path / "client").mkdir()
             run = _extract(params, env, tmp_path / "client")
@@ -101,7 +101,7 @@ def test_two_workers_without_a_shared_folder_extract_into_s3_and_survive_kill_9(
             assert pid is not None, run.communicate()
             assert pid in [w.pid for w in workers]
             os.kill(pid, signal.SIGKILL)
-            out, err = run.communicate(timeout=600)
+            out, err = run.communicate(timeout=1800)
         finally:
             for worker in workers:
                 worker.kill()
@@ -127,7 +127,7 @@ def test_two_workers_without_a_shared_folder_extract_into_s3_and_survive_kill_9(
 
     again = subprocess.run([sys.executable, "-m", "pipeline", "--params", str(params), "extract", "--teacher",
                             "gated", "--no-progress"], env={**env, "EAST_TEST_GATE": ""}, capture_output=True,
-                           text=True, timeout=600, cwd=tmp_path / "client")
+                           text=True, timeout=1800, cwd=tmp_path / "client")
     assert again.returncode == 0, again.stderr[-3000:]
     summary = json.loads(store.location.fs.cat_file(f"{store.location.root}-extract-report.json"))
     assert (summary["skipped"], summary["done"]) == (N_CLIPS, 0)  # resumed: nothing recomputed

@@ -192,7 +192,7 @@ def test_store_is_fork_and_pickle_safe(tmp_path: Path, backend: str) -> None:
     child.join(30)
     assert child.exitcode == 0
     expected = float(tracks["clip-003"].astype(np.float16).astype(np.float32).sum())
-    assert queue.get(timeout=600) == pytest.approx(expected)
+    assert queue.get(timeout=1800) == pytest.approx(expected)
     import pickle
 
     clone = pickle.loads(pickle.dumps(store))
