@@ -190,6 +190,7 @@ def _load() -> dict[str, Any]:
 
 def _save(result: dict[str, Any]) -> None:
     result["table"] = judged_table(result)
+    result["paired"] = paired_table(result)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     tmp = OUT.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2))
@@ -216,6 +217,61 @@ def judged_table(result: dict[str, Any]) -> list[dict[str, Any]]:
                          "probe": result["probes"].get(str(size), {}).get("musicnn"),
                          "seconds": sum(r["seconds"] for r in runs if r["config"] == config)})
     return rows
+
+
+#: issue 18's comparisons beyond "against the baseline": each configuration against the one with the same
+#: steps and augmentations that it must beat (views against the baseline on the same rendered views; the
+#: feature-using configurations against KD weighted 0.9 alone, so that the features add what the probe's
+#: labels do not)
+PAIRS = (("views-kd09", "views-base"), ("kd09-cos", "kd09"), ("pretrain-ft", "kd09"), ("views-kd09", "kd09"),
+         ("kd09", "kd-v"), ("kd09-cos", "kd-v"))
+
+
+def paired_table(result: dict[str, Any], pairs: tuple[tuple[str, str], ...] = PAIRS) -> list[dict[str, Any]]:
+    """One row per (size, configuration, reference) with both finished: paired differences and the verdict."""
+    from pipeline.judging import paired_differences, verdict
+
+    rows = []
+    for size in sorted({r["size"] for r in result["runs"]}):
+        by = {}
+        for r in result["runs"]:
+            if r["size"] == size:
+                by.setdefault(r["config"], {})[r["seed"]] = r["test_map"]
+        for config, reference in pairs:
+            if config in by and reference in by:
+                paired = paired_differences(by[config], by[reference])
+                rows.append({"size": size, "config": config, "reference": reference,
+                             "differences": list(paired.differences), "diff_mean": paired.mean,
+                             "diff_se": paired.se, "verdict": verdict(paired)})
+    return rows
+
+
+def paired_markdown(rows: list[dict[str, Any]]) -> str:
+    """The paired comparisons as Markdown."""
+    lines = ["| train clips | configuration | against | minus reference, per seed | mean ± se | verdict |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        diffs = ", ".join(f"{d:+.3f}" for d in r["differences"])
+        mean = "-" if r["diff_mean"] is None else f"{r['diff_mean']:+.3f} ± {r['diff_se']:.3f}"
+        lines.append(f"| {r['size']} | {r['config']} | {r['reference']} | {diffs} | {mean} | {r['verdict']} |")
+    return "\n".join(lines)
+
+
+def merge(paths: list[Path]) -> dict[str, Any]:
+    """The runs of several study files (studies run from different folders), one per (size, config, seed)."""
+    result: dict[str, Any] = {"runs": [], "probes": {}}
+    seen = set()
+    for path in paths:
+        data = json.loads(path.read_text())
+        for size, probes in data.get("probes", {}).items():
+            result["probes"].setdefault(size, {}).update(probes)
+        result["machine"] = data.get("machine", result.get("machine"))
+        for run in data["runs"]:
+            key = (run["size"], run["config"], run["seed"])
+            if key not in seen:
+                seen.add(key)
+                result["runs"].append(run)
+    return result
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -247,12 +303,14 @@ def main() -> None:
     parser.add_argument("--second-teacher", default="musicnn@msd")
     parser.add_argument("--views-store-root", default="stores-views",
                         help="store root of the views-* configurations (a musicnn store with extract.views)")
-    parser.add_argument("--table", action="store_true", help="only judge what has finished and print the table")
+    parser.add_argument("--table", action="store_true", help="only judge what has finished and print the tables")
+    parser.add_argument("--merge", nargs="+", type=Path, default=None,
+                        help="with --table: first merge the runs of these study files into the results file")
     args = parser.parse_args()
     if args.table:
-        result = _load()
+        result = merge([OUT, *args.merge]) if args.merge else _load()
         _save(result)
-        print(markdown(result["table"]))
+        print(markdown(result["table"]) + "\n\n" + paired_markdown(result["paired"]))
         return
 
     result = _load()
