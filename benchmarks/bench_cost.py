@@ -93,16 +93,19 @@ def _student_run(name: str, settings: dict[str, Any], folder: Path) -> Any:
     """A :class:`LoadedRun` of a random ``name`` student saved like ``pipeline distill`` saves one."""
     import torch
 
-    from pipeline.students.trained import LoadedRun
+    from pipeline.run_config import RunConfig
     from pipeline.students import build_student
+    from pipeline.students.trained import LoadedRun
 
     torch.manual_seed(0)
     model = build_student(name, settings, n_classes=N_CLASSES, sample_rate=RATE).eval()
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), folder / "best.pt")
-    config = {"student": name, "student_settings": settings, "variant": "cost", "distill": {"seed": 0}}
-    (folder / "config.json").write_text(json.dumps(config))
-    return LoadedRun(folder, config, model, [f"class_{i}" for i in range(N_CLASSES)], RATE, TRAIN_SECONDS)
+    classes = [f"class_{i}" for i in range(N_CLASSES)]
+    config = RunConfig(student=name, student_settings=settings, n_classes=N_CLASSES, classes=classes,
+                       sample_rate=RATE, clip_seconds=TRAIN_SECONDS, variant="cost", distill={"seed": 0})
+    (folder / "config.json").write_text(config.to_json())
+    return LoadedRun(folder, config, model, classes, RATE, TRAIN_SECONDS)
 
 
 def student_row(name: str, settings: dict[str, Any], work: Path, clip: np.ndarray) -> tuple[dict, dict]:
