@@ -13,9 +13,7 @@ from typing import Any, Mapping, Sequence
 
 from pipeline.cost import cost_table
 from pipeline.files import write_atomic, write_rendered
-from pipeline.errors import TrainingError
 from pipeline.judging import Judgement, RULE, to_json
-from pipeline.run_config import RunConfig
 from pipeline.timings import timings_file
 from pipeline.variants import VARIANTS, variant_label
 
@@ -64,8 +62,8 @@ def collect_runs(runs_root: Path, variants: list[str], probes: list[str]) -> lis
             metrics.update(json.loads(timings.read_text()))
         train = json.loads((folder / "metrics.json").read_text()) if (folder / "metrics.json").is_file() else {}
         metrics.update({k: train[k] for k in ("valid_map", "best_epoch", "lam", "teacher", "seed") if k in train})
-        config = _run_config(folder)
-        metrics["student"] = config.student if config else train.get("student")  # the cost table's row
+        config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+        metrics["student"] = config.get("student", train.get("student"))  # the cost table's row
         history = [{k: float(v) for k, v in row.items() if v != ""} for row in _read_csv(folder / "history.csv")]
         per_class = {r["class"]: float(r["average_precision"]) for r in _read_csv(folder / "per_class-test.csv")}
         summaries.append(RunSummary(variant, variant_label(variant), metrics, history, per_class))
@@ -80,19 +78,12 @@ def _variant_folder(runs_root: Path, variant: str) -> Path | None:
         return runs_root / variant
     found = []
     for result in runs_root.glob("*/eval-test.json"):
-        config = _run_config(result.parent)
-        if config is not None and config.variant == variant:
-            seed = config.seed
+        config_file = result.parent / "config.json"
+        config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        if config.get("variant") == variant:
+            seed = config.get("distill", {}).get("seed")
             found.append((seed if isinstance(seed, int) else float("inf"), -result.stat().st_mtime, result.parent))
     return min(found)[2] if found else None
-
-
-def _run_config(folder: Path) -> RunConfig | None:
-    """The run's ``config.json``; None when the folder holds none (or not a run's)."""
-    try:
-        return RunConfig.read(folder)
-    except TrainingError:
-        return None
 
 
 def _fmt(value: Any, spec: str) -> str:
