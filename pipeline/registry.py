@@ -1,6 +1,12 @@
-"""A tiny name -> class registry shared by teachers, students, backends and builders."""
+"""The one name -> class registry of the open families: teachers, students, store backends, dataset builders.
+
+An entry is registered either with the object itself (the ``register`` decorator) or lazily as a
+``"module:attribute"`` string (``register_lazy``) that is imported on first use, so a family can
+list its names without importing heavy modules (the teachers' networks, zarr, h5py).
+"""
 from __future__ import annotations
 
+import importlib
 from typing import Callable, Generic, TypeVar
 
 from pipeline.errors import UnknownNameError
@@ -18,17 +24,28 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._lazy: dict[str, str] = {}  # name -> "module:attribute", imported on first use
 
     def register(self, name: str) -> Callable[[T], T]:
-        """Decorator registering ``obj`` under ``name``; a duplicate name is a programming error."""
+        """Decorator registering ``obj`` under ``name``; a duplicate name is a programming error.
+
+        A name registered lazily is filled in when its module registers the object it names.
+        """
 
         def decorate(obj: T) -> T:
-            if name in self._items:
+            if name in self._items or (name in self._lazy and self._lazy[name] != _target(obj)):
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._lazy.pop(name, None)
             self._items[name] = obj
             return obj
 
         return decorate
+
+    def register_lazy(self, name: str, target: str) -> None:
+        """Register ``name`` as ``"module:attribute"``, imported the first time :meth:`get` asks for it."""
+        if name in self._items or name in self._lazy:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        self._lazy[name] = target
 
     def get(self, name: str) -> T:
         """Return the object registered as ``name``.
@@ -36,6 +53,11 @@ class Registry(Generic[T]):
         Raises:
             UnknownNameError: naming the bad value and the valid names.
         """
+        if name in self._lazy:
+            module, attribute = self._lazy[name].split(":")
+            obj = getattr(importlib.import_module(module), attribute)  # its module may register it itself
+            self._lazy.pop(name, None)
+            self._items.setdefault(name, obj)
         try:
             return self._items[name]
         except KeyError:
@@ -44,8 +66,13 @@ class Registry(Generic[T]):
             ) from None
 
     def names(self) -> list[str]:
-        """Registered names in registration order."""
-        return list(self._items)
+        """Registered names in registration order (lazy ones included)."""
+        return list(dict.fromkeys([*self._items, *self._lazy]))
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        return name in self._items or name in self._lazy
+
+
+def _target(obj: object) -> str:
+    """``"module:qualname"`` of a class or function (what :meth:`Registry.register_lazy` names)."""
+    return f"{getattr(obj, '__module__', '')}:{getattr(obj, '__qualname__', '')}"

@@ -3,8 +3,9 @@
 ``pipeline distill`` writes it next to the checkpoints; evaluation, prediction, export, triage,
 quantisation and the ``run:`` teacher read it back as a :class:`RunConfig` instead of picking keys
 out of a dict. Judging and the report read any folder's ``config.json`` as a flat mapping on
-purpose: they compare whatever settings a run recorded, from any version. The JSON keeps its key order, so a run's fingerprint (the sha256 of this text) is what it
-was before this type existed, and older runs still resume and load.
+purpose: they compare whatever settings a run recorded, from any version. The JSON keeps its key
+order, so a run's fingerprint (the sha256 of this text) is what it was before this type existed,
+and older runs still resume and load.
 """
 from __future__ import annotations
 

@@ -15,15 +15,15 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from pipeline.errors import UnknownNameError
+from pipeline.registry import Registry
 from pipeline.stores.location import Location
 from pipeline.stores.spec import StoreLayout
 
-#: backend name -> "module:class" (imported on first use)
-BACKENDS: dict[str, str] = {
-    "zarr": "pipeline.stores.zarr_backend:ZarrBackend",
-    "hdf5": "pipeline.stores.hdf5_backend:HDF5Backend",
-    "memmap": "pipeline.stores.memmap_backend:MemmapBackend",
-}
+#: backend name -> its class, each imported on first use (zarr and h5py load only when asked for)
+BACKENDS: Registry[type["PartBackend"]] = Registry("store backend")
+BACKENDS.register_lazy("zarr", "pipeline.stores.zarr_backend:ZarrBackend")
+BACKENDS.register_lazy("hdf5", "pipeline.stores.hdf5_backend:HDF5Backend")
+BACKENDS.register_lazy("memmap", "pipeline.stores.memmap_backend:MemmapBackend")
 #: The backends a store can be written with (memmap is an export format). ``pipeline.config.Backend``
 #: (``extract.backend``) lists the same names; ``tests/test_choices.py`` holds them equal, since the
 #: stores sit below the params and do not import them.
@@ -111,11 +111,8 @@ def get_backend(name: str) -> PartBackend:
     Raises:
         UnknownNameError: naming the bad value and the valid backends.
     """
-    if name not in BACKENDS:
-        raise UnknownNameError(f"unknown store backend {name!r}; choose one of: {', '.join(BACKENDS)}")
     if name not in _instances:
-        module_name, cls_name = BACKENDS[name].split(":")
-        _instances[name] = getattr(importlib.import_module(module_name), cls_name)()
+        _instances[name] = BACKENDS.get(name)()
     return _instances[name]
 
 

@@ -431,7 +431,7 @@ def open_store(path_or_url: str | os.PathLike, *, mode: str = "r") -> EmbeddingS
     if layout.backend not in BACKENDS:
         raise StoreError(
             f"{location.join(TEACHER_FILE)}: unknown store backend {layout.backend[:40]!r}; "
-            f"this version reads {', '.join(BACKENDS)}"
+            f"this version reads {', '.join(BACKENDS.names())}"
         )
     return EmbeddingStore(location, spec, layout, mode)
 

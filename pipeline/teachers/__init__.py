@@ -15,7 +15,6 @@ Settings come from ``params.yaml: teachers.<name>``, ``teachers.hear`` or ``teac
 """
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -30,10 +29,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_MODULES = ("musicnn", "openl3", "vggish", "passt", "panns")
-for _module in _MODULES:
-    importlib.import_module(f"pipeline.teachers.{_module}")
-
+#: the built-in teachers, each imported when first built (their modules load no network until then)
+for _name, _target in (("musicnn", "pipeline.teachers.musicnn:MusicnnTeacher"),
+                       ("openl3", "pipeline.teachers.openl3:OpenL3Teacher"),
+                       ("vggish", "pipeline.teachers.vggish:VGGishTeacher"),
+                       ("passt", "pipeline.teachers.passt:PasstTeacher"),
+                       ("panns", "pipeline.teachers.panns:PannsTeacher")):
+    TEACHERS.register_lazy(_name, _target)
 BUILTINS = tuple(TEACHERS.names())
 #: Entry-point group through which other packages add teachers.
 ENTRY_POINT_GROUP = "east_pipeline.teachers"
