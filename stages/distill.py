@@ -23,7 +23,7 @@ from pipeline.devices import resolve_device, training_threads
 from pipeline.errors import ConfigError, ManifestError, StoreError
 from pipeline.files import write_atomic
 from pipeline.losses import EAsTObjective
-from pipeline.manifests import Clip, is_unlabeled, labelled, read_classes, usable_splits
+from pipeline.manifests import Clip, is_unlabeled, labelled, load_split, read_classes, usable_splits
 from pipeline.probe import load_probe
 from pipeline.run_config import RunConfig
 from pipeline.runs import probe_dir, write_json
@@ -276,7 +276,9 @@ def _datasets(params: Params, train_clips: list[Clip], valid_clips: list[Clip], 
     audio = AudioSource(params.data.audio_root, sample_rate, audio_cache)
     common: dict[str, Any] = {"audio": audio, "teacher_store": stores or None, "teacher_norm": norms or None,
                               "seed": cfg.seed}
-    renderer = ViewRenderer(tables[0], audio, {c.id: c for c in train_clips}) if tables else None
+    # a view may mix in any train clip of the manifests (an unlabeled one too, which a baseline leaves out)
+    partners = {c.id: c for c in load_split(Path(params.data.manifests), "train")} if tables else {}
+    renderer = ViewRenderer(tables[0], audio, partners) if tables else None
     train_set = ClipDataset(train_clips, clip_seconds=clip_seconds, random_crop=True, view_renderer=renderer,
                             **common)
     valid_set = ClipDataset(valid_clips, clip_seconds=clip_seconds, random_crop=False, **common)
