@@ -252,7 +252,8 @@ def paired_markdown(rows: list[dict[str, Any]]) -> str:
              "|---|---|---|---|---|---|"]
     for r in rows:
         diffs = ", ".join(f"{d:+.3f}" for d in r["differences"])
-        mean = "-" if r["diff_mean"] is None else f"{r['diff_mean']:+.3f} ± {r['diff_se']:.3f}"
+        se = "" if r["diff_se"] is None else f" ± {r['diff_se']:.3f}"
+        mean = "-" if r["diff_mean"] is None else f"{r['diff_mean']:+.3f}{se}"
         lines.append(f"| {r['size']} | {r['config']} | {r['reference']} | {diffs} | {mean} | {r['verdict']} |")
     return "\n".join(lines)
 
