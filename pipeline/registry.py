@@ -25,6 +25,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self._items: dict[str, T] = {}
         self._lazy: dict[str, str] = {}  # name -> "module:attribute", imported on first use
+        self._order: list[str] = []  # every name, in registration order
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator registering ``obj`` under ``name``; a duplicate name is a programming error.
@@ -35,6 +36,8 @@ class Registry(Generic[T]):
         def decorate(obj: T) -> T:
             if name in self._items or (name in self._lazy and self._lazy[name] != _target(obj)):
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
+            if name not in self._lazy:
+                self._order.append(name)
             self._lazy.pop(name, None)
             self._items[name] = obj
             return obj
@@ -46,6 +49,7 @@ class Registry(Generic[T]):
         if name in self._items or name in self._lazy:
             raise ValueError(f"{self.kind} {name!r} is registered twice")
         self._lazy[name] = target
+        self._order.append(name)
 
     def get(self, name: str) -> T:
         """Return the object registered as ``name``.
@@ -67,7 +71,7 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         """Registered names in registration order (lazy ones included)."""
-        return list(dict.fromkeys([*self._items, *self._lazy]))
+        return list(self._order)
 
     def __contains__(self, name: object) -> bool:
         return name in self._items or name in self._lazy
