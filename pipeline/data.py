@@ -167,21 +167,6 @@ class ClipDataset(Dataset[ClipItem]):
             return [clip_id]
         return [clip_id] + [view_track_id(clip_id, k) for k in self.renderer.indices.get(clip_id, [])]
 
-    # ---- single-teacher views (the first teacher) -----------------------------------
-    @property
-    def view(self) -> TeacherView | None:
-        """The first teacher's geometry (None without a teacher)."""
-        return self.views[0] if self.views else None
-
-    @property
-    def n_teacher_frames(self) -> int:
-        """Frames per item of the first teacher (0 without a teacher)."""
-        return self.frames[0] if self.frames else 0
-
-    @n_teacher_frames.setter
-    def n_teacher_frames(self, value: int) -> None:
-        self.frames[0] = value
-
     # ---- geometry -------------------------------------------------------------------
     def _frames_per_item(self, slot: int) -> int:
         """Teacher ``slot``'s frames per item: those centered inside ``[0, L)`` that every clip has."""

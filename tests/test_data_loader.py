@@ -39,7 +39,7 @@ def test_items_hold_the_store_frames_centered_in_the_crop(tmp_path: Path) -> Non
     data = make_fake_data(tmp_path, [7.0, 9.5, 12.0, 8.0], hop=0.5, frame0=0.25)
     store = open_store(data.store)
     ds = _dataset(data, clip_seconds=3.0, random_crop=True, seed=3)
-    assert ds.n_teacher_frames == 6  # centers 0.25 .. 2.75 s of a 3 s crop
+    assert ds.frames[0] == 6  # centers 0.25 .. 2.75 s of a 3 s crop
     rel = ds.teacher_times()
     starts = []
     for epoch in range(3):
@@ -82,7 +82,7 @@ def test_random_crops_are_grid_aligned_differ_by_epoch_and_repeat_per_seed(tmp_p
 def test_evaluation_items_are_whole_clips_from_the_start(tmp_path: Path) -> None:
     data = make_fake_data(tmp_path, [6.0, 9.0, 12.0], hop=0.5, frame0=0.25)
     ds = _dataset(data, clip_seconds=9.0, random_crop=False)
-    assert ds.n_teacher_frames == 12  # the shortest clip has 12 frames; 18 would fit in 9 s
+    assert ds.frames[0] == 12  # the shortest clip has 12 frames; 18 would fit in 9 s
     for i, clip in enumerate(data.clips):
         item = ds[i]
         wave = data.audio[clip.id]

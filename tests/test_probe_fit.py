@@ -108,7 +108,7 @@ def test_trainer_kd_logits_equal_the_probe_on_the_pooled_embeddings(tiny_pipelin
     from pipeline.stores import open_store
 
     store = open_store(tiny_pipeline.store)
-    assert ds.n_teacher_frames == store.entry(valid[0].id).n_frames  # whole clips: every frame
+    assert ds.frames[0] == store.entry(valid[0].id).n_frames  # whole clips: every frame
     batch = ds.collate([ds[i] for i in range(len(ds))])
     pooled = (pooled_embeddings(tiny_pipeline.store, valid) - mean) / std
     with torch.no_grad():
