@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from pipeline.config import RUNTIME_KEYS
-from pipeline.variants import VARIANTS, variant_label
+from pipeline.variants import is_reference, variant_label
 
 #: Flattened ``config.json`` keys that are not part of a configuration: the seed, where the run was
 #: written, and the runtime settings (already left out of new ``config.json`` files).
@@ -217,12 +217,7 @@ def group_runs(runs: Iterable[Run]) -> list[Configuration]:
     for group in configurations:
         group.runs.sort(key=lambda r: (r.seed is None, r.seed or 0, r.folder.name))
         group.label = _label(group, configurations)
-    return sorted(configurations, key=lambda c: (not _is_reference(c.variant), c.label, c.key))
-
-
-def _is_reference(variant: str) -> bool:
-    """Runs of this variant are the reference others are judged against (:mod:`pipeline.variants`)."""
-    return variant in VARIANTS and VARIANTS[variant].is_reference
+    return sorted(configurations, key=lambda c: (not is_reference(c.variant), c.label, c.key))
 
 
 def _mtime(path: Path) -> float:
@@ -267,10 +262,10 @@ def choose_baseline(configuration: Configuration,
     setting with ``configuration``; the chosen one shares the most settings (ties: first by label).
     Baselines themselves get none: ``(None, [])``.
     """
-    if _is_reference(configuration.variant):
+    if is_reference(configuration.variant):
         return None, []
     qualified = [c for c in configurations
-                 if _is_reference(c.variant) and _same_data_and_student(c.settings, configuration.settings)]
+                 if is_reference(c.variant) and _same_data_and_student(c.settings, configuration.settings)]
     qualified.sort(key=lambda c: (-shared_settings(c.settings, configuration.settings), c.label, c.key))
     return (qualified[0] if qualified else None), qualified
 
@@ -309,7 +304,7 @@ def judge(configurations: Sequence[Configuration]) -> list[Judgement]:
         if paired is not None:
             result = verdict(paired)
         else:
-            result = REFERENCE if _is_reference(config.variant) else NO_BASELINE
+            result = REFERENCE if is_reference(config.variant) else NO_BASELINE
         other = baseline.settings if baseline else {}
         out.append(Judgement(
             config, summarize([r.map for r in config.runs]),

@@ -15,7 +15,7 @@ from pipeline.cost import cost_table
 from pipeline.files import write_atomic, write_rendered
 from pipeline.judging import Judgement, RULE, to_json
 from pipeline.timings import timings_file
-from pipeline.variants import VARIANTS, variant_label
+from pipeline.variants import VARIANTS, is_reference, variant_label
 
 __all__ = ["RunSummary", "collect_runs", "plot_all", "plot_seeds", "write_markdown", "write_judged"]
 
@@ -180,7 +180,7 @@ def plot_seeds(judgements: Sequence[Judgement], out: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(8, 1.4 + 0.45 * len(rows)))
     for y, j in enumerate(rows):
         values = [r.map for r in j.configuration.runs]
-        colour = "#999999" if j.configuration.variant == "baseline" else "#3b75af"
+        colour = "#999999" if is_reference(j.configuration.variant) else "#3b75af"
         ax.errorbar([j.map.mean or 0.0], [y], xerr=[j.map.std or 0.0], fmt="D", color=colour, capsize=4, markersize=6)
         ax.scatter(values, [y] * len(values), s=18, color="black", alpha=0.6, zorder=3)
     every = [r.map for j in rows for r in j.configuration.runs] + [
@@ -310,7 +310,7 @@ def write_markdown(summaries: list[RunSummary], plots: list[Path], out: Path,
             f"{_fmt(m.get('f1_macro'), '.4f')} | {_fmt(params, ',')} | "
             f"{_fmt(m.get('lam'), '.2f')} | {_fmt(m.get('seed'), 'd')} |"
         )
-    baseline = next((s for s in summaries if s.name in VARIANTS and VARIANTS[s.name].is_reference), None)
+    baseline = next((s for s in summaries if is_reference(s.name)), None)
     if baseline is not None and baseline.metrics.get("map") is not None:
         lines += ["", "Difference to the baseline (test mAP):", ""]
         for s in summaries:

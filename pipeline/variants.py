@@ -93,6 +93,11 @@ def variant(name: str) -> VariantSpec:
     return VARIANTS[name]
 
 
+def is_reference(name: str) -> bool:
+    """Runs of variant ``name`` are the reference others are judged against (an unknown name is not)."""
+    return name in VARIANTS and VARIANTS[name].is_reference
+
+
 def variant_label(name: str) -> str:
     """The printed name of variant ``name`` (an unknown name prints as itself)."""
     return VARIANTS[name].label if name in VARIANTS else name
