@@ -29,6 +29,8 @@ train clips; make it once per size (the clean tracks are copied, only the views 
 
 Usage: nice -n 10 python benchmarks/bench_east_study.py [--sizes 300 600] [--seeds 0 1 2]
        [--configs baseline kd-v ...] [--jobs 2] [--epochs 12]
+Studies running side by side write to their own file (``EAST_STUDY_OUT=benchmarks/results/x.json``);
+``--table --merge A.json B.json`` joins them into ``benchmarks/results/east_study.json``.
 """
 from __future__ import annotations
 
