@@ -73,6 +73,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "kd09": KD_FIELD,
     "cos": {"distill.variant": "east-final", "distill.feature_loss": "cosine_projection", "distill.lam": 0.9},
     "kd09-cos": {**KD_FIELD, "distill.kd_weight": 0.7, "distill.feature_loss": "cosine_projection"},
+    # kd09 with a small CKA feature term beside it: 0.1 BCE + 0.81 KD + 0.09 (1 - linear CKA)
+    "kd09-cka": {**KD_FIELD, "distill.kd_weight": 0.9, "distill.feature_loss": "linear_cka"},
     # 3 epochs of label-free pretraining over 2x the labelled count (labelled + as many unlabeled clips),
     # then 6 epochs of kd09 fine-tuning: 3 x 2 + 6 = 12 epochs' steps
     "pretrain-ft": {**KD_FIELD, "epochs_factor": 0.5,

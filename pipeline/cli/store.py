@@ -1,4 +1,4 @@
-"""``pipeline store``: inspect, verify, export, convert or upgrade an embedding store."""
+"""``pipeline store``: inspect, verify, export, convert, upgrade or compact an embedding store."""
 from __future__ import annotations
 
 import json
@@ -60,7 +60,7 @@ def store_info(path: str) -> dict:
 
 @click.group("store")
 def store() -> None:
-    """Inspect, verify, convert or export an embedding store (a folder, or an fsspec URL to read)."""
+    """Inspect, verify, convert, export, upgrade or compact an embedding store (a folder, or an fsspec URL)."""
 
 
 @store.command("info")
@@ -169,6 +169,23 @@ def upgrade(path: str) -> None:
     from pipeline.stores.upgrade import upgrade_store
 
     click.echo(upgrade_store(path).summary())
+
+
+@store.command("compact")
+@click.argument("url")
+@click.option("--dead-after", type=click.FloatRange(min=0.0), default=24.0, show_default=True,
+              help="Hours after which a claimed part with no commit is a dead writer's: its objects are deleted.")
+def compact(url: str, dead_after: float) -> None:
+    """Fold the commit objects of the s3:// store at URL into one index segment (faster opens).
+
+    Extraction into object storage adds one index object per part; opening the store reads each.
+    Compaction merges them into one segment, switches parts.json to it in one PUT, deletes what it
+    covers, and removes the claims and data objects of writers that died (killed mid-part). Writers
+    may keep extracting meanwhile; run one compaction at a time.
+    """
+    from pipeline.stores.compact import compact_store
+
+    click.echo(compact_store(url, dead_after=dead_after * 3600.0).summary())
 
 
 @store.command("import")

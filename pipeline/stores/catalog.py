@@ -245,6 +245,10 @@ class StoreIndex:
         frames = sum(int(s.frames.sum()) for s in self.segments)
         return frames, float(sum(float(s.duration.sum()) for s in self.segments))
 
+    def part_seqs(self) -> set[int]:
+        """The part numbers the loaded segments hold."""
+        return {int(q) for seg in self.segments for q in seg.part_seq.tolist()}
+
     def max_seq(self) -> int:
         """Highest part number listed (-1 for none)."""
         listed = [r.last for r in self.rows] + [int(s.part_seq[-1]) for s in self.segments]

@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, AbstractSet, Iterator
 
 from pipeline.errors import StoreError
 from pipeline.files import FileFault, os_error_text
@@ -89,25 +89,32 @@ def commit_numbers(location: "Location") -> list[int]:
     return sorted(numbers)
 
 
-def load_commits(location: "Location", spec: "StoreSpec", backend: str, after: int,
+def load_commits(location: "Location", spec: "StoreSpec", backend: str, covered: AbstractSet[int],
                  cache: dict[str, Segment]) -> tuple[list[Segment], dict[str, str]]:
-    """The segments in ``commits/`` for parts numbered above ``after`` (those ``parts.json`` covers are
-    skipped), in part order; ``cache`` (key ``commits/<file>``) keeps those already read.
+    """The segments in ``commits/`` of parts not in ``covered`` (the parts ``parts.json``'s segments
+    hold, e.g. after ``pipeline store compact``), in part order; ``cache`` (key ``commits/<file>``)
+    keeps those already read. A part committed late, below a compacted range, is still found.
 
     Returns:
-        ``(segments, refused part name -> reason)``; a refused segment's tracks are absent.
+        ``(segments, refused part name -> reason)``; a refused segment's tracks are absent. A
+        segment that vanished between listing and reading (folded by a compaction, which replaces
+        ``parts.json`` first: the caller re-reads it) is left out.
     """
     segments: list[Segment] = []
     refused: dict[str, str] = {}
-    for seq in (q for q in commit_numbers(location) if q > after):
+    for seq in (q for q in commit_numbers(location) if q not in covered):
         rel = f"{COMMITS_DIR}/{segment_file(seq, seq)}"
         if rel not in cache:
             try:
                 cache[rel] = _load_commit(location, rel, seq, spec, backend)
+            except FileNotFoundError:
+                continue
             except (StoreError, OSError) as exc:
                 refused[part_name(seq)] = str(exc)
                 continue
         segments.append(cache[rel])
+    for stale in [k for k in cache if k.startswith(f"{COMMITS_DIR}/") and cache[k].first in covered]:
+        del cache[stale]
     return segments, refused
 
 
@@ -121,9 +128,10 @@ def _load_commit(location: "Location", rel: str, seq: int, spec: "StoreSpec", ba
     return seg
 
 
-def uncommitted_claims(location: "Location") -> list[str]:
-    """Claimed part numbers with no segment in ``commits/`` (writers that are running or died), as part names."""
-    committed = set(commit_numbers(location))
+def uncommitted_claims(location: "Location", covered: AbstractSet[int] = frozenset()) -> list[str]:
+    """Claimed part numbers with no segment in ``commits/`` and not in ``covered`` (the parts the
+    index holds): writers that are running or died, as part names."""
+    committed = set(commit_numbers(location)) | set(covered)
     names = []
     for name in location.listdir(CLAIMS_DIR):
         seq = part_seq(name)

@@ -111,11 +111,13 @@ class EmbeddingStore:
                 index, missing, refused = load_v1(self.location, self.spec, self.backend, names, self._cache)
                 break
             index, gone, refused = load_v2(self.location, self.spec, self.backend, rows, self._cache)
-            if not gone or attempt == 19 or self._read_catalog() == text:  # missing, not replaced meanwhile
-                missing = []
-                refused.update({r.label: f"index segment {INDEX_DIR}/{r.file} is missing" for r in gone})
-                index = self._with_commits(index, refused)
-                break
+            if gone and attempt < 19 and self._read_catalog() != text:  # replaced meanwhile: read it again
+                continue
+            missing = []
+            refused.update({r.label: f"index segment {INDEX_DIR}/{r.file} is missing" for r in gone})
+            index = self._with_commits(index, refused)
+            if self.location.fs is None or attempt == 19 or self._read_catalog() == text:
+                break  # an object store compacted meanwhile (parts.json first, then commits go): read again
         self._index = index
         self.missing_parts, self.refused_parts = missing, refused
         news = [n for n in [*missing, *refused] if n not in self._warned]
@@ -132,7 +134,7 @@ class EmbeddingStore:
         """
         if self.location.local is not None and not self.location.exists(COMMITS_DIR):
             return index
-        segments, bad = load_commits(self.location, self.spec, self.backend, index.max_seq(), self._cache)
+        segments, bad = load_commits(self.location, self.spec, self.backend, index.part_seqs(), self._cache)
         refused.update(bad)
         if not segments and not bad:
             return index

@@ -22,7 +22,7 @@ from pipeline.errors import PipelineError
 from pipeline.stores.backend import PartReader, get_backend
 from pipeline.stores.index import PARTS_DIR, PartIndex, TrackEntry, part_name
 from pipeline.stores.protocol import CLAIMS_DIR, TMP_DIR, StoreLike
-from pipeline.stores.remote import commit_numbers, uncommitted_claims
+from pipeline.stores.remote import uncommitted_claims
 
 #: at most this many track ids are quoted per problem line
 MAX_IDS = 20
@@ -79,10 +79,9 @@ def verify_store(store: StoreLike, *, checksums: bool = True) -> VerifyReport:
     for name, reason in store.refused_parts.items():
         report.problems.append(f"{name}: refused ({reason}); its tracks are treated as absent")
     report.problems.extend(store.index.problems())  # ids the compact index could not find
-    raced = {part_name(q) for q in commit_numbers(store.location)}
     for track_id, kept, ignored in store.index.duplicates:
         where = f"twice in {kept}" if kept == ignored else f"in {kept} and again in {ignored}"
-        if ignored in raced and kept != ignored:  # two writers of an object store raced: expected, harmless
+        if store.location.fs is not None and kept != ignored:  # two writers of an object store raced: harmless
             report.notes.append(f"track {track_id!r} was committed {where} by two writers; the copy in {kept} "
                                 "is used and the other ignored")
         else:
@@ -208,7 +207,7 @@ def _verify_checksums(
 
 
 def _note_leftovers(store: StoreLike, report: VerifyReport) -> None:
-    for name in uncommitted_claims(store.location):
+    for name in uncommitted_claims(store.location, store.index.part_seqs()):
         report.notes.append(f"{CLAIMS_DIR}/{name}: claimed by a writer that is running or died before its "
                             "commit; its objects are never read")
     root = store.location.root_path()
