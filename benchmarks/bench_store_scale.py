@@ -20,16 +20,26 @@ Each store is then measured in fresh processes (page cache warm, it was just wri
   track's rows) and, up to ``--checksum-max`` tracks, with checksums (reads every frame);
 - ``files``/``bytes``: what the store holds (what ``dvc push`` moves), and the index's share.
 
+``--s3`` adds the same rows for stores in object storage, on a ``moto`` S3 server this benchmark
+starts on loopback (as the tests do): up to ``--s3-writer-max`` tracks (default 100k) the store is
+written straight into the bucket by the object-store writer (``ObjectPartWriter``: a claim, the
+part's objects and one commit object per part, as ``pipeline extract`` with an ``s3://`` store
+does), opened once as extraction leaves it (``open_commits_s``: one GET per commit object), then
+compacted (``pipeline store compact``, ``compact_s``) and measured as above; larger stores are built
+locally and uploaded (``build_s`` includes the upload), as ``dvc push`` or ``aws s3 sync`` would.
+``files`` are then objects. s3fs and botocore are imported before the memory baseline is taken.
+
 ``--old REV`` runs the same on stores built and read by the code at git revision REV (index
 format 1, one JSON object per track), extracted with ``git archive`` into a temporary folder,
 for ``--old-tracks`` (default 10k, 100k): the before/after.
 
-Run: ``python benchmarks/bench_store_scale.py [--tracks 10000 100000 1000000] [--old cc501a5]``
+Run: ``python benchmarks/bench_store_scale.py [--tracks 10000 100000 1000000] [--old cc501a5] [--s3 | --s3-only]``
 (writes ``benchmarks/results/store_scale.json`` and prints a Markdown table).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -40,11 +50,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 DIM, HOP, PART_TRACKS, WINDOW = 8, 0.5, 256, 2.0
+S3_LABEL = "2 on S3 (moto)"
 
 
 def _spec():  # noqa: ANN202 - a StoreSpec of whichever code version is imported
@@ -60,15 +72,16 @@ def track_id(i: int) -> str:
     return f"{i % 10}/TR{i:016d}"
 
 
-def build(path: Path, n_tracks: int) -> dict:
-    """Write ``n_tracks`` synthetic tracks through the store writer; returns seconds taken."""
+def build(path: Path | str, n_tracks: int) -> dict:
+    """Write ``n_tracks`` synthetic tracks through the store writer (a local folder or an ``s3://``
+    URL: the object-store writer); returns seconds taken."""
     import hashlib
 
     from pipeline.stores import create_store
 
     rng = np.random.default_rng(0)
     start = time.perf_counter()
-    store = create_store(path, _spec(), overwrite=True)
+    store = create_store(str(path) if _is_url(path) else path, _spec(), overwrite=True)
     block = rng.standard_normal((1 << 16, DIM)).astype(np.float16)
     with store.writer(part_tracks=PART_TRACKS) as writer:
         for i in range(n_tracks):
@@ -77,6 +90,31 @@ def build(path: Path, n_tracks: int) -> dict:
             sha = hashlib.sha256(i.to_bytes(8, "little")).hexdigest()
             writer.add(track_id(i), block[at:at + n], audio_sha256=sha, duration=n * HOP)
     return {"build_s": time.perf_counter() - start}
+
+
+def _is_url(path: Path | str) -> bool:
+    return "://" in str(path)
+
+
+def build_uploaded(url: str, n_tracks: int) -> dict:
+    """Build locally (:func:`build`), then upload the folder to ``url``; seconds of both."""
+    import s3fs
+
+    local = Path(tempfile.mkdtemp(prefix="store-scale-up-")) / "store"
+    out = build(local, n_tracks)
+    start = time.perf_counter()
+    s3fs.S3FileSystem(skip_instance_cache=True).put(str(local), url.removeprefix("s3://"), recursive=True)
+    shutil.rmtree(local.parent, ignore_errors=True)
+    return {"build_s": out["build_s"] + time.perf_counter() - start, "upload_s": time.perf_counter() - start}
+
+
+def compact(url: str) -> dict:
+    """``pipeline store compact`` on ``url``: seconds, and the commit objects folded."""
+    from pipeline.stores.compact import compact_store
+
+    start = time.perf_counter()
+    result = compact_store(url)
+    return {"compact_s": time.perf_counter() - start, "commit_objects": result.commits_folded}
 
 
 def _rss() -> tuple[int, int]:
@@ -99,6 +137,10 @@ def measure_open(path: Path) -> dict:
 
     from pipeline.stores import open_store
 
+    if _is_url(path):
+        import s3fs  # the client library is not the index: load it before the baseline
+
+        s3fs.S3FileSystem(skip_instance_cache=True).ls(str(path).removeprefix("s3://"))
     gc.collect()
     _reset_hwm()
     rss0, _ = _rss()
@@ -162,27 +204,43 @@ def measure_verify(path: Path, checksums: bool) -> dict:
     return {key: time.perf_counter() - start}
 
 
-def measure_files(path: Path) -> dict:
-    """Files and bytes of the store, and of its index (parts.json + index files)."""
-    files = size = index_files = index_size = 0
+def _sizes(path: Path | str) -> dict[str, int]:
+    """Relative path -> bytes of every file (object) of the store."""
+    if _is_url(path):
+        import s3fs
+
+        root = str(path).removeprefix("s3://").rstrip("/")
+        found = s3fs.S3FileSystem(skip_instance_cache=True).find(root, detail=True)
+        return {key[len(root) + 1:]: int(info["size"]) for key, info in found.items()}
+    out = {}
     for folder, _dirs, names in os.walk(path):
         for name in names:
             file = Path(folder) / name
-            files += 1
-            size += file.stat().st_size
-            rel = file.relative_to(path).as_posix()
-            legacy = rel.startswith("parts/") and rel.count("/") == 1 and rel.endswith(".json")
-            if rel == "parts.json" or rel.startswith("index/") or legacy:
-                index_files += 1
-                index_size += file.stat().st_size
-    return {"files": files, "bytes": size, "index_files": index_files, "index_bytes": index_size}
+            out[file.relative_to(path).as_posix()] = file.stat().st_size
+    return out
+
+
+def measure_files(path: Path | str) -> dict:
+    """Files (objects) and bytes of the store, and of its index (parts.json, index/, commits/)."""
+    sizes = _sizes(path)
+    index = {rel: n for rel, n in sizes.items()
+             if rel == "parts.json" or rel.startswith(("index/", "commits/"))
+             or (rel.startswith("parts/") and rel.count("/") == 1 and rel.endswith(".json"))}  # format 1
+    return {"files": len(sizes), "bytes": sum(sizes.values()), "index_files": len(index),
+            "index_bytes": sum(index.values())}
 
 
 def child(args: argparse.Namespace) -> None:
     """One measurement in this (fresh) process; prints its JSON."""
-    path = Path(args.path)
+    path: Path | str = args.path if _is_url(args.path) else Path(args.path)
     if args.child == "build":
         out = build(path, args.n)
+    elif args.child == "upload":
+        out = build_uploaded(str(path), args.n)
+    elif args.child == "compact":
+        out = compact(str(path))
+    elif args.child == "open-commits":
+        out = {f"{k}_commits": v for k, v in measure_open(path).items() if k.startswith("open")}
     elif args.child == "open":
         out = measure_open(path)
     elif args.child == "reads":
@@ -205,16 +263,18 @@ def _run(step: str, path: Path, n: int, pythonpath: Path, timeout: float) -> dic
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure_store(root: Path, label: str, n: int, pythonpath: Path, args: argparse.Namespace) -> dict:
+def measure_store(root: Path | str, label: str, n: int, pythonpath: Path, args: argparse.Namespace) -> dict:
     """Build one store with the code at ``pythonpath`` and measure it; removes it unless ``--keep``."""
-    path = root / f"{label}-{n}"
+    path: Path | str = f"{root}/{label}-{n}" if _is_url(root) else Path(root) / f"{label}-{n}"
     row: dict = {"format": label, "tracks": n}
     steps = ["build", "files", "open", "reads", "verify"] + (["verify-checksums"] if n <= args.checksum_max else [])
+    if _is_url(path):  # the object writer's commits, opened as they are, then compacted; or an upload
+        steps[:1] = ["build", "open-commits", "compact"] if n <= args.s3_writer_max else ["upload"]
     for step in steps:
         started = time.perf_counter()
         row.update(_run(step, path, n, pythonpath, args.timeout))
         print(f"  {label} {n}: {step} done in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
-    if not args.keep:
+    if not args.keep and not _is_url(path):
         shutil.rmtree(path, ignore_errors=True)
     return row
 
@@ -243,6 +303,24 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def table_s3(rows: list[dict]) -> str:
+    """The Markdown table of the object-storage rows."""
+    lines = ["| tracks | built | open as extracted (commit objects) | compact | open | open memory (RSS / traced) | "
+             "2 s window: median (p95); parts open | verify, index | objects (index objects) | index size |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        writer = "commit" in " ".join(r)
+        before = f"{r['open_s_commits']:.2f} s ({r['commit_objects']:,})" if writer else "-"
+        fold = f"{r['compact_s']:.1f} s" if writer else "-"
+        lines.append(
+            f"| {r['tracks']:,} | {'object writer' if writer else 'uploaded'} | {before} | {fold} | {r['open_s']:.3f} s | "
+            f"{r['open_rss_delta_mb']:.0f} / {r['open_tracemalloc_peak_mb']:.0f} MB | {r['window_median_ms']:.2f} "
+            f"({r['window_p95_ms']:.2f}); {r['window_open_parts_median_ms']:.2f} ms | {r['verify_index_s']:.1f} s | "
+            f"{r['files']:,} ({r['index_files']:,}) | {r['index_bytes'] / 1e6:.1f} MB |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tracks", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
@@ -255,6 +333,10 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "store_scale.json"))
     parser.add_argument("--merge", action="store_true",
                         help="keep the other rows of --out: replace only those of the same index format and size")
+    parser.add_argument("--s3", action="store_true", help="also measure the stores in object storage (moto on loopback)")
+    parser.add_argument("--s3-only", action="store_true", help="only the object-storage rows")
+    parser.add_argument("--s3-writer-max", type=int, default=100_000,
+                        help="largest store written by the object writer; larger ones are built locally and uploaded")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--path", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
@@ -274,14 +356,46 @@ def main() -> None:
         result["earlier_runs"] = earlier.get("earlier_runs", []) + [
             {k: earlier[k] for k in ("command", "load_average_before", "load_average_after") if k in earlier}]
         result["rows"] = earlier["rows"]
-    plans = [("2 (npz segments)", n, REPO) for n in args.tracks]
+    plans = [] if args.s3_only else [("2 (npz segments)", n, REPO) for n in args.tracks]
+    if args.s3 or args.s3_only:
+        plans += [(S3_LABEL, n, REPO) for n in args.tracks]
+    with _s3_server(args.s3 or args.s3_only):
+        _run_plans(plans, root, result, args)
+    local_rows = [r for r in result["rows"] if r["format"] != S3_LABEL]
+    if local_rows:
+        print(table(local_rows))
+    s3_rows = [r for r in result["rows"] if r["format"] == S3_LABEL]
+    if s3_rows:
+        print(table_s3(s3_rows))
+
+
+def _s3_server(wanted: bool) -> contextlib.AbstractContextManager:
+    """The loopback moto server with a ``bench`` bucket when ``wanted`` (else nothing)."""
+    if not wanted:
+        return contextlib.nullcontext()
+    from bench_s3_loader import MotoServer
+
+    server = MotoServer()
+
+    @contextlib.contextmanager
+    def running() -> Iterator[None]:
+        with server:
+            import s3fs
+
+            s3fs.S3FileSystem(skip_instance_cache=True).mkdir("bench")
+            yield
+    return running()
+
+
+def _run_plans(plans: list[tuple[str, int, Path]], root: Path, result: dict, args: argparse.Namespace) -> None:
     old_src = None
     if args.old:
         old_src = _old_source(args.old, Path(tempfile.mkdtemp(prefix="store-scale-old-")))
         plans = [(f"1 (JSON, {args.old})", n, old_src) for n in args.old_tracks] + plans
     for label, n, src in plans:
         result["load_average_before"] = os.getloadavg()
-        row = measure_store(root, label.split()[0], n, src, args) | {"format": label}
+        where: Path | str = "s3://bench" if label == S3_LABEL else root
+        row = measure_store(where, label.split()[0], n, src, args) | {"format": label}
         result["rows"] = [r for r in result["rows"] if (r["format"], r["tracks"]) != (label, n)] + [row]
         result["rows"].sort(key=lambda r: (r["format"], r["tracks"]))
         result["load_average_after"] = os.getloadavg()
@@ -290,7 +404,6 @@ def main() -> None:
         shutil.rmtree(old_src, ignore_errors=True)
     if not args.keep and not args.root:
         shutil.rmtree(root, ignore_errors=True)
-    print(table(result["rows"]))
 
 
 if __name__ == "__main__":
