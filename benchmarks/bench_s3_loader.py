@@ -14,6 +14,13 @@ random crops, z-scored frames, as ``pipeline distill`` builds it) reads the trai
 Rates are clips per wall second (object storage is I/O bound), the median of ``--repeats``
 epochs after a warm-up epoch; ``s3_over_local`` is the ratio of the same loader's rates.
 
+``--train-epochs N`` (default 2; 0 skips it) then times whole trainings side by side:
+``pipeline distill`` (``stages.distill.run``, EAsT-Final, the default loader, 1 torch thread) on
+the project at ``--project`` with ``extract.store_root`` the local folder and then the bucket,
+alternately, ``--train-repeats`` times each. A training's wall time includes everything it does
+(opening the store, the memmap copy, made cold in every run, the epochs, validation); its rate is train
+clips x epochs / wall seconds, and ``train.s3_over_local`` the ratio of the median rates.
+
 Run: ``nice -n 10 python benchmarks/bench_s3_loader.py [--store /work/study/stores/musicnn]``
 (writes ``benchmarks/results/s3_loader.json``).
 """
@@ -122,6 +129,37 @@ def _sources(local: str, url: str, cache_root: Path) -> Iterator[tuple[str, str,
         yield "memmap", where, str(teacher), str(audio), time.perf_counter() - start
 
 
+def _train_rates(args: argparse.Namespace, local_root: str, s3_root: str) -> dict[str, Any]:
+    """Whole ``distill`` runs reading the teacher store locally and from the bucket, alternately."""
+    from pipeline.config import load_params
+    from stages import distill
+
+    project = Path(args.project).resolve()
+    here = Path.cwd()
+    rows: dict[str, list[dict[str, float]]] = {"local": [], "s3": []}
+    os.chdir(project)
+    try:
+        for _ in range(args.train_repeats):
+            for where, root in (("local", local_root), ("s3", s3_root)):
+                params = load_params("params.yaml", {"extract.store_root": root, "distill.variant": "east-final",
+                                                     "distill.epochs": args.train_epochs, "distill.threads": 1,
+                                                     "distill.seed": 0})
+                with tempfile.TemporaryDirectory(dir=args.workdir) as run_dir:
+                    os.environ["EAST_CACHE_DIR"] = f"{run_dir}/cache"  # a cold memmap copy in every run
+                    start = time.perf_counter()
+                    out = distill.run(params, run_dir=f"{run_dir}/run", progress=False)
+                    wall = time.perf_counter() - start
+                clips = int(out.get("n_labeled") or 0) * args.train_epochs
+                rows[where].append({"wall_s": wall, "clips_per_s": clips / wall, "valid_map": out["valid_map"]})
+                print(f"train   {where:6s} {clips / wall:8.1f} clips/s ({wall:.1f} s)", flush=True)
+    finally:
+        os.chdir(here)
+    medians = {w: statistics.median(r["clips_per_s"] for r in rows[w]) for w in rows}
+    return {"epochs": args.train_epochs, "repeats": args.train_repeats, "variant": "east-final", "runs": rows,
+            "local_clips_per_s": medians["local"], "s3_clips_per_s": medians["s3"],
+            "s3_over_local": medians["s3"] / medians["local"]}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -140,8 +178,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             row = _epochs(_loader(clips, teacher, audio, args, norm), args.repeats)
             results.setdefault(loader, {})[where] = {**row, "copy_s": copy_s}
             print(f"{loader:7s} {where:6s} {row['clips_per_s']:8.1f} clips/s (copy {copy_s:.1f} s)", flush=True)
+        train = _train_rates(args, str(Path(args.store).parent), url.rsplit("/", 1)[0]) if args.train_epochs else None
     for rows in results.values():
         rows["s3_over_local"] = rows["s3"]["clips_per_s"] / rows["local"]["clips_per_s"]
+    if train is not None:
+        results["train"] = train
     return {"benchmark": "s3_loader", "store": str(args.store), "endpoint": "moto on loopback",
             "clips": len(clips), "clip_seconds": args.seconds, "batch_size": 16, "upload_s": upload_s,
             "target": "s3 >= 0.9 x local (same loader)",
@@ -159,6 +200,9 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=300, help="train clips per epoch")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--workdir", default=None, help="where the memmap copies go (temporary)")
+    parser.add_argument("--project", default="/work/study", help="the project whose params.yaml the trainings use")
+    parser.add_argument("--train-epochs", type=int, default=2, help="epochs of each timed training (0: none)")
+    parser.add_argument("--train-repeats", type=int, default=2, help="trainings per side, alternating")
     parser.add_argument("--out", default="benchmarks/results/s3_loader.json")
     args = parser.parse_args()
     report = run(args)

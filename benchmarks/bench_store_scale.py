@@ -313,7 +313,8 @@ def table_s3(rows: list[dict]) -> str:
         before = f"{r['open_s_commits']:.2f} s ({r['commit_objects']:,})" if writer else "-"
         fold = f"{r['compact_s']:.1f} s" if writer else "-"
         lines.append(
-            f"| {r['tracks']:,} | {'object writer' if writer else 'uploaded'} | {before} | {fold} | {r['open_s']:.3f} s | "
+            f"| {r['tracks']:,} | {'object writer' if writer else 'uploaded'} | {before} | {fold} | "
+            f"{r['open_s']:.3f} s | "
             f"{r['open_rss_delta_mb']:.0f} / {r['open_tracemalloc_peak_mb']:.0f} MB | {r['window_median_ms']:.2f} "
             f"({r['window_p95_ms']:.2f}); {r['window_open_parts_median_ms']:.2f} ms | {r['verify_index_s']:.1f} s | "
             f"{r['files']:,} ({r['index_files']:,}) | {r['index_bytes'] / 1e6:.1f} MB |"
@@ -333,7 +334,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "store_scale.json"))
     parser.add_argument("--merge", action="store_true",
                         help="keep the other rows of --out: replace only those of the same index format and size")
-    parser.add_argument("--s3", action="store_true", help="also measure the stores in object storage (moto on loopback)")
+    parser.add_argument("--s3", action="store_true",
+                        help="also measure the stores in object storage (moto on loopback)")
     parser.add_argument("--s3-only", action="store_true", help="only the object-storage rows")
     parser.add_argument("--s3-writer-max", type=int, default=100_000,
                         help="largest store written by the object writer; larger ones are built locally and uploaded")
