@@ -219,3 +219,16 @@ def test_no_views_changes_nothing(tmp_path: Path, teacher: str) -> None:
     assert sorted(store.track_ids()) == [f"clip{i:03d}" for i in range(4)]
     assert not (_store(params) / VIEWS_FILE).exists()
     assert "views_done" not in report.to_json() and verify_views(store) == ([], [])
+
+
+def test_the_command_line_counts_the_views(tmp_path: Path, teacher: str) -> None:
+    """The summary line says how many views were embedded, not only clips (a resumed views pass
+    used to read "0 done")."""
+    from tests.stage2_fixtures import invoke
+
+    params = _params(tmp_path, views=1)
+    extract.run(params, teacher=teacher, progress=False)
+    yaml_path = tmp_path / "params.yaml"
+    result = invoke(yaml_path, "-S", "extract.views=2", "extract", "--teacher", teacher, "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert "4 already stored + views: 4 done, 4 already stored, 0 failed" in result.output, result.output

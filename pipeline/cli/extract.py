@@ -66,8 +66,10 @@ def extract(ctx: click.Context, teacher: str, manifests: str | None, audio_root:
     report = run(params, teacher=teacher, manifests=manifests, audio_root=audio_root, store=store,
                  overwrite=overwrite, limit=limit, progress=not no_progress)
     rate = report.audio_seconds / report.wall_seconds if report.wall_seconds else 0.0
+    views = (f" + views: {report.views_done} done, {report.views_skipped} already stored"
+             if report.views_done or report.views_skipped else "")
     click.echo(
-        f"{teacher}: {report.done} done, {report.skipped} already stored, {len(report.failed)} failed; "
+        f"{teacher}: {report.done} done, {report.skipped} already stored{views}, {len(report.failed)} failed; "
         f"{report.audio_seconds / 3600:.2f} h audio in {report.wall_seconds:.1f} s ({rate:.0f} audio-s/s) "
         f"on {report.device} -> {report.store}"
     )
