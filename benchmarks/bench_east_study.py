@@ -73,6 +73,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "kd09": KD_FIELD,
     "cos": {"distill.variant": "east-final", "distill.feature_loss": "cosine_projection", "distill.lam": 0.9},
     "kd09-cos": {**KD_FIELD, "distill.kd_weight": 0.7, "distill.feature_loss": "cosine_projection"},
+    # kd09 from the second teacher alone (musicnn trained on MSD): which teacher triage should pick
+    "kd09-msd": {**KD_FIELD, "second_only": True},
     # kd09 with a small CKA feature term beside it: 0.1 BCE + 0.81 KD + 0.09 (1 - linear CKA)
     "kd09-cka": {**KD_FIELD, "distill.kd_weight": 0.9, "distill.feature_loss": "linear_cka"},
     # 3 epochs of label-free pretraining over 2x the labelled count (labelled + as many unlabeled clips),
@@ -111,6 +113,7 @@ def _overrides(config: str, size: int, seed: int, args: argparse.Namespace,
     unlabeled = settings.pop("unlabeled", False)
     unlabeled_share = settings.pop("unlabeled_share", 0)  # unlabeled clips per epoch per labelled clip
     two = settings.pop("two_teachers", False)
+    second_only = settings.pop("second_only", False)
     views = settings.pop("views", False)
     epochs = int(round(args.epochs * settings.pop("epochs_factor", 1)))
     manifests = WORK / (f"manifests-{size}" + ("-unlabeled" if unlabeled else ""))
@@ -124,6 +127,8 @@ def _overrides(config: str, size: int, seed: int, args: argparse.Namespace,
         out.update({"distill.views": True, "extract.store_root": args.views_store_root})
     if two:
         out["distill.teachers"] = [{"name": "musicnn", "weight": 1.0}, {"name": args.second_teacher, "weight": 1.0}]
+    if second_only:
+        out["distill.teachers"] = [{"name": args.second_teacher, "weight": 1.0}]
     if pretrain is not None:
         out["pretrain"] = _overrides(config, size, seed, args, pretrain)
     return out
@@ -228,7 +233,7 @@ def judged_table(result: dict[str, Any]) -> list[dict[str, Any]]:
 #: feature-using configurations against KD weighted 0.9 alone, so that the features add what the probe's
 #: labels do not)
 PAIRS = (("views-kd09", "views-base"), ("kd09-cos", "kd09"), ("pretrain-ft", "kd09"), ("views-kd09", "kd09"),
-         ("kd09", "kd-v"), ("kd09-cos", "kd-v"))
+         ("kd09", "kd-v"), ("kd09-cos", "kd-v"), ("kd09-cka", "kd09"), ("kd09-msd", "kd09"))
 
 
 def paired_table(result: dict[str, Any], pairs: tuple[tuple[str, str], ...] = PAIRS) -> list[dict[str, Any]]:
@@ -325,7 +330,7 @@ def main() -> None:
         _subset(Path(args.manifests), size, None)
         if args.unlabeled_manifests:
             _subset(Path(args.manifests), size, Path(args.unlabeled_manifests))
-        teachers = ["musicnn"] + ([args.second_teacher] if any("mtt+msd" in c for c in args.configs) else [])
+        teachers = ["musicnn"] + ([args.second_teacher] if any("msd" in c for c in args.configs) else [])
         result["probes"][str(size)] = _fit_probes(size, teachers)
         if any(c.startswith("views-") for c in args.configs):
             _check_views_store(Path(args.views_store_root), size)
