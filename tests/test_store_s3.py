@@ -59,6 +59,37 @@ def test_store_info_verify_and_reads_through_s3(tmp_path: Path, s3_server, backe
         store.writer()
 
 
+def test_hdf5_reads_through_s3_never_collect_garbage_on_the_io_thread(tmp_path: Path, s3_server) -> None:  # noqa
+    """The deadlock seen under load: h5py holds its lock while s3fs serves the read on its event-loop
+    thread; a garbage collection there that frees an h5py object waits for that lock forever. With
+    the collector made to run at every allocation, reading every track of an HDF5 store through
+    ``s3://`` must not run one collection on fsspec's IO thread (before the fix: thousands)."""
+    import gc
+    import threading
+
+    frames = _fake_store(tmp_path / "s", "hdf5")
+    url = f"s3://{s3_server.new_bucket()}/stores/fake"
+    _upload(tmp_path / "s", url)
+    store = open_store(url)
+    threads: list[str] = []
+
+    def note(phase: str, _info: dict) -> None:
+        if phase == "start":
+            threads.append(threading.current_thread().name)
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(note)
+    gc.set_threshold(1, 1, 1)
+    try:
+        read = {track: store.read(track) for track in frames}
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(note)
+    assert all(np.array_equal(read[t], frames[t]) for t in frames)
+    assert "fsspecIO" not in threads, f"{threads.count('fsspecIO')} collections on the IO thread"
+    assert gc.isenabled()
+
+
 def test_verify_through_s3_names_a_corrupted_part(tmp_path: Path, s3_server) -> None:  # noqa: ANN001
     _fake_store(tmp_path / "s", "zarr")
     chunk = tmp_path / "s" / "parts" / "part-000001.zarr" / "c" / "0" / "0"

@@ -4,11 +4,20 @@ Same concatenated layout and index as the zarr backend. Chunks of ``chunk_frames
 carry a Fletcher-32 checksum, so a corrupted chunk raises on read. Files are opened
 lazily by the reading process (never share an h5py handle across ``fork``; the store
 drops its handles when it finds itself in a new process).
+
+A part behind a URL is read through an fsspec file object: h5py calls back into Python while
+it holds its global lock, and s3fs serves the read on its own event-loop thread. If the garbage
+collector ran on that thread then and freed an h5py object, the free would wait for h5py's lock
+and the reader for the read: a deadlock (seen under load). Those calls therefore run with the
+collector paused (:func:`collector_paused`).
 """
 from __future__ import annotations
 
+import gc
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -21,12 +30,36 @@ DATASET = "frames"
 GZIP_LEVEL = 1
 
 
-class HDF5PartReader(PartReader):
-    """A part opened with h5py (local file, or a file object from fsspec)."""
+_PAUSE_LOCK = threading.Lock()
+_PAUSES = [0, False]  # callers inside collector_paused(); whether the collector was enabled before the first
 
-    def __init__(self, handle, where: str) -> None:  # noqa: ANN001 - h5py.File
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Within the block (re-entrant, any thread) the cyclic garbage collector does not run; the
+    collector's state before the outermost block is restored after it."""
+    with _PAUSE_LOCK:
+        if _PAUSES[0] == 0:
+            _PAUSES[1] = gc.isenabled()
+            gc.disable()
+        _PAUSES[0] += 1
+    try:
+        yield
+    finally:
+        with _PAUSE_LOCK:
+            _PAUSES[0] -= 1
+            if _PAUSES[0] == 0 and _PAUSES[1]:
+                gc.enable()
+
+
+class HDF5PartReader(PartReader):
+    """A part opened with h5py (local file, or a file object from fsspec: ``remote``, whose
+    reads run with the collector paused, see the module docstring)."""
+
+    def __init__(self, handle, where: str, *, remote: bool = False) -> None:  # noqa: ANN001 - h5py.File
         import h5py
 
+        self.remote = remote
         self.handle = handle
         try:
             link = handle.get(DATASET, getlink=True)
@@ -46,11 +79,15 @@ class HDF5PartReader(PartReader):
         self.dtype = np.dtype(self.dataset.dtype)
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        return self.dataset[start:stop]
+        if not self.remote:
+            return self.dataset[start:stop]
+        with collector_paused():
+            return self.dataset[start:stop]
 
     def close(self) -> None:
         try:
-            self.handle.close()
+            with collector_paused():
+                self.handle.close()
         except Exception:  # noqa: BLE001 - closing a handle of a dead/forked process
             pass
 
@@ -104,11 +141,10 @@ class HDF5Backend(PartBackend):
         where = location.join(rel)
         try:
             if local is not None:  # parts are immutable: no HDF5 file locking (it fails on many NFS mounts)
-                handle = h5py.File(local, "r", locking=False)
-            else:
-                handle = h5py.File(location.open_binary(rel), "r")
+                return HDF5PartReader(h5py.File(local, "r", locking=False), where)
+            with collector_paused():
+                return HDF5PartReader(h5py.File(location.open_binary(rel), "r"), where, remote=True)
         except FileNotFoundError:
             raise StoreError(f"part data {where} is missing") from None
         except OSError as exc:
             raise StoreError(f"part data {where} cannot be opened: {exc}") from None
-        return HDF5PartReader(handle, where)
