@@ -26,7 +26,7 @@ from pipeline.errors import StoreError
 from pipeline.stores.columns import id_hash
 from pipeline.stores.index import PARTS_DIR, INDEX_FORMAT, PartIndex, TrackEntry, parse_parts_json, part_name
 from pipeline.stores.segment import (
-    SEGMENT_FILE, Segment, build_segment, hash_problems, load_segment, merge_segments,
+    MAX_SEGMENT_BYTES, SEGMENT_FILE, Segment, build_segment, hash_problems, load_segment, merge_segments,
 )
 
 if TYPE_CHECKING:
@@ -333,7 +333,7 @@ def load_v1(location: "Location", spec: "StoreSpec", backend: str, names: list[s
 def _load_segment(location: "Location", row: SegmentRow, spec: "StoreSpec", backend: str) -> Segment:
     rel = f"{INDEX_DIR}/{row.file}"
     where = location.join(rel)
-    with location.open_binary(rel) as handle:
+    with location.open_whole(rel, MAX_SEGMENT_BYTES) as handle:
         seg = load_segment(handle, where=where, first=row.first, last=row.last)
     if len(seg) != row.tracks:
         raise StoreError(f"{where} holds {len(seg)} tracks, parts.json says {row.tracks}")

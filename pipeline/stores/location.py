@@ -5,6 +5,7 @@ through fsspec, imported only when a URL is given.
 """
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import IO, Any
@@ -121,6 +122,24 @@ class Location:
         if local is not None:
             return open(local, "rb")
         return self.fs.open(self.fs_path(rel), "rb")
+
+    def open_whole(self, rel: str, max_bytes: int) -> IO[bytes]:
+        """``rel`` to read whole (an index segment): a local file, or the object fetched in one GET
+        into memory (a file object over a URL reads in many ranged requests).
+
+        Raises:
+            StoreError: the object is larger than ``max_bytes`` (refused before it is fetched).
+            FileNotFoundError: no such file or object.
+        """
+        local = self.contained(rel)
+        if local is not None:
+            return open(local, "rb")
+        path = self.fs_path(rel)
+        size = self.fs.size(path)
+        if size is not None and int(size) > max_bytes:
+            raise StoreError(f"{self.join(rel)} is {int(size)} bytes, more than an index file may be "
+                             f"({max_bytes}); refusing it")
+        return io.BytesIO(self.fs.cat_file(path))
 
     def root_path(self) -> Path | None:
         """The store folder on this machine (unchecked: for listing only), or None for remote stores."""

@@ -30,7 +30,9 @@ from pipeline.errors import StoreError
 from pipeline.files import FileFault, os_error_text
 from pipeline.stores.index import PARTS_DIR, PARTS_FILE, part_name, part_seq
 from pipeline.stores.protocol import CLAIMS_DIR, COMMITS_DIR, TEACHER_FILE
-from pipeline.stores.segment import SEGMENT_FILE, Segment, load_segment, segment_file, write_segment
+from pipeline.stores.segment import (
+    MAX_SEGMENT_BYTES, SEGMENT_FILE, Segment, load_segment, segment_file, write_segment,
+)
 
 if TYPE_CHECKING:
     from pipeline.stores.location import Location
@@ -120,7 +122,7 @@ def load_commits(location: "Location", spec: "StoreSpec", backend: str, covered:
 
 def _load_commit(location: "Location", rel: str, seq: int, spec: "StoreSpec", backend: str) -> Segment:
     where = location.join(rel)
-    with location.open_binary(rel) as handle:
+    with location.open_whole(rel, MAX_SEGMENT_BYTES) as handle:
         seg = load_segment(handle, where=where, first=seq, last=seq)
     if (seg.dim, seg.dtype) != (spec.dim, spec.dtype) or seg.backend != backend:
         raise StoreError(f"index segment {where} says ({seg.dim}, {seg.dtype}) {seg.backend}, teacher.json says "

@@ -41,6 +41,8 @@ ARRAYS: dict[str, tuple[str, int]] = {
 META_KEYS = frozenset({"format", "first", "last", "backend", "dim", "dtype", "tracks", "parts"})
 #: most tracks one segment may hold (row numbers are int32)
 MAX_SEGMENT_TRACKS = (1 << 31) - 1
+#: largest segment file read (about 100 M tracks); an object store's is fetched whole, so it is checked first
+MAX_SEGMENT_BYTES = 16 << 30
 
 
 def segment_file(first: int, last: int) -> str:
