@@ -233,7 +233,8 @@ def judged_table(result: dict[str, Any]) -> list[dict[str, Any]]:
 #: feature-using configurations against KD weighted 0.9 alone, so that the features add what the probe's
 #: labels do not)
 PAIRS = (("views-kd09", "views-base"), ("kd09-cos", "kd09"), ("pretrain-ft", "kd09"), ("views-kd09", "kd09"),
-         ("kd09", "kd-v"), ("kd09-cos", "kd-v"), ("kd09-cka", "kd09"), ("kd09-msd", "kd09"))
+         ("kd09", "kd-v"), ("kd09-cos", "kd-v"), ("kd09-cka", "kd09"), ("kd09-msd", "kd09"), ("views-kd09", "kd-v"),
+         ("views-base", "baseline"))
 
 
 def paired_table(result: dict[str, Any], pairs: tuple[tuple[str, str], ...] = PAIRS) -> list[dict[str, Any]]:
