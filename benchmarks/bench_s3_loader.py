@@ -209,6 +209,10 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     for loader, rows in report["results"].items():
+        if loader == "train":
+            print(f"training: local {rows['local_clips_per_s']:.1f}, s3 {rows['s3_clips_per_s']:.1f} clips/s: "
+                  f"s3 / local = {rows['s3_over_local']:.2f}")
+            continue
         print(f"loader {loader}: local {rows['local']['clips_per_s']:.1f}, s3 {rows['s3']['clips_per_s']:.1f} "
               f"clips/s: s3 / local = {rows['s3_over_local']:.2f}")
     print(f"wrote {args.out}")
