@@ -121,6 +121,8 @@ def test_compact_from_the_command_line(s3_server, tmp_path: Path) -> None:  # no
     assert result.exit_code == 0, result.output
     assert result.output.strip() == (f"{url}: 3 tracks in 3 parts, one index segment; folded 3 commit object(s), "
                                      "replaced 0 older segment(s)")
+    again = invoke(None, "store", "compact", url)
+    assert again.exit_code == 0 and again.output.strip() == f"{url}: 3 tracks in 3 parts; no commit objects to fold"
     local = invoke(None, "store", "compact", str(tmp_path))
     assert local.exit_code == 1 and "is a local store" in local.output and "Traceback" not in local.output
 

@@ -61,6 +61,8 @@ class CompactResult:
         """One line for the CLI."""
         dead = f"; removed {len(self.dead_claims)} dead claim(s) and their objects" if self.dead_claims else ""
         live = f"; {self.live_claims} claim(s) younger than --dead-after kept" if self.live_claims else ""
+        if not self.commits_folded:
+            return f"{self.url}: {self.tracks} tracks in {self.parts} parts; no commit objects to fold{dead}{live}"
         return (f"{self.url}: {self.tracks} tracks in {self.parts} parts, one index segment; folded "
                 f"{self.commits_folded} commit object(s), replaced {self.index_files_removed} older segment(s)"
                 f"{dead}{live}")
