@@ -188,3 +188,21 @@ def test_two_teachers_train_and_record_both_provenances(tiny_pipeline: TinyPipel
     result = invoke(params, "evaluate", target)
     assert result.exit_code == 0, result.output
     assert 0.0 <= json.loads((target / "eval-test.json").read_text())["map"] <= 1.0
+
+
+def test_an_instance_without_its_own_settings_is_refused_in_one_line(tmp_path: Path) -> None:
+    """``musicnn@msd`` with no ``teachers."musicnn@msd"`` section would silently be musicnn's frames
+    in a second store (a study once compared musicnn with itself that way)."""
+    from pipeline.errors import ConfigError
+    from tests.stage2_fixtures import invoke
+
+    params = load_params("params.yaml")
+    with pytest.raises(ConfigError, match=r"'musicnn@msd' has no settings of its own"):
+        teacher_settings(params, "musicnn@msd")
+    result = invoke(Path("params.yaml"), "extract", "--teacher", "musicnn@msd", "--store", str(tmp_path / "s"))
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "teachers: {musicnn@msd: {model: ...}}" in lines[0], result.output
+    assert not (tmp_path / "s").exists()
+    given = load_params("params.yaml", {"teachers.musicnn@msd.model": "MSD_musicnn"})
+    assert teacher_settings(given, "musicnn@msd")["model"] == "MSD_musicnn"

@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 from typing import Any, Mapping
 
+from pipeline.errors import ConfigError
+
 #: Prefixes of the teacher forms that are not registry names.
 FORMS = ("hear:", "run:", "imported:")
 
@@ -37,10 +39,20 @@ def teacher_settings(params: Any, name: str) -> dict[str, Any]:
     """``name``'s raw settings from :class:`~pipeline.config.Params` (a copy).
 
     A teacher instance (``musicnn@msd``) takes its base teacher's settings with its own on top.
+
+    Raises:
+        ConfigError: an instance with no ``teachers.<instance>`` section (it would be its base
+            teacher under another name: the same frames in a second store, silently).
     """
     section: Mapping[str, Any] = params.teachers
     settings = dict(section.get(settings_key(base_name(name)), {}) or {})
     if base_name(name) != name:
+        if name not in section:
+            raise ConfigError(
+                f"teacher {name!r} has no settings of its own: add them to params.yaml, e.g. "
+                f"`teachers: {{{name}: {{model: ...}}}}` (on top of teachers.{base_name(name)}), or "
+                f"-S 'teachers.{name}.<key>=<value>'; without them it would be {base_name(name)!r} under another name"
+            )
         settings.update(section.get(name, {}) or {})
     return settings
 
