@@ -43,7 +43,7 @@ def test_probe_learns_a_linear_task_and_picks_settings_on_validation() -> None:
     frames = torch.from_numpy(np.repeat(x[450:460, None], 3, axis=1))
     with torch.no_grad():
         pooled = probe(torch.from_numpy(x[450:460])).numpy()
-        np.testing.assert_allclose(probe(frames).numpy(), pooled, atol=1e-6)
+        np.testing.assert_allclose(probe(frames).numpy(), pooled, rtol=1e-5, atol=1e-5)  # a float32 mean of 3 copies
 
 
 def test_probe_with_shuffled_labels_stays_near_chance() -> None:
