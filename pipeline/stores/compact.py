@@ -23,7 +23,6 @@ default is a day. Run one compaction at a time.
 """
 from __future__ import annotations
 
-import io
 import logging
 import time
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from pipeline.stores.index import PARTS_DIR, PARTS_FILE, part_name, part_seq
 from pipeline.stores.location import Location
 from pipeline.stores.protocol import CLAIMS_DIR, COMMITS_DIR
 from pipeline.stores.remote import commit_numbers, object_faults, uncommitted_claims
-from pipeline.stores.segment import SEGMENT_FILE, Segment, merge_segments, rehash, segment_file, write_segment
+from pipeline.stores.segment import SEGMENT_FILE, Segment, merge_segments, rehash, segment_bytes, segment_file
 from pipeline.stores.store import EmbeddingStore, open_store
 
 log = logging.getLogger(__name__)
@@ -125,9 +124,7 @@ def _foldable(commits: list[Segment], kept: list[Segment], live: list[int]) -> l
 
 def _publish(location: Location, merged: Segment) -> None:
     """Upload ``merged`` to ``index/`` and then switch ``parts.json`` to it."""
-    buffer = io.BytesIO()
-    write_segment(buffer, merged)
-    location.fs.pipe_file(location.fs_path(f"{INDEX_DIR}/{merged.file}"), buffer.getvalue())
+    location.fs.pipe_file(location.fs_path(f"{INDEX_DIR}/{merged.file}"), segment_bytes(merged))
     row = SegmentRow(merged.file, merged.first, merged.last, len(merged))
     location.fs.pipe_file(location.fs_path(PARTS_FILE), catalog_text([row]).encode("utf-8"))
 

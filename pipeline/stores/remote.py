@@ -18,7 +18,6 @@ ignore them, ``verify`` notes them, and a rerun skips every committed track.
 """
 from __future__ import annotations
 
-import io
 import logging
 import shutil
 import tempfile
@@ -31,7 +30,7 @@ from pipeline.files import FileFault, os_error_text
 from pipeline.stores.index import PARTS_DIR, PARTS_FILE, part_name, part_seq
 from pipeline.stores.protocol import CLAIMS_DIR, COMMITS_DIR, TEACHER_FILE
 from pipeline.stores.segment import (
-    MAX_SEGMENT_BYTES, SEGMENT_FILE, Segment, load_segment, segment_file, write_segment,
+    MAX_SEGMENT_BYTES, SEGMENT_FILE, Segment, load_segment, segment_bytes, segment_file,
 )
 
 if TYPE_CHECKING:
@@ -177,11 +176,9 @@ def publish_segment(location: "Location", segment: Segment) -> None:
     Raises:
         StoreError: the object exists already (another writer used this part number: never overwritten).
     """
-    buffer = io.BytesIO()
-    write_segment(buffer, segment)
     rel = f"{COMMITS_DIR}/{segment.file}"
     try:
-        location.fs.pipe_file(location.fs_path(rel), buffer.getvalue(), mode="create")
+        location.fs.pipe_file(location.fs_path(rel), segment_bytes(segment), mode="create")
     except FileExistsError:
         raise StoreError(f"{location.join(rel)} exists already: another writer committed part {segment.first} "
                          "without claiming it; the store is left as it was") from None

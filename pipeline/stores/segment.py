@@ -240,6 +240,13 @@ def write_segment(handle: IO[bytes], segment: Segment) -> None:
     write_members(handle, segment.meta(), segment.arrays())
 
 
+def segment_bytes(segment: Segment) -> bytes:
+    """The file ``segment`` is written as (for one PUT to object storage)."""
+    buffer = io.BytesIO()
+    write_segment(buffer, segment)
+    return buffer.getvalue()
+
+
 def rehash(segment: Segment) -> Segment:
     """``segment`` with its lookup arrays recomputed from the ids (repairs a lookup that misses ids)."""
     hashes, rows = _lookup(segment.ids)
