@@ -31,6 +31,10 @@ lint: install
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/test_layers.py
 	$(PYTHON) scripts/code_metrics.py --check --no-tools
 
-# Rewrite the README's demo table, test count and timings from the outputs of a fresh run.
+# Rewrite the README's demo table, test count and timings from the outputs of a fresh run:
+# `time make demo > demo.log 2>&1`, `time make test > test.log 2>&1`, then `make readme-numbers`.
+DEMO_LOG ?= demo.log
+TEST_LOG ?= test.log
 readme-numbers: install
-	$(PYTHON) scripts/readme_numbers.py --write
+	$(PYTHON) scripts/readme_numbers.py collect --demo-log $(DEMO_LOG) --test-log $(TEST_LOG)
+	$(PYTHON) scripts/readme_numbers.py render --write
