@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import gc
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -86,7 +86,7 @@ class HDF5PartReader(PartReader):
 
     def close(self) -> None:
         try:
-            with collector_paused():
+            with collector_paused() if self.remote else nullcontext():
                 self.handle.close()
         except Exception:  # noqa: BLE001 - closing a handle of a dead/forked process
             pass
