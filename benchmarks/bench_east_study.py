@@ -5,7 +5,8 @@ audio, the musicnn store with its audio cache). For each labelled training-set s
 N labelled train clips) the teachers' probes are fitted on those N clips; then every
 configuration below is trained with every seed and scored on the full test split. Each finished
 run is appended to ``benchmarks/results/east_study.json`` at once (a cut-off study keeps what
-finished; running the command again skips finished runs), and the table is judged per size
+finished; running the command again skips finished runs and resumes a cut-off one from its
+``last.pt``, as ``pipeline distill`` does; other settings start it over), and the table is judged per size
 against the baseline of the same seed with :mod:`pipeline.judging`'s rule.
 
 Configurations (``CONFIGS``): the baseline; EAsT-Final and EAsT-KD with the paper's V-statistic
@@ -150,11 +151,9 @@ def _job(job: tuple[str, int, int, dict[str, Any]]) -> dict[str, Any]:
     start = time.perf_counter()
     if pretrain is not None:  # label-free pretraining first; the run below starts from its best.pt
         pre_dir = WORK / f"runs-{size}" / f"{config}-pretrain-seed{seed}"
-        shutil.rmtree(pre_dir, ignore_errors=True)
         distill.run(load_params("params.yaml", pretrain), run_dir=str(pre_dir), progress=False)
         overrides["distill.init"] = str(pre_dir)
     params = load_params("params.yaml", overrides)
-    shutil.rmtree(run_dir, ignore_errors=True)
     trained = distill.run(params, run_dir=str(run_dir), progress=False)
     tested = evaluate.run(params, run_dir=str(run_dir))
     return {"size": size, "config": config, "seed": seed, "test_map": tested["map"],
