@@ -36,6 +36,7 @@ Studies running side by side write to their own file (``EAST_STUDY_OUT=benchmark
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import multiprocessing
 import os
@@ -159,8 +160,92 @@ def _job(job: tuple[str, int, int, dict[str, Any]]) -> dict[str, Any]:
     return {"size": size, "config": config, "seed": seed, "test_map": tested["map"],
             "test_roc_auc": tested["roc_auc"], "valid_map": trained["valid_map"],
             "best_epoch": trained["best_epoch"], "epochs": trained["epochs_run"],
+            "valid_curve": valid_curve(run_dir),
             "train_clips": trained.get("n_labeled"), "unlabeled_clips": trained.get("n_unlabeled"),
             "seconds": time.perf_counter() - start, "overrides": {**overrides, "pretrain": pretrain}}
+
+
+def valid_curve(run_dir: Path) -> list[float]:
+    """Valid mAP after each epoch, from the run's ``history.csv`` (``[]`` when it has none)."""
+    history = run_dir / "history.csv"
+    if not history.is_file():
+        return []
+    with history.open(newline="") as f:
+        return [float(row["valid_map"]) for row in csv.DictReader(f)]
+
+
+def _backfill_curves(result: dict[str, Any]) -> int:
+    """Give runs recorded before curves were kept their run folder's curve, when it is this run's.
+
+    A run folder is reused by studies of other lengths, so its curve is taken only when it has the
+    run's epoch count and its best value is the run's recorded valid mAP. Returns how many were filled.
+    """
+    filled = 0
+    for run in result["runs"]:
+        if run.get("valid_curve"):
+            continue
+        curve = valid_curve(WORK / f"runs-{run['size']}" / f"{run['config']}-seed{run['seed']}")
+        if len(curve) == run["epochs"] and curve and abs(max(curve) - run["valid_map"]) < 1e-9:
+            run["valid_curve"], filled = curve, filled + 1
+    return filled
+
+
+def convergence(result: dict[str, Any], last: int = 5) -> list[dict[str, Any]]:
+    """Per (size, configuration): the best valid epochs and how far valid mAP moved over the last epochs.
+
+    ``last_span`` is the largest (max - min) of a seed's valid mAP over its last ``last`` epochs:
+    under 0.01 reads "the curve has flattened" in the README.
+    """
+    rows = []
+    for size in sorted({r["size"] for r in result["runs"]}):
+        for config in CONFIGS:
+            runs = [r for r in result["runs"] if r["size"] == size and r["config"] == config and r.get("valid_curve")]
+            if runs:
+                rows.append({"size": size, "config": config, "n": len(runs), "epochs": max(r["epochs"] for r in runs),
+                             "best_epochs": sorted(r["best_epoch"] for r in runs),
+                             "last_span": max(max(r["valid_curve"][-last:]) - min(r["valid_curve"][-last:])
+                                              for r in runs)})
+    return rows
+
+
+def plot_curves(result: dict[str, Any], out: Path) -> Path | None:
+    """Write the valid-mAP curves (one panel per size, each configuration's seeds as thin lines and their mean).
+
+    Returns None (and writes nothing) when no run has a curve.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted({r["size"] for r in result["runs"] if r.get("valid_curve")})
+    if not sizes:
+        return None
+    fig, axes = plt.subplots(1, len(sizes), figsize=(6 * len(sizes), 4), squeeze=False)
+    present = [c for c in CONFIGS if any(r["config"] == c and r.get("valid_curve") for r in result["runs"])]
+    for ax, size in zip(axes[0], sizes):
+        for index, config in enumerate(present):  # one colour per configuration, the same in every panel
+            curves = [r["valid_curve"] for r in result["runs"]
+                      if r["size"] == size and r["config"] == config and r.get("valid_curve")]
+            if not curves:
+                continue
+            colour = f"C{index % 10}"
+            for curve in curves:
+                ax.plot(range(1, len(curve) + 1), curve, color=colour, alpha=0.25, linewidth=0.8)
+            length = min(len(c) for c in curves)
+            mean = [sum(c[e] for c in curves) / len(curves) for e in range(length)]
+            ax.plot(range(1, length + 1), mean, color=colour, linewidth=1.8, label=f"{config} (n={len(curves)})")
+        ax.set_title(f"{size} labelled train clips", fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("valid macro mAP")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Valid mAP per epoch: each seed (thin) and the mean over seeds (thick)", fontsize=9)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
 
 
 def _fit_probes(size: int, teachers: list[str]) -> dict[str, float]:
@@ -199,6 +284,7 @@ def _load() -> dict[str, Any]:
 def _save(result: dict[str, Any]) -> None:
     result["table"] = judged_table(result)
     result["paired"] = paired_table(result)
+    result["convergence"] = convergence(result)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     tmp = OUT.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2))
@@ -242,7 +328,7 @@ def paired_table(result: dict[str, Any], pairs: tuple[tuple[str, str], ...] = PA
 
     rows = []
     for size in sorted({r["size"] for r in result["runs"]}):
-        by = {}
+        by: dict[str, dict[int, float]] = {}
         for r in result["runs"]:
             if r["size"] == size:
                 by.setdefault(r["config"], {})[r["seed"]] = r["test_map"]
@@ -264,6 +350,15 @@ def paired_markdown(rows: list[dict[str, Any]]) -> str:
         se = "" if r["diff_se"] is None else f" ± {r['diff_se']:.3f}"
         mean = "-" if r["diff_mean"] is None else f"{r['diff_mean']:+.3f}{se}"
         lines.append(f"| {r['size']} | {r['config']} | {r['reference']} | {diffs} | {mean} | {r['verdict']} |")
+    return "\n".join(lines)
+
+
+def convergence_markdown(rows: list[dict[str, Any]]) -> str:
+    """How long each configuration trained and whether its curves had flattened, as Markdown."""
+    lines = ["| train clips | configuration | epochs | best valid epoch per seed | largest valid mAP change, "
+             "last 5 epochs |", "|---|---|---|---|---|"]
+    lines += [f"| {r['size']} | {r['config']} | {r['epochs']} | {', '.join(map(str, r['best_epochs']))} | "
+              f"{r['last_span']:.3f} |" for r in rows]
     return "\n".join(lines)
 
 
@@ -319,8 +414,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.table:
         result = merge([OUT, *args.merge]) if args.merge else _load()
+        _backfill_curves(result)
         _save(result)
-        print(markdown(result["table"]) + "\n\n" + paired_markdown(result["paired"]))
+        plot = plot_curves(result, OUT.with_name(OUT.stem + "_curves.png"))
+        print(markdown(result["table"]) + "\n\n" + paired_markdown(result["paired"]) + "\n\n"
+              + convergence_markdown(result["convergence"]) + (f"\n\ncurves: {plot}" if plot else ""))
         return
 
     result = _load()
