@@ -420,8 +420,10 @@ def main() -> None:
         _backfill_curves(result)
         _save(result)
         plot = plot_curves(result, OUT.with_name(OUT.stem + "_curves.png"))
-        print(markdown(result["table"]) + "\n\n" + paired_markdown(result["paired"]) + "\n\n"
-              + convergence_markdown(result["convergence"]) + (f"\n\ncurves: {plot}" if plot else ""))
+        sections = [markdown(result["table"]), paired_markdown(result["paired"])]
+        if result["convergence"]:  # runs recorded before curves were kept have none
+            sections += [convergence_markdown(result["convergence"]), f"curves: {plot}"]
+        print("\n\n".join(sections))
         return
 
     result = _load()
