@@ -178,20 +178,24 @@ def valid_curve(run_dir: Path) -> list[float]:
         return [float(row["valid_map"]) for row in csv.DictReader(f)]
 
 
-def _backfill_curves(result: dict[str, Any]) -> int:
+def _backfill_curves(result: dict[str, Any]) -> None:
     """Give runs recorded before curves were kept their run folder's curve, when it is this run's.
 
     A run folder is reused by studies of other lengths, so its curve is taken only when it has the
-    run's epoch count and its best value is the run's recorded valid mAP. Returns how many were filled.
+    run's epoch count and its best value is the run's recorded valid mAP.
     """
-    filled = 0
     for run in result["runs"]:
         if run.get("valid_curve"):
             continue
         curve = valid_curve(WORK / f"runs-{run['size']}" / f"{run['config']}-seed{run['seed']}")
         if len(curve) == run["epochs"] and curve and abs(max(curve) - run["valid_map"]) < 1e-9:
-            run["valid_curve"], filled = curve, filled + 1
-    return filled
+            run["valid_curve"] = curve
+
+
+def _mean_curve(curves: list[list[float]]) -> list[float]:
+    """The mean over seeds at each epoch, as long as the shortest curve."""
+    length = min(len(c) for c in curves)
+    return [sum(c[e] for c in curves) / len(curves) for e in range(length)]
 
 
 def convergence(result: dict[str, Any], last: int = 5) -> list[dict[str, Any]]:
@@ -205,8 +209,7 @@ def convergence(result: dict[str, Any], last: int = 5) -> list[dict[str, Any]]:
         for config in CONFIGS:
             runs = [r for r in result["runs"] if r["size"] == size and r["config"] == config and r.get("valid_curve")]
             if runs:
-                length = min(len(r["valid_curve"]) for r in runs)
-                mean = [sum(r["valid_curve"][e] for r in runs) / len(runs) for e in range(length)][-last:]
+                mean = _mean_curve([r["valid_curve"] for r in runs])[-last:]
                 rows.append({"size": size, "config": config, "n": len(runs), "epochs": max(r["epochs"] for r in runs),
                              "best_epochs": sorted(r["best_epoch"] for r in runs),
                              "mean_span": max(mean) - min(mean),
@@ -239,9 +242,8 @@ def plot_curves(result: dict[str, Any], out: Path) -> Path | None:
             colour = f"C{index % 10}"
             for curve in curves:
                 ax.plot(range(1, len(curve) + 1), curve, color=colour, alpha=0.25, linewidth=0.8)
-            length = min(len(c) for c in curves)
-            mean = [sum(c[e] for c in curves) / len(curves) for e in range(length)]
-            ax.plot(range(1, length + 1), mean, color=colour, linewidth=1.8, label=f"{config} (n={len(curves)})")
+            mean = _mean_curve(curves)
+            ax.plot(range(1, len(mean) + 1), mean, color=colour, linewidth=1.8, label=f"{config} (n={len(curves)})")
         ax.set_title(f"{size} labelled train clips", fontsize=9)
         ax.set_xlabel("epoch")
         ax.set_ylabel("valid macro mAP")
